@@ -1,0 +1,145 @@
+"""The CLI edge: the only place that turns results and errors into output and exit codes.
+
+Commands are thin: they build a keyword call into the core and return an
+:class:`Outcome`; :func:`command` renders it as text or as the SPEC's JSON object
+``{"success", "message", "error_code", "data"}``, and maps every
+:class:`~entrypoint.errors.AutoinferError` to its exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from entrypoint.errors import AutoinferError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Outcome:
+    """What a command returns: a line for people, data for tools, and a status."""
+
+    message: str
+    data: Any = None
+    success: bool = True
+    exit_code: int = 0
+    error_code: str | None = None
+    details: list[str] = field(default_factory=list)  # extra text lines for people
+
+
+@dataclass
+class App:
+    """Global options, shared by every command through click's context."""
+
+    environ: Mapping[str, str]
+    root: Path | None = None
+    json: bool = False
+    verbosity: int = 0
+
+    def settings(self) -> Any:
+        from entrypoint.settings import Settings
+
+        return Settings.from_environ(self.environ, root=self.root)
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if hasattr(value, "__dataclass_fields__"):
+        import dataclasses
+
+        return dataclasses.asdict(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def emit(app: App, outcome: Outcome) -> None:
+    if app.json:
+        body = {
+            "success": outcome.success,
+            "message": outcome.message,
+            "error_code": outcome.error_code,
+            "data": outcome.data,
+        }
+        click.echo(json.dumps(body, default=_default, indent=None if not sys.stdout.isatty() else 2))
+        return
+    stream_err = not outcome.success
+    if outcome.message:
+        click.echo(outcome.message, err=stream_err)
+    for line in outcome.details:
+        click.echo(line, err=stream_err)
+
+
+def fail(app: App, exc: AutoinferError) -> None:
+    """Report *exc* and exit with its code (text to stderr, or the JSON object)."""
+    if app.json:
+        emit(app, Outcome(exc.message, exc.data or None, False, exc.exit_code, exc.code))
+    else:
+        click.echo(f"autoinfer: error [{exc.code}]: {exc.message}", err=True)
+        if exc.hint:
+            click.echo(f"hint: {exc.hint}", err=True)
+    sys.exit(exc.exit_code)
+
+
+def command(fn: F) -> F:
+    """Wrap a command body that returns an :class:`Outcome` (or raises)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        app = click.get_current_context().find_object(App)
+        assert app is not None  # main() always creates it
+        try:
+            outcome = fn(app, *args, **kwargs)
+        except AutoinferError as exc:
+            fail(app, exc)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        else:
+            if outcome is not None:
+                emit(app, outcome)
+                if outcome.exit_code:
+                    sys.exit(outcome.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def setup_logging(app: App, log_format: str) -> None:
+    """Logs go to stderr (``docker logs`` shows them); JSON lines when asked."""
+    level = logging.WARNING if app.verbosity < 0 else logging.DEBUG if app.verbosity > 0 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        from entrypoint.logfmt import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("autoinfer: %(message)s"))
+    root = logging.getLogger("entrypoint")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def log_format_of(environ: Mapping[str, str]) -> str:
+    value = (environ.get("AUTO_INFER_LOG_FORMAT") or "text").strip().lower()
+    return "json" if value == "json" else "text"
+
+
+def environ() -> Mapping[str, str]:
+    return os.environ

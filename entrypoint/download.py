@@ -1,0 +1,352 @@
+"""Fetch bytes to a final path only after they verify: HTTP(S) with resume, or a local copy.
+
+Steps of :func:`fetch_url`:
+
+1. Take a lock beside the target (avoids two containers downloading the same file).
+2. Claim a leftover partial of the same source (``.<name>.<key>.part-<uuid>``) by
+   renaming it to our own unique name, or start a new one. The key covers the URL and
+   the expected digest, so a partial of another file is never resumed.
+3. Hash the claimed prefix, then ask for the rest with ``Range``. A 200 means the server
+   ignored the range: start again from zero, never append. A 206 whose start is not our
+   offset is refused. A 416 on a complete partial means "nothing left": verify it.
+4. Stream, hashing as we write; a cut connection resumes from the current offset with
+   backoff; 401/403/404 fail at once with a clear message (no retry loop).
+5. Check size and sha256; only then fsync, rename onto the target and fsync the folder.
+   A partial that fails verification is deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from entrypoint import digest as digestmod
+from entrypoint.errors import (
+    NetError,
+    NotFoundError,
+    PermError,
+    VerifyError,
+    from_os_error,
+)
+from entrypoint.fsutil import file_lock, fsync_dir, temp_name
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_UNSIZED_RANGE = re.compile(r"bytes \*/(\d+)")
+
+
+@dataclass(frozen=True)
+class Fetched:
+    path: Path
+    sha256: str
+    size: int
+    resumed_from: int = 0
+
+
+class Progress:
+    """A tqdm bar on a TTY; otherwise one log line every *interval* seconds."""
+
+    def __init__(self, label: str, total: int | None, done: int = 0, interval: float = 10.0) -> None:
+        self.label, self.total, self.done, self.interval = label, total, done, interval
+        self._bar: Any = None
+        self._last = time.monotonic()
+        self._started = self._last
+        if sys.stderr.isatty():
+            from tqdm import tqdm  # deferred: only a TTY download pays for it
+
+            self._bar = tqdm(total=total, initial=done, unit="B", unit_scale=True, desc=label)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(n)
+            return
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            rate = self.done / max(now - self._started, 1e-9)
+            pct = f"{100 * self.done / self.total:.0f}% " if self.total else ""
+            log.info("%s: %s%s at %s/s", self.label, pct, _human(self.done), _human(int(rate)))
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1000
+    return f"{size:.1f} GB"
+
+
+def _partial_key(url: str, sha256: str | None) -> str:
+    return hashlib.sha256(f"{url}\0{sha256 or ''}".encode()).hexdigest()[:12]
+
+
+def _claim_partial(target: Path, key: str) -> Path:
+    """Rename a leftover partial for *key* to a name of our own, or name a fresh one."""
+    mine = target.with_name(f".{target.name}.{key}.part-{os.urandom(8).hex()}")
+    prefix = f".{target.name}.{key}.part-"
+    for leftover in sorted(target.parent.glob(f"{prefix}*")):
+        with contextlib.suppress(FileNotFoundError):  # another process claimed it first
+            os.rename(leftover, mine)
+            return mine
+    return mine
+
+
+def _discard_foreign_partials(target: Path, key: str) -> None:
+    """Partials of the same target but another source or digest are never resumed."""
+    for other in target.parent.glob(f".{target.name}.*.part-*"):
+        if f".{key}.part-" not in other.name:
+            with contextlib.suppress(FileNotFoundError):
+                other.unlink()
+
+
+def _publish(partial: Path, target: Path) -> None:
+    with open(partial, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(partial, target)
+    fsync_dir(target.parent)
+
+
+def _verify(partial: Path, hasher: Any, size: int, sha256: str | None, expected_size: int | None, what: str) -> str:
+    actual = str(hasher.hexdigest())
+    if expected_size is not None and size != expected_size:
+        partial.unlink(missing_ok=True)
+        raise VerifyError(f"{what}: expected {expected_size} bytes, received {size}")
+    if sha256 is not None and actual != sha256.lower():
+        partial.unlink(missing_ok=True)
+        raise VerifyError(
+            f"sha256 mismatch for {what}: expected {sha256.lower()}, found {actual}",
+            hint="the source changed or is corrupt; nothing was written to the final path",
+        )
+    return actual
+
+
+def copy_file(src: Path, target: Path, *, sha256: str | None = None) -> Fetched:
+    """Copy a local file to *target*, hashing while copying; publish only if it verifies."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(target)
+    hasher = hashlib.sha256()
+    size = 0
+    try:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            while chunk := fin.read(CHUNK):
+                hasher.update(chunk)
+                fout.write(chunk)
+                size += len(chunk)
+        actual = _verify(tmp, hasher, size, sha256, None, str(src))
+        shutil_copystat(src, tmp)
+        _publish(tmp, target)
+    except OSError as exc:
+        raise from_os_error(exc, f"copy {src} to {target}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    digestmod.files_hashed += 1
+    return Fetched(path=target, sha256=actual, size=size)
+
+
+def shutil_copystat(src: Path, dst: Path) -> None:
+    st = src.stat()
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def fetch_url(
+    url: str,
+    target: Path,
+    *,
+    sha256: str | None = None,
+    size: int | None = None,
+    headers: Mapping[str, str] | None = None,
+    offline: bool = False,
+    attempts: int = 5,
+    lock_timeout: float = 600.0,
+    backoff: float = 0.5,
+    timeout: float = 30.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Fetched:
+    """Download *url* to *target* (see the module docstring for the steps)."""
+    if offline:
+        raise NetError(
+            f"offline mode: not downloading {url}",
+            hint="unset AUTO_INFER_OFFLINE/HF_HUB_OFFLINE or provide the file locally",
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    key = _partial_key(url, sha256)
+    with file_lock(target.with_name(f".{target.name}.lock"), timeout=lock_timeout, what=str(target)):
+        _discard_foreign_partials(target, key)
+        partial = _claim_partial(target, key)
+        try:
+            return _download(url, target, partial, sha256, size, headers or {}, attempts, backoff, timeout, sleep)
+        except OSError as exc:
+            raise from_os_error(exc, f"write {partial}") from exc
+
+
+def _download(
+    url: str,
+    target: Path,
+    partial: Path,
+    sha256: str | None,
+    expected_size: int | None,
+    headers: Mapping[str, str],
+    attempts: int,
+    backoff: float,
+    timeout: float,
+    sleep: Callable[[float], None],
+) -> Fetched:
+    import urllib3  # deferred: only a download pays for the HTTP stack
+
+    http = urllib3.PoolManager(
+        retries=urllib3.Retry(
+            total=attempts,
+            backoff_factor=backoff,
+            status_forcelist=(429, 500, 502, 503, 504),
+            allowed_methods=None,
+            raise_on_status=False,
+        ),
+        timeout=urllib3.Timeout(connect=timeout, read=timeout),
+    )
+    hasher = hashlib.sha256()
+    offset = 0
+    if partial.exists():
+        if expected_size is not None and partial.stat().st_size > expected_size:
+            partial.unlink()  # larger than the file can be: not ours to trust
+        else:
+            with open(partial, "rb") as fh:
+                while chunk := fh.read(CHUNK):
+                    hasher.update(chunk)
+                    offset += len(chunk)
+    resumed_from = offset
+    progress: Progress | None = None
+    failures = 0
+    try:
+        while True:
+            req_headers = dict(headers)
+            if offset:
+                req_headers["Range"] = f"bytes={offset}-"
+            try:
+                resp = http.request("GET", url, headers=req_headers, preload_content=False, redirect=True)
+            except urllib3.exceptions.HTTPError as exc:
+                raise NetError(f"cannot reach {url}: {exc}", hint="check the URL, the network or the mirror") from exc
+            try:
+                status = resp.status
+                if status == 416 and offset:
+                    total = _total_from_416(resp.headers.get("Content-Range"))
+                    if total in (None, offset) and (expected_size in (None, offset)):
+                        actual = _verify(partial, hasher, offset, sha256, expected_size, url)
+                        _publish(partial, target)
+                        return Fetched(target, actual, offset, resumed_from)
+                    partial.unlink(missing_ok=True)  # our partial is not a prefix of this file
+                    hasher, offset = hashlib.sha256(), 0
+                    continue
+                _raise_for_status(status, url)
+                if status == 200 and offset:
+                    log.info("%s ignored the Range request; starting again from 0", url)
+                    hasher, offset = hashlib.sha256(), 0
+                    mode = "wb"
+                elif status == 206:
+                    start, total = _parse_content_range(resp.headers.get("Content-Range"), url)
+                    if start != offset:
+                        partial.unlink(missing_ok=True)
+                        raise NetError(f"{url} answered a range starting at {start}, asked for {offset}")
+                    if expected_size is None and total is not None:
+                        expected_size = total
+                    mode = "ab"
+                else:
+                    mode = "wb" if not offset else "ab"
+                    length = resp.headers.get("Content-Length")
+                    if expected_size is None and length is not None and length.isdigit():
+                        expected_size = int(length)
+                if progress is None:
+                    progress = Progress(f"downloading {target.name}", expected_size, offset)
+                with open(partial, mode) as out:
+                    try:
+                        for chunk in resp.stream(CHUNK):
+                            out.write(chunk)
+                            hasher.update(chunk)
+                            offset += len(chunk)
+                            progress.update(len(chunk))
+                    except (urllib3.exceptions.HTTPError, OSError) as exc:
+                        if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
+                            raise
+                        failures += 1
+                        out.flush()
+                        if failures >= attempts:
+                            raise NetError(f"download of {url} kept failing after {failures} tries: {exc}") from exc
+                        log.warning("connection to %s cut at %d bytes (%s); resuming", url, offset, exc)
+                        sleep(backoff * 2 ** (failures - 1))
+                        continue
+                if expected_size is not None and offset < expected_size:
+                    failures += 1
+                    if failures >= attempts:
+                        raise NetError(f"download of {url} stopped at {offset} of {expected_size} bytes")
+                    sleep(backoff * 2 ** (failures - 1))
+                    continue
+                actual = _verify(partial, hasher, offset, sha256, expected_size, url)
+                _publish(partial, target)
+                digestmod.files_hashed += 1
+                return Fetched(target, actual, offset, resumed_from)
+            finally:
+                resp.release_conn()
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+def _raise_for_status(status: int, url: str) -> None:
+    if status in (200, 206):
+        return
+    if status in (401, 403):
+        raise PermError(
+            f"{url} refused access (HTTP {status})",
+            hint="set HF_TOKEN or GITHUB_TOKEN, or accept the model's license on its page",
+        )
+    if status == 404:
+        raise NotFoundError(f"{url} does not exist (HTTP 404)")
+    raise NetError(f"{url} answered HTTP {status}", hint="the server or mirror is unavailable; retry later")
+
+
+def _parse_content_range(value: str | None, url: str) -> tuple[int, int | None]:
+    match = _CONTENT_RANGE.match(value or "")
+    if not match:
+        raise NetError(f"{url} answered 206 with a bad Content-Range: {value!r}")
+    total = match.group(3)
+    return int(match.group(1)), (None if total == "*" else int(total))
+
+
+def _total_from_416(value: str | None) -> int | None:
+    match = _UNSIZED_RANGE.match(value or "")
+    return int(match.group(1)) if match else None
+
+
+def is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def local_path(source: str) -> Path:
+    """A plain path or a ``file://`` URL as a Path."""
+    if source.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(source).path))
+    if source.startswith("file:"):
+        return Path(source[5:])
+    return Path(source)
+
+
+
+

@@ -1,0 +1,56 @@
+"""What one supervised server is, fully resolved: the plan builds it, supervisor renders it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One enabled instance, ready to run: exact argv (binary first) and environment."""
+
+    name: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)  # only what we add to the inherited env
+    host: str = "127.0.0.1"
+    port: int = 8080
+    model_ref: str | None = None
+    model_path: str | None = None
+    model_id: str | None = None
+    binary: str = "llama-server"
+    binary_version: str | None = None
+    restart: str = "always"  # always | on-failure | never
+    stop_timeout: int = 8
+    start_seconds: int = 1
+    start_retries: int = 3
+    critical: bool = True
+    log_file: str | None = None
+    program: str = "llama-server"  # what it runs: llama-server, or llama-swap
+
+    @property
+    def health_url(self) -> str:
+        """Where a probe inside the container reaches it (0.0.0.0 and :: mean loopback)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/health"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "argv": list(self.argv),
+            "env": dict(self.env),
+            "host": self.host,
+            "port": self.port,
+            "url": self.health_url.removesuffix("/health"),
+            "model": {"ref": self.model_ref, "path": self.model_path, "id": self.model_id},
+            "binary": self.binary,
+            "binary_version": self.binary_version,
+            "restart": self.restart,
+            "stop_timeout": self.stop_timeout,
+            "critical": self.critical,
+            "log_file": self.log_file,
+            "program": self.program,
+        }
