@@ -1,0 +1,1 @@
+"""autoinfer's benchmarks: ``python -m bench`` (see bench/README.md)."""
