@@ -34,7 +34,7 @@ ExecFn = Callable[[str, Sequence[str], Mapping[str, str]], Any]
 
 def exec_process(file: str, argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
     """Replace this process (the default :data:`ExecFn`; tests pass their own)."""
-    os.execvpe(file, list(argv), dict(env))
+    os.execvpe(file, list(argv), dict(env))  # noqa: S606 - exec of our own argv is the point
 
 
 @dataclass
