@@ -150,7 +150,7 @@ class Goal:
     """A goal from the issues, and how a row is checked against it."""
 
     text: str
-    kind: str  # "ours_max": ours.median <= value s | "ratio_max": ratio <= value
+    kind: str  # "ours_max": ours.median <= value s | "ratio_max": ratio <= value | "overhead_max"
     value: float
 
     def met(self, row: Row) -> bool | None:
@@ -158,6 +158,8 @@ class Goal:
             return None
         if self.kind == "ours_max":
             return row.ours.median <= self.value
+        if self.kind == "overhead_max":  # ours - baseline <= value s
+            return None if row.baseline is None else row.ours.median - row.baseline.median <= self.value
         if self.kind == "ratio_max":
             ratio = row.ratio
             return None if ratio is None else ratio <= self.value

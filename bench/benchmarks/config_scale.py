@@ -11,7 +11,7 @@ import tomllib
 from bench.harness import Context, Curve, bench, time_call
 
 
-def config_text(instances: int, model: str = "/models/tiny.gguf", base_port: int = 18000) -> str:
+def config_text(instances: int, model: str = "/models/tiny.gguf", ports: list[int] | None = None) -> str:
     """A config in SPEC section 3's shape with *instances* servers."""
     lines = [
         "[master]",
@@ -35,7 +35,7 @@ def config_text(instances: int, model: str = "/models/tiny.gguf", base_port: int
             "",
             f"[instance.s{i}.server]",
             f'model = "{model}"',
-            f"port = {base_port + i}",
+            f"port = {ports[i] if ports else 18000 + i}",
             'alias = "tiny"',
             "",
         ]

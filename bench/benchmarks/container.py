@@ -1,1 +1,130 @@
-"""placeholder"""
+"""Container start to /health 200 (issue 7): autoinfer as ENTRYPOINT against llama-server directly.
+
+The image of ``make image`` (``localhost/autoinfer:latest``) under podman, host network:
+
+- cold: an empty ``/soft/app`` volume, so boot installs the real llama-server archive and
+  verifies the tiny model before supervisord starts the server;
+- warm: the same volume again (nothing to copy, extract or hash);
+- baseline: the same image with ``--entrypoint`` the unpacked llama-server (mounted),
+  serving the same model: the difference is our overhead (goal: warm overhead < 0.5 s).
+
+Skipped with a "not available" row when podman or the image is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+
+from bench.benchmarks.boot import _all_healthy, free_ports
+from bench.benchmarks.common import tiny_model
+from bench.benchmarks.models import sha256_of
+from bench.benchmarks.packages import release_archives
+from bench.harness import Context, Goal, NotAvailable, Row, Sample, bench
+
+IMAGE = os.environ.get("AUTOINFER_BENCH_IMAGE", "localhost/autoinfer:latest")
+PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
+# Limits at or below this machine's hard limits: podman's defaults (and `--ulimit host`)
+# ask for more than a process without CAP_SYS_RESOURCE may set, and runc refuses to start.
+ULIMITS = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
+OVERHEAD_GOAL = Goal("warm overhead < 0.5 s", "overhead_max", 0.5)
+
+
+def _check() -> None:
+    if shutil.which("podman") is None:
+        raise NotAvailable("podman is not installed")
+    probe = subprocess.run([*PODMAN, "image", "exists", IMAGE], capture_output=True, timeout=60)
+    if probe.returncode != 0:
+        raise NotAvailable(f"image {IMAGE} not built (run `make image`)")
+
+
+def _run(name: str, args: list[str], port: int) -> Sample:
+    """`podman run …` (attached), until /health 200; the container is removed afterwards."""
+    with tempfile.TemporaryFile() as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [*PODMAN, "run", "--name", name, *ULIMITS, "--network", "host", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _all_healthy([port], start + 120, lambda: proc.poll() is None)
+            return Sample(time.perf_counter() - start)
+        except RuntimeError as exc:
+            with contextlib.suppress(subprocess.SubprocessError):
+                proc.wait(timeout=5)
+            out.seek(0)
+            lines = [ln for ln in out.read().decode(errors="replace").splitlines() if "level=error" not in ln]
+            if any("ImportError" in ln or "ModuleNotFoundError" in ln for ln in lines):
+                raise NotAvailable(f"the image's autoinfer cannot boot yet: {lines[-1]}") from exc
+            raise RuntimeError(f"container {name} did not serve: {exc}; output: {' / '.join(lines[-3:])}") from exc
+        finally:
+            with contextlib.suppress(subprocess.SubprocessError):
+                subprocess.run([*PODMAN, "rm", "-f", "-t", "2", name], capture_output=True, timeout=60)
+            with contextlib.suppress(subprocess.SubprocessError):
+                proc.wait(timeout=30)
+
+
+@bench("container")
+def container(ctx: Context) -> None:
+    _check()
+    gz, _, folder = release_archives()
+    work = ctx.scratch("container")
+    model = tiny_model(work / "models" / "tiny.gguf")
+    (port,) = free_ports(1)
+    (work / "cfg").mkdir()
+    (work / "cfg" / "llama.toml").write_text(
+        "[instance.control]\n"
+        f'model_sha256 = "{sha256_of(model)}"\n'
+        "[instance.server]\n"
+        'host = "127.0.0.1"\n'
+        "ctx_size = 512\n"
+        "[instance.main.server]\n"
+        'model = "/models/tiny.gguf"\n'
+        f"port = {port}\n"
+    )
+    mounts = ["-v", f"{gz}:/mnt/pkg.tar.gz:ro", "-v", f"{work / 'models'}:/models", "-v", f"{work / 'cfg'}:/cfg:ro"]
+    env = [
+        "-e", "AUTO_INFER_LLAMA_CPP_GET_PKG_ON_BOOT=1",
+        "-e", "AUTO_INFER_LLAMA_CPP_PKG_PATH=/mnt/pkg.tar.gz",
+        "-e", "AUTO_INFER_LLAMA_CPP_ON_BOOT=1",
+        "-e", "AUTO_INFER_LLAMA_CPP_CONFIG=/cfg/llama.toml",
+    ]  # fmt: skip
+    warm_root = work / "warm-root"
+    warm_root.mkdir()
+
+    def cold() -> Sample:
+        root = ctx.scratch("cold-root")
+        try:
+            return _run(f"bench-cold-{uuid.uuid4().hex[:8]}", [*mounts, "-v", f"{root}:/soft/app", *env, IMAGE], port)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    def warm() -> Sample:
+        return _run(f"bench-warm-{uuid.uuid4().hex[:8]}", [*mounts, "-v", f"{warm_root}:/soft/app", *env, IMAGE], port)
+
+    def direct() -> Sample:
+        args = [
+            "-v", f"{folder}:/opt/llama:ro", "-v", f"{work / 'models'}:/models",
+            "--entrypoint", "/opt/llama/llama-server", IMAGE,
+            "-m", "/models/tiny.gguf", "--host", "127.0.0.1", "--port", str(port), "--ctx-size", "512",
+        ]  # fmt: skip
+        return _run(f"bench-direct-{uuid.uuid4().hex[:8]}", args, port)
+
+    warm()  # the first boot on the warm volume installs; later ones are warm
+    stats = ctx.run_candidates({"cold": cold, "warm": warm, "direct": direct}, rounds=ctx.rounds(full=5, quick=2))
+    base = "the same image, ENTRYPOINT llama-server"
+    ctx.add(Row("container-cold", "container start to /health 200, cold (install + verify)", base,
+                stats["cold"], stats["direct"]))  # fmt: skip
+    warm_row = Row("container-warm", "container start to /health 200, warm (same volume)", base,
+                   stats["warm"], stats["direct"], OVERHEAD_GOAL)  # fmt: skip
+    overhead = stats["warm"].median - stats["direct"].median
+    warm_row.extra["overhead_s"] = round(overhead, 3)
+    warm_row.note = f"our overhead {overhead * 1000:.0f} ms"
+    ctx.add(warm_row)

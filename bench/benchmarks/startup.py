@@ -72,6 +72,10 @@ def plan_start(ctx: Context) -> None:
     env = cli_env({"AUTO_INFER_ROOT": str(root)})
     # plan must succeed on an empty root; if it does not, say why in the row
     probe = subprocess.run(autoinfer_argv("plan"), env=env, capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0 and ("ImportError" in probe.stderr or "ModuleNotFoundError" in probe.stderr):
+        last = probe.stderr.strip().splitlines()[-1]
+        ctx.skip("startup-plan", "`autoinfer plan` start to exit", f"not available yet: {last}", goal=GOAL)
+        return
     if probe.returncode != 0:
         ctx.skip(
             "startup-plan",
