@@ -34,8 +34,12 @@ def _start_rows(ctx: Context, key: str, what: str, argv: list[str], env: dict[st
     ctx.add(Row(f"{key}-vs-true", what, "`true`", stats["ours"], stats["true"], GOAL, note="whole process"))
 
 
-def importtime(argv_tail: list[str], env: dict[str, str], top: int = 8) -> list[dict[str, Any]]:
-    """The modules with the largest cumulative import time under ``python -X importtime``."""
+def importtime(argv_tail: list[str], env: dict[str, str], top: int = 10) -> list[dict[str, Any]]:
+    """The modules with the largest cumulative import time under ``python -X importtime``.
+
+    The interpreter's own start (``site`` and what its ``.pth`` files import) is one entry,
+    ``(interpreter start: site)``, so that the list shows what autoinfer itself imports.
+    """
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "entrypoint", *argv_tail],
         env=env,
@@ -44,14 +48,23 @@ def importtime(argv_tail: list[str], env: dict[str, str], top: int = 8) -> list[
         timeout=60,
     )
     entries: list[dict[str, Any]] = []
+    subtree: list[dict[str, Any]] = []  # children are printed before their parent
     for line in proc.stderr.splitlines():
         if not line.startswith("import time:") or "self [us]" in line:
             continue
         try:
-            self_us, cumulative_us, name = (part.strip() for part in line[len("import time:") :].split("|"))
-            entries.append({"module": name.strip(), "self_us": int(self_us), "cumulative_us": int(cumulative_us)})
+            self_us, cumulative_us, name = line[len("import time:") :].split("|")
+            entry = {"module": name.strip(), "self_us": int(self_us), "cumulative_us": int(cumulative_us)}
         except ValueError:
             continue
+        level = (len(name) - len(name.lstrip(" ")) - 1) // 2  # "| name" is level 0, "|   name" level 1
+        subtree.append(entry)
+        if level == 0:  # a top-level import: it owns the entries gathered since the last one
+            if entry["module"] == "site":
+                entries.append({**entry, "module": "(interpreter start: site)"})
+            else:
+                entries.extend(subtree)
+            subtree = []
     entries.sort(key=lambda e: int(e["cumulative_us"]), reverse=True)
     return entries[:top]
 
