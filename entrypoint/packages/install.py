@@ -318,7 +318,13 @@ class Installer:
         self.step("cached")
         existing = self.installed(reg, sha)
         if existing is None:
-            existing = self.unpack(src, sha, version=version, variant=variant)
+            try:
+                existing = self.unpack(src, sha, version=version, variant=variant)
+            except (ArchiveError, VerifyError):
+                # nothing of a refused archive stays, not even its cached copy
+                fsutil.remove_tree(self.cache_dir / src.basename)
+                update_registry(self.root, lambda r: r.archives.pop(src.basename, None))
+                raise
             actions.append(f"extracted into pkgs/{self.pkg}/{existing.id}")
         else:
             actions.append(f"reused {existing.id} (same archive)")
