@@ -494,8 +494,10 @@ class Installer:
 def update_registry(root: Path, change: Callable[[Registry], None]) -> Registry:
     """Read the registry afresh, apply *change*, write it atomically (keeps others' entries)."""
     reg = Registry.load(root)
+    before = reg.to_dict()
     change(reg)
-    reg.save(root)
+    if reg.to_dict() != before or not regmod.registry_path(root).exists():
+        reg.save(root)
     return reg
 
 

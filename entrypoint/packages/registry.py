@@ -146,15 +146,15 @@ class Registry:
         reg.archives = {str(k): v for k, v in archives.items() if isinstance(v, dict)}
         return reg
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "versions": {vid: v.to_dict() for vid, v in sorted(self.versions.items())},
+            "archives": dict(sorted(self.archives.items())),
+        }
+
     def save(self, root: Path) -> None:
-        fsutil.atomic_write_json(
-            registry_path(root),
-            {
-                "schema_version": SCHEMA_VERSION,
-                "versions": {vid: v.to_dict() for vid, v in sorted(self.versions.items())},
-                "archives": dict(sorted(self.archives.items())),
-            },
-        )
+        fsutil.atomic_write_json(registry_path(root), self.to_dict())
 
     def of(self, pkg: str) -> list[Version]:
         """Versions of *pkg*, newest first."""
