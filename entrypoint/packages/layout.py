@@ -25,7 +25,8 @@ from entrypoint.errors import ArchiveError
 from entrypoint.packages.registry import EXECUTABLES
 
 _KINDS = (("bin", ("bin",)), ("build/bin", ("build", "bin")), ("flat", ()))
-_LLAMA_VERSION = re.compile(r"version:\s*(\d+)\s*\(")
+# "version: 7572 (abc1234)" (older builds) or "version: 0.6.0-dev (build 11434, commit abc1234)"
+_LLAMA_VERSION = re.compile(r"\(build\s+(\d+)|version:\s*(\d+)\s*\(")
 _GENERIC_VERSION = re.compile(r"\bv?(\d+(?:\.\d+)+|\d+)\b")
 _NAME_BUILD = re.compile(r"(?:^|[-_.])(b\d+)(?=[-_.]|$)")
 _NAME_SEMVER = re.compile(r"(?:^|[-_])v?(\d+(?:\.\d+)*)(?=[-_]|\.(?:tar|tgz|zip))")
@@ -87,7 +88,7 @@ def normalise(tree: Path, out: Path, pkg: str) -> Layout:
 
 
 def probe_version(exe: Path, pkg: str, timeout: float = 10.0) -> str | None:
-    """Ask the executable: llama-server prints ``version: 11434 (abcdef0)`` to stderr."""
+    """Ask the executable: llama-server prints its build number to stderr (``--version``)."""
     if not exe.is_file():
         return None
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LD_LIBRARY_PATH": str(exe.parent)}
@@ -100,9 +101,8 @@ def probe_version(exe: Path, pkg: str, timeout: float = 10.0) -> str | None:
     text = (proc.stderr or "") + "\n" + (proc.stdout or "")
     if pkg == "llama-cpp":
         match = _LLAMA_VERSION.search(text)
-        if match and match.group(1) != "0":
-            return f"b{match.group(1)}"
-        return None
+        build = (match.group(1) or match.group(2)) if match else None
+        return f"b{build}" if build and build != "0" else None
     if proc.returncode != 0:
         return None
     match = _GENERIC_VERSION.search(text)

@@ -329,14 +329,22 @@ def test_real_llama_server_release_installs_and_runs(root: Path, llama_release, 
     archive: Path = getattr(llama_release, which)
     result = install_package(root, str(archive))
     assert result.version == f"b{llama_release.version}"
+    from entrypoint.packages.layout import probe_version
+
+    # the binary itself reports its build (not only the archive name)
+    assert probe_version(exe_of(root), "llama-cpp") == f"b{llama_release.version}"
     exe = root / "llama-cpp" / "bin" / "llama-server"
-    assert f"version: {llama_release.version}" in run_version(exe)
+    assert f"build {llama_release.version}" in run_version(exe)
     libs = sorted(p.name for p in (root / "llama-cpp" / "bin").iterdir() if p.is_symlink())
     assert libs, "the .so symlink chains must survive"
     assert_consistent(root)
     hashed = digest.files_hashed
     assert not install_package(root, str(archive)).changed
     assert digest.files_hashed == hashed
+
+
+def exe_of(root: Path) -> Path:
+    return root / "llama-cpp" / "bin" / "llama-server"
 
 
 def test_tar_member_types_are_checked_on_the_real_release(llama_release, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
