@@ -155,9 +155,13 @@ def _license_of(info: Any) -> str | None:
 @contextlib.contextmanager
 def hub_errors(what: str, endpoint: str) -> Iterator[None]:
     """Translate huggingface_hub's and httpx2's exceptions into ours, naming *what*."""
-    import httpx2
     from huggingface_hub import errors as hf
 
+    transport: tuple[type[Exception], ...] = (hf.FileMetadataError, OSError)  # requests' errors are OSErrors
+    with contextlib.suppress(ImportError):
+        import httpx2  # huggingface_hub 2.x's HTTP client
+
+        transport = (*transport, httpx2.HTTPError)
     try:
         yield
     except AutoinferError:
@@ -188,7 +192,7 @@ def hub_errors(what: str, endpoint: str) -> Iterator[None]:
         if status == 404:
             raise NotFoundError(f"{what}: not found on {endpoint} (HTTP 404)") from exc
         raise NetError(f"{what}: {endpoint} answered HTTP {status}", hint="the hub or mirror is unavailable") from exc
-    except (httpx2.HTTPError, hf.FileMetadataError, OSError) as exc:
+    except transport as exc:
         raise NetError(
             f"{what}: cannot reach {endpoint}: {exc}",
             hint="check the network or HF_ENDPOINT; with a pre-seeded cache use AUTO_INFER_OFFLINE=1",

@@ -298,7 +298,8 @@ class _Job:
             if record is not None and unchanged(target, record) and (want is None or record.get("sha256") == want):
                 self.records[name] = record
                 continue
-            reused = self._reuse(target, want, None)
+            # a file we downloaded before must still be those bytes (it may have been corrupted in place)
+            reused = self._reuse(target, want or (record or {}).get("sha256"), None)
             if reused is not None:
                 self.records[name] = self._record(target, name, reused)
                 continue
