@@ -11,7 +11,7 @@ from tests.helpers.httpserver import Server
 from tests.models.fakehub import FakeHub
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
-from tiny_gguf import write_model  # noqa: E402
+from tiny_gguf import write_model
 
 
 def sha(data: bytes) -> str:

@@ -63,7 +63,9 @@ class FakeHub:
             for rev in {revision, commit}:
                 path = f"/{repo_id}/resolve/{rev}/{name}"
                 if gated:
-                    self.server.add(path, b"", status=401, headers={"X-Error-Code": "GatedRepo", "X-Repo-Commit": commit})
+                    self.server.add(
+                        path, b"", status=401, headers={"X-Error-Code": "GatedRepo", "X-Repo-Commit": commit}
+                    )
                 elif lfs:
                     self.server.add(
                         path,

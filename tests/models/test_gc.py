@@ -83,7 +83,9 @@ def test_a_model_being_provisioned_is_never_collected(store: dict[str, str], mod
     assert store["a"] not in [r["key"] for r in report.removed]
 
 
-def test_plain_path_into_a_downloaded_model_protects_it(store: dict[str, str], models_dir: Path, tmp_path: Path) -> None:
+def test_plain_path_into_a_downloaded_model_protects_it(
+    store: dict[str, str], models_dir: Path, tmp_path: Path
+) -> None:
     inside = Path(load_registry(models_dir)[store["a"]]["install_path"]) / "a.gguf"
     config = tmp_path / "llama.toml"
     config.write_text(f'[instance.x.server]\nmodel = "{inside}"\n')

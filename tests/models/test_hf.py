@@ -120,7 +120,9 @@ def test_repo_without_gguf_goes_to_transformers(hub: FakeHub, hub_env: dict[str,
     assert (models_dir / "configs" / "bert.json").exists()
 
 
-def test_hub_errors(hub: FakeHub, hub_env: dict[str, str], models_dir: Path, gguf_bytes: Callable[[int], bytes]) -> None:
+def test_hub_errors(
+    hub: FakeHub, hub_env: dict[str, str], models_dir: Path, gguf_bytes: Callable[[int], bytes]
+) -> None:
     hub.add_repo("acme/gated", {"m.gguf": gguf_bytes(1)}, gated=True)
     with pytest.raises(LicenseError, match="gated") as info:
         provision_model(models_dir, "hf:acme/gated/m.gguf", environ=hub_env)
@@ -159,7 +161,7 @@ def test_offline_uses_a_pre_seeded_hf_cache(
     assert read_provenance(models_dir)[-1]["result"] == "imported"
     whole = provision_model(models_dir, f"hf:{REPO}", offline=True, environ=env)
     assert sorted(f.name for f in whole.files) == ["config.json", "m.gguf"]
-    with pytest.raises(NetError, match="offline: model hf:acme/Other/x.gguf"):
+    with pytest.raises(NetError, match=r"offline: model hf:acme/Other/x\.gguf"):
         provision_model(models_dir, "hf:acme/Other/x.gguf", offline=True, environ=env)
 
 

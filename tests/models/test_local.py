@@ -120,13 +120,19 @@ def test_split_gguf_needs_every_shard_and_is_referenced_by_the_first(
     assert got.path == tmp_path / "big-00001-of-00003.gguf"
     assert len(got.files) == 3
     roles = {f["path"]: f["role"] for f in load_registry(models_dir)[str(got.path)]["files"]}
-    assert roles == {"big-00001-of-00003.gguf": "model", "big-00002-of-00003.gguf": "shard", "big-00003-of-00003.gguf": "shard"}
+    assert roles == {
+        "big-00001-of-00003.gguf": "model",
+        "big-00002-of-00003.gguf": "shard",
+        "big-00003-of-00003.gguf": "shard",
+    }
     (tmp_path / "big-00003-of-00003.gguf").unlink()
-    with pytest.raises(NotFoundError, match="missing shards: big-00003-of-00003.gguf"):
+    with pytest.raises(NotFoundError, match=r"missing shards: big-00003-of-00003\.gguf"):
         provision_model(models_dir, str(tmp_path / "big-00001-of-00003.gguf"))
 
 
-def test_directory_with_model_and_projector(tmp_path: Path, models_dir: Path, gguf_bytes: Callable[[int], bytes]) -> None:
+def test_directory_with_model_and_projector(
+    tmp_path: Path, models_dir: Path, gguf_bytes: Callable[[int], bytes]
+) -> None:
     (tmp_path / "m.gguf").write_bytes(gguf_bytes(1))
     (tmp_path / "mmproj-m-f16.gguf").write_bytes(gguf_bytes(2))
     got = provision_model(models_dir, str(tmp_path))

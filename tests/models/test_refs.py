@@ -11,7 +11,11 @@ from entrypoint.models import parse_model_ref
 def test_hf_file_ref_with_revision() -> None:
     ref = parse_model_ref("hf:TheBloke/Llama-2-7B-GGUF/sub/llama-2-7b.Q4_K_M.gguf@v1.0")
     assert (ref.source, ref.owner, ref.repo, ref.filename, ref.revision) == (
-        "hf", "TheBloke", "Llama-2-7B-GGUF", "sub/llama-2-7b.Q4_K_M.gguf", "v1.0",
+        "hf",
+        "TheBloke",
+        "Llama-2-7B-GGUF",
+        "sub/llama-2-7b.Q4_K_M.gguf",
+        "v1.0",
     )
     assert ref.model_id() == "hf:TheBloke/Llama-2-7B-GGUF/sub/llama-2-7b.Q4_K_M.gguf@v1.0"
     assert ref.catalog_key() == "TheBloke/Llama-2-7B-GGUF"
