@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import jsonschema
 import pytest
-import tomllib
 
 from entrypoint.config import json_schema, load_config, parse_config, server_flags
 from entrypoint.errors import ConfigError, NotFoundError
@@ -120,21 +120,31 @@ def test_master_enable_false_disables_everything() -> None:
         ("unknown_control_key", "[instance.x.control]\n\nbogus = 1\n", r":3: instance\.x\.control\.bogus: unknown key"),
         ("unknown_master_key", "[master]\nfoo = 1\n", r":2: master\.foo: unknown key"),
         ("unknown_table", "[servers]\n", r"servers: unknown table"),
-        ("wrong_type", "[instance.x.server]\nport = \"80\"\n", r":2: instance\.x\.server\.port: expected an integer"),
+        ("wrong_type", '[instance.x.server]\nport = "80"\n', r":2: instance\.x\.server\.port: expected an integer"),
         ("port_range", "[instance.x.server]\nport = 70000\n", r"port: expected an integer from 1 to 65535"),
-        ("bool_for_int", "[instance.x.control]\nstop_timeout = true\n", r"stop_timeout: expected integer, found boolean"),
-        ("bad_enum", "[instance.x.control]\nrestart = \"sometimes\"\n", r"restart: 'sometimes' is not one of"),
-        ("bad_gpu_ids", "[instance.x.control]\ngpu_ids = \"gpu0\"\n", r"gpu_ids: 'gpu0' does not match"),
-        ("bad_sha", "[instance.x.control]\nmodel_sha256 = \"abc\"\n", r"model_sha256: 'abc' does not match"),
-        ("bad_name", "[instance.\"bad name\".server]\nport = 1\n", r"instance name 'bad name' must match"),
-        ("bad_name_dot_start", "[instance.\"-x\".server]\nport = 1\n", r"instance name '-x'"),
-        ("instance_extra_key", "[instance.x]\nmodel = \"m\"\n", r":2: instance\.x\.model: unknown key"),
-        ("extra_args_type", "[instance.server]\nextra_args = \"--x\"\n", r"extra_args: expected a list of strings"),
+        (
+            "bool_for_int",
+            "[instance.x.control]\nstop_timeout = true\n",
+            r"stop_timeout: expected integer, found boolean",
+        ),
+        ("bad_enum", '[instance.x.control]\nrestart = "sometimes"\n', r"restart: 'sometimes' is not one of"),
+        ("bad_gpu_ids", '[instance.x.control]\ngpu_ids = "gpu0"\n', r"gpu_ids: 'gpu0' does not match"),
+        ("bad_sha", '[instance.x.control]\nmodel_sha256 = "abc"\n', r"model_sha256: 'abc' does not match"),
+        ("bad_name", '[instance."bad name".server]\nport = 1\n', r"instance name 'bad name' must match"),
+        ("bad_name_dot_start", '[instance."-x".server]\nport = 1\n', r"instance name '-x'"),
+        ("instance_extra_key", '[instance.x]\nmodel = "m"\n', r":2: instance\.x\.model: unknown key"),
+        ("extra_args_type", '[instance.server]\nextra_args = "--x"\n', r"extra_args: expected a list of strings"),
         ("nested_table_value", "[instance.x.server]\nfoo = { a = 1 }\n", r"foo: expected a string, number"),
-        ("duplicate_port", "[instance.a.server]\nport = 9\n[instance.b.server]\nport = 9\n",
-         r":4: instance\.b\.server\.port: port 9 is used by instances 'a' and 'b'"),
-        ("duplicate_default_port", "[instance.a.server]\n[instance.b.server]\n",
-         r"port 8080 is used by instances 'a' and 'b'"),
+        (
+            "duplicate_port",
+            "[instance.a.server]\nport = 9\n[instance.b.server]\nport = 9\n",
+            r":4: instance\.b\.server\.port: port 9 is used by instances 'a' and 'b'",
+        ),
+        (
+            "duplicate_default_port",
+            "[instance.a.server]\n[instance.b.server]\n",
+            r"port 8080 is used by instances 'a' and 'b'",
+        ),
         ("toml_syntax", "[instance.x.server\nport = 1\n", r"not valid TOML: .*line 1"),
     ],
 )
@@ -146,7 +156,9 @@ def test_errors_name_the_key_and_line(case: str, text: str, expected: str) -> No
 
 
 def test_disabled_instances_may_share_a_port() -> None:
-    cfg = parse_config("[instance.a.server]\nport = 9\n[instance.b.server]\nport = 9\n[instance.b.control]\nenabled = false\n")
+    cfg = parse_config(
+        "[instance.a.server]\nport = 9\n[instance.b.server]\nport = 9\n[instance.b.control]\nenabled = false\n"
+    )
     assert [i.name for i in cfg.enabled_instances] == ["a"]
 
 

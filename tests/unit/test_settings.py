@@ -58,7 +58,7 @@ def test_package_family_for_any_name() -> None:
 
 
 def test_a_bad_sha256_names_the_variable() -> None:
-    with pytest.raises(ConfigError, match="AUTO_INFER_LLAMA_CPP_PKG_SHA256='xyz'.*64 hex"):
+    with pytest.raises(ConfigError, match=r"AUTO_INFER_LLAMA_CPP_PKG_SHA256='xyz'.*64 hex"):
         Settings.from_environ({"AUTO_INFER_LLAMA_CPP_PKG_SHA256": "xyz"})
 
 
