@@ -58,7 +58,9 @@ class Supervised:
         self.err_path = self.root / "stderr.txt"
 
     def start(self, prefix: Sequence[str] = ()) -> Supervised:
-        with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
+        # Append mode: supervisord reopens /dev/fd/1 itself, and two writers sharing a
+        # regular file without O_APPEND overwrite each other (a pipe, as in docker, would not).
+        with self.out_path.open("ab") as out, self.err_path.open("ab") as err:
             self.proc = subprocess.Popen([*prefix, *self.argv], stdout=out, stderr=err, env=child_env())
         return self
 
