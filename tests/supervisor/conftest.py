@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -91,10 +92,8 @@ class Supervised:
         except psutil.NoSuchProcess:
             return
         for p in tree:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 self.seen[p.pid] = p.create_time()
-            except psutil.NoSuchProcess:
-                pass
 
     def supervisord_pid(self) -> int:
         return int((self.root / "run" / "supervisord.pid").read_text())
@@ -160,9 +159,7 @@ def supervise(short_root: Path) -> Iterator[Callable[..., Supervised]]:
         sup.kill_all()
 
 
-def llama_spec(
-    release: Any, model: Path, port: int, name: str = "chat", **overrides: Any
-) -> ServerSpec:
+def llama_spec(release: Any, model: Path, port: int, name: str = "chat", **overrides: Any) -> ServerSpec:
     """A ServerSpec for the real llama-server as plan would build it."""
     argv = (str(release.server), "--model", str(model), "--host", "127.0.0.1", "--port", str(port), "--ctx-size", "512")
     fields: dict[str, Any] = {

@@ -74,7 +74,7 @@ def test_awkward_args_and_env_survive_supervisors_parser(tmp_path: Path) -> None
         "HERE": "%(here)s is literal",
         "DQ": 'say "hi" now',
         "SQ": "it's",
-        "BOTH": "it's \"quoted\"",
+        "BOTH": 'it\'s "quoted"',
         "HASH": "a #not-a-comment",
         "SEMI": "x ;y",
         "EDGEQ": '"starts with a quote',

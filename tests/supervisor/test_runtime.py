@@ -175,7 +175,12 @@ def orphan_scenario(short_root: Path, *, reaper: bool) -> tuple[int, int]:
     files = write_supervisor_config(short_root, [ServerSpec("forker", ("sh", "-c", DOUBLE_FORK))])
     argv = exec_argv(files)
     if not reaper:
-        argv = [PY, "-c", "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))", *argv[argv.index("--") + 1 :]]
+        argv = [
+            PY,
+            "-c",
+            "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))",
+            *argv[argv.index("--") + 1 :],
+        ]
     tree = pid1_tree(short_root, argv)
     try:
         # (without our init the server's output goes to a plain file, so watch supervisord's log)
@@ -245,10 +250,14 @@ def test_init_passes_through_the_commands_status(tmp_path: Path) -> None:
     )
     assert out.returncode == 7
     out = subprocess.run(
-        [PY, "-m", "entrypoint.supervisor.init", "--", "sh", "-c", "kill -TERM $$"], env=child_env(), capture_output=True
+        [PY, "-m", "entrypoint.supervisor.init", "--", "sh", "-c", "kill -TERM $$"],
+        env=child_env(),
+        capture_output=True,
     )
     assert out.returncode == 128 + signal.SIGTERM
-    out = subprocess.run([PY, "-m", "entrypoint.supervisor.init", "--", "/nonexistent/x"], env=child_env(), capture_output=True)
+    out = subprocess.run(
+        [PY, "-m", "entrypoint.supervisor.init", "--", "/nonexistent/x"], env=child_env(), capture_output=True
+    )
     assert out.returncode == 127 and b"cannot start /nonexistent/x" in out.stderr
 
 
@@ -256,7 +265,15 @@ def test_init_passes_through_the_commands_status(tmp_path: Path) -> None:
 def test_other_signals_are_forwarded(tmp_path: Path, sig: signal.Signals) -> None:
     """The command sees the very signal init got (supervisord: INT stops, HUP reloads)."""
     proc = subprocess.Popen(
-        [PY, "-m", "entrypoint.supervisor.init", "--", "sh", "-c", f"trap 'exit {40 + sig}' {sig.name[3:]}; echo up; while :; do sleep 0.05; done"],
+        [
+            PY,
+            "-m",
+            "entrypoint.supervisor.init",
+            "--",
+            "sh",
+            "-c",
+            f"trap 'exit {40 + sig}' {sig.name[3:]}; echo up; while :; do sleep 0.05; done",
+        ],
         env=child_env(),
         stdout=subprocess.PIPE,
     )
