@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from entrypoint.plan import Plan, build_specs, make_plan, model_key, resolve_binary
 from entrypoint.servers import ServerSpec
@@ -30,6 +30,11 @@ from entrypoint.settings import Settings
 log = logging.getLogger(__name__)
 
 ExecFn = Callable[[str, Sequence[str], Mapping[str, str]], Any]
+
+
+def exec_process(file: str, argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
+    """Replace this process (the default :data:`ExecFn`; tests pass their own)."""
+    os.execvpe(file, list(argv), dict(env))  # noqa: S606 - exec of our own argv is the point
 
 
 @dataclass
@@ -68,7 +73,9 @@ def prepare(settings: Settings, *, environ: Mapping[str, str], base_dir: Path | 
     for request in plan.boot_packages:
         result = packages.install_requested(settings.root, request, settings)
         prepared.installs.append(result)
-        log.info("package %s %s (%s): %s", result.name, result.version, result.id, ", ".join(result.actions) or "no change")
+        log.info(
+            "package %s %s (%s): %s", result.name, result.version, result.id, ", ".join(result.actions) or "no change"
+        )
 
     if settings.llama_cpp_on_boot and plan.config is not None:
         config = plan.config
@@ -120,7 +127,7 @@ def boot(
     environ: Mapping[str, str],
     prepare_only: bool = False,
     command: Sequence[str] = (),
-    execvpe: ExecFn = os.execvpe,
+    execvpe: ExecFn = exec_process,
     base_dir: Path | None = None,
 ) -> Prepared:
     """Prepare, then exec supervisord (or *command*); returns only with *prepare_only*."""

@@ -79,7 +79,9 @@ def make_plan(settings: Settings, *, environ: Mapping[str, str], base_dir: Path 
     for request in settings.packages:
         if not request.on_boot:
             if request.path or request.version:
-                plan.warnings.append(f"{request.var('GET_PKG_ON_BOOT')} is off: {request.name} is not installed on boot")
+                plan.warnings.append(
+                    f"{request.var('GET_PKG_ON_BOOT')} is off: {request.name} is not installed on boot"
+                )
             continue
         if not (request.path or request.version):
             raise ConfigError(
@@ -104,7 +106,9 @@ def make_plan(settings: Settings, *, environ: Mapping[str, str], base_dir: Path 
         if not plan.servers:
             plan.warnings.append("the config enables no instance: supervisord will run with no server")
     elif config is not None:
-        plan.warnings.append("AUTO_INFER_LLAMA_CPP_CONFIG is set but AUTO_INFER_LLAMA_CPP_ON_BOOT is off: no server starts")
+        plan.warnings.append(
+            "AUTO_INFER_LLAMA_CPP_CONFIG is set but AUTO_INFER_LLAMA_CPP_ON_BOOT is off: no server starts"
+        )
     if settings.llama_swap_on_boot:
         from entrypoint import swap
 
@@ -176,7 +180,9 @@ def resolve_binary(settings: Settings, config: Config, pin: str | None, *, stric
     if active is not None and (strict or not _installs(settings, LLAMA_CPP)):
         return Binary(str(active.path), active.version, active.package_id, "the active llama-cpp package")
     if not strict and _installs(settings, LLAMA_CPP):
-        return Binary(str(settings.root / LLAMA_CPP / "bin" / SERVER_EXE), note="the llama-cpp package this boot installs")
+        return Binary(
+            str(settings.root / LLAMA_CPP / "bin" / SERVER_EXE), note="the llama-cpp package this boot installs"
+        )
     on_path = shutil.which(SERVER_EXE)
     if on_path:
         return Binary(on_path, note="llama-server on PATH")

@@ -53,7 +53,9 @@ def _describe(data: dict[str, Any]) -> list[str]:
         lines.append(f"  {pkg['name']}: {pkg['state']}  from {pkg['source']}{extra}")
     lines.append("models:" if data["models"] else "models: none")
     for model in data["models"]:
-        lines.append(f"  {model['ref']}: {model['state']} -> {model.get('path')}  (used by {', '.join(model['instances'])})")
+        lines.append(
+            f"  {model['ref']}: {model['state']} -> {model.get('path')}  (used by {', '.join(model['instances'])})"
+        )
     if data["servers"]:
         lines.append(f"servers (supervisord config: {data['supervisor']['conf']}):")
     else:

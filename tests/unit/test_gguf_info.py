@@ -11,7 +11,7 @@ from entrypoint.errors import VerifyError
 from entrypoint.gguf_info import read_gguf_info, shard_names
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
-from tiny_gguf import write_model  # noqa: E402
+from tiny_gguf import write_model
 
 
 def test_reads_the_header_of_a_real_model(tiny_model: Path) -> None:
