@@ -7,8 +7,8 @@ every boot, re-hashing each file (hashlib, the same library as ours).
 
 The big models are sparse files (a real tiny GGUF header and tensors, then zeros up to
 the size): they cost no disk, yet hashing them still reads every byte. The scale curve
-provisions 1, 100 and 1,000 catalogued models (1, 10, 100 with --quick; hard links of one
-tiny GGUF).
+provisions one model warm while the catalog holds 1, 100 and 1,000 models (hard links of
+one tiny GGUF; the catalog entries beyond the first are cloned, not provisioned one by one).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.benchmarks.common import tiny_model
-from bench.harness import CACHE, Context, Curve, Sample, bench, time_call, under
+from bench.harness import CACHE, Context, Curve, NotAvailable, Sample, bench, time_call, under
 
 GB = 1 << 30
 MB = 1 << 20
@@ -89,7 +89,10 @@ def warm(ctx: Context) -> None:
     for path, sha in models:  # the cold provisioning that makes them "already verified"
         provision(path, sha)
 
+    registry = work / "models" / "model_registry.json"
+
     def ours() -> Sample:
+        _age(registry, [path for path, _ in models])
         return time_call(lambda: [provision(path, sha) for path, sha in models])
 
     ctx.compare(
@@ -106,9 +109,52 @@ def warm(ctx: Context) -> None:
     _curve(ctx, work)
 
 
+def _clone_catalog(registry: Path, model: Path, others: list[Path]) -> None:
+    """Give the catalog one entry per path in *others*, cloned from *model*'s entry.
+
+    Provisioning 1,000 models one by one would take minutes (each call rewrites the whole
+    catalog); the clones make the catalog as large as the curve needs in milliseconds.
+    If the catalog format changes so that no entry is found, nothing is cloned and the
+    row's note says so.
+    """
+    data = json.loads(registry.read_text())
+    table = data.get("models", data) if isinstance(data, dict) else None
+    entry = table.get(str(model)) if isinstance(table, dict) else None
+    if not isinstance(entry, dict) or table is None:
+        raise NotAvailable(f"no catalog entry keyed {model} in {registry}: format changed?")
+    text = json.dumps(entry)
+    for other in others:
+        clone = json.loads(
+            text.replace(json.dumps(str(model))[1:-1], json.dumps(str(other))[1:-1]).replace(
+                f'"{model.name}"', f'"{other.name}"'
+            )
+        )
+        table[str(other)] = clone
+    registry.write_text(json.dumps(data, indent=2))
+
+
+def _age(registry: Path, keys: list[Path]) -> None:
+    """Set ``last_accessed`` of *keys* far in the past (not timed).
+
+    A real warm boot happens seconds or days after the last one, so provisioning writes the
+    new ``last_accessed`` into the catalog; calls repeated within one second would not
+    (the timestamp has one-second resolution) and would look cheaper than a boot is.
+    """
+    data = json.loads(registry.read_text())
+    table = data.get("models", data)
+    for key in keys:
+        if isinstance(table.get(str(key)), dict):
+            table[str(key)]["last_accessed"] = "2000-01-01T00:00:00Z"
+    registry.write_text(json.dumps(data, indent=2))
+
+
 def _curve(ctx: Context, work: Path) -> None:
-    """Warm provisioning of 1, 100 and 1,000 catalogued models (hard links of one tiny GGUF)."""
-    counts: list[int] = ctx.pick([1, 100, 1000], [1, 10, 100])
+    """Warm provisioning of one model when the catalog holds 1, 100 or 1,000 models.
+
+    Goal as for boot's provisioning step (< 100 ms): the size of the catalog should not
+    matter much either. Baseline: re-hashing that one model (a tiny GGUF).
+    """
+    counts: list[int] = [1, 100, 1000]
     ours_curve: list[float | None] = []
     base_curve: list[float | None] = []
     tiny = tiny_model(work / "tiny-src" / "tiny.gguf")
@@ -118,22 +164,26 @@ def _curve(ctx: Context, work: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
         (folder / "files").mkdir(parents=True)
         provision = provisioner(folder / "models", folder)
-        models: list[tuple[Path, str]] = []
+        paths = []
         for i in range(n):
             link = folder / "files" / f"m{i:04d}.gguf"
             os.link(tiny, link)
-            models.append((link, digest))
-        for path, sha in models:
-            provision(path, sha)
+            paths.append(link)
+        provision(paths[0], digest)  # cold: verifies and catalogs it
+        _clone_catalog(folder / "models" / "model_registry.json", paths[0], paths[1:])
+        target = paths[-1]
+        provision(target, digest)  # warm from here on (its clone carries the verified stat key)
         row = ctx.compare(
             f"models-warm-catalog-{n}",
-            f"warm `provision_model` of {n} catalogued model{'s' if n > 1 else ''} (tiny GGUFs, in-process)",
-            lambda models=models, provision=provision: time_call(  # type: ignore[misc]
-                lambda: [provision(path, sha) for path, sha in models]
-            ),
-            lambda models=models: time_call(lambda: _rehash_all(models)),  # type: ignore[misc]
-            baseline_what="re-hashing every model",
-            rounds=ctx.rounds(full=5, quick=3),
+            f"warm `provision_model` of one model, {n:,} model{'s' if n > 1 else ''} in the catalog (in-process)",
+            lambda target=target, provision=provision, folder=folder: (  # type: ignore[misc]
+                _age(folder / "models" / "model_registry.json", [target]),
+                time_call(lambda: provision(target, digest)),
+            )[1],
+            lambda target=target: time_call(lambda: _rehash_all([(target, digest)])),  # type: ignore[misc]
+            baseline_what="re-hashing that model",
+            rounds=ctx.rounds(full=7, quick=3),
+            goal=under(0.100),
         )
         assert row.ours is not None and row.baseline is not None
         ours_curve.append(row.ours.median)
@@ -141,9 +191,9 @@ def _curve(ctx: Context, work: Path) -> None:
     ctx.curves.append(
         Curve(
             "models-warm",
-            "Warm provisioning vs catalogued models",
+            "Warm provisioning of one model vs catalog size",
             "models in the catalog",
             counts,
-            {"provision_model (warm)": ours_curve, "re-hash every model": base_curve},
+            {"provision_model (warm)": ours_curve, "re-hash the model": base_curve},
         )
     )

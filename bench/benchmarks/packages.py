@@ -11,6 +11,7 @@ seed 004's script, which hashes the cached archive on every boot.
 from __future__ import annotations
 
 import inspect
+import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -105,6 +106,7 @@ def cold(ctx: Context) -> None:
 
         def ours(archive: Path = archive) -> Sample:
             root = _fresh(ctx, "cold")
+            os.sync()  # no dirty pages left by the previous candidate for our fsyncs to wait on
             try:
                 return time_call(lambda: install(root, archive))
             finally:
@@ -112,6 +114,7 @@ def cold(ctx: Context) -> None:
 
         def tar(archive: Path = archive, tar_argv: str = tar_argv) -> Sample:
             out = _fresh(ctx, "tar")
+            os.sync()
             try:
                 return time_process(["bash", "-c", tar_argv, str(archive), str(out)])
             finally:
@@ -119,6 +122,7 @@ def cold(ctx: Context) -> None:
 
         def seed004(archive: Path = archive) -> Sample:
             root = _fresh(ctx, "seed")
+            os.sync()
             try:
                 return time_process(["bash", str(SEED004), str(archive), str(root), PKG])
             finally:
