@@ -27,6 +27,7 @@ from bench.benchmarks.common import autoinfer_argv, cli_env, python_pass, tiny_m
 from bench.benchmarks.config_scale import config_text
 from bench.benchmarks.models import sha256_of
 from bench.benchmarks.packages import release_archives
+from bench.benchmarks.startup import importtime
 from bench.harness import Context, Curve, NotAvailable, Row, Sample, Stats, bench, time_call, time_process
 
 
@@ -110,6 +111,11 @@ def prepare(ctx: Context) -> None:
         assert row.ours is not None and row.baseline is not None
         ours_curve.append(row.ours.median)
         base_curve.append(row.baseline.median)
+        if n == 1:
+            imports = ctx.info.setdefault("importtime", {})
+            imports["autoinfer boot --prepare-only (warm, 1 instance)"] = importtime(
+                ["boot", "--prepare-only"], setup.env
+            )
     ctx.curves.append(
         Curve(
             "boot-prepare",
@@ -212,7 +218,7 @@ def serve(ctx: Context) -> None:
         ]
         up: dict[str, list[Sample]] = {"ours": [], "direct": []}
         down: dict[str, list[Sample]] = {"ours": [], "direct": []}
-        rounds = ctx.rounds(full=5, quick=3)
+        rounds = ctx.rounds(full=5, quick=2)
         for i in range(rounds + 1):  # the first round is the warm-up
             for name, argvs in (("ours", ours_argv), ("direct", direct)):
                 u, d = _start_and_stop(argvs, setup.env, setup.ports)

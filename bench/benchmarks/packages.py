@@ -4,7 +4,7 @@ Cold: ``packages.install_package`` of the real llama-server release (.tar.gz and
 into a fresh root, in-process, against ``tar -xzf`` / ``zstd -d | tar -x`` of the same
 file into a fresh folder (goal: within 1.3x), and against seed 004's plan as a script.
 Warm: the same archive again into the same root (goal: under 50 ms whatever the size),
-shown with the small real archive and with a 1 GB one (128 MB with --quick), against
+shown with the small real archive and with a 1 GB one (64 MB with --quick), against
 seed 004's script, which hashes the cached archive on every boot.
 """
 
@@ -184,7 +184,7 @@ def warm(ctx: Context) -> None:
     installer()  # not available yet: say so before building a 1 GB archive
     gz, _, folder = release_archives()
     _warm_row(ctx, "pkg-warm", gz, f"warm re-install of the same .tar.gz ({gz.stat().st_size / MB:.1f} MB), in-process")
-    size = ctx.pick(1 * GB, 128 * MB)
+    size = ctx.pick(1 * GB, 64 * MB)
     big = big_archive(folder, size)
     _warm_row(
         ctx,

@@ -18,7 +18,7 @@ GOAL = under(0.150)
 
 
 def _start_rows(ctx: Context, key: str, what: str, argv: list[str], env: dict[str, str]) -> None:
-    rounds = ctx.rounds(full=25, quick=8)
+    rounds = ctx.rounds(full=25, quick=6)
     stats = ctx.run_candidates(
         {
             "ours": lambda: time_process(argv, env=env),
@@ -34,7 +34,7 @@ def _start_rows(ctx: Context, key: str, what: str, argv: list[str], env: dict[st
     ctx.add(Row(f"{key}-vs-true", what, "`true`", stats["ours"], stats["true"], GOAL, note="whole process"))
 
 
-def importtime(argv_tail: list[str], env: dict[str, str], top: int = 10) -> list[dict[str, Any]]:
+def importtime(argv_tail: list[str], env: dict[str, str], top: int = 15) -> list[dict[str, Any]]:
     """The modules with the largest cumulative import time under ``python -X importtime``.
 
     The interpreter's own start (``site`` and what its ``.pth`` files import) is one entry,
