@@ -28,6 +28,12 @@ Baselines (see `bench/baselines/`): `sha256sum`, `cp`, `tar -xzf`, `zstd -d | ta
 sha256 the cached archive on every boot, extract to a temp dir, move into place), the bare
 interpreter (`python -c pass`) and `true` for start-up, and llama-server started directly
 for the container path.
+
+Adding a benchmark: a function `fn(ctx)` decorated with `@bench("name")` in
+`bench/benchmarks/<area>.py` (imported in `bench/benchmarks/__init__.py`), which builds its
+inputs and calls `ctx.compare(name, what, ours, baseline, rounds=..., goal=...)` with two
+callables returning a `Sample` (`time_call` for a function, `time_process` for a process).
+`python -m bench --only name` runs it alone and merges its rows into the day's results.
 """
 
 

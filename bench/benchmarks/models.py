@@ -148,6 +148,11 @@ def _age(registry: Path, keys: list[Path]) -> None:
     registry.write_text(json.dumps(data, indent=2))
 
 
+def _aged_call(registry: Path, key: Path, fn: Callable[[], Any]) -> Sample:
+    _age(registry, [key])
+    return time_call(fn)
+
+
 def _curve(ctx: Context, work: Path) -> None:
     """Warm provisioning of one model when the catalog holds 1, 100 or 1,000 models.
 
@@ -176,10 +181,9 @@ def _curve(ctx: Context, work: Path) -> None:
         row = ctx.compare(
             f"models-warm-catalog-{n}",
             f"warm `provision_model` of one model, {n:,} model{'s' if n > 1 else ''} in the catalog (in-process)",
-            lambda target=target, provision=provision, folder=folder: (  # type: ignore[misc]
-                _age(folder / "models" / "model_registry.json", [target]),
-                time_call(lambda: provision(target, digest)),
-            )[1],
+            lambda target=target, provision=provision, folder=folder: _aged_call(  # type: ignore[misc]
+                folder / "models" / "model_registry.json", target, lambda: provision(target, digest)
+            ),
             lambda target=target: time_call(lambda: _rehash_all([(target, digest)])),  # type: ignore[misc]
             baseline_what="re-hashing that model",
             rounds=ctx.rounds(full=7, quick=3),
