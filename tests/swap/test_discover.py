@@ -77,7 +77,10 @@ def test_the_best_matching_projector_wins(tmp_path: Path) -> None:
         "v/mmproj-qwen-vl-f16.gguf",
     )
     found = {m.rel: m.mmproj for m in discover_models(tmp_path)}
-    assert found == {"v/llava-Q4_K_M.gguf": "v/mmproj-llava-f16.gguf", "v/qwen-vl-Q4_K_M.gguf": "v/mmproj-qwen-vl-f16.gguf"}
+    assert found == {
+        "v/llava-Q4_K_M.gguf": "v/mmproj-llava-f16.gguf",
+        "v/qwen-vl-Q4_K_M.gguf": "v/mmproj-qwen-vl-f16.gguf",
+    }
 
 
 def test_a_lone_projector_is_not_a_model(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import yaml
 from entrypoint.errors import ConfigError, LockError, NotFoundError
 from entrypoint.fsutil import file_lock
 from entrypoint.swap import sync_config
-from entrypoint.swap.sync import _stamp_path, backup_files
+from entrypoint.swap.sync import NEW_FILE_HEADER, _stamp_path, backup_files
 from tests.helpers.cli import run_cli
 
 
@@ -175,7 +175,7 @@ def test_unchanged_inputs_skip_the_parse(tmp_path: Path, models: Path) -> None:
 @pytest.mark.parametrize(
     ("before", "after"),
     [
-        ("", "# llama-swap configuration, kept in sync with the models folder by `autoinfer swap sync`.\nmodels:\n  a:\n"),
+        ("", NEW_FILE_HEADER + "models:\n  a:\n"),
         ("logLevel: info", "logLevel: info\n\nmodels:\n  a:\n"),
         ("logLevel: info\nmodels:\n", "logLevel: info\nmodels:\n  a:\n"),
         ("models: {}   # none yet\nlogLevel: info\n", "models:   # none yet\n  a:\n"),
