@@ -48,6 +48,25 @@ from entrypoint.swap.scaffold import (
     render_entry,
     render_values,
 )
+from entrypoint.swap.yamledit import (
+    Edit,
+    apply_edits,
+    blank,
+    compose,
+    content_end,
+    fields,
+    has_blank_line,
+    is_blank_line_before,
+    is_mapping,
+    is_null,
+    is_scalar,
+    is_sequence,
+    line_end,
+    line_start,
+    mapping_items,
+    merged_keys,
+    refuse_duplicates,
+)
 
 if TYPE_CHECKING:
     from entrypoint.gguf_info import GGUFInfo
@@ -185,14 +204,6 @@ class _Entry:
     owned: bool = False  # rel known for certain (recorded, or its cmd path is under the folder)
 
 
-@dataclass(order=True)
-class _Edit:
-    start: int
-    end: int
-    order: int
-    text: str = field(compare=False)
-
-
 class _Planner:
     """Parses the config once and turns the sync into text edits."""
 
@@ -215,11 +226,11 @@ class _Planner:
         self.template = template
         self.prune = prune
         self.result = result
-        self.edits: list[_Edit] = []
+        self.edits: list[Edit] = []
         self.newline = "\r\n" if "\r\n" in text else "\n"
 
     def edit(self, start: int, end: int, text: str) -> None:
-        self.edits.append(_Edit(start, end, len(self.edits), text))
+        self.edits.append(Edit(start, end, len(self.edits), text))
 
     def lines(self, lines: list[str]) -> str:
         return "".join(line + self.newline for line in lines)
@@ -227,25 +238,25 @@ class _Planner:
     # -- the steps ------------------------------------------------------------------
 
     def run(self) -> str:
-        root = _compose(self.text, self.config)
-        top = _mapping_items(root, self.config, "the top level") if root is not None else []
-        _refuse_duplicates(top, self.config, "top-level key")
+        root = compose(self.text, self.config)
+        top = mapping_items(root, self.config, "the top level") if root is not None else []
+        refuse_duplicates(top, self.config, "top-level key")
         models_pos = next((i for i, (k, _) in enumerate(top) if k.value == "models"), None)
         models_node = top[models_pos][1] if models_pos is not None else None
         block_end = len(self.text)
         if models_pos is not None and models_pos + 1 < len(top):
-            block_end = _line_start(self.text, top[models_pos + 1][0].start_mark.index)
+            block_end = line_start(self.text, top[models_pos + 1][0].start_mark.index)
 
         entries: list[_Entry] = []
-        models_line_end = _line_end(self.text, top[models_pos][0].start_mark.index) if models_pos is not None else 0
-        if models_node is not None and _is_mapping(models_node):
+        models_line_end = line_end(self.text, top[models_pos][0].start_mark.index) if models_pos is not None else 0
+        if models_node is not None and is_mapping(models_node):
             if models_node.flow_style and models_node.value:
                 raise ConfigError(
                     f"{self.config}:{models_node.start_mark.line + 1}: models is written in flow style "
                     "({...}); write it as a block mapping so entries can be edited in place"
                 )
             entries = self._entries(models_node, block_end)
-        elif models_node is not None and not _is_null(models_node):
+        elif models_node is not None and not is_null(models_node):
             raise ConfigError(f"{self.config}:{models_node.start_mark.line + 1}: models must be a mapping")
 
         by_rel = {m.rel: m for m in self.models}
@@ -266,12 +277,12 @@ class _Planner:
             values = self._scaffold(model, taken)
             if values is None:
                 continue
-            key, fields = values
+            key, entry_values = values
             taken.add(key)
             self.result.added.append(key)
             if style.blank_between and (entries or new_lines):
                 new_lines.append("")
-            new_lines.extend(render_entry(key, fields, style))
+            new_lines.extend(render_entry(key, entry_values, style))
         for entry in pruned:
             i = entries.index(entry)
             self._cut_entry(entry, entries[i - 1].content_end if i else models_line_end)
@@ -279,17 +290,17 @@ class _Planner:
         if pruned:
             self._cut_group_members(top, {e.key for e in pruned})
         self._place_new_entries(new_lines, top, models_pos, models_node, kept, pruned)
-        return _apply(self.text, self.edits)
+        return apply_edits(self.text, self.edits)
 
     def _entries(self, models_node: Any, block_end: int) -> list[_Entry]:
-        items = _mapping_items(models_node, self.config, "models")
-        _refuse_duplicates(items, self.config, "model")
+        items = mapping_items(models_node, self.config, "models")
+        refuse_duplicates(items, self.config, "model")
         entries = []
         for i, (key_node, value) in enumerate(items):
-            start = _line_start(self.text, key_node.start_mark.index)
-            span_end = _line_start(self.text, items[i + 1][0].start_mark.index) if i + 1 < len(items) else block_end
-            content_end = _content_end(self.text, start, span_end, key_node.start_mark.column)
-            entries.append(_Entry(str(key_node.value), key_node, value, start, content_end, span_end))
+            start = line_start(self.text, key_node.start_mark.index)
+            span_end = line_start(self.text, items[i + 1][0].start_mark.index) if i + 1 < len(items) else block_end
+            own_end = content_end(self.text, start, span_end, key_node.start_mark.column)
+            entries.append(_Entry(str(key_node.value), key_node, value, start, own_end, span_end))
         return entries
 
     def _assign_files(self, entries: list[_Entry], by_rel: dict[str, ModelFile]) -> None:
@@ -297,17 +308,17 @@ class _Planner:
         by_key = {model_key(m.rel): m.rel for m in self.models}
         prefixes = sorted({self.mount, str(self.models_dir), os.path.realpath(self.models_dir)}, key=len, reverse=True)
         for entry in entries:
-            if not _is_mapping(entry.value):
+            if not is_mapping(entry.value):
                 continue
-            fields = _fields(entry.value)
-            recorded = fields.get("metadata")
-            if recorded is not None and _is_mapping(recorded):
-                path = _fields(recorded).get(PATH_FIELD)
-                if path is not None and _is_scalar(path) and path.value:
+            entry_fields = fields(entry.value)
+            recorded = entry_fields.get("metadata")
+            if recorded is not None and is_mapping(recorded):
+                path = fields(recorded).get(PATH_FIELD)
+                if path is not None and is_scalar(path) and path.value:
                     entry.rel, entry.owned = _normal_rel(str(path.value)), True
                     continue
-            cmd = fields.get("cmd")
-            model_arg = _model_arg(str(cmd.value)) if cmd is not None and _is_scalar(cmd) else None
+            cmd = entry_fields.get("cmd")
+            model_arg = _model_arg(str(cmd.value)) if cmd is not None and is_scalar(cmd) else None
             if model_arg:
                 for prefix in prefixes:
                     base = prefix.rstrip("/") + "/"
@@ -329,16 +340,16 @@ class _Planner:
     def _audit(self, entry: _Entry, model: ModelFile, style: Style) -> None:
         """Add the scaffold keys *entry* lacks, after its last line; nothing else."""
         value = entry.value
-        if not _is_mapping(value) or value.flow_style or value.start_mark.index < entry.key_node.end_mark.index:
+        if not is_mapping(value) or value.flow_style or value.start_mark.index < entry.key_node.end_mark.index:
             return  # a flow mapping or an alias (*ref): not ours to rewrite
-        present = set(_fields(value)) | _merged_keys(value)
+        present = set(fields(value)) | merged_keys(value)
         missing = [k for k in ENTRY_KEYS if k not in present]
         if not missing:
             return
-        fields = self._fields(entry.key, model, info=None)
+        scaffold = self._entry_values(entry.key, model, info=None)
         column = value.value[0][0].start_mark.column
         step = max(style.step, 1)
-        lines = render_values({k: fields[k] for k in missing}, column, step)
+        lines = render_values({k: scaffold[k] for k in missing}, column, step)
         at = entry.content_end
         prefix = "" if at == 0 or self.text[at - 1] == "\n" else self.newline
         self.edit(at, at, prefix + self.lines(lines))
@@ -350,9 +361,9 @@ class _Planner:
             log.info("not adding %s: its header says it is a multimodal projector", model.rel)
             return None
         key = unique_key(model.rel, taken)
-        return key, self._fields(key, model, info)
+        return key, self._entry_values(key, model, info)
 
-    def _fields(self, key: str, model: ModelFile, info: GGUFInfo | None) -> dict[str, Any]:
+    def _entry_values(self, key: str, model: ModelFile, info: GGUFInfo | None) -> dict[str, Any]:
         name_stem = model_key(model.rel.rsplit("/", 1)[-1])
         quant = quant_of(name_stem)
         header_name = info.name if info is not None else None
@@ -394,30 +405,30 @@ class _Planner:
         start = entry.start
         column = entry.key_node.start_mark.column
         while start > floor:
-            prev = _line_start(self.text, start - 1)
+            prev = line_start(self.text, start - 1)
             line = self.text[prev:start]
             if not (line.lstrip(" ").startswith("#") and len(line) - len(line.lstrip(" ")) == column):
                 break
             start = prev
         end = entry.content_end
-        before_blank = start == 0 or _is_blank_line_before(self.text, start)
+        before_blank = start == 0 or is_blank_line_before(self.text, start)
         if before_blank:  # keep one separator, not two
-            while end < entry.span_end and _blank(self.text[end : _line_end(self.text, end)]):
-                end = _line_end(self.text, end)
+            while end < entry.span_end and blank(self.text[end : line_end(self.text, end)]):
+                end = line_end(self.text, end)
         self.edit(start, end, "")
 
     def _cut_group_members(self, top: list[tuple[Any, Any]], gone: set[str]) -> None:
         """Remove the pruned keys from ``groups.<name>.members``; nothing else in groups."""
         groups = next((v for k, v in top if k.value == "groups"), None)
-        if groups is None or not _is_mapping(groups):
+        if groups is None or not is_mapping(groups):
             return
         for _, group in groups.value:
-            if not _is_mapping(group):
+            if not is_mapping(group):
                 continue
             for key_node, members in group.value:
-                if key_node.value != "members" or not _is_sequence(members):
+                if key_node.value != "members" or not is_sequence(members):
                     continue
-                doomed = [item for item in members.value if _is_scalar(item) and str(item.value) in gone]
+                doomed = [item for item in members.value if is_scalar(item) and str(item.value) in gone]
                 if not doomed:
                     continue
                 if members.flow_style:
@@ -425,8 +436,8 @@ class _Planner:
                     self.edit(members.start_mark.index, members.end_mark.index, "[" + ", ".join(kept) + "]")
                     continue
                 for item in doomed:
-                    start = _line_start(self.text, item.start_mark.index)
-                    self.edit(start, _line_end(self.text, item.start_mark.index), "")
+                    start = line_start(self.text, item.start_mark.index)
+                    self.edit(start, line_end(self.text, item.start_mark.index), "")
                 if len(doomed) == len(members.value):
                     colon = self.text.index(":", key_node.end_mark.index)
                     self.edit(colon + 1, colon + 1, " []")
@@ -455,15 +466,15 @@ class _Planner:
             if (
                 models_node is not None
                 and models_node.end_mark.index > key_node.end_mark.index
-                and ((_is_mapping(models_node) and not models_node.value) or _is_null(models_node))
+                and ((is_mapping(models_node) and not models_node.value) or is_null(models_node))
             ):
                 # `models: {}` or `models: ~` on the key's line: drop the value, keep a comment.
                 start, end = models_node.start_mark.index, models_node.end_mark.index
-                if start < end and _line_start(self.text, start) == _line_start(self.text, key_node.start_mark.index):
+                if start < end and line_start(self.text, start) == line_start(self.text, key_node.start_mark.index):
                     while start > 0 and self.text[start - 1] == " ":
                         start -= 1
                     self.edit(start, end, "")
-            at = _line_end(self.text, key_node.start_mark.index)
+            at = line_end(self.text, key_node.start_mark.index)
             prefix = "" if self.text[at - 1] == "\n" else self.newline
             body = list(new_lines)
             if body and body[0] == "":
@@ -482,95 +493,36 @@ class _Planner:
         self.edit(len(self.text), len(self.text), prefix + self.lines(["models:", *body]))
 
 
-# ---------------------------------------------------------------------------------------
-# YAML nodes and text positions.
-
-
-def _compose(text: str, config: Path) -> Any:
-    """The node tree of *text* (None for an empty document); a parse error names line and column."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
-
-    try:
-        return YAML(typ="rt").compose(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{config}:{mark.line + 1}:{mark.column + 1}" if mark else str(config)
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError(
-            f"{where}: {problem}; the file was not changed",
-            hint="fix the YAML at that line and column, then sync again",
-        ) from None
-    except YAMLError as exc:
-        raise ConfigError(f"{config}: {exc}; the file was not changed") from None
-
-
-def _is_mapping(node: Any) -> bool:
-    return type(node).__name__ == "MappingNode"
-
-
-def _is_sequence(node: Any) -> bool:
-    return type(node).__name__ == "SequenceNode"
-
-
-def _is_scalar(node: Any) -> bool:
-    return type(node).__name__ == "ScalarNode"
-
-
-def _is_null(node: Any) -> bool:
-    if not _is_scalar(node):
-        return False
-    return str(getattr(node.tag, "value", node.tag)).endswith(":null")
-
-
-def _mapping_items(node: Any, config: Path, what: str) -> list[tuple[Any, Any]]:
-    if not _is_mapping(node):
-        raise ConfigError(f"{config}:{node.start_mark.line + 1}: {what} must be a mapping")
-    if what == "the top level" and node.flow_style:
-        raise ConfigError(f"{config}: the top level is written in flow style ({{...}}); write it as a block mapping")
-    return [(k, v) for k, v in node.value if _is_scalar(k)]
-
-
-def _refuse_duplicates(items: list[tuple[Any, Any]], config: Path, what: str) -> None:
-    seen: dict[str, int] = {}
-    for key_node, _ in items:
-        key = str(key_node.value)
-        line = key_node.start_mark.line + 1
-        if key in seen and key != "<<":
-            column = key_node.start_mark.column + 1
-            raise ConfigError(f"{config}:{line}:{column}: {what} {key!r} repeats line {seen[key]}")
-        seen[key] = line
-
-
-def _fields(mapping: Any) -> dict[str, Any]:
-    return {str(k.value): v for k, v in mapping.value if _is_scalar(k)}
-
-
-def _merged_keys(mapping: Any) -> set[str]:
-    """Keys an entry gets from ``<<: *defaults`` (they are present, not missing)."""
-    keys: set[str] = set()
-    for k, v in mapping.value:
-        if _is_scalar(k) and k.value == "<<":
-            sources = v.value if _is_sequence(v) else [v]
-            for source in sources:
-                if _is_mapping(source):
-                    keys |= set(_fields(source)) | _merged_keys(source)
-    return keys
+def _style(text: str, entries: list[_Entry]) -> Style:
+    """Indentation, key quoting and spacing of the existing entries, for the ones we add."""
+    if not entries:
+        return Style()
+    first = entries[0]
+    key_indent = first.key_node.start_mark.column
+    step = 2
+    for entry in entries:
+        if is_mapping(entry.value) and not entry.value.flow_style and entry.value.value:
+            step = max(entry.value.value[0][0].start_mark.column - entry.key_node.start_mark.column, 1)
+            break
+    quote = first.key_node.style if first.key_node.style in ('"', "'") else None
+    # One entry tells nothing about spacing: the blank line of llama-swap's examples.
+    blank = len(entries) < 2 or any(has_blank_line(text, e.content_end, e.span_end) for e in entries[:-1])
+    return Style(key_indent=key_indent, step=step, key_quote=quote, blank_between=blank)
 
 
 def _aliases(entries: list[_Entry]) -> set[str]:
     """Alias IDs are global in llama-swap: a new key must not collide with one."""
     found: set[str] = set()
     for entry in entries:
-        if not _is_mapping(entry.value):
+        if not is_mapping(entry.value):
             continue
-        aliases = _fields(entry.value).get("aliases")
-        if aliases is not None and _is_sequence(aliases):
+        aliases = fields(entry.value).get("aliases")
+        if aliases is not None and is_sequence(aliases):
             for item in aliases.value:
-                if _is_scalar(item):
+                if is_scalar(item):
                     found.add(str(item.value))
-                elif _is_mapping(item) and _is_scalar(_fields(item).get("id")):
-                    found.add(str(_fields(item)["id"].value))
+                elif is_mapping(item) and is_scalar(fields(item).get("id")):
+                    found.add(str(fields(item)["id"].value))
     return found
 
 
@@ -591,83 +543,6 @@ def _model_arg(cmd: str) -> str | None:
 
 def _normal_rel(path: str) -> str:
     return path.strip().removeprefix("./").lstrip("/")
-
-
-def _line_start(text: str, index: int) -> int:
-    return text.rfind("\n", 0, index) + 1
-
-
-def _line_end(text: str, index: int) -> int:
-    end = text.find("\n", index)
-    return len(text) if end < 0 else end + 1
-
-
-def _blank(line: str) -> bool:
-    return not line.strip()
-
-
-def _is_blank_line_before(text: str, start: int) -> bool:
-    if start == 0:
-        return True
-    prev = _line_start(text, start - 1)
-    return _blank(text[prev:start])
-
-
-def _content_end(text: str, start: int, end: int, key_column: int) -> int:
-    """End of an entry's own last line: trailing blank lines and comments at or left of
-    the key's column (they introduce the next entry or section) are not the entry's."""
-    first_end = _line_end(text, start)
-    last = first_end
-    pos = first_end
-    while pos < end:
-        line_end = _line_end(text, pos)
-        line = text[pos:line_end]
-        stripped = line.lstrip(" ")
-        indent = len(line) - len(stripped)
-        if stripped.strip() and not (stripped.startswith("#") and indent <= key_column):
-            last = line_end
-        pos = line_end
-    return min(last, end) if last > first_end else first_end
-
-
-def _style(text: str, entries: list[_Entry]) -> Style:
-    """Indentation, key quoting and spacing of the existing entries, for the ones we add."""
-    if not entries:
-        return Style()
-    first = entries[0]
-    key_indent = first.key_node.start_mark.column
-    step = 2
-    for entry in entries:
-        if _is_mapping(entry.value) and not entry.value.flow_style and entry.value.value:
-            step = max(entry.value.value[0][0].start_mark.column - entry.key_node.start_mark.column, 1)
-            break
-    quote = first.key_node.style if first.key_node.style in ('"', "'") else None
-    # One entry tells nothing about spacing: the blank line of llama-swap's examples.
-    blank = len(entries) < 2 or any(_has_blank_line(text, e.content_end, e.span_end) for e in entries[:-1])
-    return Style(key_indent=key_indent, step=step, key_quote=quote, blank_between=blank)
-
-
-def _has_blank_line(text: str, start: int, end: int) -> bool:
-    pos = start
-    while pos < end:
-        line_end = _line_end(text, pos)
-        if _blank(text[pos:line_end]):
-            return True
-        pos = line_end
-    return False
-
-
-def _apply(text: str, edits: list[_Edit]) -> str:
-    out: list[str] = []
-    pos = 0
-    for edit in sorted(edits):
-        if edit.start < pos:
-            raise AssertionError(f"overlapping edits at {edit.start}")  # a planning bug, never user input
-        out.append(text[pos : edit.start])
-        out.append(edit.text)
-        pos = edit.end
-    out.append(text[pos:])
-    return "".join(out)
 
 
 # ---------------------------------------------------------------------------------------
