@@ -150,7 +150,9 @@ def sync_config(
     if max_backups < 0:
         raise ConfigError(f"max backups must be 0 or more, not {max_backups}")
     models_dir = models_dir.absolute()
-    config = config.absolute()
+    # Through a symlink to the file it names: replacing the link by a file would cut
+    # the user's link (a config kept in a dotfiles repo, a mounted folder).
+    config = Path(os.path.realpath(config))
     if prune and not models_dir.is_dir():
         raise NotFoundError(
             f"models folder {models_dir} does not exist: refusing to prune every entry",
@@ -381,8 +383,8 @@ class _Planner:
             "mmproj": shlex.quote(mmproj) if mmproj else "",
             "mmproj_args": f"--mmproj {shlex.quote(mmproj)}" if mmproj else "",
             "ctx_size": str(ctx),
-            "key": key,
-            "name": name,
+            "key": shlex.quote(key),
+            "name": shlex.quote(name),
         }
         return {
             "name": name,

@@ -128,10 +128,15 @@ def content_end(text: str, start: int, end: int, key_column: int) -> int:
         line = text[pos:stop]
         stripped = line.lstrip(" ")
         indent = len(line) - len(stripped)
-        if stripped.strip() and not (stripped.startswith("#") and indent <= key_column):
+        if stripped.strip() and not (stripped.startswith("#") and indent <= key_column) and not _marker(line):
             last = stop
         pos = stop
     return min(last, end) if last > first_end else first_end
+
+
+def _marker(line: str) -> bool:
+    """A document marker (``---``, ``...``) ends the mapping before it."""
+    return line.startswith(("---", "...")) and line[3:4] in ("", " ", "\t", "\n", "\r")
 
 
 def has_blank_line(text: str, start: int, end: int) -> bool:

@@ -264,3 +264,51 @@ def test_a_custom_template(tmp_path: Path, models: Path) -> None:
         "/opt/llama-server -m /data/vision/llava-v1.6-Q4_K_M.gguf --mmproj /data/vision/mmproj-llava-v1.6-f16.gguf\n"
         "--port ${PORT} -c 4096 # vision--llava-v1.6-Q4_K_M\n"
     )
+
+
+def test_document_markers_stay_around_the_document(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "b.gguf").write_bytes(b"")
+    config = tmp_path / "config.yaml"
+    config.write_text("---\nmodels:\n  a:\n    cmd: x\n...\n")
+    sync(config, models)
+    text = config.read_text()
+    assert text.startswith("---\nmodels:\n  a:\n    cmd: x\n\n  b:\n") and text.endswith("...\n")
+    assert set(yaml.safe_load(text)["models"]) == {"a", "b"}
+
+
+def test_a_symlinked_config_is_written_through_the_link(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "b.gguf").write_bytes(b"")
+    real = tmp_path / "dotfiles" / "llama-swap.yaml"
+    real.parent.mkdir()
+    real.write_text("models: {}\n")
+    link = tmp_path / "config.yaml"
+    link.symlink_to(real)
+    result = sync(link, models)
+    assert link.is_symlink() and "b:" in real.read_text()
+    assert result.backup is not None and result.backup.parent == real.parent  # type: ignore[attr-defined]
+
+
+def test_a_config_written_by_llama_swap_sync_is_adopted(tmp_path: Path) -> None:
+    """Seed 000 wrote plain keys, `/models/...` paths and an empty metadata map: its
+    entries are recognised by key and path, complete ones are left alone, and --prune
+    removes the one whose file is gone."""
+    models = tmp_path / "models"
+    (models / "sub").mkdir(parents=True)
+    (models / "sub" / "here.gguf").write_bytes(b"")
+    seed_entry = (
+        "  {key}:\n    name: {key}\n    description: Auto-generated\n    cmd: |\n      llama-server\n"
+        "      --port ${{PORT}}\n      -m /models/{rel}\n    aliases: []\n    env: []\n    ttl: 0\n"
+        "    unlisted: false\n    filters: {{}}\n    metadata: {{}}\n    macros: {{}}\n"
+        "    concurrencyLimit: 0\n    cmdStop: ''\n"
+    )
+    text = "models:\n" + seed_entry.format(key="sub--here", rel="sub/here.gguf")
+    gone = seed_entry.format(key="sub--gone", rel="sub/gone.gguf")
+    config = tmp_path / "config.yaml"
+    config.write_text(text + gone)
+    result = sync(config, models, prune=True, models_mount="/models")
+    assert result.removed == ["sub--gone"] and result.added == [] and result.updated == []  # type: ignore[attr-defined]
+    assert config.read_text() == text
