@@ -1,8 +1,9 @@
 """The restart through the real docker SDK, against podman's Docker-compatible API.
 
 Docker's engine cannot run on this machine; podman serves the same API on a unix socket
-and runs real OCI containers. The image is a static busybox imported from a tarball (no
-registry is reachable). The fixture starts its own podman service and stops it.
+and runs real OCI containers. The image is one static program built here with gcc and
+imported from a tarball (no registry is reachable). The fixture starts its own podman
+service on a socket of its own and stops it.
 """
 
 from __future__ import annotations
@@ -21,38 +22,40 @@ import pytest
 from tests.helpers.cli import run_cli
 
 PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
-IMAGE = "localhost/autoinfer-swap-busybox:test"
-BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+IMAGE = "localhost/autoinfer-swap-pause:test"
+
+# PID 1 of the test container: waits for SIGTERM and exits 0 at once (an untrapped
+# PID 1 ignores TERM, and a restart would wait for its timeout).
+PAUSE_C = r"""
+#include <signal.h>
+#include <unistd.h>
+static void stop(int sig) { (void)sig; _exit(0); }
+int main(void) { signal(SIGTERM, stop); signal(SIGINT, stop); for (;;) pause(); }
+"""
 
 pytestmark = pytest.mark.slow
 
 
-def _busybox_image() -> None:
-    """Import a one-file image (static busybox as /bin/sh and /bin/sleep) unless present."""
+def _pause_image(work: Path) -> None:
+    """Import a one-file image (a static ``/pause`` built with gcc) unless present.
+
+    No registry is reachable here, so the image is made from a tarball.
+    """
     if subprocess.run([*PODMAN, "image", "exists", IMAGE]).returncode == 0:
         return
-    data = Path(BUSYBOX).read_bytes()
+    (work / "pause.c").write_text(PAUSE_C)
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(work / "pause"), str(work / "pause.c")], check=True)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for folder in ("bin", "tmp"):
-            info = tarfile.TarInfo(folder)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-        info = tarfile.TarInfo("bin/busybox")
-        info.size, info.mode = len(data), 0o755
-        tar.addfile(info, io.BytesIO(data))
-        for applet in ("sh", "sleep", "date"):
-            link = tarfile.TarInfo(f"bin/{applet}")
-            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-            tar.addfile(link)
+        tar.add(work / "pause", arcname="pause")
     subprocess.run([*PODMAN, "import", "-", IMAGE], input=buf.getvalue(), check=True, capture_output=True)
 
 
 @pytest.fixture
-def docker_api() -> Iterator[str]:
-    if not shutil.which("podman") or not Path(BUSYBOX).is_file():
-        pytest.fail("this test needs podman and busybox-static (apt-get install podman runc busybox-static)")
-    _busybox_image()
+def docker_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not shutil.which("podman") or not shutil.which("gcc"):
+        pytest.fail("this test needs podman, runc and gcc (apt-get install podman runc gcc)")
+    _pause_image(tmp_path_factory.mktemp("image"))
     sock = Path(f"/tmp/autoinfer-swap-{uuid.uuid4().hex[:8]}.sock")  # short: unix socket paths are limited
     url = f"unix://{sock}"
     service = subprocess.Popen(
@@ -90,10 +93,9 @@ def test_a_change_restarts_the_container_and_no_change_does_not(docker_api: str,
     try:
         # Limits below the host's: podman's defaults (and even the host's own values) are
         # refused here ("error setting rlimits ... operation not permitted"); lowering works.
-        # PID 1 traps TERM so that a restart is quick (an untrapped PID 1 ignores TERM).
         container = client.containers.run(
             IMAGE,
-            ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"],
+            ["/pause"],
             name=name,
             detach=True,
             network_mode="host",
