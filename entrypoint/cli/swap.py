@@ -99,6 +99,7 @@ def sync(
     data = result.to_dict()
     data["restarted"] = None
     details = result.diff.splitlines() if dry_run and not app.json else []
+    details += result.warnings
     message = result.summary()
     if result.backup:
         message += f" (backup {result.backup.name})"

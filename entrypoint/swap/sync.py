@@ -91,6 +91,7 @@ class SyncResult:
     backup: Path | None = None
     dry_run: bool = False
     models: int = 0  # models found in the folder
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def written(self) -> bool:
@@ -114,6 +115,7 @@ class SyncResult:
             "dry_run": self.dry_run,
             "backup": str(self.backup) if self.backup else None,
             "models": self.models,
+            "warnings": self.warnings,
             "diff": self.diff,
         }
 
@@ -186,7 +188,7 @@ def sync_config(
             result.backup = _backup(config, original, max_backups, mode)
         atomic_write_text(config, new_text, mode=mode)
         _write_stamp(config, new_text, fingerprint)
-        log.info("%s", result.summary())
+        log.debug("%s", result.summary())  # the caller reports it (CLI message, boot log)
         return result
 
 
@@ -291,6 +293,7 @@ class _Planner:
             self.result.removed.append(entry.key)
         if pruned:
             self._cut_group_members(top, {e.key for e in pruned})
+            self._warn_other_references(top, {e.key for e in pruned})
         self._place_new_entries(new_lines, top, models_pos, models_node, kept, pruned)
         return apply_edits(self.text, self.edits)
 
@@ -419,6 +422,24 @@ class _Planner:
                 end = line_end(self.text, end)
         self.edit(start, end, "")
 
+    def _warn_other_references(self, top: list[tuple[Any, Any]], gone: set[str]) -> None:
+        """Pruning edits ``groups`` only; a pruned key named elsewhere (``hooks`` preload,
+        ``matrix`` vars) is left for the user to edit, with its line."""
+        stack = [v for k, v in top if k.value not in ("models", "groups")]
+        while stack:
+            node = stack.pop()
+            if is_scalar(node):
+                if str(node.value) in gone:
+                    self.result.warnings.append(
+                        f"{self.config}:{node.start_mark.line + 1}: pruned model {node.value!r} is still named here"
+                    )
+            elif is_sequence(node):
+                stack.extend(node.value)
+            elif is_mapping(node):
+                stack.extend(v for _, v in node.value)
+        for warning in sorted(self.result.warnings):
+            log.warning("%s", warning)
+
     def _cut_group_members(self, top: list[tuple[Any, Any]], gone: set[str]) -> None:
         """Remove the pruned keys from ``groups.<name>.members``; nothing else in groups."""
         groups = next((v for k, v in top if k.value == "groups"), None)
@@ -437,9 +458,9 @@ class _Planner:
                     kept = [self.text[i.start_mark.index : i.end_mark.index] for i in members.value if i not in doomed]
                     self.edit(members.start_mark.index, members.end_mark.index, "[" + ", ".join(kept) + "]")
                     continue
-                for item in doomed:
-                    start = line_start(self.text, item.start_mark.index)
-                    self.edit(start, line_end(self.text, item.start_mark.index), "")
+                for item in doomed:  # the item's lines, a quoted item may span several
+                    last = max(item.start_mark.index, item.end_mark.index - 1)
+                    self.edit(line_start(self.text, item.start_mark.index), line_end(self.text, last), "")
                 if len(doomed) == len(members.value):
                     colon = self.text.index(":", key_node.end_mark.index)
                     self.edit(colon + 1, colon + 1, " []")

@@ -312,3 +312,18 @@ def test_a_config_written_by_llama_swap_sync_is_adopted(tmp_path: Path) -> None:
     result = sync(config, models, prune=True, models_mount="/models")
     assert result.removed == ["sub--gone"] and result.added == [] and result.updated == []  # type: ignore[attr-defined]
     assert config.read_text() == text
+
+
+def test_pruned_keys_named_outside_groups_are_reported_not_edited(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    config = tmp_path / "config.yaml"
+    text = (
+        "models:\n  keep:\n    cmd: docker run x\n  gone:\n    cmd: c\n    metadata: {model_path: gone.gguf}\n"
+        "hooks:\n  on_startup:\n    preload:\n      - gone\n"
+    )
+    config.write_text(text)
+    result = sync(config, models, prune=True)
+    assert result.removed == ["gone"]  # type: ignore[attr-defined]
+    assert result.warnings == [f"{config}:10: pruned model 'gone' is still named here"]  # type: ignore[attr-defined]
+    assert config.read_text().endswith("hooks:\n  on_startup:\n    preload:\n      - gone\n")
