@@ -196,7 +196,7 @@ def sync_config(
 # Planning: where each edit goes.
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: two entries are never "equal"
 class _Entry:
     key: str
     key_node: Any
@@ -265,8 +265,9 @@ class _Planner:
 
         by_rel = {m.rel: m for m in self.models}
         self._assign_files(entries, by_rel)
-        pruned = [e for e in entries if self.prune and e.owned and e.rel not in by_rel]
-        kept = [e for e in entries if e not in pruned]
+        doomed = {i for i, e in enumerate(entries) if self.prune and e.owned and e.rel not in by_rel}
+        pruned = [e for i, e in enumerate(entries) if i in doomed]
+        kept = [e for i, e in enumerate(entries) if i not in doomed]
         served = {e.rel for e in kept if e.rel is not None}
         taken = {e.key for e in entries} | _aliases(entries)
 
@@ -287,10 +288,9 @@ class _Planner:
             if style.blank_between and (entries or new_lines):
                 new_lines.append("")
             new_lines.extend(render_entry(key, entry_values, style))
-        for entry in pruned:
-            i = entries.index(entry)
-            self._cut_entry(entry, entries[i - 1].content_end if i else models_line_end)
-            self.result.removed.append(entry.key)
+        for i in sorted(doomed):
+            self._cut_entry(entries[i], entries[i - 1].content_end if i else models_line_end)
+            self.result.removed.append(entries[i].key)
         if pruned:
             self._cut_group_members(top, {e.key for e in pruned})
             self._warn_other_references(top, {e.key for e in pruned})
@@ -337,7 +337,8 @@ class _Planner:
                 else:
                     # A path through a macro (${models}/x.gguf): it serves a file we see,
                     # but we cannot tell that a file it names is gone, so it is never pruned.
-                    entry.rel = next((rel for rel in by_rel if model_arg.endswith("/" + rel)), None)
+                    parts = model_arg.split("/")
+                    entry.rel = next((r for i in range(1, len(parts)) if (r := "/".join(parts[i:])) in by_rel), None)
                 if entry.rel is not None:
                     continue
             entry.rel = by_key.get(entry.key)
