@@ -64,3 +64,12 @@ def golden_config(tmp_path: Path) -> Path:
     config.parent.mkdir()
     config.write_bytes((GOLDEN / "config.yaml").read_bytes())
     return config
+
+
+@pytest.fixture(params=["libyaml", "ruamel"])
+def each_composer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with both YAML composers: libyaml (fast path, ASCII files) and ruamel.yaml."""
+    from entrypoint.swap import yamledit
+
+    monkeypatch.setattr(yamledit, "USE_LIBYAML", request.param == "libyaml")
+    return str(request.param)

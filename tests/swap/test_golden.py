@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from entrypoint.swap import sync_config
 from entrypoint.swap.sync import _stamp_path
 from tests.swap.conftest import GOLDEN, MOUNT
+
+pytestmark = pytest.mark.usefixtures("each_composer")
 
 NEW = [
     "big--DeepSeek-R1-Q2_K",

@@ -16,6 +16,8 @@ from entrypoint.swap import sync_config
 from entrypoint.swap.sync import NEW_FILE_HEADER, _stamp_path, backup_files
 from tests.helpers.cli import run_cli
 
+pytestmark = pytest.mark.usefixtures("each_composer")
+
 
 def listing(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
@@ -327,3 +329,20 @@ def test_pruned_keys_named_outside_groups_are_reported_not_edited(tmp_path: Path
     assert result.removed == ["gone"]  # type: ignore[attr-defined]
     assert result.warnings == [f"{config}:10: pruned model 'gone' is still named here"]  # type: ignore[attr-defined]
     assert config.read_text().endswith("hooks:\n  on_startup:\n    preload:\n      - gone\n")
+
+
+def test_non_ascii_text_keeps_its_positions(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    (models / "zoo").mkdir(parents=True)
+    (models / "zoo" / "b.gguf").write_bytes(b"")
+    config = tmp_path / "config.yaml"
+    text = (
+        '# modèles ☕ — ünïcödé\nmodels:\n  "café":   # ☕\n    cmd: llama-server -m /x/é.gguf\n'
+        '    metadata: {model_path: gone/é.gguf}\ngroups:\n  g: {members: ["café", zoo--b]}\n'
+    )
+    config.write_text(text)
+    result = sync(config, models, prune=True)
+    assert result.removed == ["café"] and result.added == ["zoo--b"]  # type: ignore[attr-defined]
+    after = config.read_text()
+    assert after.startswith('# modèles ☕ — ünïcödé\nmodels:\n  "zoo--b":\n')
+    assert after.endswith("groups:\n  g: {members: [zoo--b]}\n")

@@ -14,6 +14,8 @@ from entrypoint.swap import sync_config
 from entrypoint.swap.sync import _stamp_path
 from tests.swap.conftest import GOLDEN, MOUNT
 
+pytestmark = pytest.mark.usefixtures("each_composer")
+
 
 def _indent4(text: str) -> str:
     return "".join(re.sub(r"^( +)", lambda m: m[1] * 2, line) for line in text.splitlines(keepends=True))
