@@ -66,6 +66,7 @@ from entrypoint.swap.yamledit import (
     mapping_items,
     merged_keys,
     refuse_duplicates,
+    unified_diff,
 )
 
 if TYPE_CHECKING:
@@ -173,11 +174,14 @@ def sync_config(
             log.debug("%s unchanged since the last sync and so are the models: nothing to do", config)
             return result
         text = original or ""
-        new_text = _Planner(text, config, models, models_dir, mount, template, prune, result).run()
+        planner = _Planner(text, config, models, models_dir, mount, template, prune, result)
+        new_text = planner.run()
         result.changed = new_text != text or original is None
         if original is None and not new_text:
             new_text = NEW_FILE_HEADER + "models: {}\n"
-        result.diff = _diff(config, text, new_text) if result.changed else ""
+            result.diff = _diff(config, text, new_text)
+        elif result.changed:
+            result.diff = unified_diff(text, planner.edits, str(config), f"{config} (synced)")
         if dry_run or not result.changed:
             if not dry_run and original is not None:
                 _write_stamp(config, original, fingerprint)

@@ -72,6 +72,9 @@ def test_variant(tmp_path: Path, models: Path, variant: str, prune: bool) -> Non
     if not prune:  # nothing removed: the old lines are all still there, in order
         assert _subsequence(text.splitlines(), after_text.splitlines())
 
+    # The diff, built from the edits, turns the old file into the new one.
+    assert patch(text, result.diff) == after_text
+
     _stamp_path(config).unlink()
     again = sync_config(config, models, prune=prune, dry_run=False, cmd_template=None, models_mount=MOUNT)
     assert not again.changed, again.diff
@@ -80,3 +83,29 @@ def test_variant(tmp_path: Path, models: Path, variant: str, prune: bool) -> Non
 def _subsequence(old: list[str], new: list[str]) -> bool:
     rest = iter(new)
     return all(any(line == candidate for candidate in rest) for line in old)
+
+
+def patch(old: str, diff: str) -> str:
+    """Apply a unified diff (checking every context and removed line), like patch(1)."""
+    old_lines = old.splitlines(keepends=True)
+    out: list[str] = []
+    pos = 0
+    body = diff.splitlines(keepends=True)[2:]
+    i = 0
+    while i < len(body):
+        header = re.match(r"@@ -(\d+)(?:,(\d+))? \+\d+(?:,\d+)? @@", body[i])
+        assert header, body[i]
+        start = int(header[1]) - (0 if header[2] == "0" else 1)
+        out.extend(old_lines[pos:start])
+        pos = start
+        i += 1
+        while i < len(body) and not body[i].startswith("@@"):
+            tag, line = body[i][0], body[i][1:]
+            if tag in " -":
+                assert old_lines[pos] == line, (pos, line)
+                pos += 1
+            if tag in " +":
+                out.append(line)
+            i += 1
+    out.extend(old_lines[pos:])
+    return "".join(out)
