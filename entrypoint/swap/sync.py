@@ -2,16 +2,21 @@
 
 The file is the user's: comments, blank lines, key order, quoting and every value they
 wrote must survive. A YAML round trip (load, change, dump) re-indents and re-wraps, so
-we do not dump at all: ruamel.yaml *composes* the file (nodes with exact positions, and
-a parse error with its line and column), and the sync is a short list of text edits at
-those positions: insert the lines of a new entry, insert a missing key, cut the lines of
-a pruned entry or a group member. Everything outside those lines is byte for byte the
-original.
+we do not dump at all: the file is *composed* (nodes with exact positions, and a parse
+error with its line and column; see yamledit.py), and the sync is a short list of text
+edits at those positions: insert the lines of a new entry, insert a missing key, cut the
+lines of a pruned entry or a group member. Everything outside those lines is byte for
+byte the original.
 
 What decides which file an entry serves, first match wins: its recorded
 ``metadata.model_path``; the ``--model``/``-m`` path in its ``cmd`` (under the models
 folder); its key equal to the key we would give a file. Entries that serve no file of the
-models folder (a docker ``cmd``, a remote ``proxy``) are never audited or pruned.
+models folder (a docker ``cmd``, a remote ``proxy``) are never audited or pruned, and a
+hand-named entry is pruned only once its path is recorded (the audit records it).
+
+A stamp beside the config (``.config.yaml.autoinfer-sync.json``) remembers the digest of
+the file as the last sync left it and of the inputs (models found, options): when both
+are unchanged the sync stops before parsing, which keeps a 10,000-model sync near 0.1 s.
 """
 
 from __future__ import annotations
