@@ -67,20 +67,29 @@ def sync(
 ) -> Outcome:
     """Add new .gguf models to a llama-swap config.yaml, complete existing entries, and
     optionally prune entries whose file is gone. Comments, blank lines, order, quoting
-    and every value you wrote are kept; a backup is taken before each change."""
+    and every value you wrote are kept; a backup is taken before each change.
+
+    With AUTO_INFER_LLAMA_SWAP_ON_BOOT=1 (inside the container whose boot runs
+    llama-swap) the defaults are the boot's config, models folder and cmd, and the
+    reload mode is watch."""
     from entrypoint.errors import ConfigError
-    from entrypoint.swap import max_backups_from, sync_config
+    from entrypoint.swap import boot_cmd_template, config_path, max_backups_from, sync_config
     from entrypoint.swap.restart import DEFAULT_CONTAINER, parse_reload_mode, restart_container
 
     env = app.environ
-    config = config or Path(env.get("LLAMA_SWAP_CONFIG") or "config.yaml")
-    models_dir = models_dir or Path(env.get("LLAMA_SWAP_MODELS_DIR") or "models")
+    settings = app.settings()
+    # Inside an autoinfer container that runs llama-swap (AUTO_INFER_LLAMA_SWAP_ON_BOOT),
+    # the defaults are the boot's: its config, models folder and cmd, and no restart
+    # (llama-swap runs with --watch-config). Elsewhere, llama-swap-sync's defaults.
+    on_boot = settings.llama_swap_on_boot
+    config = config or Path(env.get("LLAMA_SWAP_CONFIG") or (config_path(settings) if on_boot else "config.yaml"))
+    models_dir = models_dir or Path(env.get("LLAMA_SWAP_MODELS_DIR") or (settings.models_dir if on_boot else "models"))
     container = container or env.get("LLAMA_SWAP_CONTAINER") or DEFAULT_CONTAINER
     mode = parse_reload_mode(
-        reload_mode or env.get("LLAMA_SWAP_RELOAD_MODE") or "restart",
+        reload_mode or env.get("LLAMA_SWAP_RELOAD_MODE") or ("watch" if on_boot else "restart"),
         "--reload-mode" if reload_mode else "LLAMA_SWAP_RELOAD_MODE",
     )
-    template = cmd_template or env.get("LLAMA_SWAP_CMD_TEMPLATE") or None
+    template = cmd_template or (boot_cmd_template(settings, env) if on_boot else env.get("LLAMA_SWAP_CMD_TEMPLATE"))
     if template and template.startswith("@"):
         try:
             template = Path(template[1:]).read_text()
@@ -94,7 +103,7 @@ def sync(
         cmd_template=template,
         max_backups=max_backups if max_backups is not None else max_backups_from(env),
         models_mount=models_mount or env.get("LLAMA_SWAP_MODELS_MOUNT") or None,
-        lock_timeout=app.settings().lock_timeout,
+        lock_timeout=settings.lock_timeout,
     )
     data = result.to_dict()
     data["restarted"] = None

@@ -98,3 +98,20 @@ def test_help_lists_the_flags() -> None:
     for flag in ("--config", "--models-dir", "--prune", "--dry-run", "--container", "--no-restart", "--reload-mode",
                  "--cmd-template", "LLAMA_SWAP_CONFIG", "LLAMA_SWAP_CONTAINER", "LLAMA_SWAP_MAX_BACKUPS"):  # fmt: skip
         assert flag in proc.stdout
+
+
+def test_inside_a_llama_swap_container_the_defaults_are_the_boots(tmp_path: Path, models: Path) -> None:
+    root = tmp_path / "root"
+    env = {
+        "AUTO_INFER_ROOT": str(root),
+        "AUTO_INFER_MODELS_DIR": str(models),
+        "AUTO_INFER_LLAMA_SWAP_ON_BOOT": "1",
+        "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock",  # a restart would fail: none is tried
+    }
+    proc = run_cli("swap", "sync", env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "not restarting: llama-swap reloads the file itself" in proc.stdout
+    config = root / "llama-swap" / "config.yaml"
+    cmd = yaml.safe_load(config.read_text())["models"]["tiny--tiny-llama-F32"]["cmd"]
+    assert cmd.startswith(f"{root}/llama-cpp/bin/llama-server\n")
+    assert not (tmp_path / "config.yaml").exists()
