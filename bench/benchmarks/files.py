@@ -79,7 +79,7 @@ def copy(ctx: Context) -> None:
 
     stats = ctx.run_candidates(
         {"ours": ours, "cp": cp, "cp_sync": cp_sync},
-        rounds=ctx.rounds(full=5, quick=3),
+        rounds=ctx.rounds(full=3, quick=3),
     )
     what = f"`download.copy_file` of a {size // MB} MB file (hashes while copying, fsyncs, renames)"
     note = "ours also computes the sha256 and makes the copy durable"

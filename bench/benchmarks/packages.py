@@ -156,7 +156,7 @@ def cold(ctx: Context) -> None:
         )
 
 
-def _warm_row(ctx: Context, name: str, archive: Path, what: str) -> None:
+def _warm_row(ctx: Context, name: str, archive: Path, what: str, rounds: int) -> None:
     install = installer()
     root = _fresh(ctx, f"warm-{name}")
     seed_root = _fresh(ctx, f"warm-seed-{name}")
@@ -170,7 +170,7 @@ def _warm_row(ctx: Context, name: str, archive: Path, what: str) -> None:
             lambda: time_call(lambda: install(root, archive)),
             lambda: time_process(["bash", str(SEED004), str(archive), str(seed_root), PKG]),
             baseline_what="seed 004 script, warm (re-hashes the cached archive)",
-            rounds=ctx.rounds(full=5, quick=3),
+            rounds=rounds,
             goal=under(0.050),
             extra={"archive_bytes": size},
         )
@@ -183,7 +183,13 @@ def _warm_row(ctx: Context, name: str, archive: Path, what: str) -> None:
 def warm(ctx: Context) -> None:
     installer()  # not available yet: say so before building a 1 GB archive
     gz, _, folder = release_archives()
-    _warm_row(ctx, "pkg-warm", gz, f"warm re-install of the same .tar.gz ({gz.stat().st_size / MB:.1f} MB), in-process")
+    _warm_row(
+        ctx,
+        "pkg-warm",
+        gz,
+        f"warm re-install of the same .tar.gz ({gz.stat().st_size / MB:.1f} MB), in-process",
+        ctx.rounds(full=9, quick=3),
+    )
     size = ctx.pick(1 * GB, 64 * MB)
     big = big_archive(folder, size)
     _warm_row(
@@ -191,4 +197,5 @@ def warm(ctx: Context) -> None:
         "pkg-warm-big",
         big,
         f"warm re-install of a {big.stat().st_size / MB:,.0f} MB .tar.zst (release + padding), in-process",
+        ctx.rounds(full=3, quick=3),
     )

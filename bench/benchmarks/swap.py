@@ -68,7 +68,15 @@ def syncer(config: Path, models_dir: Path) -> Callable[[], Any]:
             break
     if "models_dir" in params:
         kwargs["models_dir"] = models_dir
-    for key, value in (("no_restart", True), ("restart", False), ("dry_run", False), ("container", None)):
+    defaults = (
+        ("prune", False),
+        ("dry_run", False),
+        ("cmd_template", None),
+        ("no_restart", True),
+        ("restart", False),
+        ("container", None),
+    )
+    for key, value in defaults:
         if key in params:
             kwargs[key] = value
     return lambda: sync_config(**kwargs)
