@@ -130,7 +130,7 @@ def render_readme(doc: dict[str, Any], png: Path | None, readme: Path) -> str:
     rows = [Row.from_json(r) for r in doc["rows"]]
     info = doc.get("info", {})
     mode = "quick (`--quick`)" if doc.get("quick") else "full"
-    parts = [INTRO.format(full_hint="ten minutes")]
+    parts = [INTRO.format(full_hint="fifteen minutes on a busy 2-core machine")]
     parts.append(
         f"## Latest run: {doc['date']} on `{doc['machine']}`, {mode}\n\n"
         f"{info.get('cpus', '?')} CPUs ({info.get('cpu', 'unknown cpu')}), {info.get('mem_gib', '?')} GiB, "

@@ -126,5 +126,11 @@ def container(ctx: Context) -> None:
                    stats["warm"], stats["direct"], OVERHEAD_GOAL)  # fmt: skip
     overhead = stats["warm"].median - stats["direct"].median
     warm_row.extra["overhead_s"] = round(overhead, 3)
-    warm_row.note = f"our overhead {overhead * 1000:.0f} ms"
+    image = subprocess.run(
+        [*PODMAN, "image", "inspect", "--format", "{{.Id}} {{.Created}}", IMAGE], capture_output=True, text=True
+    ).stdout.split()
+    image_id = image[0][:12] if image else "?"
+    warm_row.note = f"our overhead {overhead * 1000:.0f} ms; image {IMAGE} ({image_id})"
+    for row in ctx.rows[-2:]:
+        row.extra["image"] = {"ref": IMAGE, "id": image_id}
     ctx.add(warm_row)
