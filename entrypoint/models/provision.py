@@ -38,7 +38,15 @@ from typing import Any
 
 from entrypoint import digest as digestmod
 from entrypoint.digest import StatKey, parse_sha256, sha256_file
-from entrypoint.errors import AutoinferError, ConfigError, DiskError, NetError, NotFoundError, VerifyError
+from entrypoint.errors import (
+    AutoinferError,
+    ConfigError,
+    DiskError,
+    LockError,
+    NetError,
+    NotFoundError,
+    VerifyError,
+)
 from entrypoint.fsutil import atomic_write_bytes, file_lock, free_bytes, fsync_dir, temp_name
 from entrypoint.models import catalog, layout
 from entrypoint.models.refs import ModelRef, parse_model_ref
@@ -108,6 +116,11 @@ def provision_model(
     the process environment, read now). *refresh* skips the warm path so that a moving
     revision such as ``main`` is asked again (``models pull --refresh``).
     """
+    env = os.environ if environ is None else environ
+    offline = offline or any(
+        (env.get(name) or "").strip().lower() in ("1", "true", "yes", "on")
+        for name in ("AUTO_INFER_OFFLINE", "HF_HUB_OFFLINE")
+    )
     parsed = ref if isinstance(ref, ModelRef) else parse_model_ref(ref, revision=revision)
     expected = parse_sha256(sha256, "sha256") if sha256 else None
     if (include or exclude) and not (parsed.source == "hf" and parsed.filename is None):
@@ -123,7 +136,7 @@ def provision_model(
         exclude=tuple(exclude),
         lock_timeout=lock_timeout,
         base_dir=base_dir,
-        environ=os.environ if environ is None else environ,
+        environ=env,
     )
     try:
         if not refresh:
@@ -569,6 +582,7 @@ class _Job:
             if entry is None:
                 entry = registry[self.key] = catalog.new_entry(self.key, source, library, install)
             entry["state"] = "pending"
+            entry["pending_since"] = catalog.now_iso()
 
     def _commit(
         self,
@@ -600,6 +614,7 @@ class _Job:
                 entry["commit"] = commit
             entry["state"] = "active"
             entry["error"] = None
+            entry.pop("pending_since", None)
             entry["installed_at"] = entry.get("installed_at") or now
             entry["last_accessed"] = now
             snapshot = dict(entry)
@@ -653,10 +668,16 @@ class _Job:
         return out
 
     def record_failure(self, exc: AutoinferError) -> None:
-        """State ``failed`` with the error (for a known model or any verification failure)."""
+        """State ``failed`` with the error (for a known model or any verification failure).
+
+        A lock held by another process or a usage error says nothing about the model:
+        those are logged in the provenance only.
+        """
         catalog.append_provenance(
             self.models_dir, self._provenance("failed", None, error_code=exc.code, error=exc.message)
         )
+        if isinstance(exc, LockError | ConfigError):
+            return
         with (
             contextlib.suppress(AutoinferError),
             catalog.edit_registry(self.models_dir, lock_timeout=min(self.lock_timeout, 30)) as registry,

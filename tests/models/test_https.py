@@ -162,3 +162,26 @@ def test_truncated_final_file_from_a_crash_is_replaced(
     assert model_status(models_dir, url)["state"] == "present"
     got = provision_model(models_dir, url)
     assert got.path.read_bytes() == body and got.downloaded_bytes == len(body)
+
+
+def test_offline_variables_in_the_environment_are_honoured(http_server: Server, models_dir: Path) -> None:
+    url = http_server.add("/m.gguf", b"x")
+    for env in ({"AUTO_INFER_OFFLINE": "1"}, {"HF_HUB_OFFLINE": "true"}):
+        with pytest.raises(NetError):
+            provision_model(models_dir, url, environ=env)
+    assert http_server.requests == []
+
+
+def test_lock_held_elsewhere_does_not_mark_the_model_failed(
+    http_server: Server, models_dir: Path, gguf_bytes: Callable[[int], bytes]
+) -> None:
+    from entrypoint.errors import LockError
+    from entrypoint.fsutil import file_lock
+    from entrypoint.models.provision import model_lock_path
+
+    url = http_server.add("/m.gguf", gguf_bytes(1))
+    provision_model(models_dir, url)
+    Path(model_status(models_dir, url)["path"]).unlink()
+    with file_lock(model_lock_path(models_dir, url), timeout=1, what="test"), pytest.raises(LockError):
+        provision_model(models_dir, url, lock_timeout=0.2)
+    assert load_registry(models_dir)[url]["state"] == "active"
