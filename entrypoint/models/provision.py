@@ -308,16 +308,26 @@ class _Job:
             target = install / name
             want = self.expected if name == model_name else None
             record = known.get(name)
-            if record is not None and unchanged(target, record) and (want is None or record.get("sha256") == want):
-                self.records[name] = record
-                continue
-            # a file we downloaded before must still be those bytes (it may have been corrupted in place)
-            reused = self._reuse(target, want or (record or {}).get("sha256"), None)
-            if reused is not None:
-                self.records[name] = self._record(target, name, reused)
-                continue
-            if self.offline:
-                raise self._offline_error(target)
+            if record is not None and unchanged(target, record):
+                if want is None or record.get("sha256") == want:
+                    self.records[name] = record
+                    continue
+                # known bytes, another digest wanted: download beside it; the old file stays until
+                # the new one verifies
+                if self.offline:
+                    raise VerifyError(
+                        f"sha256 mismatch for {self.ref.text}: {target} is {record.get('sha256')}, expected {want}"
+                        " (offline: it cannot be fetched again)",
+                        hint="check the digest in the config, or turn offline mode off to fetch the new file",
+                    )
+            else:
+                # a file we downloaded before must still be those bytes (it may have been corrupted in place)
+                reused = self._reuse(target, want or (record or {}).get("sha256"), None)
+                if reused is not None:
+                    self.records[name] = self._record(target, name, reused)
+                    continue
+                if self.offline:
+                    raise self._offline_error(target)
             url = prefix + name if len(names) > 1 else self.ref.url
             fetched = fetch_url(
                 url, target, sha256=want, headers=self._url_headers(url), lock_timeout=self.lock_timeout
@@ -399,10 +409,12 @@ class _Job:
             if cached is not None:
                 self.records[item.name] = self._import(cached, target, item.name, want)
                 continue
-            reused = self._reuse(target, want, item.size)
-            if reused is not None:
-                self.records[item.name] = self._record(target, item.name, reused)
-                continue
+            record = known.get(item.name)
+            if record is None or not unchanged(target, record):  # known bytes are not hashed again
+                reused = self._reuse(target, want, item.size)
+                if reused is not None:
+                    self.records[item.name] = self._record(target, item.name, reused)
+                    continue
             fetched = fetch_url(
                 item.url, target, sha256=want, size=item.size, headers=hub.headers(), lock_timeout=self.lock_timeout
             )

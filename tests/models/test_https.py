@@ -185,3 +185,18 @@ def test_lock_held_elsewhere_does_not_mark_the_model_failed(
     with file_lock(model_lock_path(models_dir, url), timeout=1, what="test"), pytest.raises(LockError):
         provision_model(models_dir, url, lock_timeout=0.2)
     assert load_registry(models_dir)[url]["state"] == "active"
+
+
+def test_a_new_digest_downloads_beside_the_old_file_which_stays_if_it_fails(
+    http_server: Server, models_dir: Path, gguf_bytes: Callable[[int], bytes]
+) -> None:
+    old, new = gguf_bytes(1), gguf_bytes(2)
+    url = http_server.add("/m.gguf", old)
+    path = provision_model(models_dir, url, sha256=sha(old)).path
+    http_server.routes["/m.gguf"].body = new  # the publisher replaced the file
+    with pytest.raises(VerifyError):
+        provision_model(models_dir, url, sha256="4" * 64)  # a wrong digest in the config
+    assert path.read_bytes() == old  # the verified copy was not destroyed
+    with pytest.raises(VerifyError, match="offline"):
+        provision_model(models_dir, url, sha256=sha(new), offline=True)
+    assert provision_model(models_dir, url, sha256=sha(new)).path.read_bytes() == new
