@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from entrypoint.errors import AutoinferError, LicenseError, NetError, NotFoundError, PermError
+from entrypoint.errors import AutoinferError, LicenseError, NetError, NotFoundError, PermError, VerifyError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -97,6 +97,7 @@ class Hub:
             raise NetError(f"{self.endpoint} listed {repo_id}@{revision} without a commit")
         files = []
         for sib in info.siblings or []:
+            check_repo_path(sib.rfilename, f"{self.endpoint} listing {repo_id}")
             lfs = sib.lfs
             sha = str(lfs["sha256"]).lower() if lfs and lfs.get("sha256") else None
             size = sib.size if sib.size is not None else (int(lfs["size"]) if lfs and lfs.get("size") else None)
@@ -123,6 +124,13 @@ class Hub:
             commit = ref_file.read_text().strip() or revision
         snapshot = repo_dir / "snapshots" / commit
         return (snapshot, commit) if snapshot.is_dir() else None
+
+
+def check_repo_path(name: str, where: str) -> None:
+    """A file name from a listing becomes a path under the model's folder: refuse escapes."""
+    parts = name.split("/")
+    if not name or name.startswith("/") or "\\" in name or "\0" in name or any(p in ("", ".", "..") for p in parts):
+        raise VerifyError(f"{where}: unsafe file name {name!r} refused", hint="the hub or mirror is misbehaving")
 
 
 def hf_cache_dir(environ: Mapping[str, str]) -> Path:

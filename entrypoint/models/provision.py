@@ -462,7 +462,11 @@ class _Job:
                 self.records[name] = record
                 continue
             if name in missing:
-                raise self._offline_error(target)
+                reused = self._reuse(target, want, None)  # in the store but not in the catalog
+                if reused is None:
+                    raise self._offline_error(target)
+                self.records[name] = self._record(target, name, reused)
+                continue
             src = sources[name]
             assert src is not None
             self.records[name] = self._import(src, target, name, want)

@@ -189,3 +189,22 @@ def test_refresh_asks_the_hub_again_but_downloads_nothing_unchanged(
     assert got.downloaded_bytes == 0 and hub.gets(f"/cdn/{sha(body)}") == 1
     registry = json.loads((models_dir / "model_registry.json").read_text())
     assert registry[REPO]["state"] == "active"
+
+
+def test_a_listing_with_an_escaping_file_name_is_refused(
+    hub: FakeHub, hub_env: dict[str, str], models_dir: Path, tmp_path: Path
+) -> None:
+    hub.add_repo("acme/evil", {"../../../escape.gguf": b"GGUF", "ok.json": b"{}"})
+    with pytest.raises(VerifyError, match="unsafe file name"):
+        provision_model(models_dir, "hf:acme/evil", environ=hub_env)
+    assert not list(tmp_path.rglob("escape.gguf"))
+
+
+def test_offline_after_the_catalog_was_lost_adopts_a_valid_file(
+    hub: FakeHub, hub_env: dict[str, str], models_dir: Path, gguf_bytes: Callable[[int], bytes]
+) -> None:
+    hub.add_repo(REPO, {"m.gguf": gguf_bytes(1)})
+    got = provision_model(models_dir, f"hf:{REPO}/m.gguf", environ=hub_env)
+    (models_dir / "model_registry.json").unlink()
+    again = provision_model(models_dir, f"hf:{REPO}/m.gguf", offline=True, environ=hub_env)
+    assert again.path == got.path and again.hashed and again.sha256 == sha(gguf_bytes(1))
