@@ -95,10 +95,14 @@ def list_(app: App) -> Outcome:
 @click.argument("ref")
 @command
 def info(app: App, ref: str) -> Outcome:
-    """Show the catalog record of REF (a ref or a catalog key such as owner/repo)."""
+    """Show the catalog record of REF (a ref or a catalog key such as owner/repo).
+
+    An hf: repo not pulled yet is looked up on the hub: its files and their sizes.
+    """
     from entrypoint.models.store import model_info
 
-    entry = model_info(app.settings().models_dir, ref, base_dir=Path.cwd())
+    settings = app.settings()
+    entry = model_info(settings.models_dir, ref, base_dir=Path.cwd(), offline=settings.offline, environ=app.environ)
     details = [
         f"  {f['path']}  {_size(f.get('size'))}  {f.get('role')}  {f.get('sha256') or ''}" for f in entry["files"]
     ]
