@@ -45,6 +45,7 @@ from entrypoint.errors import (
     LockError,
     NetError,
     NotFoundError,
+    PermError,
     VerifyError,
 )
 from entrypoint.fsutil import atomic_write_bytes, file_lock, free_bytes, fsync_dir, temp_name
@@ -223,10 +224,13 @@ class _Job:
         model_record = files.get(model_rel) if model_rel else None
         if self.expected is not None and (model_record is None or model_record.get("sha256") != self.expected):
             return None  # not hashed yet, or recorded under another digest: the cold path decides
-        with catalog.edit_registry(self.models_dir, lock_timeout=self.lock_timeout) as registry:
-            live = registry.get(self.key)
-            if live is not None:
-                live["last_accessed"] = catalog.now_iso()
+        try:
+            with catalog.edit_registry(self.models_dir, lock_timeout=self.lock_timeout) as registry:
+                live = registry.get(self.key)
+                if live is not None:
+                    live["last_accessed"] = catalog.now_iso()
+        except (DiskError, PermError, OSError) as exc:  # a read-only models volume still serves
+            log.warning("cannot update last_accessed in the model catalog: %s", exc)
         self.records = {rel: files[rel] for rel in rec.get("files", [])}
         result = self._result(entry, install, rec)
         catalog.append_provenance(self.models_dir, self._provenance("cached", result))
@@ -612,7 +616,8 @@ class _Job:
     ) -> ProvisionedModel:
         now = catalog.now_iso()
         rec = {"files": sorted(self.records), "path": model_name, "sha256": self.expected}
-        with catalog.edit_registry(self.models_dir, lock_timeout=self.lock_timeout) as registry:
+
+        def record(registry: catalog.Registry) -> dict[str, Any]:
             entry = registry.get(self.key)
             if entry is None or entry.get("install_path") != str(install):
                 old = entry or {}
@@ -622,18 +627,24 @@ class _Job:
                         entry[keep] = old[keep]
             catalog.put_files(entry, list(self.records.values()))
             entry.setdefault("refs", {})[self.sel_id] = rec
-            entry["library"] = library
-            entry["source"] = source
+            entry.update(library=library, source=source, state="active", error=None, last_accessed=now)
+            entry.pop("pending_since", None)
             if revision is not None:
                 entry["revision"] = revision
             if commit is not None:
                 entry["commit"] = commit
-            entry["state"] = "active"
-            entry["error"] = None
-            entry.pop("pending_since", None)
             entry["installed_at"] = entry.get("installed_at") or now
-            entry["last_accessed"] = now
-            snapshot = dict(entry)
+            return dict(entry)
+
+        try:
+            with catalog.edit_registry(self.models_dir, lock_timeout=self.lock_timeout) as registry:
+                snapshot = record(registry)
+        except (DiskError, PermError, OSError) as exc:
+            if self.ref.source != "local":
+                raise
+            # a local model on a read-only models volume still serves; it is verified again next time
+            log.warning("cannot record %s in the model catalog: %s", self.ref.text, exc)
+            snapshot = record(catalog.load_registry(self.models_dir))
         result = self._result(snapshot, install, rec)
         outcome = "downloaded" if self.downloaded else "imported" if self.imported else "verified"
         catalog.append_provenance(self.models_dir, self._provenance(outcome, result))
