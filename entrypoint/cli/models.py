@@ -68,11 +68,11 @@ def pull(
         environ=app.environ,
         refresh=refresh,
     )
-    how = (
-        f"downloaded {_size(model.downloaded_bytes)}"
-        if model.downloaded_bytes
-        else ("verified" if model.hashed else "already verified")
-    )
+    how = {
+        "cached": "already verified, nothing read",
+        "downloaded": f"downloaded {_size(model.downloaded_bytes)} and verified",
+        "imported": "imported from the Hugging Face cache and verified",
+    }.get(model.outcome, "verified")
     return Outcome(f"{model.id}: {how}; {model.path}", model.to_dict())
 
 

@@ -74,7 +74,7 @@ class Hub:
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
         url = hf_hub_url(repo_id, filename, revision=revision, endpoint=self.endpoint)
-        with hub_errors(f"{repo_id}/{filename}@{revision}", self.endpoint):
+        with hub_errors(f"hf:{repo_id}/{filename}@{revision}", self.endpoint):
             meta = get_hf_file_metadata(url, token=self.token or False, endpoint=self.endpoint)
         if not meta.commit_hash:
             raise NetError(
@@ -91,7 +91,7 @@ class Hub:
         from huggingface_hub import HfApi
 
         api = HfApi(endpoint=self.endpoint, token=self.token or False)
-        with hub_errors(f"{repo_id}@{revision}", self.endpoint):
+        with hub_errors(f"hf:{repo_id}@{revision}", self.endpoint):
             info = api.model_info(repo_id, revision=revision, files_metadata=True)
         if not info.sha:
             raise NetError(f"{self.endpoint} listed {repo_id}@{revision} without a commit")

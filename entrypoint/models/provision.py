@@ -32,7 +32,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,7 @@ class ProvisionedModel:
     commit: str | None = None
     downloaded_bytes: int = 0
     gguf: dict[str, Any] | None = None
+    outcome: str = "verified"  # cached (warm path) | verified | downloaded | imported (from the HF cache)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +95,7 @@ class ProvisionedModel:
             "commit": self.commit,
             "downloaded_bytes": self.downloaded_bytes,
             "gguf": self.gguf,
+            "outcome": self.outcome,
         }
 
 
@@ -232,7 +234,7 @@ class _Job:
         except (DiskError, PermError, OSError) as exc:  # a read-only models volume still serves
             log.warning("cannot update last_accessed in the model catalog: %s", exc)
         self.records = {rel: files[rel] for rel in rec.get("files", [])}
-        result = self._result(entry, install, rec)
+        result = replace(self._result(entry, install, rec), outcome="cached")
         catalog.append_provenance(self.models_dir, self._provenance("cached", result))
         return result
 
@@ -645,8 +647,8 @@ class _Job:
             # a local model on a read-only models volume still serves; it is verified again next time
             log.warning("cannot record %s in the model catalog: %s", self.ref.text, exc)
             snapshot = record(catalog.load_registry(self.models_dir))
-        result = self._result(snapshot, install, rec)
         outcome = "downloaded" if self.downloaded else "imported" if self.imported else "verified"
+        result = replace(self._result(snapshot, install, rec), outcome=outcome)
         catalog.append_provenance(self.models_dir, self._provenance(outcome, result))
         return result
 

@@ -34,7 +34,11 @@ def test_pull_list_info_pin_unpin(tmp_path: Path, tiny_model: Path) -> None:
     assert (root / "models" / "model_registry.json").exists()
 
     again = cli(root, "pull", f"file:{model}", "--sha256", sha(model.read_bytes()))
-    assert again["data"]["hashed"] is False and "already verified" in again["message"]
+    assert (
+        again["data"]["hashed"] is False
+        and "already verified" in again["message"]
+        and again["data"]["outcome"] == "cached"
+    )
 
     rows = cli(root, "list")["data"]
     assert [r["key"] for r in rows] == [str(model)] and rows[0]["state"] == "active"
