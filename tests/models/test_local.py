@@ -52,6 +52,9 @@ def test_warm_call_neither_hashes_nor_opens_the_model(
     assert not got.hashed and digest.files_hashed == before
     assert opened == []
     assert model_status(models_dir, str(model), sha256=digest_hex)["state"] == "verified"
+    os.utime(model)  # the control: once the stat key changes, the file is read again, and the hook sees it
+    provision_model(models_dir, str(model), sha256=digest_hex)
+    assert str(model) in opened
 
 
 def test_touched_file_is_verified_again(tmp_path: Path, models_dir: Path, tiny_model: Path) -> None:
