@@ -507,7 +507,8 @@ class _Job:
         """Trust a final file the catalog does not know (a crash after publish) only if it checks out.
 
         A zero-length, wrong-sized, truncated (GGUF) or wrongly-hashed file is removed so
-        that the download replaces it; its sha256 is returned when it is good.
+        that the download replaces it (offline it is only left untrusted: nothing could
+        replace it); its sha256 is returned when it is good.
         """
         try:
             st = target.stat()
@@ -528,8 +529,11 @@ class _Job:
             if want is None or actual == want:
                 log.info("reusing %s (verified, not in the catalog)", target)
                 return actual
-        log.warning("%s is incomplete or not the expected file; replacing it", target)
-        target.unlink(missing_ok=True)
+        if self.offline:
+            log.warning("%s is incomplete or not the expected file; not trusted", target)
+        else:  # about to be downloaded again: bad bytes must not wait at the final path meanwhile
+            log.warning("%s is incomplete or not the expected file; replacing it", target)
+            target.unlink(missing_ok=True)
         return None
 
     def _import(self, src: Path, target: Path, name: str, want: str | None) -> dict[str, Any]:
@@ -547,11 +551,11 @@ class _Job:
         try:
             try:
                 os.link(real, tmp)
-            except OSError:
-                copy_file(real, target, sha256=want)
+            except OSError:  # another file system (or no hard links): a verified copy
+                copied = copy_file(real, target, sha256=want)
                 self.hashed = True
                 self.imported += 1
-                return self._record(target, name, sha256_file(target) if want is None else want, remove_if_invalid=True)
+                return self._record(target, name, copied.sha256, remove_if_invalid=True)
             actual = self._hash(tmp)
             digestmod.check_sha256(want, actual, f"{src} (HF cache copy of {self.ref.text})")
             tmp.replace(target)

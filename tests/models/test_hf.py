@@ -208,3 +208,25 @@ def test_offline_after_the_catalog_was_lost_adopts_a_valid_file(
     (models_dir / "model_registry.json").unlink()
     again = provision_model(models_dir, f"hf:{REPO}/m.gguf", offline=True, environ=hub_env)
     assert again.path == got.path and again.hashed and again.sha256 == sha(gguf_bytes(1))
+
+
+def test_hf_cache_on_another_file_system_is_copied_and_verified(
+    hub_env: dict[str, str], models_dir: Path, gguf_bytes: Callable[[int], bytes]
+) -> None:
+    import tempfile
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == models_dir.parent.stat().st_dev:
+        pytest.skip("needs /dev/shm on another file system than the test's tmp dir")
+    body = gguf_bytes(1)
+    with tempfile.TemporaryDirectory(dir=shm) as cache:
+        seed_hf_cache(Path(cache), REPO, "d" * 40, {"m.gguf": body})
+        env = {**hub_env, "HF_HUB_CACHE": cache}
+        got = provision_model(models_dir, f"hf:{REPO}/m.gguf", offline=True, environ=env)
+        assert got.path.read_bytes() == body and got.outcome == "imported"
+        assert got.path.stat().st_dev != Path(cache).stat().st_dev
+        blob = next(Path(cache).rglob("blobs/*"))
+        blob.write_bytes(gguf_bytes(2))  # a corrupted cache blob is caught by its sha256 name
+        got.path.unlink()  # (while the store has its verified copy, the cache is not even looked at)
+        with pytest.raises(VerifyError, match="sha256 mismatch"):
+            provision_model(models_dir, f"hf:{REPO}", offline=True, environ=env)
