@@ -486,7 +486,14 @@ class _Job:
         self.hashed = True
         return sha256_file(path)
 
-    def _offline_error(self, target: Path | None) -> NetError:
+    def _offline_error(self, target: Path | None) -> AutoinferError:
+        """E_NET for a missing file; E_VERIFY for one that is there but failed verification."""
+        if target is not None and target.exists():
+            return VerifyError(
+                f"model {self.ref.text}: {target} is not the expected file (truncated, changed or another digest)"
+                " and, offline, cannot be fetched again",
+                hint="restore the file, fix the digest in the config, or turn offline mode off",
+            )
         where = f" ({target} is missing)" if target is not None else ""
         return NetError(
             f"offline: model {self.ref.text} is not in the model store{where} and cannot be downloaded",
