@@ -53,6 +53,7 @@ class Hub:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
         self.endpoint = (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        # None lets huggingface_hub fall back to the token saved by `hf auth login`
         self.token: str | None = env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None
         self.cache_dir = hf_cache_dir(env)
 
@@ -62,7 +63,7 @@ class Hub:
         # public, but re-exported lazily: mypy cannot see it
         from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
-        return dict(build_hf_headers(token=self.token or False))
+        return dict(build_hf_headers(token=self.token or None))
 
     def file_url(self, repo_id: str, filename: str, commit: str) -> str:
         from huggingface_hub import hf_hub_url
@@ -75,7 +76,7 @@ class Hub:
 
         url = hf_hub_url(repo_id, filename, revision=revision, endpoint=self.endpoint)
         with hub_errors(f"hf:{repo_id}/{filename}@{revision}", self.endpoint):
-            meta = get_hf_file_metadata(url, token=self.token or False, endpoint=self.endpoint)
+            meta = get_hf_file_metadata(url, token=self.token or None, endpoint=self.endpoint)
         if not meta.commit_hash:
             raise NetError(
                 f"{self.endpoint} answered for {repo_id}/{filename} without X-Repo-Commit",
@@ -90,7 +91,7 @@ class Hub:
         """List a repo's files at *revision* with sizes and LFS sha256 (``/api/models``)."""
         from huggingface_hub import HfApi
 
-        api = HfApi(endpoint=self.endpoint, token=self.token or False)
+        api = HfApi(endpoint=self.endpoint, token=self.token or None)
         with hub_errors(f"hf:{repo_id}@{revision}", self.endpoint):
             info = api.model_info(repo_id, revision=revision, files_metadata=True)
         if not info.sha:

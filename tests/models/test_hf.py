@@ -230,3 +230,14 @@ def test_hf_cache_on_another_file_system_is_copied_and_verified(
         got.path.unlink()  # (while the store has its verified copy, the cache is not even looked at)
         with pytest.raises(VerifyError, match="sha256 mismatch"):
             provision_model(models_dir, f"hf:{REPO}", offline=True, environ=env)
+
+
+def test_hf_token_is_sent_to_the_hub(
+    hub: FakeHub, hub_env: dict[str, str], models_dir: Path, gguf_bytes: Callable[[int], bytes]
+) -> None:
+    hub.add_repo(REPO, {"m.gguf": gguf_bytes(1), "config.json": b"{}"})
+    provision_model(models_dir, f"hf:{REPO}", environ={**hub_env, "HF_TOKEN": "hf_secret"})
+    to_hub = [r for r in hub.server.requests if f"/{REPO}/" in r.path or "/api/" in r.path]
+    assert to_hub and all(r.headers.get("authorization") == "Bearer hf_secret" for r in to_hub)
+    to_cdn = [r for r in hub.server.requests if r.path.startswith("/cdn/")]
+    assert to_cdn and all("authorization" not in {k.lower() for k in r.headers} for r in to_cdn)
