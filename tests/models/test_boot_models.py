@@ -72,3 +72,29 @@ def test_boot_provisions_hf_and_https_models_then_boots_warm_and_offline(
     bad = run_cli("--json", "boot", "--prepare-only", env={**env, "AUTO_INFER_OFFLINE": "1"})
     assert bad.returncode == 65, bad.stdout
     assert json.loads(bad.stdout)["error_code"] == "E_VERIFY"
+
+
+def test_boot_refuses_a_whole_repo_ref_with_several_models(
+    tmp_path: Path,
+    llama_release: LlamaRelease,
+    hub: FakeHub,
+    gguf_bytes: Callable[[int], bytes],
+) -> None:
+    """hf:owner/repo holding two quantizations: boot names the ref and asks for one file."""
+    hub.add_repo("acme/Two", {"two-Q4.gguf": gguf_bytes(1), "two-Q8.gguf": gguf_bytes(2)})
+    root = tmp_path / "root"
+    env = {
+        "AUTO_INFER_ROOT": str(root),
+        "AUTO_INFER_LLAMA_CPP_GET_PKG_ON_BOOT": "1",
+        "AUTO_INFER_LLAMA_CPP_PKG_PATH": str(llama_release.tar_gz),
+        "AUTO_INFER_LLAMA_CPP_ON_BOOT": "1",
+        "AUTO_INFER_LLAMA_CPP_CONFIG": str(config(tmp_path / "c.toml", {"chat": ("hf:acme/Two", None)})),
+        "HF_ENDPOINT": hub.endpoint,
+        "HF_HUB_CACHE": str(tmp_path / "hf-cache"),
+    }
+    result = run_cli("--json", "boot", "--prepare-only", env=env)
+    assert result.returncode == 78, result.stdout
+    body = json.loads(result.stdout)
+    assert body["error_code"] == "E_CONFIG"
+    assert "hf:acme/Two" in body["message"] and "chat" in body["message"]
+    assert not (root / "supervisor" / "conf.d" / "chat.conf").exists()
