@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 from entrypoint.fsutil import atomic_write_json
+from entrypoint.supervisor.init import poke
 from entrypoint.supervisor.render import FATAL_EXIT_CODE
 
 
@@ -77,8 +78,12 @@ class Watch:
             )
         except Exception as exc:  # the stop matters more than the marker
             say(f"cannot write {self.marker}: {exc}")
-        # Our parent is supervisord: TERM makes it stop every program, then exit.
+        # Our parent is supervisord: TERM makes it stop every program, then exit. It
+        # notices the signal when its poll loop turns: a connection makes it turn now.
         os.kill(os.getppid(), signal.SIGTERM)
+        url = os.environ.get("SUPERVISOR_SERVER_URL", "")
+        if url.startswith("unix://"):
+            poke(url.removeprefix("unix://"))
 
 
 def serve(watch: Watch, stdin: TextIO, stdout: TextIO) -> None:

@@ -363,7 +363,12 @@ def init_config(root: Path, specs: Sequence[ServerSpec], *, log_format: str = "t
         for s in specs
         for stream in ("stdout", "stderr")
     ]
-    return {"marker": str(layout.exit_marker), "log_format": log_format, "pipes": pipes}
+    return {
+        "marker": str(layout.exit_marker),
+        "socket": str(layout.socket),
+        "log_format": log_format,
+        "pipes": pipes,
+    }
 
 
 def render_init_config(root: Path, specs: Sequence[ServerSpec], *, log_format: str = "text") -> str:

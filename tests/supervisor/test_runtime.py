@@ -281,3 +281,4 @@ def test_other_signals_are_forwarded(tmp_path: Path, sig: signal.Signals) -> Non
     assert proc.stdout.readline() == b"up\n"
     proc.send_signal(sig)
     assert proc.wait(10) == 40 + sig
+
