@@ -102,9 +102,29 @@ def test_non_critical_fatal_keeps_the_others_running(supervise: Callable[..., Su
     )
     sup.wait_state("optional", "FATAL")
     sup.wait_state("good", "RUNNING")
-    assert "optional went FATAL" in sup.err and "not critical" in sup.err
+    # the listener hears of it just after the state changes
+    wait_for("warning", lambda: "optional went FATAL" in sup.err and "not critical" in sup.err)
     code, _ = sup.terminate()
     assert code == 0
+
+
+def test_docker_stop_while_a_server_is_in_backoff_exits_zero(supervise: Callable[..., Supervised]) -> None:
+    """supervisord turns BACKOFF into FATAL when it stops: that must not fail a clean stop."""
+    sup = supervise([script("flaky", "raise SystemExit(3)", start_retries=20)])
+    sup.wait_state("flaky", "BACKOFF")
+    code, _ = sup.terminate()
+    assert code == 0
+    assert "went FATAL" not in sup.err
+
+
+def test_log_file_keeps_a_copy(supervise: Callable[..., Supervised], short_root: Path) -> None:
+    log = short_root / "logs" / "chat.log"
+    sup = supervise(
+        [script("chat", "print('to the file too', flush=True); import time; time.sleep(60)", log_file=str(log))]
+    )
+    wait_for("line", lambda: "[chat] to the file too" in sup.out)
+    sup.terminate()
+    assert log.read_text() == "to the file too\n"
 
 
 def test_restart_never_exit_is_final_for_a_critical_server(supervise: Callable[..., Supervised]) -> None:
@@ -281,4 +301,3 @@ def test_other_signals_are_forwarded(tmp_path: Path, sig: signal.Signals) -> Non
     assert proc.stdout.readline() == b"up\n"
     proc.send_signal(sig)
     assert proc.wait(10) == 40 + sig
-
