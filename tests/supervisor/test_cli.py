@@ -74,6 +74,7 @@ def test_status_and_health_of_real_servers(
     sup = supervise([llama_spec(llama_release, tiny_model, port, "chat")])
     health = run_cli("--root", str(sup.root), "--json", "servers", "health", "--wait", "20")
     assert health.returncode == 0, health.stdout
+    sup.wait_state("chat", "RUNNING")  # ready can come before startsecs made it RUNNING
     status = run_cli("--root", str(sup.root), "--json", "servers", "status")
     assert status.returncode == 0
     (row,) = body(status)["data"]
