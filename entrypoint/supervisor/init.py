@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+STOPPING = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})  # supervisord shuts down on these
 _MAX_LINE = 64 * 1024  # a "line" longer than this is forwarded in pieces rather than held
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -218,8 +219,11 @@ def run(command: Sequence[str], config: dict[str, Any]) -> int:
     pending: list[int] = []
 
     sock = config.get("socket")
+    stopping = False
 
     def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = stopping or signum in STOPPING
         if child_pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child_pid, signum)
@@ -233,7 +237,10 @@ def run(command: Sequence[str], config: dict[str, Any]) -> int:
 
     try:
         # restore_signals: the servers get default SIGPIPE/SIGXFSZ, not Python's SIG_IGN.
-        child = subprocess.Popen(list(command), restore_signals=True)
+        # AUTOINFER_INIT_PID: the listener stops the container through us, so that we
+        # know a stop is under way (see the loop below).
+        env = {**os.environ, "AUTOINFER_INIT_PID": str(os.getpid())}
+        child = subprocess.Popen(list(command), restore_signals=True, env=env)
     except OSError as exc:
         say(f"cannot start {command[0]}: {exc.strerror or exc}")
         return 127
@@ -253,8 +260,14 @@ def run(command: Sequence[str], config: dict[str, Any]) -> int:
         if not woken:
             # until supervisord's socket answers (give up after 30 s: it then starts on its own tick)
             woken = poke(sock) or time.monotonic() - started > 30
+        if stopping:
+            # While it stops, supervisord notices a dead child only when its loop turns
+            # after the exit (closed pipes come just before the exit, and wake it too
+            # early): keep it turning, so the stop ends when the last child is gone and
+            # the SIGKILL after stop_timeout is not a tick late.
+            poke(sock)
         # the timeout only guards against a lost wake-up, or polls for the socket
-        for fd, _event in poller.poll(1000 if woken else 20):
+        for fd, _event in poller.poll(100 if stopping else 1000 if woken else 20):
             if fd == wake_r:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(wake_r, 512):

@@ -9,7 +9,7 @@ a clean stop, not failures).
 
 For a critical server it writes the exit marker (``run/exit-status.json``), which our
 init turns into the container's exit status (supervisord would exit 0, supervisor
-#733), then sends SIGTERM to supervisord, which stops everything as for ``docker stop``.
+#733), then sends SIGTERM to our init, which stops everything as for ``docker stop``.
 A server with ``critical = false`` only gets a warning line.
 
 The protocol (supervisor's docs, "Event Listeners"): write ``READY\\n`` on stdout; read
@@ -78,9 +78,11 @@ class Watch:
             )
         except Exception as exc:  # the stop matters more than the marker
             say(f"cannot write {self.marker}: {exc}")
-        # Our parent is supervisord: TERM makes it stop every program, then exit. It
-        # notices the signal when its poll loop turns: a connection makes it turn now.
-        os.kill(os.getppid(), signal.SIGTERM)
+        # TERM to our init, which passes it to supervisord (and then keeps supervisord's
+        # loop turning until the stop is over); without our init, to supervisord, our
+        # parent. supervisord notices a signal when its loop turns: a connection does that.
+        init = os.environ.get("AUTOINFER_INIT_PID", "")
+        os.kill(int(init) if init.isdigit() else os.getppid(), signal.SIGTERM)
         url = os.environ.get("SUPERVISOR_SERVER_URL", "")
         if url.startswith("unix://"):
             poke(url.removeprefix("unix://"))

@@ -36,6 +36,7 @@ def terms(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     sent: list[tuple[int, int]] = []
     monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append((pid, sig)))
     monkeypatch.delenv("SUPERVISOR_SERVER_URL", raising=False)
+    monkeypatch.delenv("AUTOINFER_INIT_PID", raising=False)
     return sent
 
 
