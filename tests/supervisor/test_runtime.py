@@ -209,9 +209,16 @@ def orphan_scenario(short_root: Path, *, reaper: bool) -> tuple[int, int]:
         count = len(zombies_below(tree.pid))
         if not reaper:
             # The stand-in has no SIGTERM handler, and PID 1 ignores what it does not
-            # handle (the other trap our init avoids): end the namespace with SIGKILL.
-            wait_for("PID 1", lambda: psutil.Process(tree.pid).children())[0].kill()
-            return count, tree.wait(15)
+            # handle (the other trap our init avoids): SIGTERM does nothing, so -1
+            # says "still running", then SIGKILL ends the namespace.
+            sigterm_pid1(tree)
+            try:
+                tree.wait(1.5)
+            except subprocess.TimeoutExpired:
+                wait_for("PID 1", lambda: psutil.Process(tree.pid).children())[0].kill()
+                tree.wait(15)
+                return count, -1
+            return count, tree.returncode
         sigterm_pid1(tree)
         code = tree.wait(15)
         return count, code
@@ -227,8 +234,9 @@ def test_pid1_reaps_a_double_forked_orphan(short_root: Path) -> None:
 
 
 def test_negative_control_without_our_init_the_orphan_stays_a_zombie(short_root: Path) -> None:
-    zombies, _ = orphan_scenario(short_root, reaper=False)
+    zombies, code = orphan_scenario(short_root, reaper=False)
     assert zombies == 1
+    assert code == -1  # and it ignored SIGTERM
 
 
 def test_pid1_honours_sigterm_and_passes_the_fatal_status(short_root: Path) -> None:
