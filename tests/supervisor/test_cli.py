@@ -8,8 +8,6 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from entrypoint.servers import ServerSpec
 from entrypoint.supervisor import write_supervisor_config
 from tests.helpers.cli import run_cli
@@ -91,7 +89,6 @@ def test_status_and_health_of_real_servers(
 
 
 def test_render_prints_what_boot_would_write(tmp_path: Path, tiny_model: Path, port: int) -> None:
-    pytest.importorskip("entrypoint.packages", reason="make_plan needs the packages capability (another branch)")
     config = tmp_path / "c.toml"
     config.write_text(f'[instance.chat.server]\nmodel = "{tiny_model}"\nport = {port}\n')
     env = {
