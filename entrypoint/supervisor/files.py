@@ -50,7 +50,7 @@ def render_all(
 ) -> dict[Path, str]:
     """Every file :func:`write_supervisor_config` writes, path -> content (no I/O)."""
     layout = Layout(root)
-    files = {layout.conf: render_supervisord(root, specs, user=user)}
+    files = {layout.conf: render_supervisord(root, specs, user=user, log_format=log_format)}
     for spec in specs:
         files[layout.program(spec.name)] = render_program(spec, layout=layout)
     files[layout.init_config] = render_init_config(root, specs, log_format=log_format)

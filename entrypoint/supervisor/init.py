@@ -61,9 +61,25 @@ _MAX_LINE = 64 * 1024  # a "line" longer than this is forwarded in pieces rather
 _PR_SET_CHILD_SUBREAPER = 36
 
 
-def say(message: str) -> None:
+_messages_as_json = False  # AUTO_INFER_LOG_FORMAT=json, set by run() from init.json
+
+
+def message_line(message: str, *, level: str, logger: str, as_json: bool) -> bytes:
+    """One of our own log lines, as text or as entrypoint.logfmt's JSON object."""
+    if not as_json:
+        return f"autoinfer: {message}\n".encode()
+    return json.dumps({"ts": timestamp(), "level": level, "logger": logger, "message": message}).encode() + b"\n"
+
+
+def timestamp() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+
+
+def say(message: str, level: str = "info") -> None:
+    line = message_line(message, level=level, logger=__name__, as_json=_messages_as_json)
     with contextlib.suppress(OSError):
-        os.write(2, f"autoinfer: {message}\n".encode())
+        os.write(2, line)
 
 
 @dataclass
@@ -115,9 +131,8 @@ class Forwarder:
         if line.endswith(b"\r"):
             line = line[:-1]
         if self.json:
-            now = time.time()
             body = {
-                "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z",
+                "ts": timestamp(),
                 "instance": pipe.instance,
                 "stream": pipe.stream,
                 "message": line.decode("utf-8", "replace"),
@@ -200,7 +215,7 @@ def exit_status(status: int, marker: Path | None) -> int:
             data = None
         if isinstance(data, dict):
             code = int(data.get("exit_code") or 1)
-            say(f"{data.get('message') or 'a critical server failed'} (exit {code})")
+            say(f"{data.get('message') or 'a critical server failed'} (exit {code})", "error")
             return code
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code  # killed by a signal: the shell's 128+N
@@ -208,6 +223,8 @@ def exit_status(status: int, marker: Path | None) -> int:
 
 def run(command: Sequence[str], config: dict[str, Any]) -> int:
     """Steps 2 to 5 of the module docstring; returns the exit status."""
+    global _messages_as_json
+    _messages_as_json = config.get("log_format") == "json"
     marker = Path(config["marker"]) if config.get("marker") else None
     if marker is not None:
         with contextlib.suppress(FileNotFoundError):
@@ -244,7 +261,7 @@ def run(command: Sequence[str], config: dict[str, Any]) -> int:
         env = {**os.environ, "AUTOINFER_INIT_PID": str(os.getpid())}
         child = subprocess.Popen(list(command), restore_signals=True, env=env)
     except OSError as exc:
-        say(f"cannot start {command[0]}: {exc.strerror or exc}")
+        say(f"cannot start {command[0]}: {exc.strerror or exc}", "error")
         return 127
     child_pid = child.pid
     for early in pending:

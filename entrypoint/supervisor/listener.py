@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 from entrypoint.fsutil import atomic_write_json
-from entrypoint.supervisor.init import poke
+from entrypoint.supervisor.init import message_line, poke
 from entrypoint.supervisor.render import FATAL_EXIT_CODE
 
 
@@ -37,8 +37,12 @@ def parse_tokens(line: str) -> dict[str, str]:
     return dict(token.split(":", 1) for token in line.split() if ":" in token)
 
 
-def say(message: str) -> None:
-    sys.stderr.write(f"autoinfer: {message}\n")
+_as_json = False  # --log-format json
+
+
+def say(message: str, level: str = "warning") -> None:
+    line = message_line(message, level=level, logger=__name__, as_json=_as_json)
+    sys.stderr.buffer.write(line)
     sys.stderr.flush()
 
 
@@ -70,8 +74,7 @@ class Watch:
 
     def fail(self, name: str, why: str) -> None:
         self.failed = name
-        message = f"instance {name} {why}; stopping the container"
-        say(message)
+        say(f"instance {name} {why}; stopping the container", "error")
         try:
             atomic_write_json(
                 self.marker, {"exit_code": FATAL_EXIT_CODE, "instance": name, "message": f"instance {name} {why}"}
@@ -110,7 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--marker", type=Path, required=True)
     parser.add_argument("--critical", default="")
     parser.add_argument("--exit-is-final", default="")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
+    global _as_json
+    _as_json = args.log_format == "json"
     watch = Watch(
         args.marker,
         {n for n in args.critical.split(",") if n},

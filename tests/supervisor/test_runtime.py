@@ -67,14 +67,24 @@ def test_log_lines_from_two_servers_arrive_whole_and_prefixed(supervise: Callabl
     assert "supervisord started with pid" in sup.out
 
 
-def test_json_log_format(supervise: Callable[..., Supervised]) -> None:
+def test_json_log_format_every_line_is_json(supervise: Callable[..., Supervised]) -> None:
     import json
 
-    sup = supervise([script("j", "print('hello %s # x', flush=True); import time; time.sleep(60)")], log_format="json")
-    wait_for("json line", lambda: '"instance": "j"' in sup.out)
-    sup.terminate()
-    rows = [json.loads(ln) for ln in sup.out.splitlines() if ln.startswith("{")]
-    assert rows[0]["instance"] == "j" and rows[0]["stream"] == "stdout" and rows[0]["message"] == "hello %s # x"
+    sup = supervise(
+        [
+            script("j", "print('hello %s # x', flush=True); import time; time.sleep(60)", port=1),
+            script("bad", "raise SystemExit(3)", start_retries=0, critical=False, port=2),
+        ],
+        log_format="json",
+    )
+    wait_for("json line", lambda: '"instance": "j"' in sup.out and "bad went FATAL" in sup.err)
+    code, _ = sup.terminate()
+    assert code == 0
+    out = [json.loads(ln) for ln in sup.out.splitlines()]  # supervisord's own lines included
+    err = [json.loads(ln) for ln in sup.err.splitlines()]
+    assert any(r.get("instance") == "j" and r["stream"] == "stdout" and r["message"] == "hello %s # x" for r in out)
+    assert any(r.get("instance") == "supervisord" and "spawned: 'j'" in r["message"] for r in out)
+    assert any(r.get("level") == "warning" and "bad went FATAL" in r["message"] for r in err)
 
 
 def test_critical_fatal_stops_the_container_non_zero(supervise: Callable[..., Supervised]) -> None:
