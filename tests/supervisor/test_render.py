@@ -233,7 +233,7 @@ def test_renderers_do_not_import_supervisor() -> None:
 
 def test_instance_names_with_dots_parse_and_the_listener_name_is_reserved(tmp_path: Path) -> None:
     files = write_supervisor_config(tmp_path, [spec("qwen2.5-7b_q4", port=1), spec("Chat-2", port=2)])
-    assert sorted(programs(parse(files.conf))) == ["Chat-2", "qwen2.5-7b_q4"]
+    assert sorted(programs(parse(files.conf))) == ["Chat-2", LISTENER, "qwen2.5-7b_q4"]
     with pytest.raises(ConfigError, match="reserved"):
         render_supervisord(tmp_path, [spec(LISTENER)])
 
