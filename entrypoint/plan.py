@@ -17,8 +17,8 @@ from typing import Any
 from entrypoint.config import Config, Instance, load_config
 from entrypoint.errors import ConfigError, NotFoundError
 from entrypoint.servers import ServerSpec
-from entrypoint.supervisor.render import check_state_dir
 from entrypoint.settings import PackageRequest, Settings
+from entrypoint.supervisor.render import check_state_dir
 
 LLAMA_CPP = "llama-cpp"
 SERVER_EXE = "llama-server"
