@@ -28,6 +28,7 @@ from bench.harness import (
     run_benches,
     scratch_space,
     selected,
+    time_process,
     write_results,
 )
 from bench.report import plot_curves, render_readme
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with scratch_space(keep=args.keep) as work:
         ctx = Context(quick=args.quick, work=work, info=machine_info())
+        # what `true` shows as peak RSS: the floor under every whole-process figure
+        ctx.info["rss_floor_kb"] = time_process(["true"]).rss_kb
         run_benches(ctx, benches)
     ctx.info["loadavg_end"] = list(os.getloadavg())
     ctx.info["seconds"] = round(time.perf_counter() - started, 1)

@@ -20,6 +20,7 @@ A benchmark never fails the run: an API that is not importable yet gives a
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import json
@@ -32,7 +33,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -68,6 +68,58 @@ def time_call(fn: Callable[[], Any], *, repeat: int = 1) -> Sample:
     return Sample((time.perf_counter() - start) / repeat)
 
 
+# A small helper process forks and execs the measured commands. The peak RSS that wait4
+# reports for a child includes the memory of the process it was forked from (the kernel
+# keeps the larger of the pre-exec and post-exec peaks), so forking from this harness
+# (tens of MB, growing) would bury small tools such as tar under our own size. Forked from
+# `python -S -I` (a few MB of private memory), the floor is small and the same for all.
+_SPAWNER_CODE = r"""
+import json, os, signal, sys, time
+def run(req):
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            err = os.open(req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, 0); os.dup2(null, 1); os.dup2(err, 2)
+            if req["cwd"]:
+                os.chdir(req["cwd"])
+            argv = ["/bin/sh", "-c", req["argv"]] if req["shell"] else req["argv"]
+            os.execvpe(argv[0], argv, req["env"] if req["env"] is not None else os.environ)
+        finally:
+            os._exit(127)
+    signal.signal(signal.SIGALRM, lambda *_: os.kill(pid, signal.SIGKILL))
+    signal.setitimer(signal.ITIMER_REAL, req["timeout"])
+    _, status, usage = os.wait4(pid, 0)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    return {"seconds": time.perf_counter() - start, "status": status, "maxrss": usage.ru_maxrss}
+for line in sys.stdin:
+    print(json.dumps(run(json.loads(line))), flush=True)
+"""
+_spawner: subprocess.Popen[str] | None = None
+
+
+def _spawn(request: dict[str, Any]) -> dict[str, Any]:
+    global _spawner
+    if _spawner is None or _spawner.poll() is not None:
+        _spawner = subprocess.Popen(
+            [sys.executable, "-S", "-I", "-c", _SPAWNER_CODE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        atexit.register(_spawner.kill)
+    assert _spawner.stdin is not None and _spawner.stdout is not None
+    _spawner.stdin.write(json.dumps(request) + "\n")
+    _spawner.stdin.flush()
+    answer = _spawner.stdout.readline()
+    if not answer:
+        raise RuntimeError("the spawner process died")
+    result: dict[str, Any] = json.loads(answer)
+    return result
+
+
 def time_process(
     argv: Sequence[str] | str,
     *,
@@ -77,36 +129,53 @@ def time_process(
     check: bool = True,
     timeout: float = 600,
 ) -> Sample:
-    """Time one whole process from fork to exit; its peak RSS comes from ``wait4``.
+    """Time one whole process from fork to exit, with its peak RSS (``wait4``).
 
-    ``wait4`` gives the rusage of that one child (including the grandchildren it waited
-    for, e.g. both sides of a shell pipeline), unlike ``RUSAGE_CHILDREN`` which only grows.
+    The process is forked by a small helper (see ``_SPAWNER_CODE``) that also times it,
+    so neither the time nor the RSS include this harness.
     """
-    with tempfile.TemporaryFile() as errfile:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            argv,
-            env=dict(env) if env is not None else None,
-            cwd=cwd,
-            shell=shell,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=errfile,
+    with tempfile.NamedTemporaryFile(prefix="bench-stderr-") as errfile:
+        result = _spawn(
+            {
+                "argv": argv if isinstance(argv, str) else [str(a) for a in argv],
+                "env": dict(env) if env is not None else None,
+                "cwd": str(cwd) if cwd else None,
+                "shell": shell,
+                "timeout": timeout,
+                "stderr": errfile.name,
+            }
         )
-        killer = threading.Timer(timeout, proc.kill)
-        killer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            killer.cancel()
-        elapsed = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        errfile.seek(0)
-        err = errfile.read().decode(errors="replace")
-    if check and proc.returncode != 0:
-        shown = argv if isinstance(argv, str) else " ".join(str(a) for a in argv)
-        raise RuntimeError(f"{shown!r} exited {proc.returncode}: {err.strip()[-500:]}")
-    return Sample(elapsed, int(usage.ru_maxrss))
+        code = os.waitstatus_to_exitcode(int(result["status"]))
+        if check and code != 0:
+            err = Path(errfile.name).read_text(errors="replace")
+            shown = argv if isinstance(argv, str) else " ".join(str(a) for a in argv)
+            raise RuntimeError(f"{shown!r} exited {code}: {err.strip()[-500:]}")
+    return Sample(float(result["seconds"]), int(result["maxrss"]))
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"no {field} in /proc/self/status")
+
+
+def rss_growth_kb(fn: Callable[[], Any]) -> int | None:
+    """How far one in-process call raises the resident set above where it started (KiB).
+
+    Linux resets a process's peak RSS (VmHWM) when "5" is written to /proc/self/clear_refs;
+    the peak after the call minus the RSS before it is what the call added. Not timed;
+    None where that file is not writable.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        before = _status_kb("VmRSS")
+        fn()
+        return max(0, _status_kb("VmHWM") - before)
+    except OSError:
+        return None
 
 
 # --------------------------------------------------------------------------- stats
@@ -329,6 +398,13 @@ class Context:
         status = row.status if row.status != "ok" else ""
         self.log(f"  {row.name}: ours {ours}, baseline {base}, ratio {ratio} {met} {status}".rstrip())
         return row
+
+    def rss(self, rows: Sequence[Row], fn: Callable[[], Any]) -> None:
+        """Record what one in-process call of *fn* adds to the resident set, on *rows*."""
+        growth = rss_growth_kb(fn)
+        if growth is not None:
+            for row in rows:
+                row.extra["ours_rss_growth_kb"] = growth
 
     def skip(
         self, name: str, what: str, reason: str, *, status: str = "not available", goal: Goal | None = None

@@ -48,6 +48,20 @@ def _side(stats: Any) -> str:
     return text
 
 
+def _mb(kb: int) -> str:
+    return f"{kb / 1024:.0f} MB" if kb >= 1024 else f"{kb} KB"
+
+
+def _rss(row: Row) -> str:
+    """Whole processes: their peak RSS. In-process calls: what the call added (``+``)."""
+    growth = row.extra.get("ours_rss_growth_kb")
+    ours = (
+        f"+{_mb(int(growth))}" if growth is not None else (_mb(row.ours.rss_kb) if row.ours and row.ours.rss_kb else "")
+    )
+    base = _mb(row.baseline.rss_kb) if row.baseline and row.baseline.rss_kb else ""
+    return f"{ours} / {base}" if ours or base else ""
+
+
 def _met(row: Row) -> str:
     if row.status != "ok":
         return row.status
@@ -60,8 +74,8 @@ def _escape(text: str) -> str:
 
 def results_table(rows: list[Row]) -> str:
     lines = [
-        "| what | ours | baseline | ratio | goal | met? |",
-        "|---|---|---|---|---|---|",
+        "| what | ours | baseline | ratio | goal | met? | peak RSS ours / baseline |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         what = f"**{row.name}**: {row.what}"
@@ -79,6 +93,7 @@ def results_table(rows: list[Row]) -> str:
                     _ratio(row),
                     _escape(row.goal.text) if row.goal else "",
                     _met(row),
+                    _rss(row),
                 ]
             )
             + " |"
@@ -138,7 +153,12 @@ def render_readme(doc: dict[str, Any], png: Path | None, readme: Path) -> str:
         f"{', '.join(f'{x:.1f}' for x in info.get('loadavg_start', []))} (other jobs share this machine: "
         f"compare ratios, not absolute times). Raw figures: `bench/results/`.\n"
     )
-    parts.append("Each cell: median ± half the interquartile range.\n")
+    parts.append(
+        "Each time: median ± half the interquartile range. Peak RSS: a whole process's peak (from `wait4`);"
+        " for an in-process call, `+N` is what the call added to the process (measured once, from VmHWM)."
+        f" Whole processes are forked by a small helper, so their RSS has a floor of"
+        f" {info.get('rss_floor_kb', 0) / 1024:.0f} MB (what `true` shows).\n"
+    )
     parts.append(results_table(rows))
     curves = doc.get("curves", [])
     if curves:

@@ -8,9 +8,12 @@ the JSON and the README table.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-from bench.harness import Bench, Context, Row, Sample, Stats, run_benches, under, write_results
+import pytest
+
+from bench.harness import Bench, Context, Row, Sample, Stats, run_benches, time_process, under, write_results
 from bench.report import render_readme
 
 
@@ -75,3 +78,13 @@ def test_merge_keeps_rows_not_rerun(tmp_path: Path) -> None:
     second.add(Row("b", "second b"))
     doc = write_results(second, results, merge=True)
     assert [(r["name"], r["what"]) for r in doc["rows"]] == [("a", "first a"), ("b", "second b")]
+
+
+def test_time_process_reports_exit_failures_and_peak_rss() -> None:
+    """A whole process is timed with its peak RSS; a failing one raises with its stderr."""
+    big = time_process([sys.executable, "-S", "-c", "x = bytearray(64 << 20)"])
+    small = time_process(["true"])
+    assert big.rss_kb is not None and small.rss_kb is not None
+    assert big.rss_kb - small.rss_kb > 60 * 1024  # the 64 MB buffer shows, our own size does not
+    with pytest.raises(RuntimeError, match="exited 3: nope"):
+        time_process("echo nope >&2; exit 3", shell=True)

@@ -138,7 +138,7 @@ def plan(ctx: Context) -> None:
         _prepare_once(setup)
         env = setup.env
         text = Path(env["AUTO_INFER_LLAMA_CPP_CONFIG"]).read_text()
-        ctx.compare(
+        row = ctx.compare(
             f"plan-{n}",
             f"`plan.make_plan` with {n} instance{'s' if n > 1 else ''}, everything installed (in-process)",
             lambda env=env: time_call(lambda: make_plan(Settings.from_environ(env), environ=env)),  # type: ignore[misc]
@@ -146,6 +146,7 @@ def plan(ctx: Context) -> None:
             baseline_what="`config.parse_config` alone",
             rounds=ctx.rounds(full=9, quick=5),
         )
+        ctx.rss([row], lambda env=env: make_plan(Settings.from_environ(env), environ=env))  # type: ignore[misc]
 
 
 def _all_healthy(ports: list[int], deadline: float, alive: Callable[[], bool] = lambda: True) -> None:

@@ -61,6 +61,7 @@ def config_scale(ctx: Context) -> None:
             rounds=ctx.rounds(full=15, quick=5),
         )
         assert row.ours is not None and row.baseline is not None
+        ctx.rss([row], lambda text=text: parse_config(text))  # type: ignore[misc]
         ours_curve.append(row.ours.median)
         base_curve.append(row.baseline.median)
     ctx.curves.append(

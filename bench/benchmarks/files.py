@@ -35,6 +35,7 @@ def sha256(ctx: Context) -> None:
         candidates["openssl"] = lambda: time_process(["openssl", "dgst", "-sha256", str(path)])
     stats = ctx.run_candidates(candidates, rounds=ctx.rounds(full=3, quick=3))
     what = f"`digest.sha256_file` on a {size // MB} MB file (in-process)"
+    before = len(ctx.rows)
     for name, baseline, label in (
         ("sha256", "sha256sum", "`sha256sum`"),
         ("sha256-vs-openssl", "openssl", "`openssl dgst -sha256`"),
@@ -54,6 +55,7 @@ def sha256(ctx: Context) -> None:
                 extra={"size_bytes": size, "ours_mb_s": ours_mb_s, "baseline_mb_s": base_mb_s},
             )
         )
+    ctx.rss(ctx.rows[before:], lambda: sha256_file(path))
 
 
 @bench("copy")
@@ -86,4 +88,6 @@ def copy(ctx: Context) -> None:
     ctx.add(Row("copy", what, "`cp`", stats["ours"], stats["cp"], note=note, extra={"size_bytes": size}))
     extra = {"size_bytes": size}
     ctx.add(Row("copy-vs-cp-sync", what, "`cp` then `sync FILE`", stats["ours"], stats["cp_sync"], extra=extra))
+    target.unlink(missing_ok=True)
+    ctx.rss(ctx.rows[-2:], lambda: copy_file(src, target))
     target.unlink(missing_ok=True)

@@ -95,7 +95,7 @@ def warm(ctx: Context) -> None:
         _age(registry, [path for path, _ in models])
         return time_call(lambda: [provision(path, sha) for path, sha in models])
 
-    ctx.compare(
+    row = ctx.compare(
         "models-warm",
         f"warm `provision_model` of {count} verified models, {total / GB:.0f} GB in all (in-process)",
         ours,
@@ -106,6 +106,7 @@ def warm(ctx: Context) -> None:
         goal=under(0.100),
         extra={"models": count, "total_bytes": total},
     )
+    ctx.rss([row], lambda: [provision(path, sha) for path, sha in models])
     _curve(ctx, work)
 
 

@@ -144,6 +144,8 @@ def cold(ctx: Context) -> None:
                 extra={"archive_bytes": size},
             )
         )
+        rss_root = _fresh(ctx, "rss")
+        ctx.rss(ctx.rows[-1:], lambda archive=archive, rss_root=rss_root: install(rss_root, archive))  # type: ignore[misc]
         ctx.add(
             Row(
                 f"pkg-cold-{label}-vs-seed004",
@@ -164,7 +166,7 @@ def _warm_row(ctx: Context, name: str, archive: Path, what: str, rounds: int) ->
     subprocess.run(["bash", str(SEED004), str(archive), str(seed_root), PKG], check=True, capture_output=True)
     size = archive.stat().st_size
     try:
-        ctx.compare(
+        row = ctx.compare(
             name,
             what,
             lambda: time_call(lambda: install(root, archive)),
@@ -174,6 +176,7 @@ def _warm_row(ctx: Context, name: str, archive: Path, what: str, rounds: int) ->
             goal=under(0.050),
             extra={"archive_bytes": size},
         )
+        ctx.rss([row], lambda: install(root, archive))
     finally:
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(seed_root, ignore_errors=True)

@@ -104,6 +104,7 @@ def scan(ctx: Context) -> None:
             goal=GOAL if n == 10000 else None,
         )
         assert row.ours is not None and row.baseline is not None
+        ctx.rss([row], lambda tree=tree: discover_models(tree))  # type: ignore[misc]
         ours_curve.append(row.ours.median)
         base_curve.append(row.baseline.median)
         sync_curve.append(None)
@@ -127,6 +128,7 @@ def scan(ctx: Context) -> None:
             goal=GOAL if n == 10000 else None,
         )
         assert srow.ours is not None
+        ctx.rss([srow], sync)
         sync_curve[-1] = srow.ours.median
     if sync_error:
         ctx.skip("swap-sync", "`swap.sync_config` on a synced config", sync_error, goal=GOAL)
