@@ -166,7 +166,9 @@ def _nvidia(environ: Mapping[str, str], run: Runner) -> tuple[tuple[int, int], i
 def _vulkan(environ: Mapping[str, str], run: Runner) -> str | None:
     import ctypes.util
 
-    if ctypes.util.find_library("vulkan") is None and not glob.glob("/usr/lib*/**/libvulkan.so.1", recursive=True):
+    if ctypes.util.find_library("vulkan") is None and not (
+        glob.glob("/usr/lib*/libvulkan.so.1") + glob.glob("/usr/lib/*/libvulkan.so.1")
+    ):
         return None
     tool = _which("vulkaninfo", environ)
     if tool is not None:
