@@ -491,7 +491,7 @@ class Installer:
         self.repaired.append(f"migrated the directory {link} to pkgs/{self.pkg}/{vid}")
 
 
-def update_registry(root: Path, change: Callable[[Registry], None]) -> Registry:
+def update_registry(root: Path, change: Callable[[Registry], object]) -> Registry:
     """Read the registry afresh, apply *change*, write it atomically (keeps others' entries)."""
     reg = Registry.load(root)
     before = reg.to_dict()

@@ -39,29 +39,65 @@ class Index:
     def url(self) -> str:
         return self.server.url + API
 
-    def publish(self, tag: str, assets: dict[str, bytes], *, latest: bool = False,
-                digests: dict[str, str | None] | None = None, etag: str | None = None) -> dict[str, object]:
+    def publish(
+        self,
+        tag: str,
+        assets: dict[str, bytes],
+        *,
+        latest: bool = False,
+        digests: dict[str, str | None] | None = None,
+        etag: str | None = None,
+    ) -> dict[str, object]:
         """Serve release *tag* with *assets* (name -> bytes) the way GitHub does."""
         build = int(tag.lstrip("b"))
         items = []
         for i, (name, data) in enumerate(sorted(assets.items())):
             url = self.server.add(f"/ggml-org/llama.cpp/releases/download/{tag}/{name}", data)
             digest = (digests or {}).get(name, "sha256:" + hashlib.sha256(data).hexdigest())
-            items.append({
-                "url": f"{self.url}/assets/{build * 100 + i}", "id": build * 100 + i, "node_id": "RA_x",
-                "name": name, "label": "", "uploader": {"login": "github-actions[bot]"},
-                "content_type": "application/octet-stream", "state": "uploaded", "size": len(data),
-                "digest": digest, "download_count": 0, "created_at": "2026-01-01T00:00:00Z",
-                "updated_at": "2026-01-01T00:00:00Z", "browser_download_url": url,
-            })
-        items.append({"name": "cudart-llama-bin-win-cuda-12.4-x64.zip", "size": 1, "digest": None,
-                      "browser_download_url": self.server.url + "/nope"})
-        items.append({"name": f"llama-{tag}-xcframework.zip", "size": 1, "browser_download_url": self.server.url + "/x"})
+            items.append(
+                {
+                    "url": f"{self.url}/assets/{build * 100 + i}",
+                    "id": build * 100 + i,
+                    "node_id": "RA_x",
+                    "name": name,
+                    "label": "",
+                    "uploader": {"login": "github-actions[bot]"},
+                    "content_type": "application/octet-stream",
+                    "state": "uploaded",
+                    "size": len(data),
+                    "digest": digest,
+                    "download_count": 0,
+                    "created_at": "2026-01-01T00:00:00Z",
+                    "updated_at": "2026-01-01T00:00:00Z",
+                    "browser_download_url": url,
+                }
+            )
+        items.append(
+            {
+                "name": "cudart-llama-bin-win-cuda-12.4-x64.zip",
+                "size": 1,
+                "digest": None,
+                "browser_download_url": self.server.url + "/nope",
+            }
+        )
+        items.append(
+            {"name": f"llama-{tag}-xcframework.zip", "size": 1, "browser_download_url": self.server.url + "/x"}
+        )
         body = {
-            "url": f"{self.url}/{build}", "html_url": f"https://github.com/ggml-org/llama.cpp/releases/tag/{tag}",
-            "id": build, "tag_name": tag, "target_commitish": "master", "name": tag, "draft": False,
-            "prerelease": False, "created_at": "2026-01-01T00:00:00Z", "published_at": "2026-01-01T00:00:00Z",
-            "assets": items, "tarball_url": "", "zipball_url": "", "body": "",
+            "url": f"{self.url}/{build}",
+            "html_url": f"https://github.com/ggml-org/llama.cpp/releases/tag/{tag}",
+            "id": build,
+            "tag_name": tag,
+            "target_commitish": "master",
+            "name": tag,
+            "draft": False,
+            "prerelease": False,
+            "created_at": "2026-01-01T00:00:00Z",
+            "published_at": "2026-01-01T00:00:00Z",
+            "assets": items,
+            "tarball_url": "",
+            "zipball_url": "",
+            "body": "",
         }
         self._route(f"{API}/tags/{tag}", body, etag)
         if latest:
@@ -166,8 +202,9 @@ def test_asset_without_digest_records_the_computed_one(tmp_path: Path, index: In
 @pytest.mark.parametrize("status", [403, 429])
 def test_rate_limit_is_e_net_with_the_reset_time_and_no_retry_storm(tmp_path: Path, index: Index, status: int) -> None:
     reset = int(time.time()) + 600
-    index.server.add(f"{API}/tags/b1", status=status,
-                     headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)})
+    index.server.add(
+        f"{API}/tags/b1", status=status, headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)}
+    )
     with pytest.raises(NetError) as err:
         install_package(tmp_path / "root", "llama-cpp@b1", variant="cpu", releases_url=index.url)
     assert err.value.exit_code == 69
@@ -192,18 +229,28 @@ def test_etag_revalidation_uses_304(tmp_path: Path, index: Index) -> None:
 
 def test_token_is_sent_to_the_index(tmp_path: Path, index: Index) -> None:
     index.publish("b7800", dict([asset(tmp_path, 7800)]))
-    install_package(tmp_path / "root", "llama-cpp@b7800", variant="cpu", releases_url=index.url,
-                    environ={"GITHUB_TOKEN": "ghp_test", "PATH": ""})
+    install_package(
+        tmp_path / "root",
+        "llama-cpp@b7800",
+        variant="cpu",
+        releases_url=index.url,
+        environ={"GITHUB_TOKEN": "ghp_test", "PATH": ""},
+    )
     assert index.server.requests_for(f"{API}/tags/b7800")[0].headers["Authorization"] == "Bearer ghp_test"
 
 
 def test_offline_refuses_naming_the_variable(tmp_path: Path, index: Index) -> None:
     root = tmp_path / "root"
-    settings = Settings.from_environ({
-        "AUTO_INFER_ROOT": str(root), "AUTO_INFER_OFFLINE": "1", "AUTO_INFER_LLAMA_CPP_GET_PKG_ON_BOOT": "1",
-        "AUTO_INFER_LLAMA_CPP_VERSION": "latest", "AUTO_INFER_LLAMA_CPP_VARIANT": "cpu",
-        "AUTO_INFER_LLAMA_CPP_RELEASES_URL": index.url,
-    })
+    settings = Settings.from_environ(
+        {
+            "AUTO_INFER_ROOT": str(root),
+            "AUTO_INFER_OFFLINE": "1",
+            "AUTO_INFER_LLAMA_CPP_GET_PKG_ON_BOOT": "1",
+            "AUTO_INFER_LLAMA_CPP_VERSION": "latest",
+            "AUTO_INFER_LLAMA_CPP_VARIANT": "cpu",
+            "AUTO_INFER_LLAMA_CPP_RELEASES_URL": index.url,
+        }
+    )
     request = settings.package("llama-cpp")
     assert request is not None
     status = package_status(root, request, settings)
@@ -220,10 +267,20 @@ def test_unknown_version_is_not_found(tmp_path: Path, index: Index) -> None:
 
 
 @pytest.mark.parametrize(("driver", "expected"), [("12.8", "cuda-12.4-x64"), ("13.2", "cuda-13.1-x64")])
-def test_fake_nvidia_smi_picks_the_cuda_variant_the_driver_runs(tmp_path: Path, index: Index, driver: str,
-                                                                 expected: str) -> None:
-    index.publish("b7900", dict([asset(tmp_path, 7900), asset(tmp_path, 7900, "cuda-12.4-x64"),
-                                 asset(tmp_path, 7900, "cuda-13.1-x64"), asset(tmp_path, 7900, "vulkan-x64")]))
+def test_fake_nvidia_smi_picks_the_cuda_variant_the_driver_runs(
+    tmp_path: Path, index: Index, driver: str, expected: str
+) -> None:
+    index.publish(
+        "b7900",
+        dict(
+            [
+                asset(tmp_path, 7900),
+                asset(tmp_path, 7900, "cuda-12.4-x64"),
+                asset(tmp_path, 7900, "cuda-13.1-x64"),
+                asset(tmp_path, 7900, "vulkan-x64"),
+            ]
+        ),
+    )
     env = env_with(tmp_path, nvidia=driver)
     choice = choose(None, env)
     assert choice.family == "cuda" and "CUDA " + driver in choice.reason
@@ -234,8 +291,9 @@ def test_fake_nvidia_smi_picks_the_cuda_variant_the_driver_runs(tmp_path: Path, 
 
 def test_old_driver_falls_back_to_cpu(tmp_path: Path, index: Index) -> None:
     index.publish("b7901", dict([asset(tmp_path, 7901), asset(tmp_path, 7901, "cuda-12.4-x64")]))
-    result = install_package(tmp_path / "root", "llama-cpp@b7901", releases_url=index.url,
-                             environ=env_with(tmp_path, nvidia="11.8"))
+    result = install_package(
+        tmp_path / "root", "llama-cpp@b7901", releases_url=index.url, environ=env_with(tmp_path, nvidia="11.8")
+    )
     assert result.variant == "cpu-x64"
 
 
@@ -247,11 +305,15 @@ def test_without_gpu_tools_the_choice_says_why(tmp_path: Path) -> None:
 def test_plan_status_shows_the_variant_and_why(tmp_path: Path, index: Index) -> None:
     index.publish("b7950", dict([asset(tmp_path, 7950)]))
     root = tmp_path / "root"
-    settings = Settings.from_environ({
-        "AUTO_INFER_ROOT": str(root), "AUTO_INFER_LLAMA_CPP_GET_PKG_ON_BOOT": "1",
-        "AUTO_INFER_LLAMA_CPP_VERSION": "b7950", "AUTO_INFER_LLAMA_CPP_VARIANT": "cpu-x64",
-        "AUTO_INFER_LLAMA_CPP_RELEASES_URL": index.url,
-    })
+    settings = Settings.from_environ(
+        {
+            "AUTO_INFER_ROOT": str(root),
+            "AUTO_INFER_LLAMA_CPP_GET_PKG_ON_BOOT": "1",
+            "AUTO_INFER_LLAMA_CPP_VERSION": "b7950",
+            "AUTO_INFER_LLAMA_CPP_VARIANT": "cpu-x64",
+            "AUTO_INFER_LLAMA_CPP_RELEASES_URL": index.url,
+        }
+    )
     request = settings.package("llama-cpp")
     assert request is not None
     before = package_status(root, request, settings)
@@ -272,14 +334,28 @@ def test_real_llama_server_as_a_release_asset(tmp_path: Path, index: Index, llam
 
 
 def test_asset_names_are_parsed_like_the_real_releases() -> None:
-    body = {"tag_name": "b7572", "assets": [
-        {"name": n, "browser_download_url": "u", "size": 1, "digest": "sha256:" + "a" * 64}
-        for n in ("llama-b7572-bin-ubuntu-x64.tar.gz", "llama-b7572-bin-ubuntu-vulkan-x64.tar.gz",
-                  "llama-b7572-bin-win-cuda-12.4-x64.zip", "llama-b7572-bin-win-cpu-arm64.zip",
-                  "llama-b7572-bin-macos-arm64.tar.gz", "cudart-llama-bin-win-cuda-12.4-x64.zip",
-                  "llama-b7572-xcframework.zip", "llama-b7571-bin-ubuntu-x64.tar.gz")]}
+    body = {
+        "tag_name": "b7572",
+        "assets": [
+            {"name": n, "browser_download_url": "u", "size": 1, "digest": "sha256:" + "a" * 64}
+            for n in (
+                "llama-b7572-bin-ubuntu-x64.tar.gz",
+                "llama-b7572-bin-ubuntu-vulkan-x64.tar.gz",
+                "llama-b7572-bin-win-cuda-12.4-x64.zip",
+                "llama-b7572-bin-win-cpu-arm64.zip",
+                "llama-b7572-bin-macos-arm64.tar.gz",
+                "cudart-llama-bin-win-cuda-12.4-x64.zip",
+                "llama-b7572-xcframework.zip",
+                "llama-b7571-bin-ubuntu-x64.tar.gz",
+            )
+        ],
+    }
     release = parse_release(body)
     assert [(a.os, a.variant) for a in release.assets] == [
-        ("ubuntu", "cpu-x64"), ("ubuntu", "vulkan-x64"), ("win", "cuda-12.4-x64"), ("win", "cpu-arm64"),
-        ("macos", "cpu-arm64")]
+        ("ubuntu", "cpu-x64"),
+        ("ubuntu", "vulkan-x64"),
+        ("win", "cuda-12.4-x64"),
+        ("win", "cpu-arm64"),
+        ("macos", "cpu-arm64"),
+    ]
     assert release.assets[0].sha256 == "a" * 64
