@@ -370,9 +370,9 @@ def _tar_stream(fh: IO[bytes], fmt: str) -> tuple[_HashingReader, Any]:
         import zstandard
 
         stream: Any = zstandard.ZstdDecompressor().stream_reader(stream_in, read_across_frames=True, closefd=False)
-        return raw, tarfile.open(fileobj=stream, mode="r|")
+        return raw, tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK)
     mode: Any = {"tar": "r|", "tar.gz": "r|gz", "tar.xz": "r|xz", "tar.bz2": "r|bz2"}[fmt]
-    return raw, tarfile.open(fileobj=stream_in, mode=mode)
+    return raw, tarfile.open(fileobj=stream_in, mode=mode, bufsize=CHUNK)
 
 
 def _extract_tar(fh: IO[bytes], fmt: str, dest: Path, limits: Limits, what: str) -> Extracted:
