@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from entrypoint import fsutil
-from entrypoint.archive import Limits, detect_format, estimate_size, extract_archive
+from entrypoint.archive import Limits, check_tree, detect_format, estimate_size, extract_archive
 from entrypoint.digest import StatKey, check_sha256, digest_if_unchanged, parse_sha256, remember, sha256_file
 from entrypoint.download import copy_file, fetch_url, is_url, local_path
 from entrypoint.errors import ArchiveError, ConfigError, DiskError, NotFoundError, VerifyError, from_os_error
@@ -365,6 +365,8 @@ class Installer:
                 sha = sha256_file(cached)
                 actions.append("hashed the cached archive")
             else:
+                if self.locking:
+                    self._drop_copy_leftovers(src.basename)
                 check_space(self.cache_dir, src.path.stat().st_size, f"copying {src.basename} to the cache")
                 sha = copy_file(src.path, cached, sha256=expected).sha256
                 actions.append("copied to cache")
@@ -388,6 +390,13 @@ class Installer:
         if src.path is not None and not _same_file(src.path, cached):
             record["source_stat"] = source_stat or StatKey.of(src.path).to_dict()
         return sha, record
+
+    def _drop_copy_leftovers(self, basename: str) -> None:
+        """Temp copies of this archive left by a killed install (we hold the lock: nobody else copies it)."""
+        if self.cache_dir.is_dir():
+            for leftover in self.cache_dir.glob(f".{glob_escape(basename)}.tmp-*"):
+                fsutil.remove_tree(leftover)
+                self.repaired.append(f"removed the partial copy cache/{leftover.name}")
 
     def unpack(self, src: Source, sha: str, *, version: str | None, variant: str | None) -> Version:
         """Extract, validate, mark and publish a new version; nothing stays if any step fails."""
@@ -415,6 +424,7 @@ class Installer:
                 layout = normalise(tree, out, self.pkg)
             except OSError as exc:
                 raise from_os_error(exc, f"arrange {staging}") from exc
+            check_tree(out, src.basename)  # links that only worked from the old top folder now dangle
             exe = regmod.executable_for(self.pkg)
             found = probe_version(out / "bin" / exe, self.pkg) if version is None else version
             vid = _new_id()
@@ -511,6 +521,12 @@ def check_space(where: Path, need: int, what: str) -> None:
             f"not enough space for {what}: needs about {need >> 20} MiB, {free >> 20} MiB free on {where}",
             hint="free some space, remove old versions with `autoinfer pkg gc`, or use a larger volume",
         )
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
 
 
 def _same_file(a: Path, b: Path) -> bool:

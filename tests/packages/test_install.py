@@ -362,3 +362,42 @@ def test_tar_member_types_are_checked_on_the_real_release(llama_release, tmp_pat
     with tarfile.open(llama_release.tar_gz) as tf:
         kinds = {m.type for m in tf.getmembers()}
     assert tarfile.SYMTYPE in kinds
+
+
+def test_a_partial_copy_left_by_a_crash_is_removed(tmp_path: Path, root: Path) -> None:
+    archive = release_archive(tmp_path)
+    (root / "cache").mkdir(parents=True)
+    leftover = root / "cache" / f".{archive.name}.tmp-{'0' * 32}"
+    leftover.write_bytes(b"half")
+    result = install_package(root, str(archive))
+    assert not leftover.exists() and any("partial copy" in line for line in result.repaired)
+
+
+def test_another_package_name_uses_its_own_executable(tmp_path: Path, root: Path) -> None:
+    tree = tmp_path / "swap"
+    tree.mkdir()
+    (tree / "llama-swap").write_bytes(b'#!/bin/sh\necho "version: 167 (abc), built at x"\n')
+    (tree / "llama-swap").chmod(0o755)
+    (tree / "README.md").write_text("hi")
+    from tests.packages.builders import pack
+
+    archive = pack(tree, tmp_path / "llama-swap_167_linux_amd64.tar.gz")
+    result = install_package(root, str(archive))
+    assert result.name == "llama-swap" and result.version == "167"
+    assert (root / "llama-swap" / "bin" / "llama-swap").is_file()
+    assert not (root / "llama-cpp").exists()
+    assert regmod.Registry.load(root).versions[result.id].executables == ("llama-swap",)
+
+
+def test_link_that_only_worked_from_the_top_folder_is_refused(tmp_path: Path, root: Path) -> None:
+    src = tmp_path / "src" / "llama-b5"
+    src.mkdir(parents=True)
+    (src / "llama-server").write_bytes(b"#!/bin/sh\n")
+    (src / "llama-server").chmod(0o755)
+    (src / "lib.so.1").write_text("x")
+    os.symlink("../llama-b5/lib.so.1", src / "lib.so")  # fine inside llama-b5/, dangles once it is bin/
+    from tests.packages.builders import pack
+
+    with pytest.raises(ArchiveError, match="dangles"):
+        install_package(root, str(pack(tmp_path / "src", tmp_path / "llama-b5.tar.gz")))
+    assert_consistent(root)
