@@ -163,12 +163,24 @@ class Registry:
         )
 
     def find(self, pkg: str | None, ref: str) -> list[Version]:
-        """Versions named by *ref* (exact id first, then id prefix or version)."""
-        pool = [v for v in self.versions.values() if pkg is None or v.pkg == pkg]
-        exact = [v for v in pool if v.id == ref]
-        if exact:
-            return exact
-        return sorted((v for v in pool if v.matches(ref)), key=lambda v: v.installed_at_unix, reverse=True)
+        """Versions named by *ref*, newest first: the exact id, else a version, else an id prefix.
+
+        A version wins over an id prefix: ``b123`` may also begin some uuid.
+        """
+        pool = sorted(
+            (v for v in self.versions.values() if pkg is None or v.pkg == pkg),
+            key=lambda v: v.installed_at_unix,
+            reverse=True,
+        )
+        for test in (
+            lambda v: v.id == ref,
+            lambda v: same_version(ref, v.version),
+            lambda v: len(ref) >= 4 and v.id.startswith(ref),
+        ):
+            found = [v for v in pool if test(v)]
+            if found:
+                return found
+        return []
 
 
 def read_marker(directory: Path) -> Version | None:
