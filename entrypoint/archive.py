@@ -345,7 +345,7 @@ def extract_archive(archive: Path, dest: Path, *, limits: Limits = Limits()) -> 
         except ArchiveError:
             raise
         except OSError as exc:
-            if exc.errno is not None and not isinstance(exc, (EOFError,)) and _is_disk_error(exc):
+            if _is_disk_error(exc):  # full, read-only or forbidden: the disk's fault, not the archive's
                 raise from_os_error(exc, f"extract {what} into {dest}") from exc
             raise ArchiveError(f"{what}: corrupt or truncated archive ({exc})") from exc
         except Exception as exc:  # zlib.error, lzma.LZMAError, ZstdError, BadZipFile, EOFError, ...
