@@ -426,7 +426,15 @@ class Installer:
                 raise from_os_error(exc, f"arrange {staging}") from exc
             check_tree(out, src.basename)  # links that only worked from the old top folder now dangle
             exe = regmod.executable_for(self.pkg)
-            found = probe_version(out / "bin" / exe, self.pkg) if version is None else version
+            found = version
+            if found is None:
+                # `--version` loads every .so (tens of ms): let it run while the files are fsynced
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    probe = pool.submit(probe_version, out / "bin" / exe, self.pkg)
+                    _sync_tree(out)
+                    found = probe.result()
             vid = _new_id()
             now = time.time()
             entry = Version(
@@ -443,8 +451,9 @@ class Installer:
                 executables=layout.executables,
                 archive_name=src.basename,
             )
-            fsutil.atomic_write_json(out / regmod.MARKER, entry.marker())
-            _sync_tree(out)
+            fsutil.atomic_write_json(out / regmod.MARKER, entry.marker())  # fsyncs itself
+            if version is not None:
+                _sync_tree(out)
             self.step("marked")
             try:
                 os.rename(out, self.base / vid)
