@@ -1,3 +1,3 @@
 from entrypoint.cli import main
 
-main()
+main(prog_name="autoinfer")

@@ -44,7 +44,9 @@ class Field:
 
 MASTER: dict[str, Field] = {
     "enable": Field("boolean", True, "Global switch: false starts no server at all."),
-    "llama_cpp_path": Field("string", None, "Path of llama-server; default: the installed llama-cpp package, then PATH."),
+    "llama_cpp_path": Field(
+        "string", None, "Path of llama-server; default: the installed llama-cpp package, then PATH."
+    ),
     "binary": Field(
         "string", None, "Package pin for every instance: 'llama-cpp' or 'llama-cpp@<id or version>'.", BINARY_REF
     ),
@@ -53,7 +55,9 @@ MASTER: dict[str, Field] = {
 CONTROL: dict[str, Field] = {
     "enabled": Field("boolean", True, "Whether this instance runs."),
     "gpu_ids": Field("string", "all", "'all' | 'none' | '0,1' -> CUDA_VISIBLE_DEVICES.", GPU_IDS),
-    "restart": Field("string", "always", "When supervisord restarts the server.", enum=("always", "on-failure", "never")),
+    "restart": Field(
+        "string", "always", "When supervisord restarts the server.", enum=("always", "on-failure", "never")
+    ),
     "stop_timeout": Field("integer", 8, "Seconds between SIGTERM and SIGKILL (fits docker stop's 10 s).", minimum=1),
     "start_seconds": Field("integer", 1, "Seconds a server must stay up to count as started.", minimum=0),
     "start_retries": Field("integer", 3, "Failed starts before the instance is FATAL.", minimum=0),
@@ -196,7 +200,7 @@ class _Validator:
             match = header.match(line)
             if match:
                 current = re.sub(r"\s*\.\s*", ".", match.group(1)).replace('"', "").replace("'", "")
-                if key is None and current == table:
+                if key is None and (current == table or current.startswith(table + ".")):
                     return number
                 continue
             if key is not None and current == table and re.match(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=", line):
@@ -253,7 +257,8 @@ class _Validator:
             self.check(spec, value, table, key)
 
     def check(self, spec: Field, value: Any, table: str, key: str) -> None:
-        expected = {"boolean": bool, "string": str, "integer": int, "object": dict}[spec.type]
+        types: dict[str, type[Any]] = {"boolean": bool, "string": str, "integer": int, "object": dict}
+        expected = types[spec.type]
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise self.error(table, key, f"expected {spec.type}, found {_kind(value)} {value!r}")
         if spec.pattern is not None and not spec.pattern.match(value):

@@ -346,7 +346,3 @@ def local_path(source: str) -> Path:
     if source.startswith("file:"):
         return Path(source[5:])
     return Path(source)
-
-
-
-

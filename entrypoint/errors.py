@@ -17,9 +17,7 @@ class AutoinferError(Exception):
     code: ClassVar[str] = "E_INTERNAL"
     exit_code: ClassVar[int] = 1
 
-    def __init__(
-        self, message: str, *, hint: str | None = None, data: dict[str, Any] | None = None
-    ) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, data: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint

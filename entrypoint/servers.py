@@ -32,7 +32,7 @@ class ServerSpec:
     @property
     def health_url(self) -> str:
         """Where a probe inside the container reaches it (0.0.0.0 and :: mean loopback)."""
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host  # noqa: S104 - a comparison, not a bind
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}/health"

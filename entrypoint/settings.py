@@ -168,8 +168,6 @@ def _packages(environ: Mapping[str, str]) -> tuple[PackageRequest, ...]:
             variant=values.get("VARIANT", "").strip() or None,
         )
         if request.on_boot and request.path and request.version:
-            raise ConfigError(
-                f"{prefix}PKG_PATH and {prefix}VERSION are both set: choose one source for {name}"
-            )
+            raise ConfigError(f"{prefix}PKG_PATH and {prefix}VERSION are both set: choose one source for {name}")
         requests.append(request)
     return tuple(requests)

@@ -39,13 +39,17 @@ class LlamaRelease:
 
 @pytest.fixture(scope="session")
 def llama_release() -> LlamaRelease:
-    out = subprocess.run(
-        ["bash", str(REPO / "tests/fixtures/build-llama-server.sh")],
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "LLAMA_SERVER_VERSION": LLAMA_VERSION, "AUTOINFER_TEST_CACHE": str(CACHE)},
-    ).stdout.strip().splitlines()[-1]
+    out = (
+        subprocess.run(
+            ["bash", str(REPO / "tests/fixtures/build-llama-server.sh")],
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "LLAMA_SERVER_VERSION": LLAMA_VERSION, "AUTOINFER_TEST_CACHE": str(CACHE)},
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     base = Path(out)
     name = f"llama-b{LLAMA_VERSION}"
     return LlamaRelease(

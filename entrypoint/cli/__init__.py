@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -68,5 +67,5 @@ def main(ctx: click.Context, root: Path | None, as_json: bool, quiet: bool, verb
     setup_logging(app, log_format_of(env))
 
 
-def run(*args: Any) -> None:
-    main(*args)
+def run() -> None:
+    main(prog_name="autoinfer")

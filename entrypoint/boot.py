@@ -1,0 +1,149 @@
+"""The container entrypoint: validate, install, provision, render, then exec.
+
+Steps of :func:`boot`:
+
+1. :func:`~entrypoint.plan.make_plan` validates every variable, the config and every
+   model reference; nothing has been changed if it raises.
+2. Install the packages asked for on boot (atomic, idempotent: a warm boot copies,
+   extracts and hashes nothing).
+3. Provision the models the enabled instances use (verified; a warm boot reads nothing).
+4. Resolve each instance to its exact argv (the installed binary, the local model path)
+   and write the supervisord config and the handoff files.
+5. Replace this process with supervisord (behind our small init), so it is PID 1; or
+   with ``-- CMD``; or stop here with ``--prepare-only`` (an init container).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from entrypoint.plan import Plan, build_specs, make_plan, model_key, resolve_binary
+from entrypoint.servers import ServerSpec
+from entrypoint.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ExecFn = Callable[[str, Sequence[str], Mapping[str, str]], Any]
+
+
+def exec_process(file: str, argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
+    """Replace this process (the default :data:`ExecFn`; tests pass their own)."""
+    os.execvpe(file, list(argv), dict(env))  # noqa: S606 - exec of our own argv is the point
+
+
+@dataclass
+class Prepared:
+    plan: Plan
+    installs: list[Any] = field(default_factory=list)
+    models: list[Any] = field(default_factory=list)
+    servers: list[ServerSpec] = field(default_factory=list)
+    files: Any = None
+    exec_argv: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "installs": [i.to_dict() for i in self.installs],
+            "models": [m.to_dict() for m in self.models],
+            "servers": [s.to_dict() for s in self.servers],
+            "supervisor_conf": str(self.files.conf) if self.files is not None else None,
+            "exec": self.exec_argv,
+            "seconds": round(self.seconds, 3),
+            "warnings": self.plan.warnings,
+        }
+
+
+def prepare(settings: Settings, *, environ: Mapping[str, str], base_dir: Path | None = None) -> Prepared:
+    """Steps 1 to 4 (see the module docstring)."""
+    from entrypoint import packages, supervisor
+
+    started = time.monotonic()
+    base_dir = base_dir or Path.cwd()
+    plan = make_plan(settings, environ=environ, base_dir=base_dir)
+    for warning in plan.warnings:
+        log.warning("%s", warning)
+    prepared = Prepared(plan=plan)
+
+    for request in plan.boot_packages:
+        result = packages.install_requested(settings.root, request, settings)
+        prepared.installs.append(result)
+        log.info(
+            "package %s %s (%s): %s", result.name, result.version, result.id, ", ".join(result.actions) or "no change"
+        )
+
+    if settings.llama_cpp_on_boot and plan.config is not None:
+        config = plan.config
+        resolved = _provision(plan, settings, base_dir)
+        prepared.models = list({m.id: m for m in resolved.values()}.values())
+        prepared.servers = build_specs(
+            config,
+            settings,
+            environ,
+            model_path=lambda inst: (
+                (str(resolved[model_key(inst)].path), resolved[model_key(inst)].id)
+                if model_key(inst) in resolved
+                else (None, None)
+            ),
+            binary=lambda pin: resolve_binary(settings, config, pin, strict=True),
+        )
+    if settings.llama_swap_on_boot:
+        from entrypoint import swap
+
+        prepared.servers.append(swap.swap_server_spec(settings, environ=environ))
+
+    prepared.files = supervisor.write_supervisor_config(settings.root, prepared.servers, log_format=settings.log_format)
+    prepared.exec_argv = supervisor.exec_argv(prepared.files)
+    prepared.seconds = time.monotonic() - started
+    return prepared
+
+
+def _provision(plan: Plan, settings: Settings, base_dir: Path) -> dict[str, Any]:
+    from entrypoint import models
+
+    resolved: dict[str, Any] = {}
+    for status in plan.models:
+        model = models.provision_model(
+            settings.models_dir,
+            status["ref"],
+            sha256=status.get("sha256_expected"),
+            offline=settings.offline,
+            lock_timeout=settings.lock_timeout,
+            base_dir=base_dir,
+        )
+        log.info("model %s -> %s (%s)", status["ref"], model.path, "verified" if model.hashed else "already verified")
+        resolved[status["key"]] = model
+    return resolved
+
+
+def boot(
+    settings: Settings,
+    *,
+    environ: Mapping[str, str],
+    prepare_only: bool = False,
+    command: Sequence[str] = (),
+    execvpe: ExecFn = exec_process,
+    base_dir: Path | None = None,
+) -> Prepared:
+    """Prepare, then exec supervisord (or *command*); returns only with *prepare_only*."""
+    prepared = prepare(settings, environ=environ, base_dir=base_dir)
+    log.info(
+        "prepared in %.2fs: %d package(s), %d model(s), %d server(s)",
+        prepared.seconds,
+        len(prepared.installs),
+        len(prepared.models),
+        len(prepared.servers),
+    )
+    if prepare_only:
+        return prepared
+    argv = list(command) if command else prepared.exec_argv
+    if not command and not prepared.servers:
+        log.info("no server to start: supervisord runs idle (set AUTO_INFER_LLAMA_CPP_ON_BOOT=1 to serve)")
+    log.info("exec %s", " ".join(argv))
+    execvpe(argv[0], argv, dict(environ))
+    return prepared  # only reached when execvpe is a test double that returns

@@ -1,0 +1,69 @@
+"""``autoinfer boot`` and ``autoinfer plan``: thin adapters over entrypoint.boot and entrypoint.plan."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import click
+
+from entrypoint.cli.edge import App, Outcome, command
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.option("--prepare-only", is_flag=True, help="Stop before the exec (for an init container).")
+@click.argument("cmd", nargs=-1, type=click.UNPROCESSED)
+@command
+def boot(app: App, prepare_only: bool, cmd: tuple[str, ...]) -> Outcome | None:
+    """Prepare everything, then exec supervisord as PID 1 (the container ENTRYPOINT).
+
+    Validates every AUTO_INFER_* variable and the config first, installs the packages
+    asked for, provisions the models, renders the supervisord programs, then replaces
+    itself with supervisord. With `-- CMD ...` it execs CMD instead.
+    """
+    from entrypoint.boot import boot as run_boot
+
+    prepared = run_boot(app.settings(), environ=app.environ, prepare_only=prepare_only, command=cmd)
+    return Outcome(
+        f"prepared in {prepared.seconds:.2f}s; supervisord config: {prepared.files.conf}",
+        prepared.to_dict(),
+        details=[f"  {s.name}: {s.health_url.removesuffix('/health')}" for s in prepared.servers],
+    )
+
+
+@click.command()
+@command
+def plan(app: App) -> Outcome:
+    """Show what boot would do now: packages, models, servers and their exact argv.
+
+    Reads the same variables and config as boot and changes nothing.
+    """
+    from entrypoint.plan import make_plan
+
+    result = make_plan(app.settings(), environ=app.environ)
+    data = result.to_dict()
+    return Outcome("plan: nothing was changed", data, details=_describe(data))
+
+
+def _describe(data: dict[str, Any]) -> list[str]:
+    lines = [f"root: {data['root']}   models: {data['models_dir']}   offline: {'yes' if data['offline'] else 'no'}"]
+    lines.append("packages:" if data["packages"] else "packages: none asked for on boot")
+    for pkg in data["packages"]:
+        extra = f" (active {pkg['active_version'] or pkg['active_id']})" if pkg.get("active_id") else ""
+        lines.append(f"  {pkg['name']}: {pkg['state']}  from {pkg['source']}{extra}")
+    lines.append("models:" if data["models"] else "models: none")
+    for model in data["models"]:
+        lines.append(
+            f"  {model['ref']}: {model['state']} -> {model.get('path')}  (used by {', '.join(model['instances'])})"
+        )
+    if data["servers"]:
+        lines.append(f"servers (supervisord config: {data['supervisor']['conf']}):")
+    else:
+        lines.append("servers: none (AUTO_INFER_LLAMA_CPP_ON_BOOT is off or the config enables none)")
+    for server in data["servers"]:
+        lines.append(f"  {server['name']}  {server['url']}")
+        lines.append(f"    {shlex.join(server['argv'])}")
+        for key, value in server["env"].items():
+            lines.append(f"    env {key}={value}")
+    lines += [f"warning: {w}" for w in data["warnings"]]
+    return lines

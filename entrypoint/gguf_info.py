@@ -1,0 +1,207 @@
+"""Read what we need from a GGUF file's header, and refuse files that are not GGUF.
+
+Why not ``gguf.GGUFReader``: it imports numpy (~0.1 s) and maps every tensor, and we
+call this on every new file of a 10,000-file models tree. The header format is small
+and fixed (magic, version, key/values, tensor infos), so we read just that, skip the
+big arrays (token lists) without decoding them, and check that the tensor data the
+header promises is really in the file (a truncated download is caught here, not by
+llama-server at start).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from entrypoint.errors import VerifyError
+
+MAGIC = b"GGUF"
+SPLIT_NAME = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
+
+# value type -> struct format of one scalar (8 = string, 9 = array are handled apart)
+_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+_LIMIT = 1 << 24  # more keys, tensors or array items than this is a broken header
+
+# ggml tensor type -> (elements per block, bytes per block)
+_BLOCKS = {
+    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 9: (32, 36),
+    10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 15: (256, 292),
+    16: (256, 66), 17: (256, 74), 18: (256, 98), 19: (256, 50), 20: (32, 18), 21: (256, 110),
+    22: (256, 82), 23: (256, 136), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8),
+    29: (256, 56), 30: (1, 2), 34: (256, 54), 35: (256, 66), 39: (32, 17),
+}  # fmt: skip
+
+# general.file_type -> the quantization name users know
+FILE_TYPES = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
+    11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
+    17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS",
+    23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S",
+    29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0", 37: "TQ2_0", 38: "MXFP4_MOE",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class GGUFInfo:
+    path: str
+    version: int
+    architecture: str | None
+    name: str | None
+    context_length: int | None
+    parameter_count: int  # elements in this file's tensors (all shards: sum them)
+    file_type: str | None  # quantization, e.g. "Q4_K_M"
+    tokenizer_model: str | None
+    tensor_count: int
+    split_count: int  # 1 for a single file
+    split_no: int  # 0-based shard number
+    is_projector: bool  # an mmproj (vision projector), not a model of its own
+    size_bytes: int
+
+    @property
+    def size_label(self) -> str:
+        n = self.parameter_count
+        for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+            if n >= scale:
+                return f"{n / scale:.1f}{unit}"
+        return str(n)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "size_label": self.size_label}
+
+
+class _Reader:
+    def __init__(self, fh: IO[bytes], path: Path) -> None:
+        self.fh, self.path = fh, path
+
+    def read(self, n: int) -> bytes:
+        data = self.fh.read(n)
+        if len(data) != n:
+            raise VerifyError(f"{self.path}: truncated GGUF header", hint="the file is incomplete; download it again")
+        return data
+
+    def unpack(self, fmt: str) -> Any:
+        return struct.unpack(fmt, self.read(struct.calcsize(fmt)))[0]
+
+    def count(self, what: str) -> int:
+        value = int(self.unpack("<Q"))
+        if value > _LIMIT:
+            raise VerifyError(f"{self.path}: broken GGUF header ({what} = {value})")
+        return value
+
+    def string(self) -> str:
+        length = int(self.unpack("<Q"))
+        if length > _LIMIT:
+            raise VerifyError(f"{self.path}: broken GGUF header (a string of {length} bytes)")
+        return self.read(length).decode("utf-8", errors="replace")
+
+    def value(self, vtype: int, keep: bool) -> Any:
+        if vtype in _SCALAR:
+            return self.unpack(_SCALAR[vtype])
+        if vtype == _STRING:
+            return self.string()
+        if vtype == _ARRAY:
+            item_type = int(self.unpack("<I"))
+            n = self.count("array length")
+            if item_type in _SCALAR:
+                size = struct.calcsize(_SCALAR[item_type])
+                if not keep:
+                    self.fh.seek(n * size, 1)
+                    return n
+                return [self.unpack(_SCALAR[item_type]) for _ in range(n)]
+            items = [self.value(item_type, keep) for _ in range(n)]
+            return items if keep else n
+        raise VerifyError(f"{self.path}: broken GGUF header (unknown value type {vtype})")
+
+
+def read_gguf_info(path: Path) -> GGUFInfo:
+    """Parse *path*'s header; raise :class:`VerifyError` if it is not a complete GGUF."""
+    try:
+        with open(path, "rb") as fh:
+            return _parse(_Reader(fh, path), path, fh)
+    except OSError as exc:
+        raise VerifyError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def _parse(r: _Reader, path: Path, fh: IO[bytes]) -> GGUFInfo:
+    size = path.stat().st_size
+    magic = fh.read(4)
+    if magic != MAGIC:
+        raise VerifyError(
+            f"{path} is not a GGUF file (starts with {magic!r}, expected b'GGUF')",
+            hint="llama-server loads only .gguf models; convert the model or point at the .gguf file",
+        )
+    version = int(r.unpack("<I"))
+    if version not in (2, 3):
+        raise VerifyError(f"{path}: unsupported GGUF version {version} (expected 2 or 3)")
+    tensor_count = r.count("tensor count")
+    kv_count = r.count("key/value count")
+    meta: dict[str, Any] = {}
+    for _ in range(kv_count):
+        key = r.string()
+        vtype = int(r.unpack("<I"))
+        meta[key] = r.value(vtype, keep=False)
+    arch = meta.get("general.architecture")
+    params, data_end = 0, 0
+    for _ in range(tensor_count):
+        r.string()  # tensor name
+        n_dims = int(r.unpack("<I"))
+        if n_dims > 8:
+            raise VerifyError(f"{path}: broken GGUF header (a tensor with {n_dims} dimensions)")
+        dims = [int(r.unpack("<Q")) for _ in range(n_dims)]
+        ttype = int(r.unpack("<I"))
+        offset = int(r.unpack("<Q"))
+        elements = 1
+        for d in dims:
+            elements *= d
+        params += elements
+        block = _BLOCKS.get(ttype)
+        nbytes = elements // block[0] * block[1] if block else 0
+        data_end = max(data_end, offset + nbytes)
+    alignment = int(meta.get("general.alignment", 32)) or 32
+    data_start = -(-fh.tell() // alignment) * alignment
+    if tensor_count and data_start + data_end > size:
+        raise VerifyError(
+            f"{path}: truncated GGUF ({size} bytes, the header promises {data_start + data_end})",
+            hint="the file is incomplete; download it again",
+        )
+    split_count = int(meta.get("split.count", 1) or 1)
+    split_no = int(meta.get("split.no", 0) or 0)
+    match = SPLIT_NAME.search(path.name)
+    if match and split_count == 1:
+        split_no, split_count = int(match.group(1)) - 1, int(match.group(2))
+    ctx = meta.get(f"{arch}.context_length") if isinstance(arch, str) else None
+    file_type = meta.get("general.file_type")
+    return GGUFInfo(
+        path=str(path),
+        version=version,
+        architecture=arch if isinstance(arch, str) else None,
+        name=meta.get("general.name") if isinstance(meta.get("general.name"), str) else None,
+        context_length=int(ctx) if isinstance(ctx, int) else None,
+        parameter_count=params,
+        file_type=FILE_TYPES.get(file_type, f"type {file_type}") if isinstance(file_type, int) else None,
+        tokenizer_model=meta.get("tokenizer.ggml.model") if isinstance(meta.get("tokenizer.ggml.model"), str) else None,
+        tensor_count=tensor_count,
+        split_count=split_count,
+        split_no=split_no,
+        is_projector=is_projector_name(path.name) or meta.get("general.type") == "mmproj" or arch == "clip",
+        size_bytes=size,
+    )
+
+
+def is_projector_name(filename: str) -> bool:
+    """``mmproj-*.gguf`` and ``*-mmproj*.gguf`` are vision projectors, not models."""
+    return "mmproj" in filename.lower()
+
+
+def shard_names(first: Path) -> list[Path]:
+    """All shards of a split GGUF named by its first shard (``-00001-of-0000N``)."""
+    match = SPLIT_NAME.search(first.name)
+    if not match:
+        return [first]
+    total = int(match.group(2))
+    stem = first.name[: match.start()]
+    return [first.with_name(f"{stem}-{i:05d}-of-{total:05d}.gguf") for i in range(1, total + 1)]

@@ -1,0 +1,189 @@
+"""The TOML config: infer-dev's contract, our keys, merges, flags, and precise errors."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from entrypoint.config import json_schema, load_config, parse_config, server_flags
+from entrypoint.errors import ConfigError, NotFoundError
+
+REPO = Path(__file__).resolve().parents[2]
+
+INFER_DEV_EXAMPLE = """
+[master]
+enable = true
+llama_cpp_path = "/usr/local/bin/llama-server"
+
+[instance.control]
+log_dir = "/var/log/llama"
+background = true
+
+[instance.server]
+host = "0.0.0.0"
+n_gpu_layers = -1
+metrics = true
+flash_attn = "auto"
+
+[instance.llama-3-8b]
+    [instance.llama-3-8b.server]
+    model = "/path/to/models/llama-3-8b.gguf"
+    port = 8080
+    alias = "llama3"
+    ctx_size = 8192
+
+[instance.glm-4]
+    [instance.glm-4.server]
+    model = "/path/to/models/GLM-4.7-Q2_K-00001-of-00003.gguf"
+    port = 8081
+    alias = "glm4"
+"""
+
+
+def test_infer_dev_contract_example_works_unchanged() -> None:
+    cfg = parse_config(INFER_DEV_EXAMPLE)
+    assert cfg.llama_cpp_path == "/usr/local/bin/llama-server"
+    llama, glm = cfg.instances
+    assert llama.args() == [
+        "--host", "0.0.0.0", "--n-gpu-layers", "-1", "--metrics", "--flash-attn", "auto",
+        "--model", "/path/to/models/llama-3-8b.gguf", "--port", "8080", "--alias", "llama3", "--ctx-size", "8192",
+    ]  # fmt: skip
+    assert glm.model_ref.endswith("-00001-of-00003.gguf") and glm.port == 8081
+    assert llama.control.log_dir == "/var/log/llama"
+
+
+def test_scalars_replace_lists_concatenate_extra_args_first() -> None:
+    cfg = parse_config(
+        """
+        [instance.server]
+        ctx_size = 1024
+        lora = ["a.gguf"]
+        extra_args = ["--verbose"]
+        [instance.x.server]
+        ctx_size = 2048
+        lora = ["b.gguf"]
+        extra_args = ["--seed", "1"]
+        no_webui = true
+        mlock = false
+        """
+    )
+    (x,) = cfg.instances
+    assert x.args() == [
+        "--verbose", "--seed", "1", "--ctx-size", "2048", "--lora", "a.gguf", "--lora", "b.gguf", "--no-webui",
+    ]  # fmt: skip
+    assert x.args(model_path="/m") == x.args()  # no model key: nothing to replace
+
+
+def test_model_path_replaces_the_reference() -> None:
+    (x,) = parse_config('[instance.x.server]\nmodel = "hf:o/r/f.gguf"\n').instances
+    assert x.model_ref == "hf:o/r/f.gguf"
+    assert x.args(model_path="/models/f.gguf") == ["--model", "/models/f.gguf"]
+
+
+@pytest.mark.parametrize(
+    ("gpu_ids", "expected"),
+    [("all", None), ("none", ""), ("0,1", "0,1")],
+)
+def test_gpu_ids(gpu_ids: str, expected: str | None) -> None:
+    (x,) = parse_config(f'[instance.x.control]\ngpu_ids = "{gpu_ids}"\n').instances
+    assert x.control.cuda_visible_devices() == expected
+
+
+def test_env_and_control_defaults_merge() -> None:
+    cfg = parse_config(
+        """
+        [instance.control]
+        stop_timeout = 5
+        env = { A = "1", B = "2" }
+        [instance.x.control]
+        env = { B = "3" }
+        critical = false
+        """
+    )
+    (x,) = cfg.instances
+    assert dict(x.control.env) == {"A": "1", "B": "3"}
+    assert x.control.stop_timeout == 5 and not x.control.critical
+
+
+def test_master_enable_false_disables_everything() -> None:
+    cfg = parse_config("[master]\nenable = false\n[instance.x.server]\nport = 1\n")
+    assert cfg.enabled_instances == ()
+
+
+@pytest.mark.parametrize(
+    ("case", "text", "expected"),
+    [
+        ("unknown_control_key", "[instance.x.control]\n\nbogus = 1\n", r":3: instance\.x\.control\.bogus: unknown key"),
+        ("unknown_master_key", "[master]\nfoo = 1\n", r":2: master\.foo: unknown key"),
+        ("unknown_table", "[servers]\n", r"servers: unknown table"),
+        ("wrong_type", '[instance.x.server]\nport = "80"\n', r":2: instance\.x\.server\.port: expected an integer"),
+        ("port_range", "[instance.x.server]\nport = 70000\n", r"port: expected an integer from 1 to 65535"),
+        (
+            "bool_for_int",
+            "[instance.x.control]\nstop_timeout = true\n",
+            r"stop_timeout: expected integer, found boolean",
+        ),
+        ("bad_enum", '[instance.x.control]\nrestart = "sometimes"\n', r"restart: 'sometimes' is not one of"),
+        ("bad_gpu_ids", '[instance.x.control]\ngpu_ids = "gpu0"\n', r"gpu_ids: 'gpu0' does not match"),
+        ("bad_sha", '[instance.x.control]\nmodel_sha256 = "abc"\n', r"model_sha256: 'abc' does not match"),
+        ("bad_name", '[instance."bad name".server]\nport = 1\n', r"instance name 'bad name' must match"),
+        ("bad_name_dot_start", '[instance."-x".server]\nport = 1\n', r"instance name '-x'"),
+        ("instance_extra_key", '[instance.x]\nmodel = "m"\n', r":2: instance\.x\.model: unknown key"),
+        ("extra_args_type", '[instance.server]\nextra_args = "--x"\n', r"extra_args: expected a list of strings"),
+        ("nested_table_value", "[instance.x.server]\nfoo = { a = 1 }\n", r"foo: expected a string, number"),
+        (
+            "duplicate_port",
+            "[instance.a.server]\nport = 9\n[instance.b.server]\nport = 9\n",
+            r":4: instance\.b\.server\.port: port 9 is used by instances 'a' and 'b'",
+        ),
+        (
+            "duplicate_default_port",
+            "[instance.a.server]\n[instance.b.server]\n",
+            r"port 8080 is used by instances 'a' and 'b'",
+        ),
+        ("toml_syntax", "[instance.x.server\nport = 1\n", r"not valid TOML: .*line 1"),
+    ],
+)
+def test_errors_name_the_key_and_line(case: str, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected) as info:
+        parse_config(text, "cfg.toml")
+    assert info.value.exit_code == 78
+    assert info.value.message.startswith("cfg.toml")
+
+
+def test_disabled_instances_may_share_a_port() -> None:
+    cfg = parse_config(
+        "[instance.a.server]\nport = 9\n[instance.b.server]\nport = 9\n[instance.b.control]\nenabled = false\n"
+    )
+    assert [i.name for i in cfg.enabled_instances] == ["a"]
+
+
+def test_missing_file_is_not_found(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_server_flags_mapping() -> None:
+    assert server_flags({"a_b": 1, "c": True, "d": False, "e": [1, "x"], "f": 0.5}) == [
+        "--a-b", "1", "--c", "--e", "1", "--e", "x", "--f", "0.5",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "config").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_examples_are_valid_and_match_the_schema(path: Path) -> None:
+    load_config(path)
+    jsonschema.validate(tomllib.loads(path.read_text()), json_schema())
+
+
+def test_schema_rejects_what_the_validator_rejects() -> None:
+    schema = json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"instance": {"x": {"control": {"bogus": 1}}}}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"instance": {"x": {"server": {"port": 0}}}}, schema)
+    assert json.loads(json.dumps(schema)) == schema

@@ -1,0 +1,94 @@
+"""Settings.from_environ: every SPEC section 1 variable, and errors that name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from entrypoint.errors import ConfigError
+from entrypoint.settings import Settings, parse_bool
+
+SHA = "ab" * 32
+
+
+def test_defaults_follow_the_spec() -> None:
+    s = Settings.from_environ({})
+    assert s.root == Path("/soft/app")
+    assert s.models_dir == Path("/soft/app/models")
+    assert not s.offline and not s.serving
+    assert s.log_format == "text"
+    assert s.packages == ()
+
+
+@pytest.mark.parametrize("value", ["1", "true", "YES", "On", " on "])
+def test_true_values(value: str) -> None:
+    assert parse_bool("X", value) is True
+
+
+@pytest.mark.parametrize("value", ["0", "false", "No", "OFF"])
+def test_false_values(value: str) -> None:
+    assert parse_bool("X", value) is False
+
+
+def test_a_bad_boolean_names_the_variable_and_value() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_environ({"AUTO_INFER_LLAMA_CPP_ON_BOOT": "maybe"})
+    assert "AUTO_INFER_LLAMA_CPP_ON_BOOT='maybe'" in info.value.message
+    assert info.value.exit_code == 78
+
+
+def test_package_family_for_any_name() -> None:
+    s = Settings.from_environ(
+        {
+            "AUTO_INFER_ROOT": "/r",
+            "AUTO_INFER_LLAMA_CPP_GET_PKG_ON_BOOT": "1",
+            "AUTO_INFER_LLAMA_CPP_PKG_PATH": "/mnt/pkg.tar.gz",
+            "AUTO_INFER_LLAMA_CPP_PKG_SHA256": SHA.upper(),
+            "AUTO_INFER_LLAMA_SWAP_PKG_PATH": "https://example.invalid/swap.tar.gz",
+        }
+    )
+    cpp = s.package("llama-cpp")
+    assert cpp is not None and cpp.on_boot and cpp.path == "/mnt/pkg.tar.gz" and cpp.sha256 == SHA
+    swap = s.package("llama-swap")
+    assert swap is not None and not swap.on_boot and swap.path.startswith("https://")
+    assert cpp.var("PKG_PATH") == "AUTO_INFER_LLAMA_CPP_PKG_PATH"
+    # ON_BOOT (serving) is not mistaken for a package field, nor GET_PKG_ON_BOOT for a package.
+    assert {p.name for p in s.packages} == {"llama-cpp", "llama-swap"}
+
+
+def test_a_bad_sha256_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match=r"AUTO_INFER_LLAMA_CPP_PKG_SHA256='xyz'.*64 hex"):
+        Settings.from_environ({"AUTO_INFER_LLAMA_CPP_PKG_SHA256": "xyz"})
+
+
+def test_path_and_version_together_are_refused() -> None:
+    with pytest.raises(ConfigError, match="PKG_PATH and AUTO_INFER_LLAMA_CPP_VERSION"):
+        Settings.from_environ(
+            {
+                "AUTO_INFER_LLAMA_CPP_GET_PKG_ON_BOOT": "1",
+                "AUTO_INFER_LLAMA_CPP_PKG_PATH": "/x.tgz",
+                "AUTO_INFER_LLAMA_CPP_VERSION": "b7572",
+            }
+        )
+
+
+def test_offline_honours_hf_hub_offline_and_root_option_wins() -> None:
+    s = Settings.from_environ({"HF_HUB_OFFLINE": "1", "AUTO_INFER_ROOT": "/a"}, root=Path("/b"))
+    assert s.offline
+    assert s.root == Path("/b") and s.models_dir == Path("/b/models")
+
+
+def test_models_dir_log_format_and_unknown_variables() -> None:
+    s = Settings.from_environ(
+        {"AUTO_INFER_MODELS_DIR": "/m", "AUTO_INFER_LOG_FORMAT": "JSON", "AUTO_INFER_LLAMA_CPP_CONFG": "/typo"}
+    )
+    assert s.models_dir == Path("/m") and s.log_format == "json"
+    assert s.unknown == ("AUTO_INFER_LLAMA_CPP_CONFG",)
+    with pytest.raises(ConfigError, match="AUTO_INFER_LOG_FORMAT"):
+        Settings.from_environ({"AUTO_INFER_LOG_FORMAT": "xml"})
+
+
+def test_config_alone_never_serves() -> None:
+    assert not Settings.from_environ({"AUTO_INFER_LLAMA_CPP_CONFIG": "/c.toml"}).serving
+    assert Settings.from_environ({"AUTO_INFER_LLAMA_CPP_ON_BOOT": "1"}).serving
