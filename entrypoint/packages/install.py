@@ -25,7 +25,6 @@ marker inside every published dir lets the registry be rebuilt.
 """
 
 # os-level calls on purpose (O_EXCL, O_NOFOLLOW, rename(2), readlink, fsync):
-# ruff: noqa: PTH104, PTH114, PTH118, PTH121
 
 from __future__ import annotations
 
@@ -289,14 +288,16 @@ class Installer:
 
     def repair(self) -> Registry:
         """Reconcile the root (see :func:`registry.reconcile`) and return a fresh registry."""
-        reg = Registry.load(self.root)
-        self._migrate_legacy(reg)
-        done = regmod.reconcile(self.root, self.pkg, reg, locked=self.locking)
-        if done:
-            for line in done:
-                log.info("repair: %s", line)
-            self.repaired += done
-            reg.save(self.root)
+        done: list[str] = []
+
+        def fix(reg: Registry) -> None:
+            self._migrate_legacy(reg)
+            done.extend(regmod.reconcile(self.root, self.pkg, reg, locked=self.locking))
+
+        reg = regmod.update(self.root, fix, locking=self.locking)
+        for line in done:
+            log.info("repair: %s", line)
+        self.repaired += done
         self.step("repaired")
         return reg
 
@@ -323,7 +324,7 @@ class Installer:
             except (ArchiveError, VerifyError):
                 # nothing of a refused archive stays, not even its cached copy
                 fsutil.remove_tree(self.cache_dir / src.basename)
-                update_registry(self.root, lambda r: r.archives.pop(src.basename, None))
+                regmod.update(self.root, lambda r: r.archives.pop(src.basename, None), locking=self.locking)
                 raise
             actions.append(f"extracted into pkgs/{self.pkg}/{existing.id}")
         else:
@@ -333,7 +334,7 @@ class Installer:
             r.versions[existing.id] = existing
             r.archives[src.basename] = cache_record
 
-        update_registry(self.root, record)
+        regmod.update(self.root, record, locking=self.locking)
         self.step("registered")
         active = regmod.active_id(self.root, self.pkg) == existing.id
         if activate and not active:
@@ -506,18 +507,7 @@ class Installer:
         os.rename(link, self.base / vid)
         fsutil.atomic_symlink(regmod.link_target(self.pkg, vid), link)
         reg.versions[vid] = entry
-        reg.save(self.root)
         self.repaired.append(f"migrated the directory {link} to pkgs/{self.pkg}/{vid}")
-
-
-def update_registry(root: Path, change: Callable[[Registry], object]) -> Registry:
-    """Read the registry afresh, apply *change*, write it atomically (keeps others' entries)."""
-    reg = Registry.load(root)
-    before = reg.to_dict()
-    change(reg)
-    if reg.to_dict() != before or not regmod.registry_path(root).exists():
-        reg.save(root)
-    return reg
 
 
 def check_space(where: Path, need: int, what: str) -> None:

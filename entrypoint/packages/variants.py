@@ -14,7 +14,6 @@ Detection (when no variant is given):
 """
 
 # os-level calls on purpose (O_EXCL, O_NOFOLLOW, rename(2), readlink, fsync):
-# ruff: noqa: PTH119, PTH207
 
 from __future__ import annotations
 
