@@ -28,7 +28,6 @@ nothing of a refused archive stays.
 """
 
 # os-level calls on purpose (O_EXCL, O_NOFOLLOW, rename(2), readlink, fsync):
-# ruff: noqa: PTH102, PTH110, PTH115, PTH211
 
 from __future__ import annotations
 

@@ -212,7 +212,9 @@ def swap_archive(tmp: Path, build: int) -> Path:
 def test_concurrent_installs_of_different_packages_keep_every_registry_entry(tmp_path: Path) -> None:
     """Each package has its own lock; the registry they share has its own, so no entry is lost."""
     root = tmp_path / "root"
-    sources = [release_archive(tmp_path, build=b) for b in (20, 21, 22)] + [swap_archive(tmp_path, b) for b in (1, 2, 3)]
+    sources = [release_archive(tmp_path, build=b) for b in (20, 21, 22)] + [
+        swap_archive(tmp_path, b) for b in (1, 2, 3)
+    ]
     procs = [spawn(root, src) for src in sources]
     for proc in procs:
         _, err = proc.communicate(timeout=180)
