@@ -27,8 +27,6 @@ The caller owns the destination: on any error it removes the whole staging dir, 
 nothing of a refused archive stays.
 """
 
-# os-level calls on purpose (O_EXCL, O_NOFOLLOW, rename(2), readlink, fsync):
-
 from __future__ import annotations
 
 import contextlib

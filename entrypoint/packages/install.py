@@ -24,8 +24,6 @@ file systems): staging names are unique, publish and activation are renames, and
 marker inside every published dir lets the registry be rebuilt.
 """
 
-# os-level calls on purpose (O_EXCL, O_NOFOLLOW, rename(2), readlink, fsync):
-
 from __future__ import annotations
 
 import contextlib

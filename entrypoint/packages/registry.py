@@ -7,8 +7,6 @@ lock did not exclude, is repaired by :func:`reconcile`, which adopts published
 directories that the registry forgot and drops entries whose directory is gone.
 """
 
-# os-level calls on purpose (O_EXCL, O_NOFOLLOW, rename(2), readlink, fsync):
-
 from __future__ import annotations
 
 import contextlib

@@ -13,8 +13,6 @@ Detection (when no variant is given):
 3. otherwise CPU.
 """
 
-# os-level calls on purpose (O_EXCL, O_NOFOLLOW, rename(2), readlink, fsync):
-
 from __future__ import annotations
 
 import glob
