@@ -79,7 +79,10 @@ def install_release(
     if latest:
         fresh = index.cached(None)
         tag = fresh.tag if fresh is not None else None
-    if tag is not None and not regmod.needs_repair(installer.root, installer.pkg):
+    if tag is not None:
+        if regmod.needs_repair(installer.root, installer.pkg):
+            with installer.locked():
+                reg = installer.repair()
         found = installed_release(installer, reg, tag, choice)
         if found is not None and (sha256 is None or found.sha256 == sha256):
             active = regmod.active_id(installer.root, installer.pkg) == found.id

@@ -359,3 +359,14 @@ def test_asset_names_are_parsed_like_the_real_releases() -> None:
         ("macos", "cpu-arm64"),
     ]
     assert release.assets[0].sha256 == "a" * 64
+
+
+def test_installed_version_with_leftovers_is_repaired_without_the_network(tmp_path: Path, index: Index) -> None:
+    index.publish("b7960", dict([asset(tmp_path, 7960)]))
+    root = tmp_path / "root"
+    first = install_package(root, "llama-cpp@b7960", variant="cpu", releases_url=index.url)
+    (root / "pkgs" / "llama-cpp" / ".trash-leftover").mkdir()
+    seen = len(index.server.requests)
+    again = install_package(root, "llama-cpp@b7960", variant="cpu", releases_url=index.url, offline=True)
+    assert again.id == first.id and not again.changed and any("trash" in r for r in again.repaired)
+    assert len(index.server.requests) == seen
