@@ -172,6 +172,10 @@ def install_package(
         )
     pkg = name or guess_package(source)
     check_package_name(pkg)
+    if variant is not None:
+        from entrypoint.packages.variants import canonical
+
+        variant = canonical(variant)  # "vulkan" -> "vulkan-x64", as release installs record it
     expected = parse_sha256(sha256, "--sha256") if sha256 else None
     src = Source.parse(source)
     if src.path is not None:

@@ -19,6 +19,7 @@ from entrypoint.packages import install_package
 from entrypoint.packages import registry as regmod
 from tests.packages.builders import member, release_archive, run_version, tar_with
 from tests.packages.conftest import assert_consistent, snapshot
+from tests.test_archive import HOSTILE
 
 
 @pytest.mark.parametrize("layout", ["flat", "bin", "build/bin"])
@@ -113,19 +114,17 @@ def test_right_sha256_is_accepted(tmp_path: Path, root: Path) -> None:
     assert install_package(root, str(archive), sha256=sha.upper()).sha256 == sha
 
 
-@pytest.mark.parametrize("case", ["symlink-escapes", "dotdot", "char-device", "dangling-symlink", "truncated-gzip"])
+@pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_archive_leaves_the_root_as_it_was(tmp_path: Path, root: Path, case: str) -> None:
-    from tests.test_archive import HOSTILE
-
     good = install_package(root, str(release_archive(tmp_path)))
     before = snapshot(root)
     work = tmp_path / "hostile"
     work.mkdir()
     archive = HOSTILE[case][0](work)
     with pytest.raises(ArchiveError) as err:
-        install_package(root, str(archive))
-    assert err.value.exit_code == 65
-    assert snapshot(root) == before
+        install_package(root, str(archive), limits=Limits(max_files=10, max_bytes=1000))
+    assert err.value.exit_code == 65 and err.value.code == "E_ARCHIVE"
+    assert snapshot(root) == before  # not even the refused archive stays in cache/
     assert regmod.active_id(root, "llama-cpp") == good.id
     assert_consistent(root)
 
@@ -401,3 +400,8 @@ def test_link_that_only_worked_from_the_top_folder_is_refused(tmp_path: Path, ro
     with pytest.raises(ArchiveError, match="dangles"):
         install_package(root, str(pack(tmp_path / "src", tmp_path / "llama-b5.tar.gz")))
     assert_consistent(root)
+
+
+def test_a_given_variant_is_recorded_in_canonical_form(tmp_path: Path, root: Path) -> None:
+    result = install_package(root, str(release_archive(tmp_path, name="custom.tar.gz")), variant="Vulkan")
+    assert result.variant.startswith("vulkan-") if result.variant else False
