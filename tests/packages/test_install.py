@@ -404,4 +404,4 @@ def test_link_that_only_worked_from_the_top_folder_is_refused(tmp_path: Path, ro
 
 def test_a_given_variant_is_recorded_in_canonical_form(tmp_path: Path, root: Path) -> None:
     result = install_package(root, str(release_archive(tmp_path, name="custom.tar.gz")), variant="Vulkan")
-    assert result.variant.startswith("vulkan-") if result.variant else False
+    assert result.variant is not None and result.variant.startswith("vulkan-")
