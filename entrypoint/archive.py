@@ -113,11 +113,11 @@ def _v7_tar_checksum_ok(block: bytes) -> bool:
     return stored == computed
 
 
-def estimate_size(path: Path, fmt: str) -> int:
-    """Uncompressed size for the free-space check: exact where the format says it, else a bound.
+def declared_size(path: Path, fmt: str) -> int | None:
+    """The uncompressed size the archive itself declares, or None when it does not say.
 
-    gzip stores the size modulo 2**32 in its trailer; zip lists every member; zstd
-    frames usually carry the content size. Otherwise assume a 5x ratio.
+    A plain tar is its own size; zip lists every member; gzip stores the size modulo
+    2**32 in its trailer; zstd frames usually carry the content size.
     """
     size = path.stat().st_size
     try:
@@ -145,7 +145,22 @@ def estimate_size(path: Path, fmt: str) -> int:
                 return int(params.content_size)
     except Exception:  # noqa: S110 - a corrupt archive fails later with a precise message
         pass
-    return size * 5
+    return None
+
+
+def estimate_size(path: Path, fmt: str, limits: Limits | None = None) -> int:
+    """Uncompressed size for the free-space check: the declared size, else a 5x ratio.
+
+    With *limits*, a declared size above ``max_bytes`` is refused here (a bomb, or a
+    corrupt header) rather than reported as a full disk.
+    """
+    declared = declared_size(path, fmt)
+    if declared is not None and limits is not None and declared > limits.max_bytes:
+        raise ArchiveError(
+            f"{path.name}: declares {declared} bytes uncompressed, more than the limit of {limits.max_bytes} "
+            "(an archive bomb or a corrupt header?)"
+        )
+    return declared if declared is not None else path.stat().st_size * 5
 
 
 class _HashingReader(io.RawIOBase):

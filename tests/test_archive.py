@@ -244,3 +244,18 @@ def test_tar_from_a_pipe_without_magic_is_still_detected(tmp_path: Path) -> None
     path = tmp_path / "plain"
     path.write_bytes(buf.getvalue())
     assert detect_format(path) == "tar"
+
+
+def test_a_zstd_frame_declaring_a_huge_size_is_refused_as_an_archive_not_a_full_disk(tmp_path: Path) -> None:
+    """Regression: random bytes after the zstd magic once read as 'needs 7 PB' (E_DISK)."""
+    import zstandard
+
+    frame = zstandard.ZstdCompressor().compress(b"x" * 100)
+    params = zstandard.get_frame_parameters(frame)
+    assert params.content_size == 100
+    huge = tmp_path / "huge.tar.zst"
+    # frame header: magic, descriptor 0xe0 = 8-byte content size, single segment
+    huge.write_bytes(b"\x28\xb5\x2f\xfd\xe0" + (1 << 60).to_bytes(8, "little") + b"\0" * 64)
+    assert estimate_size(huge, "tar.zst") == 1 << 60
+    with pytest.raises(ArchiveError, match="declares"):
+        estimate_size(huge, "tar.zst", Limits())

@@ -406,7 +406,7 @@ class Installer:
         cached = self.cache_dir / src.basename
         fmt = detect_format(cached)
         self.base.mkdir(parents=True, exist_ok=True)
-        check_space(self.base, estimate_size(cached, fmt), f"extracting {src.basename}")
+        check_space(self.base, estimate_size(cached, fmt, self.limits), f"extracting {src.basename}")
         staging = self.base / regmod.staging_name()
         try:
             tree = staging / "x"
