@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import stat
 import tarfile
 import zipfile
@@ -195,7 +196,7 @@ HOSTILE: dict[str, tuple[Callable[[Path], Path], str]] = {
     "zip-device": (_zip([(_zip_mode("dev", stat.S_IFCHR | 0o644), FILE)]), "device"),
     "truncated-gzip": (_truncated, "corrupt or truncated"),
     "html-error-page": (_raw(b"<!doctype html><title>404</title>" * 20), "not a supported archive"),
-    "garbage-zstd": (_raw(b"\x28\xb5\x2f\xfd" + os.urandom(200), "hostile.tar.zst"), "corrupt"),
+    "garbage-zstd": (_raw(b"\x28\xb5\x2f\xfd" + random.Random(7).randbytes(200), "hostile.tar.zst"), "corrupt"),
 }
 
 
