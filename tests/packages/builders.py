@@ -17,7 +17,7 @@ from pathlib import Path
 
 import zstandard
 
-FORMATS = ("tar", "tar.gz", "tgz", "tar.zst", "tar.xz", "zip")
+FORMATS = ("tar", "tar.gz", "tgz", "tar.zst", "tar.xz", "tar.bz2", "zip")
 
 
 def server_script(build: int) -> bytes:
@@ -72,6 +72,10 @@ def pack(src: Path, out: Path, fmt: str | None = None) -> Path:
         import lzma
 
         data = lzma.compress(data)
+    elif fmt == "tar.bz2":
+        import bz2
+
+        data = bz2.compress(data)
     elif fmt == "tar.zst":
         data = zstandard.ZstdCompressor().compress(data)
     out.write_bytes(data)
