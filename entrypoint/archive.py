@@ -399,7 +399,8 @@ def check_zstd_frames(fh: IO[bytes], what: str) -> None:
     while pos < end:
         magic = int.from_bytes(read(4), "little")
         if magic & 0xFFFFFFF0 == 0x184D2A50:  # skippable frame
-            pos += int.from_bytes(read(4), "little")
+            skip = int.from_bytes(read(4), "little")
+            pos += skip
             continue
         if magic != 0xFD2FB528:
             raise ArchiveError(f"{what}: corrupt or truncated archive (bad zstd frame at byte {pos - 4})")
