@@ -163,9 +163,10 @@ def _nvidia(environ: Mapping[str, str], run: Runner) -> tuple[tuple[int, int], i
 def _vulkan(environ: Mapping[str, str], run: Runner) -> str | None:
     import ctypes.util
 
-    if ctypes.util.find_library("vulkan") is None and not (
-        glob.glob("/usr/lib*/libvulkan.so.1") + glob.glob("/usr/lib/*/libvulkan.so.1")
-    ):
+    extra = [d for d in environ.get("LD_LIBRARY_PATH", "").split(":") if d]
+    loader = [*glob.glob("/usr/lib*/libvulkan.so.1"), *glob.glob("/usr/lib/*/libvulkan.so.1")]
+    loader += [p for d in extra for p in glob.glob(f"{glob.escape(d)}/libvulkan.so.1")]
+    if not loader and ctypes.util.find_library("vulkan") is None:
         return None
     tool = _which("vulkaninfo", environ)
     if tool is not None:

@@ -370,3 +370,22 @@ def test_installed_version_with_leftovers_is_repaired_without_the_network(tmp_pa
     again = install_package(root, "llama-cpp@b7960", variant="cpu", releases_url=index.url, offline=True)
     assert again.id == first.id and not again.changed and any("trash" in r for r in again.repaired)
     assert len(index.server.requests) == seen
+
+
+@pytest.mark.parametrize(
+    ("device", "family"),
+    [("AMD Radeon RX 7900 XTX (RADV NAVI31)", "vulkan"), ("llvmpipe (LLVM 15.0.6, 256 bits)", "cpu")],
+)
+def test_vulkan_loader_and_device_pick_vulkan(tmp_path: Path, device: str, family: str) -> None:
+    """A loader in LD_LIBRARY_PATH and a fake ``vulkaninfo``; a software rasteriser is not a GPU."""
+    env = env_with(tmp_path)
+    libs = tmp_path / "libs"
+    libs.mkdir()
+    (libs / "libvulkan.so.1").write_bytes(b"")
+    tool = Path(env["PATH"]) / "vulkaninfo"
+    tool.write_text(f"#!/bin/sh\necho 'GPU0:'\necho '    deviceName         = {device}'\n")
+    tool.chmod(0o755)
+    choice = choose(None, {**env, "LD_LIBRARY_PATH": str(libs)})
+    assert choice.family == family
+    if family == "vulkan":
+        assert "RX 7900" in choice.reason
