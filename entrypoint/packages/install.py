@@ -371,6 +371,7 @@ class Installer:
                 if self.locking:
                     self._drop_copy_leftovers(src.basename)
                 check_space(self.cache_dir, src.path.stat().st_size, f"copying {src.basename} to the cache")
+                log.info("copying %s to %s (%d MB)", src.path, cached, src.path.stat().st_size // 1_000_000)
                 sha = copy_file(src.path, cached, sha256=expected).sha256
                 actions.append("copied to cache")
         else:
@@ -408,6 +409,7 @@ class Installer:
         self.base.mkdir(parents=True, exist_ok=True)
         check_space(self.base, estimate_size(cached, fmt, self.limits), f"extracting {src.basename}")
         staging = self.base / regmod.staging_name()
+        log.info("extracting %s (%s) for %s", src.basename, fmt, self.pkg)
         try:
             tree = staging / "x"
             out = staging / "v"
