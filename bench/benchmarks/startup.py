@@ -18,7 +18,7 @@ GOAL = under(0.150)
 
 
 def _start_rows(ctx: Context, key: str, what: str, argv: list[str], env: dict[str, str]) -> None:
-    rounds = ctx.rounds(full=25, quick=6)
+    rounds = ctx.rounds(full=25, quick=10)
     stats = ctx.run_candidates(
         {
             "ours": lambda: time_process(argv, env=env),
