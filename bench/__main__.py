@@ -6,7 +6,8 @@ Steps:
 2. Run the selected ones in a scratch folder under ``~/.cache/autoinfer-bench``.
 3. Write ``bench/results/<date>-<machine>[-quick].json`` (with ``--only``, merged into the
    day's file so the other rows stay), the PNG of the scale curves if matplotlib is
-   installed, and regenerate ``bench/README.md`` from that file.
+   installed, and regenerate ``bench/README.md`` from that file (``--render FILE`` does
+   only this last step).
 
 Always exits 0 unless the harness itself breaks: a benchmark reports, it does not fail.
 """
@@ -14,6 +15,7 @@ Always exits 0 unless the harness itself breaks: a benchmark reports, it does no
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -42,7 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, help="results file (default: bench/results/<date>-<machine>.json)")
     parser.add_argument("--readme", type=Path, default=BENCH_DIR / "README.md", help="README to regenerate")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument("--render", type=Path, metavar="RESULTS", help="only regenerate the README from a results file")
     args = parser.parse_args(argv)
+
+    if args.render:
+        doc = json.loads(args.render.read_text())
+        png: Path | None = args.render.with_suffix(".png")
+        if png is not None and not png.exists():
+            png = None
+        args.readme.write_text(render_readme(doc, png, args.readme))
+        return 0
 
     benches = selected(args.only)
     if args.list:
@@ -60,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
     path = args.results or results_path(args.quick)
     doc = write_results(ctx, path, merge=bool(args.only))
-    png: Path | None = path.with_suffix(".png")
+    png = path.with_suffix(".png")
     if png is not None and not plot_curves(doc["curves"], png):
         png = None
     args.readme.write_text(render_readme(doc, png, args.readme))

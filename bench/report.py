@@ -145,7 +145,7 @@ def render_readme(doc: dict[str, Any], png: Path | None, readme: Path) -> str:
     rows = [Row.from_json(r) for r in doc["rows"]]
     info = doc.get("info", {})
     mode = "quick (`--quick`)" if doc.get("quick") else "full"
-    parts = [INTRO.format(full_hint="fifteen minutes on a busy 2-core machine")]
+    parts = [INTRO.format(full_hint="five minutes on a quiet 2-core machine, fifteen on a busy one")]
     parts.append(
         f"## Latest run: {doc['date']} on `{doc['machine']}`, {mode}\n\n"
         f"{info.get('cpus', '?')} CPUs ({info.get('cpu', 'unknown cpu')}), {info.get('mem_gib', '?')} GiB, "
@@ -155,7 +155,8 @@ def render_readme(doc: dict[str, Any], png: Path | None, readme: Path) -> str:
     )
     parts.append(
         "Each time: median ± half the interquartile range. Peak RSS: a whole process's peak (from `wait4`);"
-        " for an in-process call, `+N` is what the call added to the process (measured once, from VmHWM)."
+        " for an in-process call, `+N` is how far the call raised the process's peak (VmHWM, measured once):"
+        " a lower bound, since memory the harness already held and freed is reused first."
         f" Whole processes are forked by a small helper, so their RSS has a floor of"
         f" {info.get('rss_floor_kb', 0) / 1024:.0f} MB (what `true` shows).\n"
     )
