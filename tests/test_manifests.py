@@ -175,7 +175,8 @@ def test_every_k8s_object_validates_against_the_kubernetes_schema() -> None:
 
     docs = k8s_docs()
     kinds = sorted(d["kind"] for _, d in docs)
-    assert kinds == ["ConfigMap", "ConfigMap", "Deployment", "PersistentVolumeClaim", "PersistentVolumeClaim", "Service"]
+    pvc = "PersistentVolumeClaim"
+    assert kinds == ["ConfigMap", "ConfigMap", "Deployment", pvc, pvc, "Service"]
     for name, doc in docs:
         try:
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
@@ -216,7 +217,7 @@ def test_k8s_deployment_prepares_in_an_init_container_and_probes_with_servers_he
         assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
 
     # Claims for the install and the model store, mounted where the variables point.
-    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if v.get("persistentVolumeClaim")}
     pvcs = {d["metadata"]["name"] for _, d in k8s_docs() if d["kind"] == "PersistentVolumeClaim"}
     assert set(claims.values()) == pvcs
     env = k8s_object("ConfigMap", "autoinfer-env")["data"]
