@@ -141,6 +141,7 @@ def test_compose_two_servers_example_runs_two_servers_on_the_shared_volumes() ->
     duo = services["duo"]
     assert duo["profiles"] == ["two-servers"]
     assert len(mounted_config(duo).enabled_instances) == 2
+
     # Shares the install and the models with `llama`: the shared-volume case the lock is for.
     def named(service: dict[str, Any]) -> set[str]:
         return {v for v in service["volumes"] if not v.startswith(".")}
@@ -204,7 +205,7 @@ def test_kustomization_lists_every_manifest() -> None:
 
 
 def test_k8s_deployment_prepares_in_an_init_container_and_probes_with_servers_health() -> None:
-    pod = k8s_object("Deployment", "autoinfer")["spec"]["template"]["spec"]
+    pod: dict[str, Any] = k8s_object("Deployment", "autoinfer")["spec"]["template"]["spec"]
     (init,) = pod["initContainers"]
     (main,) = pod["containers"]
     assert init["command"] == ["autoinfer", "boot", "--prepare-only"]
@@ -217,7 +218,9 @@ def test_k8s_deployment_prepares_in_an_init_container_and_probes_with_servers_he
         assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
 
     # Claims for the install and the model store, mounted where the variables point.
-    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if v.get("persistentVolumeClaim")}
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v
+    }
     pvcs = {d["metadata"]["name"] for _, d in k8s_docs() if d["kind"] == "PersistentVolumeClaim"}
     assert set(claims.values()) == pvcs
     env = k8s_object("ConfigMap", "autoinfer-env")["data"]
