@@ -7,7 +7,6 @@ BIN := $(VENV)/bin
 LLAMA_VERSION := 11434
 FIXTURES := $(HOME)/.cache/autoinfer-test/llama-server-$(LLAMA_VERSION)
 RUN_ROOT := $(CURDIR)/.autoinfer
-RUN_PORT ?= 8080
 PYTEST_ARGS ?=
 
 .PHONY: install fixtures run test test-fast lint format bench image clean
@@ -27,13 +26,12 @@ fixtures: install
 run: fixtures
 	@mkdir -p $(RUN_ROOT)/models
 	@test -f $(RUN_ROOT)/models/tiny.gguf || $(BIN)/python tests/fixtures/tiny_gguf.py $(RUN_ROOT)/models/tiny.gguf
-	@echo "autoinfer: when it is up: curl http://127.0.0.1:$(RUN_PORT)/health  (Ctrl-C stops everything)"
+	@echo "autoinfer: when it is up: curl http://127.0.0.1:8080/health  (Ctrl-C stops everything)"
 	AUTO_INFER_ROOT=$(RUN_ROOT) \
 	AUTO_INFER_LLAMA_CPP_GET_PKG_ON_BOOT=1 \
 	AUTO_INFER_LLAMA_CPP_PKG_PATH=$(FIXTURES)/llama-b$(LLAMA_VERSION)-bin-ubuntu-x64.tar.gz \
 	AUTO_INFER_LLAMA_CPP_ON_BOOT=1 \
 	AUTO_INFER_LLAMA_CPP_CONFIG=$(CURDIR)/config/run.toml \
-	AUTO_INFER_RUN_PORT=$(RUN_PORT) \
 	XDG_CONFIG_HOME=$(RUN_ROOT)/xdg \
 	$(BIN)/autoinfer boot
 

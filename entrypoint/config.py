@@ -200,7 +200,7 @@ class _Validator:
             match = header.match(line)
             if match:
                 current = re.sub(r"\s*\.\s*", ".", match.group(1)).replace('"', "").replace("'", "")
-                if key is None and current == table:
+                if key is None and (current == table or current.startswith(table + ".")):
                     return number
                 continue
             if key is not None and current == table and re.match(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=", line):
