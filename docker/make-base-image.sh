@@ -3,19 +3,24 @@
 #
 # Why: where no container registry is reachable (CI machines, air-gapped hosts), nothing can
 # be pulled, but Debian's package mirror answers. debootstrap builds a minimal bookworm root
-# with python3 from that mirror and `podman import` turns it into an image the Dockerfile
-# takes as BASE_IMAGE. The mirror is read at run time from this machine's apt sources
-# (override with MIRROR=...), so no registry host is written into the repository.
+# with python3 (and libgomp1, which llama.cpp's Linux builds link) from that mirror, and
+# `podman import` turns it into an image the Dockerfile takes as BASE_IMAGE. The mirror is
+# read at run time from this machine's apt sources (override with MIRROR=...), so no
+# registry host is written into the repository.
 #
-# Steps: skip if the image exists (FORCE=1 rebuilds); find the mirror; debootstrap into a
-# temp dir; trim docs/caches; import; remove the temp dir.
+# Steps: skip if the image exists with the same package list (its label; FORCE=1 rebuilds);
+# find the mirror; debootstrap into a temp dir; trim docs/caches; import; remove the temp dir.
 set -euo pipefail
 
 IMAGE="${BASE_IMAGE_TAG:-localhost/autoinfer-base:bookworm}"
 SUITE="${SUITE:-bookworm}"
 PODMAN=(podman --runtime runc --cgroup-manager cgroupfs)
+# What the image must hold; the Dockerfile's OS_PACKAGES step then needs no network.
+PACKAGES="python3,python3-venv,ca-certificates,libgomp1"
+LABEL=org.autoinfer.base.packages
 
-if [[ "${FORCE:-0}" != 1 ]] && "${PODMAN[@]}" image exists "$IMAGE"; then
+if [[ "${FORCE:-0}" != 1 ]] && "${PODMAN[@]}" image exists "$IMAGE" &&
+    [[ "$("${PODMAN[@]}" image inspect --format "{{index .Labels \"$LABEL\"}}" "$IMAGE")" == "$PACKAGES" ]]; then
     echo "make-base-image: $IMAGE exists (FORCE=1 rebuilds)" >&2
     exit 0
 fi
@@ -58,7 +63,7 @@ ROOTFS="$(mktemp -d "${TMPDIR:-/tmp}/autoinfer-rootfs.XXXXXX")"
 trap 'rm -rf "$ROOTFS"' EXIT
 
 echo "make-base-image: debootstrap $SUITE from $MIRROR" >&2
-debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+debootstrap --variant=minbase --include="$PACKAGES" \
     "$SUITE" "$ROOTFS" "$MIRROR" >&2
 
 # What an image never needs: package caches, docs, man pages, locales other than C.
@@ -69,5 +74,6 @@ rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/* \
 tar --numeric-owner -C "$ROOTFS" -c . | "${PODMAN[@]}" import \
     --change 'CMD ["/bin/bash"]' \
     --change 'ENV LANG=C.UTF-8' \
+    --change "LABEL $LABEL=$PACKAGES" \
     - "$IMAGE" >&2
 echo "make-base-image: built $IMAGE" >&2
