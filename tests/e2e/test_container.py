@@ -10,7 +10,9 @@ volume. Times are recorded for the summary, never asserted.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -75,6 +77,14 @@ def package_actions(logs: str) -> str:
     return str(found[0]).strip()
 
 
+def server_host_pid(container: Container) -> int:
+    """The host pid of the container's llama-server (from ``podman top``)."""
+    rows = podman("top", container.name, "hpid", "args").stdout.splitlines()[1:]
+    pids = [int(row.split()[0]) for row in rows if "llama-server" in row]
+    assert len(pids) == 1, rows
+    return pids[0]
+
+
 def install_state(root: Path) -> dict[str, Any]:
     """What a second boot must leave untouched: the marker, the versions, the cached archive."""
     cached = root / "cache" / "pkg.tar.gz"
@@ -97,8 +107,6 @@ def test_boot_serves_then_a_second_boot_on_the_same_volume_changes_nothing(
     cold = engine.run(boot_env(), mounts(llama_release, tiny_model, config, volume))
     figure("cold boot: podman run -> /health 200 (install + supervisord + llama-server)", cold.wait_health(port))
     assert package_actions(cold.logs()) != "no change"
-    # The image's HEALTHCHECK (autoinfer servers health) agrees with the host's view.
-    assert podman("healthcheck", "run", cold.name, check=False).returncode == 0
     cold.stop()
     root = engine.volume_path(volume)
     before = install_state(root)
@@ -117,6 +125,31 @@ def test_boot_serves_then_a_second_boot_on_the_same_volume_changes_nothing(
     warm.started = time.monotonic()
     figure("podman start of a stopped container -> /health 200", warm.wait_health(port))
     assert install_state(root) == before
+
+
+def test_image_healthcheck_agrees_with_the_host(
+    engine: Engine, llama_release: LlamaRelease, tiny_model: Path, tmp_path: Path
+) -> None:
+    """The image's HEALTHCHECK (``autoinfer servers health``): healthy while serving, and
+    unhealthy once the server is gone although the container still runs."""
+    port = free_port()
+    config = write_config(tmp_path / "cfg", port)
+    container = engine.run(boot_env(), mounts(llama_release, tiny_model, config, engine.volume()))
+    container.wait_health(port)
+    check = podman("healthcheck", "run", container.name, check=False)
+    detail = podman("exec", container.name, "autoinfer", "servers", "health", check=False)
+    assert check.returncode == 0, f"{check.stdout}{check.stderr}\n{detail.stdout}{detail.stderr}"
+    assert str(port) in detail.stdout + detail.stderr
+
+    # Freeze the server behind supervisord's back (it still looks RUNNING there): the check
+    # must notice that /health no longer answers.
+    pid = server_host_pid(container)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        check = podman("healthcheck", "run", container.name, check=False, timeout=60)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert check.returncode != 0, check.stdout
 
 
 def test_stop_ends_within_the_grace_period_with_exit_code_zero(
