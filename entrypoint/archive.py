@@ -1,0 +1,477 @@
+"""Safe extraction of package archives: tar (plain, gz, zst, xz, bz2) and zip.
+
+The format is detected by content (magic bytes), never by name alone. Every member is
+checked by this module before anything of it is written, because the interpreter's
+own guards cannot be relied on here: Python 3.11.7 predates the tarfile filter fixes of
+3.11.13 (CVE-2025-4517, gh-135034), and ``zipfile`` silently rewrites ``..`` and absolute
+names instead of refusing them. What is refused (:class:`ArchiveError`, exit 65):
+
+- absolute names, ``..`` components, NUL bytes, backslash tricks after normalisation;
+- symlinks whose target is absolute or leaves the tree, hard links to anything but a
+  regular file extracted earlier from the same archive, and any member written
+  *through* a symlink (a planted ``dir -> /etc`` followed by ``dir/passwd``);
+- device files, FIFOs and unknown member types; setuid bits, setgid bits on files;
+- more members or more bytes than :class:`Limits` allows (bombs);
+- after extraction, a symlink that dangles or whose real path leaves the tree.
+
+Steps of :func:`extract_archive`:
+
+1. Open the archive once; the same file descriptor is hashed and read, so a file
+   replaced on disk meanwhile cannot slip in (the digest covers exactly what was read).
+2. Check each member, then create it with ``O_EXCL | O_NOFOLLOW`` inside a destination
+   that must be a fresh, empty directory (a link planted by one archive can never be
+   followed by the next).
+3. Check every symlink of the result (inside the tree, not dangling).
+
+The caller owns the destination: on any error it removes the whole staging dir, so
+nothing of a refused archive stays.
+"""
+
+# os-level calls on purpose (O_EXCL, O_NOFOLLOW, rename(2), readlink, fsync):
+# ruff: noqa: PTH102, PTH110, PTH115, PTH211
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import posixpath
+import stat
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from entrypoint import digest as digestmod
+from entrypoint.errors import ArchiveError, from_os_error
+
+CHUNK = 1 << 20
+FORMATS = ("tar", "tar.gz", "tar.zst", "tar.xz", "tar.bz2", "zip")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bomb guards: the most members and uncompressed bytes one archive may hold."""
+
+    max_files: int = 100_000
+    max_bytes: int = 32 << 30  # CUDA builds of llama.cpp carry ~2 GB of runtime libraries
+
+
+@dataclass
+class Extracted:
+    """What :func:`extract_archive` wrote, and the sha256 of the archive bytes it read."""
+
+    format: str
+    sha256: str
+    files: int = 0
+    dirs: int = 0
+    symlinks: int = 0
+    hardlinks: int = 0
+    bytes: int = 0
+    links: dict[str, str] = field(default_factory=dict)  # member -> link target
+
+
+def detect_format(path: Path) -> str:
+    """``tar``, ``tar.gz``, ``tar.zst``, ``tar.xz``, ``tar.bz2`` or ``zip``, from the bytes."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError as exc:
+        raise from_os_error(exc, f"read {path}") from exc
+    return _format_of(head, path)
+
+
+def _format_of(head: bytes, path: Path) -> str:
+    if head.startswith(b"\x1f\x8b"):
+        return "tar.gz"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "tar.zst"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "tar.xz"
+    if head.startswith(b"BZh"):
+        return "tar.bz2"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    if len(head) == 512 and _v7_tar_checksum_ok(head):
+        return "tar"
+    raise ArchiveError(
+        f"{path.name}: not a supported archive (expected .tar, .tar.gz/.tgz, .tar.zst, .tar.xz or .zip)",
+        hint="check that the file is the archive itself and not an HTML error page",
+    )
+
+
+def _v7_tar_checksum_ok(block: bytes) -> bool:
+    """Old (pre-POSIX) tar headers have no magic: check the header checksum instead."""
+    try:
+        stored = int(block[148:156].split(b"\0", 1)[0].strip() or b"-1", 8)
+    except ValueError:
+        return False
+    computed = sum(block[:148]) + 8 * 32 + sum(block[156:])
+    return stored == computed
+
+
+def estimate_size(path: Path, fmt: str) -> int:
+    """Uncompressed size for the free-space check: exact where the format says it, else a bound.
+
+    gzip stores the size modulo 2**32 in its trailer; zip lists every member; zstd
+    frames usually carry the content size. Otherwise assume a 5x ratio.
+    """
+    size = path.stat().st_size
+    try:
+        if fmt == "tar":
+            return size
+        if fmt == "zip":
+            import zipfile
+
+            with zipfile.ZipFile(path) as zf:
+                return sum(i.file_size for i in zf.infolist())
+        if fmt == "tar.gz" and size >= 18:
+            with open(path, "rb") as fh:
+                fh.seek(-4, os.SEEK_END)
+                isize = int(struct.unpack("<I", fh.read(4))[0])
+            # modulo 2**32: pick the smallest value consistent with the compressed size
+            while isize < size // 2:
+                isize += 1 << 32
+            return isize
+        if fmt == "tar.zst":
+            import zstandard
+
+            with open(path, "rb") as fh:
+                params = zstandard.get_frame_parameters(fh.read(18))
+            if params.content_size not in (0, zstandard.CONTENTSIZE_UNKNOWN, zstandard.CONTENTSIZE_ERROR):
+                return int(params.content_size)
+    except Exception:  # noqa: S110 - a corrupt archive fails later with a precise message
+        pass
+    return size * 5
+
+
+class _HashingReader(io.RawIOBase):
+    """A read-only stream that hashes every byte read through it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.hasher = hashlib.sha256()
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.raw.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self.hasher.update(data)
+        self.count += n
+        return n
+
+    def drain(self) -> None:
+        while chunk := self.raw.read(CHUNK):
+            self.hasher.update(chunk)
+            self.count += len(chunk)
+
+
+def _clean_name(raw: str, what: str) -> str:
+    """Normalise a member name (``./a//b`` -> ``a/b``) or refuse it."""
+    if "\0" in raw:
+        raise ArchiveError(f"{what}: member name {raw!r} contains a NUL byte")
+    name = raw.replace("\\", "/")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":" and name[0].isalpha()):
+        raise ArchiveError(f"{what}: absolute member name {raw!r}")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ArchiveError(f"{what}: member name {raw!r} contains '..'")
+    return "/".join(parts)
+
+
+class _Writer:
+    """Creates members under *dest* after the per-member checks; tracks what it made."""
+
+    def __init__(self, dest: Path, limits: Limits, what: str, result: Extracted) -> None:
+        self.dest = dest
+        self.limits = limits
+        self.what = what
+        self.result = result
+        self.seen: set[str] = set()
+        self.dirs: set[str] = set()
+        self.symlinks: set[str] = set()
+        self.regular: set[str] = set()
+
+    def check(self, name: str, raw: str, size: int = 0) -> None:
+        if name in self.seen and name not in self.dirs:
+            raise ArchiveError(f"{self.what}: member {raw!r} appears twice")
+        count = len(self.seen) + 1
+        if count > self.limits.max_files:
+            raise ArchiveError(f"{self.what}: more than {self.limits.max_files} members (an archive bomb?)")
+        if self.result.bytes + size > self.limits.max_bytes:
+            raise ArchiveError(f"{self.what}: more than {self.limits.max_bytes} bytes uncompressed (an archive bomb?)")
+        parent = name
+        while "/" in parent:
+            parent = parent.rsplit("/", 1)[0]
+            if parent in self.symlinks:
+                raise ArchiveError(f"{self.what}: member {raw!r} would be written through the link {parent!r}")
+            if parent in self.regular:
+                raise ArchiveError(f"{self.what}: member {raw!r} is inside the file {parent!r}")
+
+    def _parent(self, name: str) -> None:
+        parent = posixpath.dirname(name)
+        if not parent or parent in self.dirs:
+            return
+        self._parent(parent)
+        path = self.dest / parent
+        try:
+            os.mkdir(path, 0o755)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                raise ArchiveError(f"{self.what}: {parent!r} is both a directory and a file") from None
+        self.dirs.add(parent)
+        self.seen.add(parent)
+
+    def directory(self, name: str, raw: str) -> None:
+        if not name:
+            return
+        self.check(name, raw)
+        self._parent(name)
+        path = self.dest / name
+        if name not in self.dirs:
+            try:
+                os.mkdir(path, 0o755)
+            except FileExistsError:
+                raise ArchiveError(f"{self.what}: {raw!r} is both a directory and a file") from None
+            self.dirs.add(name)
+            self.result.dirs += 1
+        self.seen.add(name)
+
+    def file(self, name: str, raw: str, mode: int, size: int, src: IO[bytes], mtime: float | None) -> None:
+        if not name:
+            raise ArchiveError(f"{self.what}: a file member has an empty name")
+        self.check(name, raw, size)
+        if mode & stat.S_ISUID or mode & stat.S_ISGID:
+            raise ArchiveError(f"{self.what}: {raw!r} has the setuid or setgid bit")
+        self._parent(name)
+        path = self.dest / name
+        perm = 0o755 if mode & 0o111 else 0o644
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600)
+        except FileExistsError:
+            raise ArchiveError(f"{self.what}: member {raw!r} appears twice") from None
+        written = 0
+        try:
+            while True:
+                chunk = src.read(CHUNK)
+                if not chunk:
+                    break
+                written += len(chunk)
+                if self.result.bytes + written > self.limits.max_bytes:
+                    raise ArchiveError(
+                        f"{self.what}: more than {self.limits.max_bytes} bytes uncompressed (an archive bomb?)"
+                    )
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
+            os.fchmod(fd, perm)
+            if mtime is not None:
+                os.utime(fd, (mtime, mtime))
+        finally:
+            os.close(fd)
+        self.seen.add(name)
+        self.regular.add(name)
+        self.result.files += 1
+        self.result.bytes += written
+
+    def symlink(self, name: str, raw: str, target: str) -> None:
+        if not name:
+            raise ArchiveError(f"{self.what}: a link member has an empty name")
+        self.check(name, raw)
+        if not target or "\0" in target:
+            raise ArchiveError(f"{self.what}: link {raw!r} has an empty or invalid target")
+        if target.startswith("/") or "\\" in target:
+            raise ArchiveError(f"{self.what}: link {raw!r} points to the absolute path {target!r}")
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+        if resolved == ".." or resolved.startswith("../") or resolved.startswith("/"):
+            raise ArchiveError(f"{self.what}: link {raw!r} -> {target!r} points outside the archive")
+        self._parent(name)
+        try:
+            os.symlink(target, self.dest / name)
+        except FileExistsError:
+            raise ArchiveError(f"{self.what}: member {raw!r} appears twice") from None
+        self.seen.add(name)
+        self.symlinks.add(name)
+        self.result.symlinks += 1
+        self.result.links[name] = target
+
+    def hardlink(self, name: str, raw: str, target_raw: str) -> None:
+        if not name:
+            raise ArchiveError(f"{self.what}: a link member has an empty name")
+        self.check(name, raw)
+        target = _clean_name(target_raw, self.what)
+        if target not in self.regular:
+            raise ArchiveError(
+                f"{self.what}: hard link {raw!r} -> {target_raw!r} does not point to a file of the archive"
+            )
+        self._parent(name)
+        try:
+            os.link(self.dest / target, self.dest / name, follow_symlinks=False)
+        except FileExistsError:
+            raise ArchiveError(f"{self.what}: member {raw!r} appears twice") from None
+        self.seen.add(name)
+        self.regular.add(name)
+        self.result.hardlinks += 1
+
+
+def extract_archive(archive: Path, dest: Path, *, limits: Limits = Limits()) -> Extracted:
+    """Extract *archive* into the fresh empty directory *dest* (see the module docstring).
+
+    Returns counts and the sha256 of the archive bytes read. Raises
+    :class:`ArchiveError` for an unsafe or corrupt archive; the caller removes *dest*.
+    """
+    what = archive.name
+    if any(dest.iterdir()):
+        raise ArchiveError(f"refusing to extract {what} into {dest}: the directory is not empty")
+    try:
+        fh = open(archive, "rb")  # noqa: SIM115 - held across the format dispatch below
+    except OSError as exc:
+        raise from_os_error(exc, f"read {archive}") from exc
+    with fh:
+        fmt = _format_of(fh.read(512), archive)
+        fh.seek(0)
+        try:
+            result = _extract_zip(fh, dest, limits, what) if fmt == "zip" else _extract_tar(fh, fmt, dest, limits, what)
+        except ArchiveError:
+            raise
+        except OSError as exc:
+            if exc.errno is not None and not isinstance(exc, (EOFError,)) and _is_disk_error(exc):
+                raise from_os_error(exc, f"extract {what} into {dest}") from exc
+            raise ArchiveError(f"{what}: corrupt or truncated archive ({exc})") from exc
+        except Exception as exc:  # zlib.error, lzma.LZMAError, ZstdError, BadZipFile, EOFError, ...
+            raise ArchiveError(f"{what}: corrupt or truncated archive ({type(exc).__name__}: {exc})") from exc
+    check_tree(dest, what)
+    digestmod.files_hashed += 1
+    return result
+
+
+def _is_disk_error(exc: OSError) -> bool:
+    import errno
+
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
+
+
+def _tar_stream(fh: IO[bytes], fmt: str) -> tuple[_HashingReader, Any]:
+    import tarfile
+
+    raw = _HashingReader(fh)
+    stream_in: Any = raw
+    if fmt == "tar.zst":
+        import zstandard
+
+        stream: Any = zstandard.ZstdDecompressor().stream_reader(stream_in, read_across_frames=True, closefd=False)
+        return raw, tarfile.open(fileobj=stream, mode="r|")
+    mode: Any = {"tar": "r|", "tar.gz": "r|gz", "tar.xz": "r|xz", "tar.bz2": "r|bz2"}[fmt]
+    return raw, tarfile.open(fileobj=stream_in, mode=mode)
+
+
+def _extract_tar(fh: IO[bytes], fmt: str, dest: Path, limits: Limits, what: str) -> Extracted:
+    raw, tar = _tar_stream(fh, fmt)
+    result = Extracted(format=fmt, sha256="")
+    writer = _Writer(dest, limits, what, result)
+    with tar:
+        for member in tar:
+            name = _clean_name(member.name, what)
+            if member.isdir():
+                if member.mode & stat.S_ISUID:
+                    raise ArchiveError(f"{what}: directory {member.name!r} has the setuid bit")
+                writer.directory(name, member.name)
+            elif member.isreg():
+                src = tar.extractfile(member)
+                assert src is not None  # regular members always have data
+                writer.file(name, member.name, member.mode, member.size, src, member.mtime)
+            elif member.issym():
+                writer.symlink(name, member.name, member.linkname)
+            elif member.islnk():
+                writer.hardlink(name, member.name, member.linkname)
+            elif member.ischr() or member.isblk():
+                raise ArchiveError(f"{what}: {member.name!r} is a device file")
+            elif member.isfifo():
+                raise ArchiveError(f"{what}: {member.name!r} is a FIFO")
+            else:
+                raise ArchiveError(f"{what}: {member.name!r} has an unsupported member type {member.type!r}")
+    raw.drain()
+    result.sha256 = raw.hasher.hexdigest()
+    return result
+
+
+def _extract_zip(fh: IO[bytes], dest: Path, limits: Limits, what: str) -> Extracted:
+    import zipfile
+
+    digest_in: Any = fh
+    result = Extracted(format="zip", sha256=hashlib.file_digest(digest_in, "sha256").hexdigest())
+    fh.seek(0)
+    writer = _Writer(dest, limits, what, result)
+    with zipfile.ZipFile(fh) as zf:
+        infos = zf.infolist()
+        if len(infos) > limits.max_files:
+            raise ArchiveError(f"{what}: more than {limits.max_files} members (an archive bomb?)")
+        if sum(i.file_size for i in infos) > limits.max_bytes:
+            raise ArchiveError(f"{what}: more than {limits.max_bytes} bytes uncompressed (an archive bomb?)")
+        for info in infos:
+            # zipfile has already rewritten '..' and leading '/' in info.filename: judge the
+            # name as stored in the archive instead.
+            raw_name = info.orig_filename
+            name = _clean_name(raw_name, what)
+            if info.flag_bits & 0x1:
+                raise ArchiveError(f"{what}: {raw_name!r} is encrypted")
+            unix_mode = (info.external_attr >> 16) & 0xFFFF if info.create_system == 3 else 0
+            kind = stat.S_IFMT(unix_mode)
+            if raw_name.endswith(("/", "\\")) or kind == stat.S_IFDIR:
+                writer.directory(name, raw_name)
+            elif kind == stat.S_IFLNK:
+                if info.file_size > 4096:
+                    raise ArchiveError(f"{what}: link {raw_name!r} has an oversized target")
+                writer.symlink(name, raw_name, zf.read(info).decode("utf-8", "surrogateescape"))
+            elif kind in (0, stat.S_IFREG):
+                mode = stat.S_IMODE(unix_mode) if unix_mode else 0o644
+                mtime = _zip_mtime(info)
+                with zf.open(info) as src:
+                    writer.file(name, raw_name, mode, info.file_size, src, mtime)
+            elif kind in (stat.S_IFCHR, stat.S_IFBLK):
+                raise ArchiveError(f"{what}: {raw_name!r} is a device file")
+            elif kind == stat.S_IFIFO:
+                raise ArchiveError(f"{what}: {raw_name!r} is a FIFO")
+            else:
+                raise ArchiveError(f"{what}: {raw_name!r} has an unsupported file type {oct(kind)}")
+    return result
+
+
+def _zip_mtime(info: Any) -> float | None:
+    import time
+
+    with contextlib.suppress(ValueError, OverflowError):
+        return time.mktime((*info.date_time, 0, 0, -1))
+    return None
+
+
+def iter_symlinks(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        for entry in (*dirnames, *filenames):
+            path = Path(dirpath, entry)
+            if path.is_symlink():
+                yield path
+
+
+def check_tree(root: Path, what: str) -> None:
+    """Every symlink under *root* resolves inside *root* and to something that exists."""
+    real_root = os.path.realpath(root)
+    for link in iter_symlinks(root):
+        target = os.readlink(link)
+        real = os.path.realpath(link)
+        if real != real_root and not real.startswith(real_root + os.sep):
+            raise ArchiveError(f"{what}: link {link.relative_to(root)} -> {target} resolves outside the archive")
+        if not os.path.exists(real):
+            raise ArchiveError(
+                f"{what}: link {link.relative_to(root)} -> {target} dangles (its target is not in the archive)"
+            )

@@ -1,0 +1,243 @@
+"""``autoinfer models ...``: pull, list, info, verify, pin/unpin, gc, migrate, compat, license.
+
+Each command parses its options, makes one call into ``entrypoint.models`` and returns
+an :class:`Outcome`; the edge prints it (or the JSON object) and sets the exit code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from entrypoint.cli.edge import App, Outcome, command
+
+
+def _size(n: int | None) -> str:
+    value = float(n or 0)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+@click.group()
+def models() -> None:
+    """Pull, verify, list, pin and collect models (SPEC section 4)."""
+
+
+@models.command()
+@click.argument("ref")
+@click.option("--include", "include", multiple=True, metavar="GLOB", help="Only these files of a whole repo.")
+@click.option("--exclude", "exclude", multiple=True, metavar="GLOB", help="Not these files of a whole repo.")
+@click.option("--revision", help="Branch, tag or commit of an hf: ref (default: main).")
+@click.option("--sha256", "sha256", metavar="HEX", help="Expected sha256 of the model file.")
+@click.option("--offline", is_flag=True, help="Never touch the network (also AUTO_INFER_OFFLINE/HF_HUB_OFFLINE).")
+@click.option("--refresh", is_flag=True, help="Ask the hub again even if a verified copy is present.")
+@command
+def pull(
+    app: App,
+    ref: str,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    revision: str | None,
+    sha256: str | None,
+    offline: bool,
+    refresh: bool,
+) -> Outcome:
+    """Provision REF: a path, file:, hf:owner/repo[/file][@rev] or http(s):// URL.
+
+    The download resumes after an interruption, is verified (the given sha256, the
+    hub's LFS sha256, the GGUF header) and only then appears in the models folder.
+    """
+    from entrypoint.models import provision_model
+
+    settings = app.settings()
+    model = provision_model(
+        settings.models_dir,
+        ref,
+        sha256=sha256,
+        offline=offline or settings.offline,
+        include=include,
+        exclude=exclude,
+        revision=revision,
+        lock_timeout=settings.lock_timeout,
+        base_dir=Path.cwd(),
+        environ=app.environ,
+        refresh=refresh,
+    )
+    how = (
+        f"downloaded {_size(model.downloaded_bytes)}"
+        if model.downloaded_bytes
+        else ("verified" if model.hashed else "already verified")
+    )
+    return Outcome(f"{model.id}: {how}; {model.path}", model.to_dict())
+
+
+@models.command(name="list")
+@command
+def list_(app: App) -> Outcome:
+    """List the catalogued models (models/model_registry.json)."""
+    from entrypoint.models.store import list_models
+
+    rows = list_models(app.settings().models_dir)
+    details = [
+        f"{r['key']:<50} {r['state']:<8} {_size(r['total_size']):>9}  {'pinned' if r['pinned'] else '':<6} "
+        f"{r['last_accessed'] or ''}"
+        for r in rows
+    ]
+    return Outcome(f"{len(rows)} model(s)", rows, details=details)
+
+
+@models.command()
+@click.argument("ref")
+@command
+def info(app: App, ref: str) -> Outcome:
+    """Show the catalog record of REF (a ref or a catalog key such as owner/repo)."""
+    from entrypoint.models.store import model_info
+
+    entry = model_info(app.settings().models_dir, ref, base_dir=Path.cwd())
+    details = [
+        f"  {f['path']}  {_size(f.get('size'))}  {f.get('role')}  {f.get('sha256') or ''}" for f in entry["files"]
+    ]
+    return Outcome(
+        f"{entry['key']}: {entry['state']}, {_size(entry.get('total_size'))} in {entry.get('install_path')}",
+        entry,
+        details=details,
+    )
+
+
+@models.command()
+@click.argument("refs", nargs=-1)
+@click.option("--quick", is_flag=True, help="Trust files whose size, mtime and inode are unchanged.")
+@command
+def verify(app: App, refs: tuple[str, ...], quick: bool) -> Outcome:
+    """Re-check catalogued files (all, or those of REFS): size, sha256, GGUF header."""
+    from entrypoint.models.store import resolve_key, verify_store
+
+    settings = app.settings()
+    keys = [resolve_key(settings.models_dir, r, base_dir=Path.cwd()) for r in refs] or None
+    report = verify_store(settings.models_dir, keys=keys, full=not quick, lock_timeout=settings.lock_timeout)
+    failed = report["failed"]
+    message = f"{report['checked']} file(s) checked, {report['hashed']} hashed, {len(failed)} failed"
+    if failed:
+        return Outcome(message, report, success=False, exit_code=65, error_code="E_VERIFY", details=failed)
+    return Outcome(message, report)
+
+
+@models.command()
+@click.argument("ref")
+@command
+def pin(app: App, ref: str) -> Outcome:
+    """Protect REF from gc."""
+    from entrypoint.models.store import set_pinned
+
+    settings = app.settings()
+    row = set_pinned(settings.models_dir, ref, True, lock_timeout=settings.lock_timeout)
+    return Outcome(f"{row['key']}: pinned", row)
+
+
+@models.command()
+@click.argument("ref")
+@command
+def unpin(app: App, ref: str) -> Outcome:
+    """Let gc remove REF again."""
+    from entrypoint.models.store import set_pinned
+
+    settings = app.settings()
+    row = set_pinned(settings.models_dir, ref, False, lock_timeout=settings.lock_timeout)
+    return Outcome(f"{row['key']}: unpinned", row)
+
+
+@models.command()
+@click.option("--quota-gb", type=click.FloatRange(min=0), help="Remove least recently used models above this size.")
+@click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+@command
+def gc(app: App, quota_gb: float | None, dry_run: bool) -> Outcome:
+    """Remove least recently used models until the store fits the quota.
+
+    Never removes a pinned model, one that the config in AUTO_INFER_LLAMA_CPP_CONFIG
+    uses, one being provisioned, or a local file. Partial downloads and orphan files
+    are reported.
+    """
+    from entrypoint.models.gc import collect_garbage, models_in_use
+
+    settings = app.settings()
+    in_use = models_in_use(settings.models_dir, settings.llama_cpp_config, environ=app.environ, base_dir=Path.cwd())
+    report = collect_garbage(
+        settings.models_dir,
+        quota_bytes=int(quota_gb * 1e9) if quota_gb is not None else None,
+        in_use=in_use,
+        dry_run=dry_run,
+        lock_timeout=settings.lock_timeout,
+    )
+    verb = "would remove" if dry_run else "removed"
+    message = (
+        f"{verb} {len(report.removed)} model(s), {_size(report.freed_bytes)}; "
+        f"{_size(report.total_after)} left"
+        + (f" (still over the {_size(report.quota_bytes)} quota)" if report.over_quota else "")
+    )
+    details = [f"{verb}: {r['key']} ({_size(r['size'])})" for r in report.removed]
+    details += [f"partial download: {p['path']} ({_size(p['size'])})" for p in report.partials]
+    details += [f"orphan: {o['path']} ({_size(o['size'])})" for o in report.orphans]
+    return Outcome(message, report.to_dict(), details=details)
+
+
+@models.command()
+@click.option("--dry-run", is_flag=True, help="Only report what would change.")
+@command
+def migrate(app: App, dry_run: bool) -> Outcome:
+    """Bring an existing models tree to the layout and catalog (safe to re-run)."""
+    from entrypoint.models.gc import models_in_use
+    from entrypoint.models.migrate import migrate_store
+
+    settings = app.settings()
+    in_use = models_in_use(settings.models_dir, settings.llama_cpp_config, environ=app.environ, base_dir=Path.cwd())
+    report = migrate_store(
+        settings.models_dir, dry_run=dry_run, protected_paths=in_use, lock_timeout=settings.lock_timeout
+    )
+    counts = ", ".join(f"{len(report[k])} {k}" for k in ("moved", "removed", "registered", "fixed", "mirrored"))
+    return Outcome(("nothing to do" if not report["changed"] else counts), report)
+
+
+@models.command()
+@click.argument("ref")
+@click.option("--force-compat", is_flag=True, help="Fail (E_COMPAT, exit 78) on any warning.")
+@command
+def compat(app: App, ref: str, force_compat: bool) -> Outcome:
+    """Will this machine run REF? CPU features, RAM, GPUs/VRAM, disk."""
+    from entrypoint.models.compat import check_compat
+
+    result = check_compat(app.settings().models_dir, ref, force=force_compat, base_dir=Path.cwd())
+    verdict = "compatible" if result["compatible"] else "warnings"
+    details = [f"warning: {w}" for w in result["warnings"]] + [f"note: {n}" for n in result["notes"]]
+    return Outcome(f"{ref}: {verdict} (needs about {_size(result['estimated_memory'])})", result, details=details)
+
+
+@models.command()
+@click.argument("ref")
+@click.option("--accept", is_flag=True, help="Record that the license is accepted.")
+@click.option("--user-id", help="Who accepts (default: the current user).")
+@click.option("--license-type", help="The license accepted (default: the one catalogued).")
+@command
+def license(app: App, ref: str, accept: bool, user_id: str | None, license_type: str | None) -> Outcome:
+    """Show REF's license and whether it was accepted; --accept records acceptance."""
+    from entrypoint.models.license import accept_license, show_license
+
+    settings = app.settings()
+    base = Path.cwd()
+    if accept:
+        result: dict[str, Any] = accept_license(
+            settings.models_dir, ref, user_id=user_id, license_type=license_type, base_dir=base,
+            lock_timeout=settings.lock_timeout,
+        )  # fmt: skip
+        return Outcome(f"{result['key']}: license accepted by {result['accepted']['user_id']}", result)
+    result = show_license(
+        settings.models_dir, ref, offline=settings.offline, environ=app.environ, base_dir=base,
+        lock_timeout=settings.lock_timeout,
+    )  # fmt: skip
+    accepted = result["accepted"]
+    state = f"accepted by {accepted['user_id']} at {accepted['accepted_at']}" if accepted else "not accepted"
+    return Outcome(f"{result['key']}: license {result['license'] or 'unknown'}, {state}", result)

@@ -1,0 +1,110 @@
+"""``autoinfer servers render | status | health [--wait SECONDS]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from entrypoint.cli.edge import App, Outcome, command
+
+
+@click.group()
+def servers() -> None:
+    """Render, inspect and health-check the servers."""
+
+
+@servers.command()
+@click.option("--write", is_flag=True, help="Write the files (as boot does) instead of printing them.")
+@command
+def render(app: App, write: bool) -> Outcome:
+    """Show the supervisord config, programs and handoff files boot would write now."""
+    from entrypoint.plan import make_plan
+    from entrypoint.supervisor import render_all, write_supervisor_config
+
+    settings = app.settings()
+    plan = make_plan(settings, environ=app.environ, base_dir=Path.cwd())
+    if write:
+        files = write_supervisor_config(settings.root, plan.servers, log_format=settings.log_format)
+        return Outcome(
+            f"wrote {files.conf} and {len(files.programs)} program(s)",
+            files.to_dict(),
+            details=[f"removed {p}" for p in files.removed],
+        )
+    contents = render_all(settings.root, plan.servers, log_format=settings.log_format)
+    if app.json:
+        return Outcome(f"{len(plan.servers)} server(s)", {"files": {str(p): text for p, text in contents.items()}})
+    details = []
+    for path, text in contents.items():
+        details += [f"# ---- {path}", text.rstrip("\n"), ""]
+    return Outcome(f"# {len(plan.servers)} server(s); nothing written (use --write)", details=details)
+
+
+@servers.command()
+@command
+def status(app: App) -> Outcome:
+    """Each server: supervisord state, pid, uptime, port, model and binary version."""
+    from entrypoint.supervisor import read_handoffs, server_status
+
+    root = app.settings().root
+    specs = read_handoffs(root)
+    if not specs:
+        return Outcome(f"no server was started under {root} (no run/engines/*.json)", [])
+    rows = server_status(root, specs)
+    lines = [f"{'NAME':<16} {'STATE':<9} {'PID':>7} {'UPTIME':>8} {'PORT':>5}  VERSION  MODEL"]
+    for r in rows:
+        uptime = "-" if r["uptime"] is None else _duration(r["uptime"])
+        lines.append(
+            f"{r['name']:<16} {r['state']:<9} {r['pid'] or '-':>7} {uptime:>8} {r['port']:>5}  "
+            f"{r['binary_version'] or '-':<7}  {r['model'] or '-'}"
+        )
+        if r["state"] != "RUNNING" and r["detail"]:
+            lines.append(f"{'':<16} {r['detail']}")
+    running = sum(r["state"] == "RUNNING" for r in rows)
+    return Outcome(f"{running}/{len(rows)} server(s) running", rows, details=lines)
+
+
+@servers.command()
+@click.option(
+    "--wait",
+    "wait",
+    type=click.FloatRange(min=0),
+    default=0,
+    metavar="SECONDS",
+    help="Poll until all are ready or SECONDS passed.",
+)
+@command
+def health(app: App, wait: float) -> Outcome:
+    """Exit 0 only when every server answers /health with 200 (503 = still loading).
+
+    For Docker HEALTHCHECK and Kubernetes probes: not ready exits 1.
+    """
+    from entrypoint.supervisor import Layout, check_health, read_handoffs
+
+    root = app.settings().root
+    if not Layout(root).conf.exists():
+        return Outcome(
+            f"not ready: nothing was booted under {root} yet",
+            {"ok": False, "instances": []},
+            success=False,
+            exit_code=1,
+            error_code="E_NOT_READY",
+        )
+    report = check_health(read_handoffs(root), wait=wait)
+    lines = [f"{i.name:<16} {i.state:<8} {i.url}  {i.detail}" for i in report.instances]
+    if report.ok:
+        return Outcome(f"ready: {len(report.instances)} server(s) answer 200", report.to_dict(), details=lines)
+    waiting = [i.name for i in report.instances if i.state != "ready"]
+    return Outcome(
+        f"not ready: {', '.join(waiting)}" + (f" (waited {wait:g}s)" if wait else ""),
+        report.to_dict(),
+        success=False,
+        exit_code=1,
+        error_code="E_NOT_READY",
+        details=lines,
+    )
+
+
+def _duration(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"

@@ -1,0 +1,186 @@
+"""The model catalog ``models/model_registry.json`` and the provenance log.
+
+The registry is one JSON object keyed ``<owner>/<repo>`` (hf), the absolute path
+(local files) or the URL (http(s)), as seed 002 describes::
+
+    {"TinyLlama/TinyLlama-1.1B-Chat-v1.0": {
+        "model_id": "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "source": "hf",
+        "library": "llama-cpp", "revision": "main", "commit": "<sha1>",
+        "install_path": "/soft/app/models/llama-cpp/TinyLlama/TinyLlama-1.1B-Chat-v1.0",
+        "files": [{"path": "x.Q4_K_M.gguf", "size": 1, "sha256": "…", "stat": {…},
+                   "role": "model", "verified_at": "…", "gguf": {…}}],
+        "total_size": 1, "state": "active", "error": null,
+        "installed_at": "…", "last_accessed": "…", "pinned": false,
+        "license_accepted": null, "refs": {"hf:…@main": {"files": [...], "path": "x.gguf"}}}}
+
+Writes are read-modify-write under a lock and land with an atomic rename. The lock
+only avoids lost updates between pods on a local volume; where it does not exclude
+(some network file systems) the worst case is a lost record, which costs one re-hash
+later, never a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from entrypoint.errors import from_os_error
+from entrypoint.fsutil import atomic_write_json, file_lock
+
+log = logging.getLogger(__name__)
+
+REGISTRY = "model_registry.json"
+PROVENANCE = "provenance.jsonl"
+STATES = ("active", "pending", "failed")
+
+Registry = dict[str, dict[str, Any]]
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def registry_path(models_dir: Path) -> Path:
+    return models_dir / REGISTRY
+
+
+def load_registry(models_dir: Path) -> Registry:
+    """The registry as it is now (no lock: readers see a whole file thanks to rename)."""
+    path = registry_path(models_dir)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (ValueError, UnicodeDecodeError) as exc:
+        log.warning("%s is not valid JSON (%s); treating the catalog as empty", path, exc)
+        return {}
+    except OSError as exc:
+        raise from_os_error(exc, f"read {path}") from exc
+    if not isinstance(data, dict):
+        log.warning("%s is not a JSON object; treating the catalog as empty", path)
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, dict)}
+
+
+@contextlib.contextmanager
+def edit_registry(models_dir: Path, *, lock_timeout: float = 600.0) -> Iterator[Registry]:
+    """Yield the registry for changes; write it back atomically if it changed.
+
+    A registry that does not parse is kept aside as ``model_registry.json.corrupt-<time>``
+    (the files it described are re-verified on their next use) instead of being lost.
+    """
+    path = registry_path(models_dir)
+    with file_lock(models_dir / ".locks" / "registry.lock", timeout=lock_timeout, what="the model registry"):
+        raw: Any = None
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            raw = {}
+        except (ValueError, UnicodeDecodeError):
+            aside = path.with_name(f"{REGISTRY}.corrupt-{int(time.time())}")
+            log.error("%s does not parse; kept as %s and starting an empty catalog", path, aside)
+            with contextlib.suppress(OSError):
+                path.replace(aside)
+            raw = {}
+        registry: Registry = {k: v for k, v in raw.items() if isinstance(v, dict)} if isinstance(raw, dict) else {}
+        before = json.dumps(registry, sort_keys=True)
+        yield registry
+        if json.dumps(registry, sort_keys=True) != before:
+            atomic_write_json(path, registry)
+
+
+def append_provenance(models_dir: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line to ``models/provenance.jsonl``.
+
+    One ``write`` on an ``O_APPEND`` descriptor: lines from several processes never
+    interleave on a local file system. A failure to log is reported, never fatal.
+    """
+    line = json.dumps({"time": now_iso(), **record}, sort_keys=True, default=str) + "\n"
+    path = models_dir / PROVENANCE
+    try:
+        models_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        log.warning("cannot append to %s: %s", path, exc)
+
+
+def read_provenance(models_dir: Path) -> list[dict[str, Any]]:
+    try:
+        lines = (models_dir / PROVENANCE).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            out.append(json.loads(line))
+    return out
+
+
+def new_entry(model_id: str, source: str, library: str, install_path: Path) -> dict[str, Any]:
+    return {
+        "model_id": model_id,
+        "source": source,
+        "library": library,
+        "revision": None,
+        "commit": None,
+        "install_path": str(install_path),
+        "files": [],
+        "total_size": 0,
+        "state": "pending",
+        "error": None,
+        "installed_at": None,
+        "last_accessed": None,
+        "pinned": False,
+        "license_accepted": None,
+        "refs": {},
+    }
+
+
+def source_of(key: str) -> str:
+    """The source a registry key implies: a URL, an absolute path, else ``owner/repo``."""
+    if key.startswith(("http://", "https://")):
+        return "https"
+    return "local" if key.startswith("/") else "hf"
+
+
+def normalise_entry(key: str, entry: dict[str, Any]) -> bool:
+    """Fill the fields an older (or hand-written, seed 002) record lacks; True if changed."""
+    before = json.dumps(entry, sort_keys=True, default=str)
+    defaults = new_entry(key, source_of(key), str(entry.get("library") or "llama-cpp"), Path())
+    defaults["state"] = "active"  # a seed 002 record describes an installed model
+    defaults["install_path"] = ""
+    for name, value in defaults.items():
+        entry.setdefault(name, value)
+    if entry["state"] not in STATES:
+        entry["state"] = "active"
+    if not isinstance(entry["files"], list):
+        entry["files"] = []
+    entry["total_size"] = sum(int(f.get("size") or 0) for f in entry["files"] if isinstance(f, dict))
+    if entry["last_accessed"] is None and entry["installed_at"]:
+        entry["last_accessed"] = entry["installed_at"]
+    return json.dumps(entry, sort_keys=True, default=str) != before
+
+
+def file_map(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{relative path: file record}`` of an entry."""
+    return {str(f["path"]): f for f in entry.get("files", []) if isinstance(f, dict) and "path" in f}
+
+
+def put_files(entry: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    """Add or replace file records (by path) and recompute ``total_size``."""
+    files = file_map(entry)
+    for record in records:
+        files[str(record["path"])] = record
+    entry["files"] = sorted(files.values(), key=lambda f: str(f["path"]))
+    entry["total_size"] = sum(int(f.get("size") or 0) for f in entry["files"])

@@ -1,0 +1,90 @@
+"""Where provisioned models live (seed 002's deterministic layout), and what a file is.
+
+    models/llama-cpp/<owner>/<repo>/<path in repo>     repos that hold a *.gguf
+    models/transformers/<owner>/<repo>/<path in repo>  every other repo
+    models/<library>/_url/<host>/<hash12>/<file>       http(s) downloads
+    models/configs/<repo>.json                         config.json mirrored for discovery
+    models/model_registry.json  models/provenance.jsonl  models/.locks/
+
+``_url`` cannot collide with a Hugging Face owner: those start with a letter or digit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from entrypoint.gguf_info import SPLIT_NAME, is_projector_name, shard_names
+from entrypoint.models.refs import ModelRef
+
+LLAMA_CPP = "llama-cpp"
+TRANSFORMERS = "transformers"
+LIBRARIES = (LLAMA_CPP, TRANSFORMERS)
+
+
+def library_for(filenames: Iterable[str]) -> str:
+    """``llama-cpp`` if any file is a GGUF, else ``transformers`` (seed 002's routing)."""
+    return LLAMA_CPP if any(name.lower().endswith(".gguf") for name in filenames) else TRANSFORMERS
+
+
+def install_dir(models_dir: Path, ref: ModelRef, library: str) -> Path:
+    if ref.source == "hf":
+        assert ref.owner and ref.repo
+        return models_dir / library / ref.owner / ref.repo
+    if ref.source == "https":
+        from urllib.parse import urlsplit
+
+        host = urlsplit(ref.url or "").hostname or "unknown"
+        return models_dir / library / "_url" / host / ref.url_hash()
+    raise ValueError(f"{ref.text} is used in place: it has no install dir")
+
+
+def config_mirror(models_dir: Path, repo: str) -> Path:
+    return models_dir / "configs" / f"{repo}.json"
+
+
+def is_gguf(name: str) -> bool:
+    return name.lower().endswith(".gguf")
+
+
+def is_split(name: str) -> bool:
+    return SPLIT_NAME.search(name) is not None
+
+
+def first_shard(name: str) -> str:
+    """``x-00003-of-00005.gguf`` -> ``x-00001-of-00005.gguf`` (anything else unchanged)."""
+    match = SPLIT_NAME.search(name)
+    if not match:
+        return name
+    return f"{name[: match.start()]}-00001-of-{match.group(2)}.gguf"
+
+
+def shards_of(name: str) -> list[str]:
+    """Every shard of the split GGUF *name* (a path inside a repo or a file name)."""
+    head, _, base = name.rpartition("/")
+    names = [p.name for p in shard_names(Path(first_shard(base)))]
+    return [f"{head}/{n}" if head else n for n in names]
+
+
+def role_of(name: str) -> str:
+    """``model`` | ``shard`` (a split GGUF's 2nd..Nth) | ``projector`` | ``config`` | ``file``."""
+    base = name.rsplit("/", 1)[-1]
+    if is_gguf(base):
+        if is_projector_name(base):
+            return "projector"
+        match = SPLIT_NAME.search(base)
+        if match and int(match.group(1)) != 1:
+            return "shard"
+        return "model"
+    if name == "config.json":
+        return "config"
+    return "file"
+
+
+def model_files(names: Iterable[str]) -> list[str]:
+    """The names llama-server could take as ``--model`` (not projectors, not later shards)."""
+    return sorted(n for n in names if role_of(n) == "model")
+
+
+def projector_files(names: Iterable[str]) -> list[str]:
+    return sorted(n for n in names if role_of(n) == "projector")

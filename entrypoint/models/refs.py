@@ -1,0 +1,155 @@
+"""Model references (SPEC section 4): what a user may write where a model is expected.
+
+- a plain path or ``file:`` (``file:/abs``, ``file:///abs``, ``file:rel``): used in place;
+- ``hf:owner/repo/path/in/repo.gguf[@rev]``: one file of a Hugging Face repo;
+- ``hf:owner/repo[@rev]``: a whole repo (narrowed by include/exclude globs);
+- ``http://…`` or ``https://…``: one file.
+
+Parsing is pure (no I/O): errors name the reference and what is wrong (E_CONFIG).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from entrypoint.errors import ConfigError
+
+Source = Literal["local", "hf", "https"]
+
+# Hugging Face's own rule for owner and repo names (huggingface_hub's validate_repo_id).
+_HF_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+DEFAULT_REVISION = "main"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed reference. ``filename`` is None for a whole-repo ``hf:`` ref."""
+
+    text: str
+    source: Source
+    path: Path | None = None  # local: as written (relative paths resolve against a base dir)
+    owner: str | None = None
+    repo: str | None = None
+    filename: str | None = None  # path inside the repo
+    revision: str | None = None  # as written; None means "main"
+    url: str | None = None
+
+    @property
+    def repo_id(self) -> str:
+        return f"{self.owner}/{self.repo}"
+
+    @property
+    def rev(self) -> str:
+        return self.revision or DEFAULT_REVISION
+
+    def local_path(self, base_dir: Path | None = None) -> Path:
+        """The absolute path of a local ref (``..`` folded, symlinks kept)."""
+        assert self.path is not None
+        path = self.path.expanduser()
+        if not path.is_absolute():
+            path = (base_dir or Path.cwd()) / path
+        return Path(os.path.normpath(path))
+
+    def catalog_key(self, base_dir: Path | None = None) -> str:
+        """The registry key: ``owner/repo``, the absolute path, or the URL."""
+        if self.source == "hf":
+            return self.repo_id
+        if self.source == "local":
+            return str(self.local_path(base_dir))
+        assert self.url is not None
+        return self.url
+
+    def model_id(self, base_dir: Path | None = None) -> str:
+        """A normalised identifier: ``hf:owner/repo/file@rev``, ``local:/abs/path``, the URL."""
+        if self.source == "hf":
+            inner = f"{self.repo_id}/{self.filename}" if self.filename else self.repo_id
+            return f"hf:{inner}@{self.rev}"
+        if self.source == "local":
+            return f"local:{self.local_path(base_dir)}"
+        assert self.url is not None
+        return self.url
+
+    @property
+    def basename(self) -> str:
+        if self.source == "https":
+            assert self.url is not None
+            return unquote(urlsplit(self.url).path.rsplit("/", 1)[-1])
+        if self.filename:
+            return self.filename.rsplit("/", 1)[-1]
+        return self.path.name if self.path else ""
+
+    def url_hash(self) -> str:
+        assert self.url is not None
+        return hashlib.sha256(self.url.encode()).hexdigest()[:12]
+
+
+def parse_model_ref(text: str, *, revision: str | None = None) -> ModelRef:
+    """Parse *text*; *revision* (``--revision``) applies to ``hf:`` refs only."""
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(f"model reference {text!r} is empty")
+    raw = text.strip()
+    lowered = raw.lower()
+    if lowered.startswith("hf:"):
+        ref = _parse_hf(raw, raw[5:] if lowered.startswith("hf://") else raw[3:])
+    elif lowered.startswith(("http://", "https://")):
+        ref = _parse_url(raw)
+    elif lowered.startswith("file:"):
+        body = raw[7:] if lowered.startswith("file://") else raw[5:]
+        if not body:
+            raise ConfigError(f"model reference {raw!r}: file: needs a path")
+        ref = ModelRef(text=raw, source="local", path=Path(unquote(body)))
+    else:
+        match = _SCHEME.match(raw)
+        if match and len(match.group(1)) > 1:  # one letter could be a drive, never a scheme we know
+            raise ConfigError(
+                f"model reference {raw!r}: unknown scheme {match.group(1)!r} "
+                "(expected a path, file:, hf:owner/repo[/file][@rev] or http(s)://)"
+            )
+        ref = ModelRef(text=raw, source="local", path=Path(raw))
+    if revision is not None:
+        if ref.source != "hf":
+            raise ConfigError(f"model reference {raw!r}: --revision applies to hf: references only")
+        if ref.revision is not None and ref.revision != revision:
+            raise ConfigError(f"model reference {raw!r} names revision {ref.revision!r} but --revision is {revision!r}")
+        ref = replace(ref, revision=revision)
+    return ref
+
+
+def _parse_hf(raw: str, body: str) -> ModelRef:
+    expected = "expected hf:owner/repo[/path/in/repo][@revision]"
+    revision: str | None = None
+    if "@" in body:
+        body, revision = body.rsplit("@", 1)
+        if not revision or revision.startswith("/") or ".." in revision.split("/"):
+            raise ConfigError(f"model reference {raw!r}: bad revision {revision!r} ({expected})")
+    parts = body.split("/")
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise ConfigError(f"model reference {raw!r}: {expected}")
+    owner, repo, rest = parts[0], parts[1], parts[2:]
+    for what, name in (("owner", owner), ("repo", repo)):
+        if not _HF_NAME.match(name) or "--" in name or ".." in name or name.endswith((".", "-")):
+            raise ConfigError(f"model reference {raw!r}: {name!r} is not a valid Hugging Face {what} name")
+    filename: str | None = None
+    if rest:
+        if any(p in ("", ".", "..") for p in rest) or "\\" in "/".join(rest):
+            raise ConfigError(f"model reference {raw!r}: bad file path {'/'.join(rest)!r} in the repo")
+        filename = "/".join(rest)
+    return ModelRef(text=raw, source="hf", owner=owner, repo=repo, filename=filename, revision=revision)
+
+
+def _parse_url(raw: str) -> ModelRef:
+    parts = urlsplit(raw)
+    if not parts.netloc or not parts.hostname:
+        raise ConfigError(f"model reference {raw!r}: the URL has no host")
+    name = parts.path.rsplit("/", 1)[-1]
+    if not name:
+        raise ConfigError(f"model reference {raw!r}: the URL does not end with a file name")
+    url = parts._replace(fragment="").geturl()
+    return ModelRef(text=raw, source="https", url=url)

@@ -1,0 +1,73 @@
+"""What ``autoinfer plan`` reports about a model: no network, no hashing, nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from entrypoint.digest import parse_sha256
+from entrypoint.models import catalog, layout
+from entrypoint.models.provision import catalog_key, selection_id, unchanged
+from entrypoint.models.refs import parse_model_ref
+
+
+def model_status(
+    models_dir: Path, ref: str, *, sha256: str | None = None, base_dir: Path | None = None
+) -> dict[str, Any]:
+    """Where *ref* is or will be, and whether it is ``verified``, ``present``, ``missing`` or ``failed``.
+
+    ``verified``: catalogued and unchanged since (stat only). ``present``: on disk but
+    not (yet) verified. ``failed``: the last provisioning of this ref failed, or the file
+    was verified under another digest than *sha256*.
+    """
+    parsed = parse_model_ref(ref)
+    expected = parse_sha256(sha256, "sha256") if sha256 else None
+    key = catalog_key(parsed, base_dir)
+    sel = selection_id(parsed, (), (), base_dir)
+    entry = catalog.load_registry(models_dir.absolute()).get(key) or {}
+    rec = (entry.get("refs") or {}).get(sel)
+    files = catalog.file_map(entry)
+    install = Path(entry["install_path"]) if entry.get("install_path") else None
+
+    if parsed.source == "local":
+        path = Path(key)
+    elif isinstance(rec, dict) and install is not None:
+        path = install / rec["path"] if rec.get("path") else install
+    else:
+        name = parsed.basename if parsed.source == "https" else parsed.filename
+        library = layout.library_for([name]) if name else str(entry.get("library") or layout.LLAMA_CPP)
+        base = layout.install_dir(models_dir.absolute(), parsed, library)
+        path = base / layout.first_shard(name) if name else base
+
+    state, reason = "missing", None
+    model_record: dict[str, Any] | None = None
+    if isinstance(rec, dict) and install is not None:
+        ok = all(rel in files and unchanged(install / rel, files[rel]) for rel in rec.get("files", []))
+        model_record = files.get(rec.get("path") or "")
+        if ok:
+            state = "verified"
+            recorded = model_record.get("sha256") if model_record else None
+            if expected is not None and recorded is not None and recorded != expected:
+                state, reason = "failed", f"verified with sha256 {recorded}, the config expects {expected}"
+            elif expected is not None and recorded is None:
+                state, reason = "present", "not hashed yet: the expected sha256 will be checked on boot"
+        else:
+            reason = "changed on disk since it was verified"
+    error = entry.get("error") if isinstance(entry.get("error"), dict) else None
+    if state == "missing" and entry.get("state") == "failed" and error and error.get("id") == sel:
+        state, reason = "failed", f"{error.get('code')}: {error.get('message')}"
+    if state == "missing" and path.exists():
+        state = "present"
+    return {
+        "ref": parsed.text,
+        "id": parsed.model_id(base_dir) if parsed.source != "local" else f"local:{path}",
+        "catalog_key": key,
+        "source": parsed.source,
+        "path": str(path),
+        "state": state,
+        "reason": reason,
+        "library": entry.get("library"),
+        "sha256": model_record.get("sha256") if model_record else None,
+        "size": model_record.get("size") if model_record else None,
+        "pinned": bool(entry.get("pinned")),
+    }

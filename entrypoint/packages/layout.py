@@ -1,0 +1,120 @@
+"""Normalise an extracted archive so that ``<version>/bin/<exe>`` runs, whatever its layout.
+
+Accepted, at the archive root or under one top folder (SPEC section 2):
+
+- ``bin/<exe>``: kept as it is;
+- ``build/bin/<exe>`` (Windows-style release zips): kept, plus ``bin -> build/bin``;
+- ``<exe>`` beside its ``.so`` files (real llama.cpp Linux releases, ``llama-bNNNN/``):
+  the folder itself becomes ``bin/``, so the ``$ORIGIN`` RPATH and the in-tree
+  ``libllama.so -> libllama.so.0 -> libllama.so.0.0.N`` chains keep working.
+"""
+
+# os-level calls on purpose (O_EXCL, O_NOFOLLOW, rename(2), readlink, fsync):
+# ruff: noqa: PTH104, PTH211
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from entrypoint.errors import ArchiveError
+from entrypoint.packages.registry import EXECUTABLES
+
+_KINDS = (("bin", ("bin",)), ("build/bin", ("build", "bin")), ("flat", ()))
+# "version: 7572 (abc1234)" (older builds) or "version: 0.6.0-dev (build 11434, commit abc1234)"
+_LLAMA_VERSION = re.compile(r"\(build\s+(\d+)|version:\s*(\d+)\s*\(")
+_GENERIC_VERSION = re.compile(r"\bv?(\d+(?:\.\d+)+|\d+)\b")
+_NAME_BUILD = re.compile(r"(?:^|[-_.])(b\d+)(?=[-_.]|$)")
+_NAME_SEMVER = re.compile(r"(?:^|[-_])v?(\d+(?:\.\d+)*)(?=[-_]|\.(?:tar|tgz|zip))")
+
+
+@dataclass(frozen=True)
+class Layout:
+    kind: str  # bin | build/bin | flat
+    executables: tuple[str, ...]
+
+
+def _is_executable_file(path: Path) -> bool:
+    return path.is_file() and bool(path.stat().st_mode & 0o111)
+
+
+def _find(tree: Path, exe: str, strict: bool) -> tuple[Path, str]:
+    tops = [tree]
+    entries = list(tree.iterdir())
+    if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
+        tops.append(entries[0])
+    for top in tops:
+        for kind, parts in _KINDS:
+            if top.joinpath(*parts, exe).is_file():
+                return top, kind
+    if not strict:
+        for top in tops:
+            if (top / "bin").is_dir() and any(_is_executable_file(p) for p in (top / "bin").iterdir()):
+                return top, "bin"
+    raise ArchiveError(
+        f"no {exe} in the archive (looked for bin/{exe}, build/bin/{exe} and {exe}, "
+        "at the root or under one top folder)",
+        hint="is this the right package? pass --name to install another package",
+    )
+
+
+def normalise(tree: Path, out: Path, pkg: str) -> Layout:
+    """Move the extracted *tree* to *out* (which must not exist) in the normal layout."""
+    exe = EXECUTABLES.get(pkg, pkg)
+    top, kind = _find(tree, exe, strict=pkg in EXECUTABLES)
+    if kind == "flat":
+        out.mkdir()
+        os.rename(top, out / "bin")
+    else:
+        os.rename(top, out)
+        if kind == "build/bin":
+            os.symlink("build/bin", out / "bin")
+    bin_dir = out / "bin"
+    main = bin_dir / exe
+    if main.is_file() and not main.stat().st_mode & 0o111:
+        # zips made on Windows carry no Unix modes
+        real = Path(os.path.realpath(main))
+        real.chmod(stat.S_IMODE(real.stat().st_mode) | 0o755)
+    executables = sorted(
+        p.name
+        for p in bin_dir.iterdir()
+        if _is_executable_file(p) and not p.name.endswith((".so", ".dll", ".dylib")) and ".so." not in p.name
+    )
+    return Layout(kind=kind, executables=tuple(executables))
+
+
+def probe_version(exe: Path, pkg: str, timeout: float = 10.0) -> str | None:
+    """Ask the executable: llama-server prints its build number to stderr (``--version``)."""
+    if not exe.is_file():
+        return None
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LD_LIBRARY_PATH": str(exe.parent)}
+    try:
+        proc = subprocess.run(
+            [str(exe), "--version"], capture_output=True, text=True, timeout=timeout, env=env, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    text = (proc.stderr or "") + "\n" + (proc.stdout or "")
+    if pkg == "llama-cpp":
+        match = _LLAMA_VERSION.search(text)
+        build = (match.group(1) or match.group(2)) if match else None
+        return f"b{build}" if build and build != "0" else None
+    if proc.returncode != 0:
+        return None
+    match = _GENERIC_VERSION.search(text)
+    return match.group(1) if match else None
+
+
+def version_from_name(archive_name: str, pkg: str) -> str | None:
+    """``llama-b7572-bin-ubuntu-x64.tar.gz`` -> ``b7572``; ``tool_1.2.3_linux.tar.gz`` -> ``1.2.3``."""
+    match = _NAME_BUILD.search(archive_name)
+    if match:
+        return match.group(1)
+    if pkg == "llama-cpp":
+        return None
+    match = _NAME_SEMVER.search(archive_name)
+    return match.group(1) if match else None

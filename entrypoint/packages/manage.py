@@ -1,0 +1,290 @@
+"""List, inspect, activate (roll back), remove and collect installed versions."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from entrypoint import fsutil
+from entrypoint.errors import ArgsError, ConfigError, NotFoundError
+from entrypoint.packages import registry as regmod
+from entrypoint.packages.registry import Registry, Version
+
+
+@dataclass(frozen=True)
+class Pin:
+    ref: str  # llama-cpp | llama-cpp@<id or version>
+    where: str  # [master] or [instance.<name>.control] of the config file
+
+
+def config_pins(config: Path | None) -> list[Pin]:
+    """``binary = "llama-cpp@..."`` pins of the config file (``[master]`` and every instance)."""
+    if config is None:
+        return []
+    from entrypoint.config import load_config
+
+    cfg = load_config(config)
+    pins = []
+    if cfg.binary:
+        pins.append(Pin(cfg.binary, f"{config} [master]"))
+    for inst in cfg.instances:
+        if inst.control.binary:
+            pins.append(Pin(inst.control.binary, f"{config} [instance.{inst.name}.control]"))
+    return pins
+
+
+def pinned_by(version: Version, pins: list[Pin]) -> list[str]:
+    """Where *version* is pinned (a version pin holds every install of that version)."""
+    out = []
+    for pin in pins:
+        pkg, _, ref = pin.ref.partition("@")
+        if pkg == version.pkg and ref and version.matches(ref):
+            out.append(pin.where)
+    return out
+
+
+@contextlib.contextmanager
+def _locked(root: Path, pkg: str, timeout: float) -> Iterator[None]:
+    with fsutil.file_lock(root / "run" / "locks" / f"pkg-{pkg}.lock", timeout=timeout, what=f"package {pkg}"):
+        yield
+
+
+def resolve_ref(root: Path, reg: Registry, ref: str) -> Version:
+    """``<id>``, an id prefix, ``<version>`` or ``<pkg>@<id|version>``; ambiguity is an error."""
+    pkg, _, inner = ref.rpartition("@") if "@" in ref else ("", "", ref)
+    matches = reg.find(pkg or None, inner)
+    if not matches:
+        raise NotFoundError(f"no installed package version matches {ref!r}", hint="see `autoinfer pkg list`")
+    if len(matches) > 1 and not any(v.id == inner for v in matches):
+        ids = ", ".join(f"{v.pkg}@{v.id} ({v.version}, {v.variant or '-'})" for v in matches)
+        raise ArgsError(f"{ref!r} names several installed versions: {ids}", hint="give the id (or a longer prefix)")
+    return matches[0]
+
+
+def describe(root: Path, version: Version, pins: list[Pin] | None = None) -> dict[str, Any]:
+    body = version.to_dict()
+    body["dir"] = str(version.dir(root))
+    body["active"] = regmod.active_id(root, version.pkg) == version.id
+    body["intact"] = regmod.intact(root, version)
+    body["pinned_by"] = pinned_by(version, pins or [])
+    return body
+
+
+def list_versions(root: Path, pins: list[Pin] | None = None) -> dict[str, Any]:
+    reg = Registry.load(root)
+    packages: dict[str, Any] = {}
+    for pkg in sorted({v.pkg for v in reg.versions.values()}):
+        packages[pkg] = {
+            "active": regmod.active_id(root, pkg),
+            "versions": [describe(root, v, pins) for v in reg.of(pkg)],
+        }
+    return {"root": str(root), "packages": packages}
+
+
+def info(root: Path, ref: str, pins: list[Pin] | None = None) -> dict[str, Any]:
+    reg = Registry.load(root)
+    version = resolve_ref(root, reg, ref)
+    body = describe(root, version, pins)
+    body["marker"] = fsutil.read_json(version.dir(root) / regmod.MARKER)
+    return body
+
+
+def activate(root: Path, ref: str, *, lock_timeout: float = 600.0) -> dict[str, Any]:
+    """Switch ``<root>/<pkg>`` to *ref* (the rollback): one symlink rename."""
+    version = resolve_ref(root, Registry.load(root), ref)
+    with _locked(root, version.pkg, lock_timeout):
+        if not regmod.intact(root, version):
+            raise NotFoundError(
+                f"{version.pkg} {version.id} is damaged (marker or executable missing); reinstall it",
+                hint=f"autoinfer pkg install <archive> --name {version.pkg}",
+            )
+        previous = regmod.active_id(root, version.pkg)
+        if previous != version.id:
+            fsutil.atomic_symlink(regmod.link_target(version.pkg, version.id), regmod.active_link(root, version.pkg))
+    return {
+        "id": version.id,
+        "name": version.pkg,
+        "version": version.version,
+        "previous": previous,
+        "changed": previous != version.id,
+    }
+
+
+def remove(
+    root: Path, ref: str, *, force: bool = False, pins: list[Pin] | None = None, lock_timeout: float = 600.0
+) -> dict[str, Any]:
+    """Remove one version; the active or a pinned one only with *force*."""
+    version = resolve_ref(root, Registry.load(root), ref)
+    pins = pins or []
+    with _locked(root, version.pkg, lock_timeout):
+        active = regmod.active_id(root, version.pkg) == version.id
+        where = pinned_by(version, pins)
+        if not force and active:
+            raise ArgsError(
+                f"{version.pkg} {version.id} is the active version",
+                hint="activate another version first, or pass --force",
+            )
+        if not force and where:
+            raise ArgsError(
+                f"{version.pkg} {version.id} is pinned by {', '.join(where)}", hint="change the pin or pass --force"
+            )
+        switched_to = None
+        if active:
+            others = [v for v in Registry.load(root).of(version.pkg) if v.id != version.id and regmod.intact(root, v)]
+            link = regmod.active_link(root, version.pkg)
+            if others:
+                fsutil.atomic_symlink(regmod.link_target(version.pkg, others[0].id), link)
+                switched_to = others[0].id
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    link.unlink()
+        regmod.trash(version.dir(root))
+
+        def drop(reg: Registry) -> None:
+            reg.versions.pop(version.id, None)
+
+        from entrypoint.packages.install import update_registry
+
+        update_registry(root, drop)
+    return {
+        "removed": version.id,
+        "name": version.pkg,
+        "version": version.version,
+        "was_active": active,
+        "active": switched_to if active else regmod.active_id(root, version.pkg),
+        "pinned_by": where,
+    }
+
+
+@dataclass
+class GcReport:
+    removed: list[dict[str, Any]] = field(default_factory=list)
+    kept: list[dict[str, Any]] = field(default_factory=list)
+    cache_removed: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "removed": self.removed,
+            "kept": self.kept,
+            "cache_removed": self.cache_removed,
+            "repaired": self.repaired,
+        }
+
+
+def gc(
+    root: Path, *, keep: int = 2, pins: list[Pin] | None = None, dry_run: bool = False, lock_timeout: float = 600.0
+) -> GcReport:
+    """Keep the active, the pinned and the *keep* newest versions of each package; drop the rest.
+
+    Also repairs leftovers (as an install would) and deletes cached archives that no
+    remaining version was made from.
+    """
+    if keep < 0:
+        raise ArgsError(f"--keep {keep}: must be 0 or more")
+    pins = pins or []
+    report = GcReport()
+    reg = Registry.load(root)
+    pkgs = sorted({v.pkg for v in reg.versions.values()} | _pkg_dirs(root))
+    for pkg in pkgs:
+        with _locked(root, pkg, lock_timeout):
+            reg = Registry.load(root)
+            if not dry_run:
+                done = regmod.reconcile(root, pkg, reg)
+                if done:
+                    report.repaired += done
+                    reg.save(root)
+            active = regmod.active_id(root, pkg)
+            for rank, version in enumerate(reg.of(pkg)):
+                reasons = []
+                if version.id == active:
+                    reasons.append("active")
+                where = pinned_by(version, pins)
+                if where:
+                    reasons.append("pinned by " + ", ".join(where))
+                if rank < keep:
+                    reasons.append(f"among the {keep} newest")
+                entry = {"id": version.id, "name": pkg, "version": version.version, "why": reasons}
+                if reasons:
+                    report.kept.append(entry)
+                    continue
+                report.removed.append(entry)
+                if not dry_run:
+                    regmod.trash(version.dir(root))
+                    reg.versions.pop(version.id, None)
+            if not dry_run:
+                reg.save(root)
+    reg = Registry.load(root)
+    used = {v.sha256 for v in reg.versions.values()}
+    for name, record in sorted(reg.archives.items()):
+        if record.get("sha256") not in used:
+            report.cache_removed.append(name)
+            if not dry_run:
+                fsutil.remove_tree(root / "cache" / name)
+    if report.cache_removed and not dry_run:
+        from entrypoint.packages.install import update_registry
+
+        def forget(r: Registry) -> None:
+            for name in report.cache_removed:
+                r.archives.pop(name, None)
+
+        update_registry(root, forget)
+    return report
+
+
+def _pkg_dirs(root: Path) -> set[str]:
+    base = regmod.pkgs_dir(root)
+    if not base.is_dir():
+        return set()
+    return {p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")}
+
+
+def latest(
+    root: Path, *, releases_url: str, offline: bool, environ: Mapping[str, str], variant: str | None = None
+) -> dict[str, Any]:
+    """The newest llama.cpp release of the index, the asset that fits here, and whether it is installed."""
+    from entrypoint.packages.install import Installer
+    from entrypoint.packages.release_install import index_for, installed_release, pick_asset
+    from entrypoint.packages.variants import choose, os_names
+
+    installer = Installer(root, "llama-cpp")
+    index = index_for(installer, releases_url, environ, offline, "pkg latest")
+    release = index.latest()
+    choice = choose(variant, environ)
+    try:
+        asset, chosen = pick_asset(release, choice)
+        asset_info: dict[str, Any] | None = {
+            "name": asset.name,
+            "url": asset.url,
+            "sha256": asset.sha256,
+            "size": asset.size,
+            "variant": chosen,
+        }
+    except NotFoundError:
+        asset_info, chosen = None, None
+    found = installed_release(installer, Registry.load(root), release.tag, choice)
+    return {
+        "tag": release.tag,
+        "published_at": release.published_at,
+        "variant": chosen,
+        "variant_reason": choice.reason,
+        "asset": asset_info,
+        "installed": found.id if found else None,
+        "variants": release.variants(os_names()),
+    }
+
+
+def load_pins(config: Path | None, *, force: bool) -> list[Pin]:
+    """Pins of the config; an unreadable config refuses (unless *force*: then no pins)."""
+    try:
+        return config_pins(config)
+    except (ConfigError, NotFoundError) as exc:
+        if force:
+            return []
+        raise ConfigError(
+            f"cannot read the pins of AUTO_INFER_LLAMA_CPP_CONFIG: {exc.message}",
+            hint="fix the config, or pass --force to ignore pins",
+        ) from exc

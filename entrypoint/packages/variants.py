@@ -1,0 +1,185 @@
+"""Which llama.cpp build variant fits this machine: CUDA, Vulkan or CPU.
+
+Variant names follow seed 001 (``cpu-x64``, ``vulkan-x64``, ``cuda-12.4-x64``). Release
+assets are named ``llama-<tag>-bin-<os>-<variant>.<ext>``; on Linux the CPU build is
+``...-ubuntu-x64`` (no ``cpu-``), which :func:`canonical` maps to ``cpu-x64``.
+
+Detection (when no variant is given):
+
+1. ``nvidia-smi`` on PATH that lists a GPU: CUDA, and the driver's CUDA version (from
+   its header, ``CUDA Version: 12.4``) picks the newest CUDA variant it can run;
+2. a Vulkan loader (``libvulkan.so.1``) and a device (``vulkaninfo --summary``, else
+   an ICD manifest and a ``/dev/dri/renderD*`` node): Vulkan;
+3. otherwise CPU.
+"""
+
+# os-level calls on purpose (O_EXCL, O_NOFOLLOW, rename(2), readlink, fsync):
+# ruff: noqa: PTH119, PTH207
+
+from __future__ import annotations
+
+import glob
+import os
+import platform
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from entrypoint.errors import ConfigError
+
+ARCHES = ("x64", "arm64", "s390x", "x86", "riscv64", "ppc64le")
+_CUDA_VERSION = re.compile(r"CUDA Version:\s*(\d+)\.(\d+)")
+_CUDA_VARIANT = re.compile(r"^cuda-(\d+)\.(\d+)")
+_VARIANT = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
+
+Runner = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def machine_arch(machine: str | None = None) -> str:
+    value = (machine or platform.machine()).lower()
+    return {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64", "i686": "x86"}.get(value, value)
+
+
+def os_names(system: str | None = None) -> tuple[str, ...]:
+    """The ``<os>`` parts of asset names that run here (llama.cpp calls Linux ``ubuntu``)."""
+    value = (system or platform.system()).lower()
+    return {"linux": ("ubuntu", "linux"), "darwin": ("macos",), "windows": ("win",)}.get(value, (value,))
+
+
+def canonical(variant: str, arch: str | None = None) -> str:
+    """``x64`` -> ``cpu-x64``; ``vulkan`` -> ``vulkan-x64``; ``cuda-12.4`` -> ``cuda-12.4-x64``."""
+    text = variant.strip().lower()
+    if not _VARIANT.match(text):
+        raise ConfigError(f"variant {variant!r} is not a variant name (e.g. cpu-x64, vulkan-x64, cuda-12.4-x64)")
+    if text in ARCHES:
+        return f"cpu-{text}"
+    if not any(text.endswith(f"-{a}") for a in ARCHES):
+        text = f"{text}-{arch or machine_arch()}"
+    return text
+
+
+def cuda_of(variant: str) -> tuple[int, int] | None:
+    match = _CUDA_VARIANT.match(variant)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+@dataclass(frozen=True)
+class VariantChoice:
+    """A wanted variant: exact (given by the user) or a family (detected), and why."""
+
+    family: str  # cpu | vulkan | cuda | exact
+    reason: str
+    exact: str | None = None
+    cuda: tuple[int, int] | None = None  # the driver's CUDA version
+    arch: str = "x64"
+
+    def accepts(self, variant: str | None) -> bool:
+        if variant is None:
+            return False
+        if self.exact is not None:
+            return variant == self.exact
+        if not variant.endswith(f"-{self.arch}"):
+            return False
+        if self.family == "cuda":
+            version = cuda_of(variant)
+            return version is not None and (self.cuda is None or version <= self.cuda)
+        return variant.startswith(f"{self.family}-")
+
+    def best(self, variants: Iterable[str]) -> str | None:
+        """The preferred accepted variant: the newest CUDA the driver runs, else the first."""
+        accepted = [v for v in variants if self.accepts(v)]
+        if not accepted:
+            return None
+        if self.family == "cuda":
+            return max(accepted, key=lambda v: cuda_of(v) or (0, 0))
+        return accepted[0]
+
+    def describe(self) -> str:
+        return self.exact or (f"cuda <= {self.cuda[0]}.{self.cuda[1]}" if self.cuda else self.family)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"wanted": self.describe(), "family": self.family, "reason": self.reason}
+
+
+def choose(
+    variant: str | None, environ: Mapping[str, str], *, run: Runner = subprocess.run, arch: str | None = None
+) -> VariantChoice:
+    """The variant to install: *variant* if given (``cuda`` alone is a family), else detected."""
+    arch = arch or machine_arch()
+    if variant:
+        text = variant.strip().lower()
+        if text in ("cpu", "vulkan"):
+            return VariantChoice(text, f"asked for {text}", arch=arch)
+        if text == "cuda":
+            detected = _nvidia(environ, run)
+            return VariantChoice("cuda", "asked for cuda", cuda=detected[0] if detected else None, arch=arch)
+        return VariantChoice("exact", f"asked for {text}", exact=canonical(text, arch), arch=arch)
+    return detect(environ, run=run, arch=arch)
+
+
+def detect(environ: Mapping[str, str], *, run: Runner = subprocess.run, arch: str | None = None) -> VariantChoice:
+    arch = arch or machine_arch()
+    nvidia = _nvidia(environ, run)
+    if nvidia is not None:
+        cuda, gpus = nvidia
+        version = f"{cuda[0]}.{cuda[1]}"
+        return VariantChoice(
+            "cuda", f"nvidia-smi lists {gpus} GPU(s), driver supports CUDA {version}", cuda=cuda, arch=arch
+        )
+    vulkan = _vulkan(environ, run)
+    if vulkan is not None:
+        return VariantChoice("vulkan", vulkan, arch=arch)
+    return VariantChoice("cpu", "no NVIDIA GPU (nvidia-smi) and no Vulkan device found", arch=arch)
+
+
+def _which(name: str, environ: Mapping[str, str]) -> str | None:
+    return shutil.which(name, path=environ.get("PATH", os.defpath))
+
+
+def _run(run: Runner, argv: list[str], environ: Mapping[str, str]) -> str | None:
+    try:
+        proc = run(argv, capture_output=True, text=True, timeout=10, env=dict(environ), check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def _nvidia(environ: Mapping[str, str], run: Runner) -> tuple[tuple[int, int], int] | None:
+    """(driver CUDA version, GPU count) when nvidia-smi runs and lists at least one GPU."""
+    smi = _which("nvidia-smi", environ)
+    if smi is None:
+        return None
+    listing = _run(run, [smi, "-L"], environ)
+    gpus = len([line for line in (listing or "").splitlines() if line.startswith("GPU ")])
+    if not gpus:
+        return None
+    header = _run(run, [smi], environ) or ""
+    match = _CUDA_VERSION.search(header)
+    if not match:
+        return None
+    return (int(match.group(1)), int(match.group(2))), gpus
+
+
+def _vulkan(environ: Mapping[str, str], run: Runner) -> str | None:
+    import ctypes.util
+
+    if ctypes.util.find_library("vulkan") is None and not glob.glob("/usr/lib*/**/libvulkan.so.1", recursive=True):
+        return None
+    tool = _which("vulkaninfo", environ)
+    if tool is not None:
+        out = _run(run, [tool, "--summary"], environ) or ""
+        devices = [
+            line.split("=", 1)[1].strip()
+            for line in out.splitlines()
+            if line.strip().startswith("deviceName") and "=" in line
+        ]
+        real = [d for d in devices if "llvmpipe" not in d.lower() and "swiftshader" not in d.lower()]
+        return f"Vulkan loader and device {real[0]!r} (vulkaninfo)" if real else None
+    icds = glob.glob("/usr/share/vulkan/icd.d/*.json") + glob.glob("/etc/vulkan/icd.d/*.json")
+    nodes = glob.glob("/dev/dri/renderD*")
+    if icds and nodes:
+        return f"Vulkan loader, an ICD ({os.path.basename(icds[0])}) and {nodes[0]}"
+    return None

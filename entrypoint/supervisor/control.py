@@ -1,0 +1,143 @@
+"""Ask the running servers how they are: supervisord's view (status) and the servers' own (health)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from entrypoint.servers import ServerSpec
+from entrypoint.supervisor.render import Layout
+
+READY = "ready"  # /health answered 200
+LOADING = "loading"  # 503: the model is still loading (not ready yet, not a failure)
+DOWN = "down"  # nothing listens (refused, reset, timed out)
+ERROR = "error"  # it answered, with something else
+
+
+def supervisor_rpc(root: Path) -> Any:
+    """An XML-RPC proxy to supervisord over its unix socket."""
+    import xmlrpc.client
+
+    from supervisor.xmlrpc import SupervisorTransport
+
+    url = f"unix://{Layout(root).socket}"
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=SupervisorTransport(None, None, url))
+
+
+def server_status(root: Path, specs: Sequence[ServerSpec]) -> list[dict[str, Any]]:
+    """Each server as supervisord sees it (state, pid, uptime) with where it listens and what.
+
+    When supervisord is not running (or not ours), every state is ``UNKNOWN`` and
+    ``detail`` says why, rather than failing: status is for looking at a broken box too.
+    """
+    info: dict[str, dict[str, Any]] = {}
+    problem = None
+    if not Layout(root).socket.exists():
+        problem = f"supervisord is not running (no socket at {Layout(root).socket})"
+    else:
+        try:
+            for proc in supervisor_rpc(root).supervisor.getAllProcessInfo():
+                info[proc["name"]] = proc
+        except OSError as exc:
+            problem = f"supervisord does not answer on {Layout(root).socket}: {exc.strerror or exc}"
+        except Exception as exc:  # an XML-RPC fault or a garbled answer
+            problem = f"supervisord answered with an error: {exc}"
+    rows = []
+    for spec in specs:
+        proc = info.get(spec.name)
+        row: dict[str, Any] = {
+            "name": spec.name,
+            "state": proc["statename"] if proc else "UNKNOWN",
+            "pid": (proc["pid"] or None) if proc else None,
+            "uptime": None,
+            "port": spec.port,
+            "url": spec.health_url.removesuffix("/health"),
+            "model": spec.model_id or spec.model_path or spec.model_ref,
+            "engine": spec.program,
+            "binary_version": spec.binary_version,
+            "detail": problem if proc is None else (proc.get("spawnerr") or proc.get("description") or ""),
+        }
+        if proc is None and problem is None:
+            row["detail"] = "not known to supervisord (rendered after it started?)"
+        if proc and proc["statename"] == "RUNNING" and proc.get("start"):
+            row["uptime"] = max(0, int(proc["now"]) - int(proc["start"]))
+        rows.append(row)
+    return rows
+
+
+@dataclass
+class InstanceHealth:
+    name: str
+    url: str
+    state: str  # ready | loading | down | error
+    status: int | None = None
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "url": self.url, "state": self.state, "status": self.status, "detail": self.detail}
+
+
+@dataclass
+class HealthReport:
+    ok: bool
+    instances: list[InstanceHealth] = field(default_factory=list)
+    waited: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "waited": round(self.waited, 3),
+            "instances": [i.to_dict() for i in self.instances],
+        }
+
+
+def probe(spec: ServerSpec, *, timeout: float = 2.0) -> InstanceHealth:
+    """One GET of the server's ``/health``."""
+    import urllib.error
+    import urllib.request
+
+    url = spec.health_url
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (our own http URL)
+            code = response.status
+    except urllib.error.HTTPError as exc:
+        code = exc.code
+        if code == 503:
+            return InstanceHealth(spec.name, url, LOADING, code, "loading (503)")
+        return InstanceHealth(spec.name, url, ERROR, code, f"HTTP {code}")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return InstanceHealth(spec.name, url, DOWN, None, str(getattr(reason, "strerror", None) or reason))
+    if code == 200:
+        return InstanceHealth(spec.name, url, READY, code, "ok")
+    return InstanceHealth(spec.name, url, ERROR, code, f"HTTP {code}")
+
+
+def check_health(
+    specs: Sequence[ServerSpec],
+    *,
+    wait: float = 0,
+    interval: float = 0.25,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> HealthReport:
+    """Probe every server; with *wait*, poll until all are ready or *wait* seconds passed.
+
+    ``ok`` only when every one answered 200; 503 (loading) and refused connections
+    are "not ready yet". Servers already ready are not probed again while waiting.
+    """
+    started = clock()
+    deadline = started + max(0.0, wait)
+    results: dict[str, InstanceHealth] = {}
+    while True:
+        for spec in specs:
+            if spec.name not in results or results[spec.name].state != READY:
+                results[spec.name] = probe(spec, timeout=min(2.0, max(0.2, deadline - clock())))
+        ok = all(r.state == READY for r in results.values())
+        if ok or clock() >= deadline:
+            break
+        sleep(min(interval, max(0.0, deadline - clock())))
+    return HealthReport(ok, [results[s.name] for s in specs], clock() - started)

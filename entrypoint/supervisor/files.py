@@ -1,0 +1,138 @@
+"""Write the rendered supervisord files and the handoff files; read the handoffs back."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from entrypoint.fsutil import atomic_write_text
+from entrypoint.servers import ServerSpec
+from entrypoint.supervisor.render import (
+    Layout,
+    render_handoff,
+    render_init_config,
+    render_program,
+    render_supervisord,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SupervisorFiles:
+    """What :func:`write_supervisor_config` wrote (and removed)."""
+
+    conf: Path
+    programs: list[Path] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)
+    handoffs: list[Path] = field(default_factory=list)
+    init: Path | None = None  # our init's settings (pipes to forward, exit marker)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "conf": str(self.conf),
+            "programs": [str(p) for p in self.programs],
+            "removed": [str(p) for p in self.removed],
+            "handoffs": [str(p) for p in self.handoffs],
+            "init": str(self.init) if self.init else None,
+        }
+
+
+def render_all(
+    root: Path, specs: Sequence[ServerSpec], *, log_format: str = "text", user: str | None = None
+) -> dict[Path, str]:
+    """Every file :func:`write_supervisor_config` writes, path -> content (no I/O)."""
+    layout = Layout(root)
+    files = {layout.conf: render_supervisord(root, specs, user=user)}
+    for spec in specs:
+        files[layout.program(spec.name)] = render_program(spec, layout=layout)
+    files[layout.init_config] = render_init_config(root, specs, log_format=log_format)
+    for spec in specs:
+        files[layout.handoff(spec.name)] = render_handoff(spec)
+    return files
+
+
+def write_supervisor_config(root: Path, specs: Sequence[ServerSpec], *, log_format: str = "text") -> SupervisorFiles:
+    """Write supervisord's config, one program per server, and the handoff files.
+
+    Steps:
+    1. Render everything (a value supervisord cannot carry raises E_CONFIG before
+       anything is written).
+    2. Create the folders supervisord checks when it parses the config (run/, the
+       pipes' folder, logs/).
+    3. Write each file atomically (a reader sees the old file or the new one).
+    4. Remove the program and handoff files of instances that are gone, so a removed
+       instance neither starts again nor shows up in status and health.
+    """
+    layout = Layout(root)
+    contents = render_all(root, specs, log_format=log_format, user="root" if os.geteuid() == 0 else None)
+    for folder in (layout.conf_d, layout.engines, layout.pipes, layout.logs):
+        folder.mkdir(parents=True, exist_ok=True)
+    for path, text in contents.items():
+        atomic_write_text(path, text)
+
+    files = SupervisorFiles(
+        conf=layout.conf,
+        programs=[layout.program(s.name) for s in specs],
+        handoffs=[layout.handoff(s.name) for s in specs],
+        init=layout.init_config,
+    )
+    keep = set(contents)
+    for folder, pattern in ((layout.conf_d, "*.conf"), (layout.engines, "*.json")):
+        for stale in sorted(folder.glob(pattern)):
+            if stale not in keep:
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
+                files.removed.append(stale)
+                log.info("removed %s (instance no longer enabled)", stale)
+    return files
+
+
+def exec_argv(files: SupervisorFiles) -> list[str]:
+    """The argv boot execs: our init as PID 1, running supervisord in the foreground.
+
+    supervisord runs as ``python -m supervisor.supervisord`` with this interpreter, so
+    it is the supervisor installed beside autoinfer whatever PATH says.
+    """
+    init = files.init or files.conf.parent / "init.json"
+    supervisord = [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(files.conf)]
+    return [sys.executable, "-m", "entrypoint.supervisor.init", "--config", str(init), "--", *supervisord]
+
+
+def read_handoffs(root: Path) -> list[ServerSpec]:
+    """The servers the last boot started, read back from ``run/engines/*.json``.
+
+    Enough for status and health (name, where it listens, model, version); a probe
+    does not re-validate the whole config every few seconds.
+    """
+    specs = []
+    for path in sorted(Layout(root).engines.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            log.warning("skipping unreadable handoff %s: %s", path, exc)
+            continue
+        model = data.get("model") or {}
+        specs.append(
+            ServerSpec(
+                name=data.get("instance") or path.stem,
+                argv=(data.get("binary") or data.get("engine") or "llama-server", *data.get("flags", [])),
+                host=data.get("host") or "127.0.0.1",
+                port=int(data.get("port") or 8080),
+                model_ref=model.get("ref"),
+                model_path=model.get("path"),
+                model_id=model.get("id"),
+                binary=data.get("binary") or "llama-server",
+                binary_version=data.get("engine_version"),
+                critical=bool(data.get("critical", True)),
+                program=data.get("engine") or "llama-server",
+            )
+        )
+    return specs

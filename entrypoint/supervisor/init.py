@@ -1,0 +1,280 @@
+"""A minimal init in front of supervisord: the container's PID 1.
+
+Why not exec supervisord directly (it reaps, and handles TERM)? Two things it cannot do:
+
+- **the exit status**: supervisord exits 0 after any shutdown, even one a listener
+  asked for because a critical server went FATAL (supervisor #733), so Docker's
+  restart policy and Kubernetes would see success. The listener leaves a marker file
+  (``run/exit-status.json``) and stops supervisord; this init, which outlives
+  supervisord, reads the marker and exits with its status. A marker alone would need
+  something after supervisord to read it: that is this process.
+- **whole, named log lines**: supervisord copies each server's output in chunks as they
+  arrive, so two servers interleave mid-line and nothing says which one spoke. Each
+  program writes to a FIFO under ``run/pipes/``; this init reads them all, cuts whole
+  lines and writes each one with a single ``write`` (atomic on a pipe up to PIPE_BUF),
+  prefixed with the instance name (or as a JSON line), to its stdout or stderr.
+
+It also does what any init must: forward signals (in a PID namespace PID 1 receives only
+the signals it has handlers for), reap every zombie (a double-forked orphan is reparented
+to PID 1, not to supervisord), and when it is not PID 1 (``docker run --init``, tests) it
+makes itself a child subreaper so orphans still come to it.
+
+Steps of :func:`main`:
+
+1. Read the settings boot wrote (``supervisor/init.json``); become a subreaper unless PID 1.
+2. Remove a stale exit marker; create the FIFOs and open them read-write (so neither
+   supervisord's open nor a restart ever sees a FIFO without a reader, and a closed
+   writer never reads as end-of-file).
+3. Install the signal handlers, then start supervisord.
+4. Loop: forward log lines, forward signals, reap children, until supervisord exits.
+5. Drain the FIFOs, and exit with the marker's status if there is one, else supervisord's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+_MAX_LINE = 64 * 1024  # a "line" longer than this is forwarded in pieces rather than held
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def say(message: str) -> None:
+    with contextlib.suppress(OSError):
+        os.write(2, f"autoinfer: {message}\n".encode())
+
+
+@dataclass
+class Pipe:
+    """One server's stdout or stderr: a FIFO we read, and where its lines go."""
+
+    path: Path
+    instance: str
+    stream: str  # stdout | stderr
+    log_file: str | None = None
+    fd: int = -1
+    pending: bytearray = field(default_factory=bytearray)
+    copy: BinaryIO | None = None
+
+
+class Forwarder:
+    """Cuts whole lines out of each pipe and writes them, prefixed, in one write each."""
+
+    def __init__(self, pipes: Sequence[Pipe], log_format: str) -> None:
+        self.pipes = {p.fd: p for p in pipes}
+        self.json = log_format == "json"
+
+    def pump(self, pipe: Pipe) -> None:
+        while True:
+            try:
+                chunk = os.read(pipe.fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                return
+            if not chunk:
+                return
+            pipe.pending += chunk
+            *lines, rest = pipe.pending.split(b"\n")
+            for line in lines:
+                self.emit(pipe, bytes(line))
+            while len(rest) > _MAX_LINE:
+                self.emit(pipe, bytes(rest[:_MAX_LINE]))
+                rest = rest[_MAX_LINE:]
+            pipe.pending = bytearray(rest)
+
+    def flush(self, pipe: Pipe) -> None:
+        self.pump(pipe)
+        if pipe.pending:
+            self.emit(pipe, bytes(pipe.pending))
+            pipe.pending.clear()
+
+    def emit(self, pipe: Pipe, line: bytes) -> None:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if self.json:
+            now = time.time()
+            body = {
+                "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z",
+                "instance": pipe.instance,
+                "stream": pipe.stream,
+                "message": line.decode("utf-8", "replace"),
+            }
+            data = json.dumps(body).encode() + b"\n"
+        else:
+            data = f"[{pipe.instance}] ".encode() + line + b"\n"
+        write_all(1 if pipe.stream == "stdout" else 2, data)
+        if pipe.copy is not None:
+            try:
+                pipe.copy.write(line + b"\n")
+                pipe.copy.flush()
+            except OSError as exc:
+                say(f"cannot write {pipe.log_file}: {exc.strerror}; no longer copying {pipe.instance}'s log")
+                pipe.copy = None
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except InterruptedError:
+            continue
+        except OSError:
+            return  # nobody reads our stdout any more: keep running the servers anyway
+
+
+def open_pipes(config: dict[str, Any]) -> list[Pipe]:
+    pipes = []
+    for item in config.get("pipes", []):
+        pipe = Pipe(Path(item["path"]), item["instance"], item["stream"], item.get("log_file"))
+        pipe.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            pipe.path.unlink()  # a file or a FIFO left by an earlier run
+        os.mkfifo(pipe.path, 0o600)
+        pipe.fd = os.open(pipe.path, os.O_RDWR | os.O_NONBLOCK)
+        if pipe.log_file:
+            try:
+                Path(pipe.log_file).parent.mkdir(parents=True, exist_ok=True)
+                pipe.copy = open(pipe.log_file, "ab")  # noqa: SIM115 (held open for the container's life)
+            except OSError as exc:
+                say(f"cannot open log_file {pipe.log_file}: {exc.strerror}; {pipe.instance} logs only to stdout")
+        pipes.append(pipe)
+    return pipes
+
+
+def become_subreaper() -> None:
+    """Orphans of our descendants come to us, as they would to PID 1 (Linux >= 3.4)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def exit_status(status: int, marker: Path | None) -> int:
+    """The marker's status (a critical server went FATAL), else supervisord's own."""
+    if marker is not None:
+        try:
+            data = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            data = None
+        if isinstance(data, dict):
+            code = int(data.get("exit_code") or 1)
+            say(f"{data.get('message') or 'a critical server failed'} (exit {code})")
+            return code
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code  # killed by a signal: the shell's 128+N
+
+
+def run(command: Sequence[str], config: dict[str, Any]) -> int:
+    """Steps 2 to 5 of the module docstring; returns the exit status."""
+    marker = Path(config["marker"]) if config.get("marker") else None
+    if marker is not None:
+        with contextlib.suppress(FileNotFoundError):
+            marker.unlink()
+    pipes = open_pipes(config)
+    forwarder = Forwarder(pipes, config.get("log_format", "text"))
+
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    child_pid = 0
+    pending: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        if child_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child_pid, signum)
+        else:
+            pending.append(signum)
+
+    for signum in FORWARDED:
+        signal.signal(signum, forward)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # only to wake the poll below
+
+    try:
+        # restore_signals: the servers get default SIGPIPE/SIGXFSZ, not Python's SIG_IGN.
+        child = subprocess.Popen(list(command), restore_signals=True)
+    except OSError as exc:
+        say(f"cannot start {command[0]}: {exc.strerror or exc}")
+        return 127
+    child_pid = child.pid
+    for early in pending:
+        forward(early, None)
+
+    poller = select.poll()
+    poller.register(wake_r, select.POLLIN)
+    for pipe in pipes:
+        poller.register(pipe.fd, select.POLLIN)
+    by_fd = {p.fd: p for p in pipes}
+    status: int | None = None
+    while status is None:
+        for fd, _event in poller.poll(1000):  # the timeout only guards against a lost wake-up
+            if fd == wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(wake_r, 512):
+                        pass
+            else:
+                forwarder.pump(by_fd[fd])
+        status = reap(child_pid)
+
+    for pipe in pipes:
+        forwarder.flush(pipe)
+        os.close(pipe.fd)
+        with contextlib.suppress(OSError):
+            pipe.path.unlink()
+        if pipe.copy is not None:
+            pipe.copy.close()
+    reap(0)
+    return exit_status(status, marker)
+
+
+def reap(child_pid: int) -> int | None:
+    """Collect every dead child; return *child_pid*'s wait status once it is dead."""
+    found = None
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return found
+        if pid == 0:
+            return found
+        if pid == child_pid:
+            found = status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    config: dict[str, Any] = {}
+    if args[:1] == ["--config"] and len(args) >= 2:
+        try:
+            config = json.loads(Path(args[1]).read_text())
+        except (OSError, ValueError) as exc:
+            say(f"cannot read {args[1]}: {exc}")
+            return 78
+        args = args[2:]
+    if args[:1] == ["--"]:
+        args = args[1:]
+    if not args:
+        say("usage: python -m entrypoint.supervisor.init [--config FILE] -- COMMAND ...")
+        return 64
+    if os.getpid() != 1:
+        become_subreaper()
+    return run(args, config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

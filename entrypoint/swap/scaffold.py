@@ -1,0 +1,153 @@
+"""New entries for llama-swap's ``models`` map, rendered as YAML text.
+
+An entry is a complete scaffold of llama-swap's model schema, in llama-swap-sync's key
+order, so a user sees every knob and edits values instead of looking names up. The
+``cmd`` comes from a template (``--cmd-template``): ``{placeholder}`` fields are ours and
+filled here, ``${MACRO}`` fields (``${PORT}``, ``${MODEL_ID}``, user macros) are
+llama-swap's and left alone. We render the text ourselves (no YAML dump) so that a new
+entry matches the file's indentation and key quoting and costs nothing to produce.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from entrypoint.errors import ConfigError
+
+#: The keys every entry gets (llama-swap's model schema, llama-swap-sync's order). The
+#: audit adds those missing from an existing entry; ``proxy`` and ``checkEndpoint`` are
+#: left out on purpose: their defaults follow ``${PORT}`` and ``/health``, and writing them
+#: into an entry whose ``cmd`` uses a fixed port would point the proxy at the wrong place.
+ENTRY_KEYS = (
+    "name",
+    "description",
+    "cmd",
+    "aliases",
+    "env",
+    "ttl",
+    "unlisted",
+    "filters",
+    "metadata",
+    "macros",
+    "concurrencyLimit",
+    "cmdStop",
+)
+PATH_FIELD = "model_path"  # metadata.model_path: the file relative to the models folder
+
+DEFAULT_CONTEXT = 4096
+MAX_DEFAULT_CONTEXT = 8192  # a 128k trained context would reserve far more memory than most hosts have
+
+
+def default_cmd_template(llama_server: str = "llama-server") -> str:
+    """The ``cmd`` of new entries; one argument per line, as llama-swap's examples write it."""
+    return "\n".join(
+        [
+            shlex.quote(llama_server),
+            "--host 127.0.0.1",
+            "--port ${PORT}",
+            "--model {model}",
+            "{mmproj_args}",
+            "--ctx-size {ctx_size}",
+        ]
+    )
+
+
+PLACEHOLDERS = ("model", "model_rel", "models_dir", "mmproj", "mmproj_args", "ctx_size", "key", "name")
+_FIELD = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def check_template(template: str) -> None:
+    """Refuse a template with an unknown ``{field}`` before anything is written."""
+    for match in _FIELD.finditer(template):
+        if match[1] not in PLACEHOLDERS:
+            raise ConfigError(
+                f"cmd template: unknown placeholder {{{match[1]}}} (known: {', '.join(PLACEHOLDERS)}; "
+                "llama-swap macros are written ${NAME})"
+            )
+    if "{model}" not in template and "{model_rel}" not in template:
+        raise ConfigError("cmd template: it must contain {model} (the model's path)")
+
+
+def render_cmd(template: str, values: Mapping[str, str]) -> list[str]:
+    """The template's lines with our fields filled; lines left empty (no projector) dropped."""
+    text = _FIELD.sub(lambda m: values[m[1]], template)
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+@dataclass(frozen=True)
+class Style:
+    """How the file writes its model entries, copied for the lines we add."""
+
+    key_indent: int = 2  # column of the model keys
+    step: int = 2  # indentation added per level inside an entry
+    key_quote: str | None = None  # '"' or "'" when the file quotes its model keys
+    blank_between: bool = True  # entries separated by a blank line
+
+
+_PLAIN = re.compile(r"^[A-Za-z_./][A-Za-z0-9_./ ()+-]*$")
+_NOT_STRINGS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"})
+
+
+def scalar(value: Any, quote: str | None = None) -> str:
+    """One YAML scalar: plain when it reads back as the same string, else double-quoted."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    text = str(value)
+    if quote == "'" and "\n" not in text:
+        return "'" + text.replace("'", "''") + "'"
+    if quote is None and _PLAIN.match(text) and not text.endswith(" ") and text.lower() not in _NOT_STRINGS:
+        return text
+    return json.dumps(text, ensure_ascii=False)  # a JSON string is a valid YAML double-quoted scalar
+
+
+def render_values(values: Mapping[str, Any], indent: int, step: int) -> list[str]:
+    """``key: value`` lines for the entry keys in *values* (lists, maps, cmd lines, scalars)."""
+    pad = " " * indent
+    lines: list[str] = []
+    for key, value in values.items():
+        if key == "cmd":
+            lines.append(f"{pad}cmd: |")
+            lines.extend(f"{pad}{' ' * step}{line}" for line in value)
+        elif isinstance(value, dict):
+            if not value:
+                lines.append(f"{pad}{key}: {{}}")
+                continue
+            lines.append(f"{pad}{key}:")
+            lines.extend(f"{pad}{' ' * step}{k}: {scalar(v)}" for k, v in value.items())
+        elif isinstance(value, list):
+            if not value:
+                lines.append(f"{pad}{key}: []")
+                continue
+            lines.append(f"{pad}{key}:")
+            lines.extend(f"{pad}{' ' * step}- {scalar(v)}" for v in value)
+        else:
+            lines.append(f"{pad}{key}: {scalar(value)}")
+    return lines
+
+
+def render_entry(key: str, values: Mapping[str, Any], style: Style) -> list[str]:
+    head = f"{' ' * style.key_indent}{scalar(key, style.key_quote)}:"
+    return [head, *render_values(values, style.key_indent + style.step, style.step)]
+
+
+_QUANT = re.compile(r"(?:^|[-_.])((?:I?Q\d(?:_[A-Z0-9]+)*)|BF16|F16|F32)(?=$|[-_.])", re.IGNORECASE)
+
+
+def quant_of(stem: str) -> str | None:
+    """The quantisation named in a file name (``...-Q4_K_M`` -> ``Q4_K_M``), if any."""
+    found = _QUANT.findall(stem)
+    return found[-1].upper() if found else None
+
+
+def human_count(n: int) -> str:
+    for unit, size in (("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3)):
+        if n >= size:
+            return f"{n / size:.1f}".rstrip("0").rstrip(".") + unit
+    return str(n)

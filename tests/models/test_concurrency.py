@@ -1,0 +1,54 @@
+"""Two processes (two pods on one volume) provisioning the same model at the same time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+from entrypoint.models.catalog import load_registry, read_provenance
+from tests.helpers.cli import cli_env
+from tests.helpers.httpserver import Server
+from tests.models.conftest import sha
+
+SCRIPT = """
+import json, sys
+from pathlib import Path
+from entrypoint.models import provision_model
+got = provision_model(Path(sys.argv[1]), sys.argv[2], sha256=sys.argv[3], lock_timeout=60)
+print(json.dumps(got.to_dict()))
+"""
+
+
+def test_two_processes_download_once_and_both_succeed(
+    http_server: Server, models_dir: Path, gguf_bytes: Callable[[int], bytes]
+) -> None:
+    body = gguf_bytes(7)
+
+    def slow(handler: BaseHTTPRequestHandler) -> bool:
+        time.sleep(0.5)  # keep the first download in flight while the second process starts
+        return False
+
+    url = http_server.add("/m.gguf", body, handler=slow)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, str(models_dir), url, sha(body)],
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    outs = [json.loads(out) for out, _ in results]
+    assert outs[0]["path"] == outs[1]["path"] and Path(outs[0]["path"]).read_bytes() == body
+    assert len([r for r in http_server.requests_for("/m.gguf") if r.method == "GET"]) == 1
+    assert sorted(o["hashed"] for o in outs) == [False, True]  # the second found it verified
+    assert load_registry(models_dir)[url]["state"] == "active"
+    assert sorted(p["result"] for p in read_provenance(models_dir)) == ["cached", "downloaded"]

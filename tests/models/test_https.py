@@ -1,0 +1,164 @@
+"""http(s) refs against a real HTTP server on 127.0.0.1 (Range, cuts, faults)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+
+from entrypoint import digest
+from entrypoint.errors import NetError, NotFoundError, PermError, VerifyError
+from entrypoint.models import model_status, provision_model
+from entrypoint.models.catalog import load_registry, read_provenance
+from tests.helpers.httpserver import Server
+from tests.models.conftest import sha
+
+
+def test_download_lands_in_the_layout_and_a_warm_call_asks_nothing(
+    http_server: Server, models_dir: Path, gguf_bytes: Callable[[int], bytes], opened_under: Callable[[Path], list[str]]
+) -> None:
+    body = gguf_bytes(1)
+    url = http_server.add("/files/m.gguf", body)
+    got = provision_model(models_dir, url, sha256=sha(body))
+    assert got.path.read_bytes() == body and got.path.name == "m.gguf"
+    assert got.path.is_relative_to(models_dir / "llama-cpp" / "_url" / "127.0.0.1")
+    assert got.downloaded_bytes == len(body) and got.sha256 == sha(body)
+    assert load_registry(models_dir)[url]["state"] == "active"
+    assert model_status(models_dir, url, sha256=sha(body)) | {} == model_status(models_dir, url, sha256=sha(body))
+    assert model_status(models_dir, url)["state"] == "verified"
+
+    requests, hashed = len(http_server.requests), digest.files_hashed
+    opened = opened_under(got.path.parent)
+    again = provision_model(models_dir, url, sha256=sha(body), offline=True)
+    assert again.path == got.path and not again.hashed
+    assert len(http_server.requests) == requests and digest.files_hashed == hashed and opened == []
+    assert [p["result"] for p in read_provenance(models_dir)] == ["downloaded", "cached"]
+
+
+BLOB = bytes(range(256)) * (3 * 4096 + 7)  # 3 MB: the streamer reads 1 MiB chunks, so a cut keeps whole ones
+
+
+def test_cut_connection_is_resumed_with_range(http_server: Server, models_dir: Path) -> None:
+    url = http_server.add("/w.bin", BLOB, cut_after=2_500_000, cuts=1)
+    got = provision_model(models_dir, url, sha256=sha(BLOB))
+    assert got.path.read_bytes() == BLOB and got.library == "transformers"
+    ranges = [r.headers.get("Range") for r in http_server.requests_for("/w.bin")]
+    assert ranges[0] is None and ranges[1] == f"bytes={2 * (1 << 20)}-"
+
+
+def test_a_download_interrupted_in_a_previous_run_resumes(http_server: Server, models_dir: Path) -> None:
+    calls = {"n": 0}
+
+    def gone_after_the_cut(handler: BaseHTTPRequestHandler) -> bool:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return False  # served normally, and cut after 1.5 MB
+        handler.send_response(404)  # then the server disappears: this run gives up
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+        return True
+
+    url = http_server.add("/w.bin", BLOB, cut_after=1_500_000, cuts=1, handler=gone_after_the_cut)
+    with pytest.raises(NotFoundError):
+        provision_model(models_dir, url, sha256=sha(BLOB))
+    partials = list(models_dir.rglob(".w.bin.*.part-*"))
+    assert len(partials) == 1 and partials[0].stat().st_size == 1 << 20
+    assert load_registry(models_dir)[url]["state"] == "failed"
+    http_server.routes["/w.bin"].handler = None
+    got = provision_model(models_dir, url, sha256=sha(BLOB))
+    assert got.path.read_bytes() == BLOB
+    assert got.downloaded_bytes == len(BLOB) - (1 << 20)  # only the rest came over the wire
+    assert http_server.requests_for("/w.bin")[-1].headers["Range"] == f"bytes={1 << 20}-"
+    assert load_registry(models_dir)[url]["state"] == "active"
+
+
+def test_wrong_digest_leaves_nothing_at_the_final_path(
+    http_server: Server, models_dir: Path, gguf_bytes: Callable[[int], bytes]
+) -> None:
+    url = http_server.add("/m.gguf", gguf_bytes(4))
+    with pytest.raises(VerifyError, match="sha256 mismatch") as info:
+        provision_model(models_dir, url, sha256="1" * 64)
+    assert info.value.exit_code == 65
+    status = model_status(models_dir, url, sha256="1" * 64)
+    assert not Path(status["path"]).exists()
+    assert list(Path(status["path"]).parent.glob("*part*")) == []  # no partial kept either
+    assert status["state"] == "failed"
+    assert load_registry(models_dir)[url]["state"] == "failed"
+
+
+def test_not_a_gguf_is_refused_and_removed(http_server: Server, models_dir: Path) -> None:
+    url = http_server.add("/m.gguf", b"<html>please log in</html>")
+    with pytest.raises(VerifyError, match="not a GGUF file"):
+        provision_model(models_dir, url)
+    assert not Path(model_status(models_dir, url)["path"]).exists()
+
+
+def test_zero_length_final_file_from_a_crash_is_not_trusted(
+    http_server: Server, models_dir: Path, gguf_bytes: Callable[[int], bytes]
+) -> None:
+    body = gguf_bytes(5)
+    url = http_server.add("/m.gguf", body)
+    final = Path(model_status(models_dir, url)["path"])
+    final.parent.mkdir(parents=True)
+    final.write_bytes(b"")
+    assert provision_model(models_dir, url).path.read_bytes() == body
+
+
+@pytest.mark.parametrize(("status", "error"), [(404, NotFoundError), (403, PermError), (401, PermError)])
+def test_client_errors_fail_at_once(http_server: Server, models_dir: Path, status: int, error: type[Exception]) -> None:
+    url = http_server.add("/m.gguf", status=status)
+    with pytest.raises(error):
+        provision_model(models_dir, url)
+    assert len(http_server.requests_for("/m.gguf")) == 1
+
+
+def test_offline_without_the_model_is_e_net_naming_the_ref(http_server: Server, models_dir: Path) -> None:
+    url = http_server.add("/m.gguf", b"x")
+    with pytest.raises(NetError, match=f"offline: model {re.escape(url)}") as info:
+        provision_model(models_dir, url, offline=True)
+    assert info.value.exit_code == 69 and http_server.requests == []
+
+
+def test_split_gguf_over_https_is_provisioned_whole(
+    http_server: Server, models_dir: Path, gguf_bytes: Callable[[int], bytes]
+) -> None:
+    for i in (1, 2):
+        http_server.add(f"/s/big-{i:05d}-of-00002.gguf", gguf_bytes(10 + i))
+    got = provision_model(models_dir, http_server.url + "/s/big-00001-of-00002.gguf")
+    assert got.path.name == "big-00001-of-00002.gguf" and len(got.files) == 2
+    assert all(f.exists() for f in got.files)
+
+
+def test_server_ignoring_range_restarts_from_zero(http_server: Server, models_dir: Path) -> None:
+    url = http_server.add("/w.bin", BLOB, cut_after=1_500_000, cuts=1, ignore_range=True)
+    got = provision_model(models_dir, url, sha256=sha(BLOB))
+    assert got.path.read_bytes() == BLOB  # never appended the full body to the kept MiB
+
+
+def test_complete_partial_answered_416_is_verified_and_published(http_server: Server, models_dir: Path) -> None:
+    from entrypoint.download import _partial_key
+
+    url = http_server.add("/w.bin", BLOB)
+    final = Path(model_status(models_dir, url)["path"])
+    final.parent.mkdir(parents=True)
+    partial = final.with_name(f".w.bin.{_partial_key(url, sha(BLOB))}.part-0011223344556677")
+    partial.write_bytes(BLOB)  # a crash after the last byte, before the rename
+    got = provision_model(models_dir, url, sha256=sha(BLOB))
+    assert got.path.read_bytes() == BLOB and got.downloaded_bytes == 0
+    assert [r.headers.get("Range") for r in http_server.requests_for("/w.bin")] == [f"bytes={len(BLOB)}-"]
+
+
+def test_truncated_final_file_from_a_crash_is_replaced(
+    http_server: Server, models_dir: Path, gguf_bytes: Callable[[int], bytes]
+) -> None:
+    body = gguf_bytes(6)
+    url = http_server.add("/m.gguf", body)
+    final = Path(model_status(models_dir, url)["path"])
+    final.parent.mkdir(parents=True)
+    final.write_bytes(body[:300_000])
+    assert model_status(models_dir, url)["state"] == "present"
+    got = provision_model(models_dir, url)
+    assert got.path.read_bytes() == body and got.downloaded_bytes == len(body)

@@ -1,0 +1,353 @@
+"""install_package end to end on real archives in tmp roots."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from entrypoint import digest
+from entrypoint.archive import Limits
+from entrypoint.errors import ArchiveError, DiskError, NotFoundError, VerifyError
+from entrypoint.packages import install_package
+from entrypoint.packages import registry as regmod
+from tests.packages.builders import member, release_archive, run_version, tar_with
+from tests.packages.conftest import assert_consistent, snapshot
+
+
+@pytest.mark.parametrize("layout", ["flat", "bin", "build/bin"])
+@pytest.mark.parametrize("top", ["default", None])
+@pytest.mark.parametrize("fmt", ["tar", "tar.gz", "tgz", "tar.zst", "tar.xz", "zip"])
+def test_every_layout_and_format_runs_from_the_stable_path(tmp_path: Path, root: Path, fmt: str, layout: str,
+                                                           top: str | None) -> None:
+    archive = release_archive(tmp_path, fmt=fmt, layout=layout, top=top)
+    result = install_package(root, str(archive))
+    assert result.changed and result.version == "b7572" and result.active
+    exe = root / "llama-cpp" / "bin" / "llama-server"
+    assert "version: 7572" in run_version(exe)
+    assert (root / "llama-cpp" / "bin" / "libllama.so").resolve().name == "libllama.so.0.0.7572" or layout != "flat"
+    assert os.readlink(root / "llama-cpp") == f"pkgs/llama-cpp/{result.id}"
+    assert (root / "cache" / archive.name).read_bytes() == archive.read_bytes()
+    assert_consistent(root)
+
+
+def test_registry_and_marker_hold_the_spec_fields(tmp_path: Path, root: Path) -> None:
+    archive = release_archive(tmp_path)
+    result = install_package(root, f"file://{archive}")
+    data = json.loads((root / "pkgs" / "registry.json").read_text())
+    assert data["schema_version"] == 1
+    entry = data["versions"][result.id]
+    for key in ("id", "pkg", "version", "variant", "sha256", "size_bytes", "source", "installed_at", "path",
+                "executables"):
+        assert key in entry
+    assert entry["variant"] == "cpu-x64" and entry["executables"] == ["llama-server"]
+    assert entry["size_bytes"] == archive.stat().st_size
+    marker = json.loads((root / "llama-cpp" / ".installed-from.json").read_text())
+    assert marker["archive_name"] == archive.name and marker["sha256"] == result.sha256
+    assert marker["id"] == result.id and marker["version"] == "b7572"
+    assert isinstance(marker["installed_at_unix"], float)
+
+
+def test_warm_reinstall_copies_extracts_and_hashes_nothing(tmp_path: Path, root: Path) -> None:
+    archive = release_archive(tmp_path)
+    first = install_package(root, str(archive))
+    before = snapshot(root)
+    hashed = digest.files_hashed
+    again = install_package(root, str(archive))
+    assert not again.changed and again.id == first.id and again.actions == ["already installed"]
+    assert digest.files_hashed == hashed
+    assert snapshot(root) == before
+
+
+def test_a_changed_archive_with_the_same_name_is_noticed(tmp_path: Path, root: Path) -> None:
+    name = "llama-cpp.tar.gz"
+    first = install_package(root, str(release_archive(tmp_path / "a", build=100, name=name)))
+    (tmp_path / "b").mkdir()
+    second = install_package(root, str(release_archive(tmp_path / "b", build=200, name=name)))
+    assert second.id != first.id and second.version == "b200" and second.changed
+    assert "version: 200" in run_version(root / "llama-cpp" / "bin" / "llama-server")
+    assert {v.version for v in regmod.Registry.load(root).of("llama-cpp")} == {"b100", "b200"}
+
+
+def test_touching_the_source_rehashes_but_does_not_reinstall(tmp_path: Path, root: Path) -> None:
+    archive = release_archive(tmp_path)
+    first = install_package(root, str(archive))
+    os.utime(archive, (1, 1))
+    again = install_package(root, str(archive))
+    assert again.id == first.id and "reused" in " ".join(again.actions)
+
+
+def test_wrong_sha256_is_refused_before_anything_changes(tmp_path: Path, root: Path) -> None:
+    good = install_package(root, str(release_archive(tmp_path, build=1)))
+    before = snapshot(root)
+    other = release_archive(tmp_path, build=2)
+    with pytest.raises(VerifyError) as err:
+        install_package(root, str(other), sha256="0" * 64)
+    assert err.value.exit_code == 65 and err.value.code == "E_VERIFY"
+    assert snapshot(root) == before
+    assert os.readlink(root / "llama-cpp").endswith(good.id)
+
+
+def test_right_sha256_is_accepted(tmp_path: Path, root: Path) -> None:
+    archive = release_archive(tmp_path)
+    import hashlib
+
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert install_package(root, str(archive), sha256=sha.upper()).sha256 == sha
+
+
+@pytest.mark.parametrize("case", ["symlink-escapes", "dotdot", "char-device", "dangling-symlink", "truncated-gzip"])
+def test_hostile_archive_leaves_the_root_as_it_was(tmp_path: Path, root: Path, case: str) -> None:
+    from tests.test_archive import HOSTILE
+
+    good = install_package(root, str(release_archive(tmp_path)))
+    before = snapshot(root)
+    work = tmp_path / "hostile"
+    work.mkdir()
+    archive = HOSTILE[case][0](work)
+    with pytest.raises(ArchiveError) as err:
+        install_package(root, str(archive))
+    assert err.value.exit_code == 65
+    assert snapshot(root) == before
+    assert regmod.active_id(root, "llama-cpp") == good.id
+    assert_consistent(root)
+
+
+def test_archive_without_the_executable_is_refused(tmp_path: Path, root: Path) -> None:
+    archive = tar_with([(member("pkg/README"), b"hi")], tmp_path / "x.tar.gz")
+    with pytest.raises(ArchiveError, match="no llama-server"):
+        install_package(root, str(archive))
+    assert_consistent(root)
+
+
+def test_bomb_limits_are_configurable(tmp_path: Path, root: Path) -> None:
+    with pytest.raises(ArchiveError, match="members"):
+        install_package(root, str(release_archive(tmp_path)), limits=Limits(max_files=3))
+
+
+def test_no_activate_installs_side_by_side(tmp_path: Path, root: Path) -> None:
+    a = install_package(root, str(release_archive(tmp_path, build=1)))
+    b = install_package(root, str(release_archive(tmp_path, build=2)), activate=False)
+    assert not b.active and regmod.active_id(root, "llama-cpp") == a.id
+    assert (root / "pkgs" / "llama-cpp" / b.id / "bin" / "llama-server").is_file()
+
+
+def test_missing_source_is_not_found(root: Path, tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="no such file"):
+        install_package(root, str(tmp_path / "nope.tar.gz"))
+
+
+def test_version_from_the_name_when_the_binary_does_not_run(tmp_path: Path, root: Path) -> None:
+    tree = tmp_path / "t" / "llama-b4242"
+    tree.mkdir(parents=True)
+    (tree / "llama-server").write_bytes(b"\x7fELF garbage")
+    (tree / "llama-server").chmod(0o755)
+    from tests.packages.builders import pack
+
+    archive = pack(tmp_path / "t", tmp_path / "llama-b4242-bin-ubuntu-vulkan-x64.tar.gz")
+    result = install_package(root, str(archive))
+    assert result.version == "b4242" and result.variant == "vulkan-x64"
+
+
+# -- downloads -------------------------------------------------------------------------
+
+
+def test_http_source_resumes_after_a_cut_and_is_not_fetched_again(tmp_path: Path, root: Path, http_server) -> None:  # type: ignore[no-untyped-def]
+    body = _incompressible(tmp_path, 3 << 20, "src.tar.gz").read_bytes()  # several 1 MiB chunks
+    path = "/dl/llama-b9-bin-ubuntu-x64.tar.gz"
+    url = http_server.add(path, body, cut_after=(5 << 20) // 2)
+    result = install_package(root, url)
+    assert result.version == "b9"
+    reqs = http_server.requests_for(path)
+    assert len(reqs) == 2
+    resumed_at = int(reqs[1].headers["Range"].removeprefix("bytes=").rstrip("-"))
+    assert 0 < resumed_at <= (5 << 20) // 2
+    assert (root / "cache" / "llama-b9-bin-ubuntu-x64.tar.gz").read_bytes() == body
+    assert "version: 9" in run_version(root / "llama-cpp" / "bin" / "llama-server")
+    again = install_package(root, url)
+    assert not again.changed
+    assert len(http_server.requests_for(path)) == 2
+
+
+def test_http_source_with_wrong_sha_is_refused(tmp_path: Path, root: Path, http_server) -> None:  # type: ignore[no-untyped-def]
+    url = http_server.add("/dl/x.tar.gz", release_archive(tmp_path).read_bytes())
+    with pytest.raises(VerifyError):
+        install_package(root, url, sha256="1" * 64)
+    assert not (root / "cache" / "x.tar.gz").exists()
+    assert not (root / "llama-cpp").exists()
+
+
+# -- broken states built directly -------------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_leftovers_of_a_crash_are_repaired(tmp_path: Path, root: Path) -> None:
+    archive = release_archive(tmp_path, build=1)
+    good = install_package(root, str(archive))
+    base = root / "pkgs" / "llama-cpp"
+    name = regmod.staging_name().rsplit("-", 2)
+    stale = base / f"{name[0]}-{_dead_pid()}-{'a' * 32}"
+    (stale / "x").mkdir(parents=True)
+    trash = base / ".trash-0000-abcd"
+    trash.mkdir()
+    (root / ".llama-cpp.link-deadbeef").symlink_to("pkgs/nowhere")
+    other = install_package(root, str(release_archive(tmp_path, build=2)), activate=False)
+    assert not stale.exists() and not trash.exists() and not (root / ".llama-cpp.link-deadbeef").exists()
+    assert any("staging" in line for line in other.repaired)
+    assert regmod.active_id(root, "llama-cpp") == good.id
+    assert_consistent(root)
+
+
+def test_a_live_install_staging_dir_is_left_alone(tmp_path: Path, root: Path) -> None:
+    install_package(root, str(release_archive(tmp_path, build=1)))
+    live = root / "pkgs" / "llama-cpp" / regmod.staging_name()  # our own pid: alive
+    live.mkdir()
+    install_package(root, str(release_archive(tmp_path, build=2)))
+    assert live.exists()
+
+
+def test_marker_with_wrong_sha_is_reinstalled(tmp_path: Path, root: Path) -> None:
+    archive = release_archive(tmp_path)
+    first = install_package(root, str(archive))
+    marker = root / "llama-cpp" / regmod.MARKER
+    data = json.loads(marker.read_text())
+    data["sha256"] = "f" * 64
+    marker.write_text(json.dumps(data))
+    again = install_package(root, str(archive))
+    assert again.changed and again.id != first.id
+    assert regmod.intact(root, regmod.Registry.load(root).versions[again.id])
+    # the damaged one is removed by the next repair, once it is no longer active
+    install_package(root, str(release_archive(tmp_path, build=9)), activate=False)
+    assert first.id not in regmod.Registry.load(root).versions
+    assert_consistent(root)
+
+
+def test_dangling_active_link_is_repaired(tmp_path: Path, root: Path) -> None:
+    a = install_package(root, str(release_archive(tmp_path, build=1)))
+    b = install_package(root, str(release_archive(tmp_path, build=2)))
+    regmod.trash(root / "pkgs" / "llama-cpp" / b.id)  # active version deleted behind our back
+    assert not (root / "llama-cpp").exists()
+    result = install_package(root, str(release_archive(tmp_path, build=3)), activate=False)
+    assert any("dangling" in line for line in result.repaired)
+    assert regmod.active_id(root, "llama-cpp") == a.id
+    assert_consistent(root)
+
+
+def test_a_version_the_registry_forgot_is_adopted(tmp_path: Path, root: Path) -> None:
+    a = install_package(root, str(release_archive(tmp_path, build=1)))
+    (root / "pkgs" / "registry.json").write_text("{ not json")
+    result = install_package(root, str(release_archive(tmp_path, build=2)))
+    assert any(a.id in line and "adopted" in line for line in result.repaired)
+    assert_consistent(root)
+
+
+def test_legacy_directory_is_migrated(tmp_path: Path, root: Path) -> None:
+    legacy = root / "llama-cpp" / "bin"
+    legacy.mkdir(parents=True)
+    (legacy / "llama-server").write_bytes(b'#!/bin/sh\necho "version: 55 (x)" >&2\n')
+    (legacy / "llama-server").chmod(0o755)
+    (root / "llama-cpp" / ".installed-from.json").write_text(json.dumps({"archive_name": "old.tgz", "sha256": "ab"}))
+    result = install_package(root, str(release_archive(tmp_path, build=2)))
+    assert any("migrated" in line for line in result.repaired)
+    assert (root / "llama-cpp").is_symlink()
+    versions = {v.version for v in regmod.Registry.load(root).of("llama-cpp")}
+    assert versions == {"b55", "b2"}
+
+
+# -- disk full --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    path.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {proc.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def _incompressible(tmp: Path, size: int, name: str, fmt: str = "tar.gz") -> Path:
+    tree = tmp / f"big-{name}" / "llama-b9"
+    tree.mkdir(parents=True)
+    (tree / "llama-server").write_bytes(b'#!/bin/sh\necho "version: 9 (x)" >&2\n')
+    (tree / "llama-server").chmod(0o755)
+    (tree / "blob").write_bytes(os.urandom(size) if fmt != "tar.xz" else b"\0" * size)
+    from tests.packages.builders import pack
+
+    return pack(tree.parent, tmp / name, fmt)
+
+
+def test_full_disk_before_extraction_leaves_the_root_as_it_was(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "small", "24m") as root:
+        good = install_package(root, str(release_archive(tmp_path, build=1)))
+        big = _incompressible(tmp_path, 14 << 20, "llama-b9-bin-ubuntu-x64.tar.gz")
+        before = snapshot(root)
+        with pytest.raises(DiskError) as err:
+            install_package(root, str(big))
+        assert err.value.exit_code == 73
+        after = snapshot(root)
+        # the archive itself may stay in cache/ (it fitted); nothing else changed
+        assert {k: v for k, v in after.items() if not k.startswith("cache")} == {
+            k: v for k, v in before.items() if not k.startswith("cache")
+        }
+        assert regmod.active_id(root, "llama-cpp") == good.id
+        assert_consistent(root)
+
+
+def test_disk_full_during_extraction_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A .tar.xz of zeros: the size estimate is far too low, so ENOSPC hits mid-extraction."""
+    big = _incompressible(tmp_path, 40 << 20, "llama-b9-bin-ubuntu-x64.tar.xz", fmt="tar.xz")
+    with tmpfs(tmp_path / "small", "24m") as root:
+        good = install_package(root, str(release_archive(tmp_path, build=1)))
+        with pytest.raises(DiskError) as err:
+            install_package(root, str(big))
+        assert err.value.exit_code == 73 and "space" in err.value.message.lower()
+        assert regmod.active_id(root, "llama-cpp") == good.id
+        assert_consistent(root)
+        assert len(list((root / "pkgs" / "llama-cpp").iterdir())) == 1
+
+
+# -- the real llama-server --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["tar_gz", "tar_zst"])
+def test_real_llama_server_release_installs_and_runs(root: Path, llama_release, which: str) -> None:  # type: ignore[no-untyped-def]
+    archive: Path = getattr(llama_release, which)
+    result = install_package(root, str(archive))
+    assert result.version == f"b{llama_release.version}"
+    from entrypoint.packages.layout import probe_version
+
+    # the binary itself reports its build (not only the archive name)
+    assert probe_version(exe_of(root), "llama-cpp") == f"b{llama_release.version}"
+    exe = root / "llama-cpp" / "bin" / "llama-server"
+    assert f"build {llama_release.version}" in run_version(exe)
+    libs = sorted(p.name for p in (root / "llama-cpp" / "bin").iterdir() if p.is_symlink())
+    assert libs, "the .so symlink chains must survive"
+    assert_consistent(root)
+    hashed = digest.files_hashed
+    assert not install_package(root, str(archive)).changed
+    assert digest.files_hashed == hashed
+
+
+def exe_of(root: Path) -> Path:
+    return root / "llama-cpp" / "bin" / "llama-server"
+
+
+def test_tar_member_types_are_checked_on_the_real_release(llama_release, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with tarfile.open(llama_release.tar_gz) as tf:
+        kinds = {m.type for m in tf.getmembers()}
+    assert tarfile.SYMTYPE in kinds

@@ -1,0 +1,283 @@
+"""init + the real supervisord + small real programs: logs, FATAL exit status, stop timing, zombies.
+
+The programs here are tiny scripts rather than llama-server where the behaviour under
+test is the supervisor's (a server that ignores SIGTERM, one that double-forks, two
+that write many partial lines); test_llama.py runs the real llama-server.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from entrypoint.servers import ServerSpec
+from entrypoint.supervisor import exec_argv, write_supervisor_config
+from entrypoint.supervisor.render import Layout
+from tests.supervisor.conftest import Supervised, child_env, wait_for
+
+PY = sys.executable
+
+WRITER = str(Path(__file__).parent / "programs" / "writer.py")
+
+
+def script(name: str, code: str, **kw: object) -> ServerSpec:
+    return ServerSpec(name=name, argv=(PY, "-c", code, *kw.pop("args", ())), **kw)  # type: ignore[arg-type]
+
+
+def program(name: str, path: str, *args: str, **kw: object) -> ServerSpec:
+    return ServerSpec(name=name, argv=(PY, path, *args), **kw)  # type: ignore[arg-type]
+
+
+def test_log_lines_from_two_servers_arrive_whole_and_prefixed(supervise: Callable[..., Supervised]) -> None:
+    n = 1500
+    sup = supervise(
+        [
+            program("alpha-o", WRITER, "alpha-o", str(n), port=1),
+            program("beta-e", WRITER, "beta-e", str(n), port=2),
+        ]
+    )
+    expected = {"alpha-o": ("out", n), "beta-e": ("err", n)}
+
+    def count(name: str) -> int:
+        stream = sup.out if expected[name][0] == "out" else sup.err
+        return stream.count(f"[{name}] {name}-")
+
+    wait_for("all lines", lambda: count("alpha-o") == n and count("beta-e") == n, timeout=30)
+    code, _ = sup.terminate()
+    assert code == 0
+
+    line = re.compile(r"^\[(?P<inst>[a-z-]+)\] (?P=inst)-(?P<i>\d{5}) (payload ){8}end$")
+    for name, (stream, total) in expected.items():
+        text = sup.out if stream == "out" else sup.err
+        mine = [ln for ln in text.splitlines() if ln.startswith(f"[{name}]")]
+        assert len(mine) == total
+        for i, ln in enumerate(mine):
+            m = line.match(ln)
+            assert m is not None, f"line cut or interleaved: {ln!r}"
+            assert int(m["i"]) == i  # in order, none lost
+    # supervisord's own log goes to stdout too, and never breaks into a server's line
+    assert "supervisord started with pid" in sup.out
+
+
+def test_json_log_format(supervise: Callable[..., Supervised]) -> None:
+    import json
+
+    sup = supervise([script("j", "print('hello %s # x', flush=True); import time; time.sleep(60)")], log_format="json")
+    wait_for("json line", lambda: '"instance": "j"' in sup.out)
+    sup.terminate()
+    rows = [json.loads(ln) for ln in sup.out.splitlines() if ln.startswith("{")]
+    assert rows[0]["instance"] == "j" and rows[0]["stream"] == "stdout" and rows[0]["message"] == "hello %s # x"
+
+
+def test_critical_fatal_stops_the_container_non_zero(supervise: Callable[..., Supervised]) -> None:
+    sup = supervise(
+        [
+            script("good", "import time; time.sleep(60)", port=1),
+            script("broken", "import sys; print('boom', file=sys.stderr); sys.exit(3)", start_retries=0, port=2),
+        ]
+    )
+    assert sup.proc is not None
+    code = sup.proc.wait(20)
+    assert code == 1
+    assert "instance broken went FATAL" in sup.err
+    assert "[broken] boom" in sup.err
+    sup.remember()
+    assert not sup.leftovers()
+
+
+def test_non_critical_fatal_keeps_the_others_running(supervise: Callable[..., Supervised]) -> None:
+    sup = supervise(
+        [
+            script("good", "import time; time.sleep(60)", port=1),
+            script("optional", "import sys; sys.exit(3)", start_retries=0, critical=False, port=2),
+        ]
+    )
+    sup.wait_state("optional", "FATAL")
+    sup.wait_state("good", "RUNNING")
+    assert "optional went FATAL" in sup.err and "not critical" in sup.err
+    code, _ = sup.terminate()
+    assert code == 0
+
+
+def test_restart_never_exit_is_final_for_a_critical_server(supervise: Callable[..., Supervised]) -> None:
+    sup = supervise([script("once", "import time; time.sleep(1.3); raise SystemExit(2)", restart="never")])
+    assert sup.proc is not None
+    assert sup.proc.wait(20) == 1
+    assert "instance once exited unexpectedly and has restart = never" in sup.err
+
+
+def test_a_server_that_ignores_sigterm_is_killed_after_stop_timeout(supervise: Callable[..., Supervised]) -> None:
+    stubborn = "trap '' TERM; echo ready; while :; do sleep 0.1; done"
+    sup = supervise(
+        [
+            ServerSpec("stubborn1", ("sh", "-c", stubborn), stop_timeout=2, port=1),
+            ServerSpec("stubborn2", ("sh", "-c", stubborn), stop_timeout=2, port=2),
+        ]
+    )
+    sup.wait_state("stubborn1", "RUNNING")
+    sup.wait_state("stubborn2", "RUNNING")
+    code, took = sup.terminate()
+    assert code == 0
+    # Both waited their stop_timeout together (one group), then SIGKILL: well inside docker's 10 s.
+    assert 2 <= took < 6, took
+    assert "stopped: stubborn1 (terminated by SIGKILL)" in sup.out
+    assert "stopped: stubborn2 (terminated by SIGKILL)" in sup.out
+    assert not sup.leftovers()
+
+
+def test_children_of_a_server_are_stopped_with_it(supervise: Callable[..., Supervised]) -> None:
+    sup = supervise([ServerSpec("parent", ("sh", "-c", "sleep 300 & sleep 301 & wait"))])
+    sup.wait_state("parent", "RUNNING")
+    wait_for("children", lambda: len(psutil.Process(sup.proc.pid).children(recursive=True)) >= 5)  # type: ignore[union-attr]
+    code, _ = sup.terminate()
+    assert code == 0
+    assert not sup.leftovers()
+
+
+# A server that double-forks: the grandchild is orphaned, lives a moment, and dies.
+DOUBLE_FORK = "sh -c 'sleep 0.3 & exit 0'; echo forked; exec sleep 300"
+
+
+def zombies_below(pid: int) -> list[psutil.Process]:
+    return [p for p in psutil.Process(pid).children(recursive=True) if p.status() == psutil.STATUS_ZOMBIE]
+
+
+def pid1_tree(root: Path, command: list[str]) -> subprocess.Popen[bytes]:
+    """*command* as PID 1 of a new PID namespace (the container's view)."""
+    return subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount-proc", *command],
+        env=child_env(),
+        stdout=(root / "stdout.txt").open("ab"),
+        stderr=(root / "stderr.txt").open("ab"),
+    )
+
+
+def sigterm_pid1(tree: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the namespace's PID 1 from outside, as docker stop sends it."""
+    pid1 = wait_for("PID 1", lambda: psutil.Process(tree.pid).children())[0]
+    pid1.send_signal(signal.SIGTERM)
+
+
+def orphan_scenario(short_root: Path, *, reaper: bool) -> tuple[int, int]:
+    """Run supervisord with a double-forking server as PID 1's child; count zombies after.
+
+    With *reaper* PID 1 is our init; without it PID 1 is a stand-in that waits only for
+    its own child (the negative control: the same orphan must then stay a zombie).
+    """
+    files = write_supervisor_config(short_root, [ServerSpec("forker", ("sh", "-c", DOUBLE_FORK))])
+    argv = exec_argv(files)
+    if not reaper:
+        argv = [
+            PY,
+            "-c",
+            "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))",
+            *argv[argv.index("--") + 1 :],
+        ]
+    tree = pid1_tree(short_root, argv)
+    try:
+        # (without our init the server's output goes to a plain file, so watch supervisord's log)
+        wait_for("spawned", lambda: "spawned: 'forker'" in (short_root / "stdout.txt").read_text())
+        time.sleep(1.2)  # the orphan (sleep 0.3) has died; a reaper has had time to collect it
+        count = len(zombies_below(tree.pid))
+        if not reaper:
+            # The stand-in has no SIGTERM handler, and PID 1 ignores what it does not
+            # handle (the other trap our init avoids): end the namespace with SIGKILL.
+            wait_for("PID 1", lambda: psutil.Process(tree.pid).children())[0].kill()
+            return count, tree.wait(15)
+        sigterm_pid1(tree)
+        code = tree.wait(15)
+        return count, code
+    finally:
+        if tree.poll() is None:
+            tree.kill()
+
+
+def test_pid1_reaps_a_double_forked_orphan(short_root: Path) -> None:
+    zombies, code = orphan_scenario(short_root, reaper=True)
+    assert zombies == 0
+    assert code == 0
+
+
+def test_negative_control_without_our_init_the_orphan_stays_a_zombie(short_root: Path) -> None:
+    zombies, _ = orphan_scenario(short_root, reaper=False)
+    assert zombies == 1
+
+
+def test_pid1_honours_sigterm_and_passes_the_fatal_status(short_root: Path) -> None:
+    files = write_supervisor_config(
+        short_root,
+        [ServerSpec("broken", (PY, "-c", "raise SystemExit(5)"), start_retries=0)],
+    )
+    tree = pid1_tree(short_root, exec_argv(files))
+    assert tree.wait(20) == 1
+    assert "instance broken went FATAL" in (short_root / "stderr.txt").read_text()
+
+
+def test_pid1_sigterm_stops_everything_and_exits_zero(short_root: Path) -> None:
+    files = write_supervisor_config(short_root, [ServerSpec("idle", ("sleep", "300"))])
+    tree = pid1_tree(short_root, exec_argv(files))
+    wait_for("running", lambda: "success: idle entered RUNNING" in (short_root / "stdout.txt").read_text())
+    below = [p.pid for p in psutil.Process(tree.pid).children(recursive=True)]
+    started = time.monotonic()
+    sigterm_pid1(tree)
+    assert tree.wait(15) == 0
+    took = time.monotonic() - started
+    assert not [p for p in below if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert took < 5, took
+    assert "stopped: idle" in (short_root / "stdout.txt").read_text()
+
+
+def test_marker_from_an_earlier_run_does_not_leak(supervise: Callable[..., Supervised], short_root: Path) -> None:
+    Layout(short_root).run.mkdir(parents=True, exist_ok=True)
+    Layout(short_root).exit_marker.write_text('{"exit_code": 1, "message": "old"}')
+    sup = supervise([ServerSpec("idle", ("sleep", "300"))])
+    sup.wait_state("idle", "RUNNING")
+    code, _ = sup.terminate()
+    assert code == 0
+
+
+def test_init_passes_through_the_commands_status(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [PY, "-m", "entrypoint.supervisor.init", "--", "sh", "-c", "exit 7"], env=child_env(), capture_output=True
+    )
+    assert out.returncode == 7
+    out = subprocess.run(
+        [PY, "-m", "entrypoint.supervisor.init", "--", "sh", "-c", "kill -TERM $$"],
+        env=child_env(),
+        capture_output=True,
+    )
+    assert out.returncode == 128 + signal.SIGTERM
+    out = subprocess.run(
+        [PY, "-m", "entrypoint.supervisor.init", "--", "/nonexistent/x"], env=child_env(), capture_output=True
+    )
+    assert out.returncode == 127 and b"cannot start /nonexistent/x" in out.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
+def test_other_signals_are_forwarded(tmp_path: Path, sig: signal.Signals) -> None:
+    """The command sees the very signal init got (supervisord: INT stops, HUP reloads)."""
+    proc = subprocess.Popen(
+        [
+            PY,
+            "-m",
+            "entrypoint.supervisor.init",
+            "--",
+            "sh",
+            "-c",
+            f"trap 'exit {40 + sig}' {sig.name[3:]}; echo up; while :; do sleep 0.05; done",
+        ],
+        env=child_env(),
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"up\n"
+    proc.send_signal(sig)
+    assert proc.wait(10) == 40 + sig
