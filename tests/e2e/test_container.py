@@ -132,6 +132,27 @@ def test_boot_serves_then_a_second_boot_on_the_same_volume_changes_nothing(
     assert install_state(root) == before
 
 
+def test_prepare_only_then_boot_like_a_kubernetes_init_container(
+    engine: Engine, llama_release: LlamaRelease, tiny_model: Path, tmp_path: Path, figure: Figure
+) -> None:
+    """docker/k8s/deployment.yaml's flow: ``boot --prepare-only`` installs and exits 0 without
+    starting anything; the main container then boots on the same volume with nothing to do."""
+    port = free_port()
+    volume = engine.volume()
+    config = write_config(tmp_path / "cfg", port)
+    init = engine.run(boot_env(), mounts(llama_release, tiny_model, config, volume), args=["--prepare-only"])
+    assert init.wait(timeout=120) == 0, init.logs()[-3000:]
+    figure("init container: boot --prepare-only -> exit 0", time.monotonic() - init.started)
+    assert installed_something(package_actions(init.logs()))
+    assert "supervisord started" not in init.logs()
+    before = install_state(engine.volume_path(volume))
+
+    main = engine.run(boot_env(), mounts(llama_release, tiny_model, config, volume))
+    figure("main container after the init container -> /health 200", main.wait_health(port))
+    assert not installed_something(package_actions(main.logs()))
+    assert install_state(engine.volume_path(volume)) == before
+
+
 def test_image_healthcheck_agrees_with_the_host(
     engine: Engine, llama_release: LlamaRelease, tiny_model: Path, tmp_path: Path
 ) -> None:
