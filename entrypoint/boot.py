@@ -79,7 +79,7 @@ def prepare(settings: Settings, *, environ: Mapping[str, str], base_dir: Path | 
 
     if settings.llama_cpp_on_boot and plan.config is not None:
         config = plan.config
-        resolved = _provision(plan, settings, base_dir)
+        resolved = _provision(plan, settings, environ, base_dir)
         prepared.models = list({m.id: m for m in resolved.values()}.values())
         prepared.servers = build_specs(
             config,
@@ -103,8 +103,9 @@ def prepare(settings: Settings, *, environ: Mapping[str, str], base_dir: Path | 
     return prepared
 
 
-def _provision(plan: Plan, settings: Settings, base_dir: Path) -> dict[str, Any]:
+def _provision(plan: Plan, settings: Settings, environ: Mapping[str, str], base_dir: Path) -> dict[str, Any]:
     from entrypoint import models
+    from entrypoint.errors import ConfigError
 
     resolved: dict[str, Any] = {}
     for status in plan.models:
@@ -115,8 +116,17 @@ def _provision(plan: Plan, settings: Settings, base_dir: Path) -> dict[str, Any]
             offline=settings.offline,
             lock_timeout=settings.lock_timeout,
             base_dir=base_dir,
+            environ=environ,
         )
-        log.info("model %s -> %s (%s)", status["ref"], model.path, "verified" if model.hashed else "already verified")
+        if Path(model.path).is_dir():
+            # A whole-repo ref (hf:owner/repo) with no single model file: llama-server
+            # needs one file, and guessing among several quantizations would be wrong.
+            raise ConfigError(
+                f"model {status['ref']} (instances {', '.join(status['instances'])}) is a folder of "
+                "several or no GGUF models; name one file: hf:owner/repo/<file>.gguf",
+                hint=f"the files are in {model.path}",
+            )
+        log.info("model %s -> %s (%s)", status["ref"], model.path, model.outcome)
         resolved[status["key"]] = model
     return resolved
 

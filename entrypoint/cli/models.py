@@ -68,11 +68,11 @@ def pull(
         environ=app.environ,
         refresh=refresh,
     )
-    how = (
-        f"downloaded {_size(model.downloaded_bytes)}"
-        if model.downloaded_bytes
-        else ("verified" if model.hashed else "already verified")
-    )
+    how = {
+        "cached": "already verified, nothing read",
+        "downloaded": f"downloaded {_size(model.downloaded_bytes)} and verified",
+        "imported": "imported from the Hugging Face cache and verified",
+    }.get(model.outcome, "verified")
     return Outcome(f"{model.id}: {how}; {model.path}", model.to_dict())
 
 
@@ -95,10 +95,14 @@ def list_(app: App) -> Outcome:
 @click.argument("ref")
 @command
 def info(app: App, ref: str) -> Outcome:
-    """Show the catalog record of REF (a ref or a catalog key such as owner/repo)."""
+    """Show the catalog record of REF (a ref or a catalog key such as owner/repo).
+
+    An hf: repo not pulled yet is looked up on the hub: its files and their sizes.
+    """
     from entrypoint.models.store import model_info
 
-    entry = model_info(app.settings().models_dir, ref, base_dir=Path.cwd())
+    settings = app.settings()
+    entry = model_info(settings.models_dir, ref, base_dir=Path.cwd(), offline=settings.offline, environ=app.environ)
     details = [
         f"  {f['path']}  {_size(f.get('size'))}  {f.get('role')}  {f.get('sha256') or ''}" for f in entry["files"]
     ]

@@ -33,6 +33,7 @@ from entrypoint.models.refs import parse_model_ref
 log = logging.getLogger(__name__)
 
 PARTIAL_MARKERS = (".part-", ".incomplete", ".tmp-", ".import-")
+STALE_PENDING = 12 * 3600  # seconds
 
 
 @dataclass
@@ -169,11 +170,22 @@ def _protected(key: str, entry: Mapping[str, Any], in_use: frozenset[str]) -> st
         return "pinned"
     if key in in_use:
         return "in use by the config"
-    if entry.get("state") == "pending":
+    if entry.get("state") == "pending" and not _stale(entry.get("pending_since")):
         return "being provisioned"
     if entry.get("source") == "local" or not entry.get("install_path"):
         return "local file (used in place)"
     return None
+
+
+def _stale(since: Any) -> bool:
+    """A ``pending`` older than this was left by a process that died mid-download."""
+    from datetime import UTC, datetime
+
+    try:
+        started = datetime.strptime(str(since), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return False  # unknown age: keep protecting it
+    return (datetime.now(UTC) - started).total_seconds() > STALE_PENDING
 
 
 def _detach(models_dir: Path, entry: Mapping[str, Any]) -> list[Path]:

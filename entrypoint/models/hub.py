@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from entrypoint.errors import AutoinferError, LicenseError, NetError, NotFoundError, PermError
+from entrypoint.errors import AutoinferError, LicenseError, NetError, NotFoundError, PermError, VerifyError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -53,6 +53,7 @@ class Hub:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
         self.endpoint = (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        # None lets huggingface_hub fall back to the token saved by `hf auth login`
         self.token: str | None = env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None
         self.cache_dir = hf_cache_dir(env)
 
@@ -62,7 +63,7 @@ class Hub:
         # public, but re-exported lazily: mypy cannot see it
         from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
-        return dict(build_hf_headers(token=self.token or False))
+        return dict(build_hf_headers(token=self.token or None))
 
     def file_url(self, repo_id: str, filename: str, commit: str) -> str:
         from huggingface_hub import hf_hub_url
@@ -74,8 +75,8 @@ class Hub:
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
         url = hf_hub_url(repo_id, filename, revision=revision, endpoint=self.endpoint)
-        with hub_errors(f"{repo_id}/{filename}@{revision}", self.endpoint):
-            meta = get_hf_file_metadata(url, token=self.token or False, endpoint=self.endpoint)
+        with hub_errors(f"hf:{repo_id}/{filename}@{revision}", self.endpoint):
+            meta = get_hf_file_metadata(url, token=self.token or None, endpoint=self.endpoint)
         if not meta.commit_hash:
             raise NetError(
                 f"{self.endpoint} answered for {repo_id}/{filename} without X-Repo-Commit",
@@ -90,13 +91,14 @@ class Hub:
         """List a repo's files at *revision* with sizes and LFS sha256 (``/api/models``)."""
         from huggingface_hub import HfApi
 
-        api = HfApi(endpoint=self.endpoint, token=self.token or False)
-        with hub_errors(f"{repo_id}@{revision}", self.endpoint):
+        api = HfApi(endpoint=self.endpoint, token=self.token or None)
+        with hub_errors(f"hf:{repo_id}@{revision}", self.endpoint):
             info = api.model_info(repo_id, revision=revision, files_metadata=True)
         if not info.sha:
             raise NetError(f"{self.endpoint} listed {repo_id}@{revision} without a commit")
         files = []
         for sib in info.siblings or []:
+            check_repo_path(sib.rfilename, f"{self.endpoint} listing {repo_id}")
             lfs = sib.lfs
             sha = str(lfs["sha256"]).lower() if lfs and lfs.get("sha256") else None
             size = sib.size if sib.size is not None else (int(lfs["size"]) if lfs and lfs.get("size") else None)
@@ -123,6 +125,13 @@ class Hub:
             commit = ref_file.read_text().strip() or revision
         snapshot = repo_dir / "snapshots" / commit
         return (snapshot, commit) if snapshot.is_dir() else None
+
+
+def check_repo_path(name: str, where: str) -> None:
+    """A file name from a listing becomes a path under the model's folder: refuse escapes."""
+    parts = name.split("/")
+    if not name or name.startswith("/") or "\\" in name or "\0" in name or any(p in ("", ".", "..") for p in parts):
+        raise VerifyError(f"{where}: unsafe file name {name!r} refused", hint="the hub or mirror is misbehaving")
 
 
 def hf_cache_dir(environ: Mapping[str, str]) -> Path:

@@ -32,13 +32,22 @@ import hashlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from entrypoint import digest as digestmod
 from entrypoint.digest import StatKey, parse_sha256, sha256_file
-from entrypoint.errors import AutoinferError, ConfigError, DiskError, NetError, NotFoundError, VerifyError
+from entrypoint.errors import (
+    AutoinferError,
+    ConfigError,
+    DiskError,
+    LockError,
+    NetError,
+    NotFoundError,
+    PermError,
+    VerifyError,
+)
 from entrypoint.fsutil import atomic_write_bytes, file_lock, free_bytes, fsync_dir, temp_name
 from entrypoint.models import catalog, layout
 from entrypoint.models.refs import ModelRef, parse_model_ref
@@ -67,6 +76,7 @@ class ProvisionedModel:
     commit: str | None = None
     downloaded_bytes: int = 0
     gguf: dict[str, Any] | None = None
+    outcome: str = "verified"  # cached (warm path) | verified | downloaded | imported (from the HF cache)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +95,7 @@ class ProvisionedModel:
             "commit": self.commit,
             "downloaded_bytes": self.downloaded_bytes,
             "gguf": self.gguf,
+            "outcome": self.outcome,
         }
 
 
@@ -108,6 +119,11 @@ def provision_model(
     the process environment, read now). *refresh* skips the warm path so that a moving
     revision such as ``main`` is asked again (``models pull --refresh``).
     """
+    env = os.environ if environ is None else environ
+    offline = offline or any(
+        (env.get(name) or "").strip().lower() in ("1", "true", "yes", "on")
+        for name in ("AUTO_INFER_OFFLINE", "HF_HUB_OFFLINE")
+    )
     parsed = ref if isinstance(ref, ModelRef) else parse_model_ref(ref, revision=revision)
     expected = parse_sha256(sha256, "sha256") if sha256 else None
     if (include or exclude) and not (parsed.source == "hf" and parsed.filename is None):
@@ -123,7 +139,7 @@ def provision_model(
         exclude=tuple(exclude),
         lock_timeout=lock_timeout,
         base_dir=base_dir,
-        environ=os.environ if environ is None else environ,
+        environ=env,
     )
     try:
         if not refresh:
@@ -210,12 +226,15 @@ class _Job:
         model_record = files.get(model_rel) if model_rel else None
         if self.expected is not None and (model_record is None or model_record.get("sha256") != self.expected):
             return None  # not hashed yet, or recorded under another digest: the cold path decides
-        with catalog.edit_registry(self.models_dir, lock_timeout=self.lock_timeout) as registry:
-            live = registry.get(self.key)
-            if live is not None:
-                live["last_accessed"] = catalog.now_iso()
+        try:
+            with catalog.edit_registry(self.models_dir, lock_timeout=self.lock_timeout) as registry:
+                live = registry.get(self.key)
+                if live is not None:
+                    live["last_accessed"] = catalog.now_iso()
+        except (DiskError, PermError, OSError) as exc:  # a read-only models volume still serves
+            log.warning("cannot update last_accessed in the model catalog: %s", exc)
         self.records = {rel: files[rel] for rel in rec.get("files", [])}
-        result = self._result(entry, install, rec)
+        result = replace(self._result(entry, install, rec), outcome="cached")
         catalog.append_provenance(self.models_dir, self._provenance("cached", result))
         return result
 
@@ -295,16 +314,26 @@ class _Job:
             target = install / name
             want = self.expected if name == model_name else None
             record = known.get(name)
-            if record is not None and unchanged(target, record) and (want is None or record.get("sha256") == want):
-                self.records[name] = record
-                continue
-            # a file we downloaded before must still be those bytes (it may have been corrupted in place)
-            reused = self._reuse(target, want or (record or {}).get("sha256"), None)
-            if reused is not None:
-                self.records[name] = self._record(target, name, reused)
-                continue
-            if self.offline:
-                raise self._offline_error(target)
+            if record is not None and unchanged(target, record):
+                if want is None or record.get("sha256") == want:
+                    self.records[name] = record
+                    continue
+                # known bytes, another digest wanted: download beside it; the old file stays until
+                # the new one verifies
+                if self.offline:
+                    raise VerifyError(
+                        f"sha256 mismatch for {self.ref.text}: {target} is {record.get('sha256')}, expected {want}"
+                        " (offline: it cannot be fetched again)",
+                        hint="check the digest in the config, or turn offline mode off to fetch the new file",
+                    )
+            else:
+                # a file we downloaded before must still be those bytes (it may have been corrupted in place)
+                reused = self._reuse(target, want or (record or {}).get("sha256"), None)
+                if reused is not None:
+                    self.records[name] = self._record(target, name, reused)
+                    continue
+                if self.offline:
+                    raise self._offline_error(target)
             url = prefix + name if len(names) > 1 else self.ref.url
             fetched = fetch_url(
                 url, target, sha256=want, headers=self._url_headers(url), lock_timeout=self.lock_timeout
@@ -386,10 +415,12 @@ class _Job:
             if cached is not None:
                 self.records[item.name] = self._import(cached, target, item.name, want)
                 continue
-            reused = self._reuse(target, want, item.size)
-            if reused is not None:
-                self.records[item.name] = self._record(target, item.name, reused)
-                continue
+            record = known.get(item.name)
+            if record is None or not unchanged(target, record):  # known bytes are not hashed again
+                reused = self._reuse(target, want, item.size)
+                if reused is not None:
+                    self.records[item.name] = self._record(target, item.name, reused)
+                    continue
             fetched = fetch_url(
                 item.url, target, sha256=want, size=item.size, headers=hub.headers(), lock_timeout=self.lock_timeout
             )
@@ -437,7 +468,11 @@ class _Job:
                 self.records[name] = record
                 continue
             if name in missing:
-                raise self._offline_error(target)
+                reused = self._reuse(target, want, None)  # in the store but not in the catalog
+                if reused is None:
+                    raise self._offline_error(target)
+                self.records[name] = self._record(target, name, reused)
+                continue
             src = sources[name]
             assert src is not None
             self.records[name] = self._import(src, target, name, want)
@@ -451,7 +486,14 @@ class _Job:
         self.hashed = True
         return sha256_file(path)
 
-    def _offline_error(self, target: Path | None) -> NetError:
+    def _offline_error(self, target: Path | None) -> AutoinferError:
+        """E_NET for a missing file; E_VERIFY for one that is there but failed verification."""
+        if target is not None and target.exists():
+            return VerifyError(
+                f"model {self.ref.text}: {target} is not the expected file (truncated, changed or another digest)"
+                " and, offline, cannot be fetched again",
+                hint="restore the file, fix the digest in the config, or turn offline mode off",
+            )
         where = f" ({target} is missing)" if target is not None else ""
         return NetError(
             f"offline: model {self.ref.text} is not in the model store{where} and cannot be downloaded",
@@ -472,7 +514,8 @@ class _Job:
         """Trust a final file the catalog does not know (a crash after publish) only if it checks out.
 
         A zero-length, wrong-sized, truncated (GGUF) or wrongly-hashed file is removed so
-        that the download replaces it; its sha256 is returned when it is good.
+        that the download replaces it (offline it is only left untrusted: nothing could
+        replace it); its sha256 is returned when it is good.
         """
         try:
             st = target.stat()
@@ -493,8 +536,11 @@ class _Job:
             if want is None or actual == want:
                 log.info("reusing %s (verified, not in the catalog)", target)
                 return actual
-        log.warning("%s is incomplete or not the expected file; replacing it", target)
-        target.unlink(missing_ok=True)
+        if self.offline:
+            log.warning("%s is incomplete or not the expected file; not trusted", target)
+        else:  # about to be downloaded again: bad bytes must not wait at the final path meanwhile
+            log.warning("%s is incomplete or not the expected file; replacing it", target)
+            target.unlink(missing_ok=True)
         return None
 
     def _import(self, src: Path, target: Path, name: str, want: str | None) -> dict[str, Any]:
@@ -512,11 +558,11 @@ class _Job:
         try:
             try:
                 os.link(real, tmp)
-            except OSError:
-                copy_file(real, target, sha256=want)
+            except OSError:  # another file system (or no hard links): a verified copy
+                copied = copy_file(real, target, sha256=want)
                 self.hashed = True
                 self.imported += 1
-                return self._record(target, name, sha256_file(target) if want is None else want, remove_if_invalid=True)
+                return self._record(target, name, copied.sha256, remove_if_invalid=True)
             actual = self._hash(tmp)
             digestmod.check_sha256(want, actual, f"{src} (HF cache copy of {self.ref.text})")
             tmp.replace(target)
@@ -569,6 +615,7 @@ class _Job:
             if entry is None:
                 entry = registry[self.key] = catalog.new_entry(self.key, source, library, install)
             entry["state"] = "pending"
+            entry["pending_since"] = catalog.now_iso()
 
     def _commit(
         self,
@@ -582,7 +629,8 @@ class _Job:
     ) -> ProvisionedModel:
         now = catalog.now_iso()
         rec = {"files": sorted(self.records), "path": model_name, "sha256": self.expected}
-        with catalog.edit_registry(self.models_dir, lock_timeout=self.lock_timeout) as registry:
+
+        def record(registry: catalog.Registry) -> dict[str, Any]:
             entry = registry.get(self.key)
             if entry is None or entry.get("install_path") != str(install):
                 old = entry or {}
@@ -592,19 +640,26 @@ class _Job:
                         entry[keep] = old[keep]
             catalog.put_files(entry, list(self.records.values()))
             entry.setdefault("refs", {})[self.sel_id] = rec
-            entry["library"] = library
-            entry["source"] = source
+            entry.update(library=library, source=source, state="active", error=None, last_accessed=now)
+            entry.pop("pending_since", None)
             if revision is not None:
                 entry["revision"] = revision
             if commit is not None:
                 entry["commit"] = commit
-            entry["state"] = "active"
-            entry["error"] = None
             entry["installed_at"] = entry.get("installed_at") or now
-            entry["last_accessed"] = now
-            snapshot = dict(entry)
-        result = self._result(snapshot, install, rec)
+            return dict(entry)
+
+        try:
+            with catalog.edit_registry(self.models_dir, lock_timeout=self.lock_timeout) as registry:
+                snapshot = record(registry)
+        except (DiskError, PermError, OSError) as exc:
+            if self.ref.source != "local":
+                raise
+            # a local model on a read-only models volume still serves; it is verified again next time
+            log.warning("cannot record %s in the model catalog: %s", self.ref.text, exc)
+            snapshot = record(catalog.load_registry(self.models_dir))
         outcome = "downloaded" if self.downloaded else "imported" if self.imported else "verified"
+        result = replace(self._result(snapshot, install, rec), outcome=outcome)
         catalog.append_provenance(self.models_dir, self._provenance(outcome, result))
         return result
 
@@ -653,10 +708,16 @@ class _Job:
         return out
 
     def record_failure(self, exc: AutoinferError) -> None:
-        """State ``failed`` with the error (for a known model or any verification failure)."""
+        """State ``failed`` with the error (for a known model or any verification failure).
+
+        A lock held by another process or a usage error says nothing about the model:
+        those are logged in the provenance only.
+        """
         catalog.append_provenance(
             self.models_dir, self._provenance("failed", None, error_code=exc.code, error=exc.message)
         )
+        if isinstance(exc, LockError | ConfigError):
+            return
         with (
             contextlib.suppress(AutoinferError),
             catalog.edit_registry(self.models_dir, lock_timeout=min(self.lock_timeout, 30)) as registry,

@@ -148,8 +148,10 @@ def _parse_url(raw: str) -> ModelRef:
     parts = urlsplit(raw)
     if not parts.netloc or not parts.hostname:
         raise ConfigError(f"model reference {raw!r}: the URL has no host")
-    name = parts.path.rsplit("/", 1)[-1]
+    name = unquote(parts.path.rsplit("/", 1)[-1])
     if not name:
         raise ConfigError(f"model reference {raw!r}: the URL does not end with a file name")
+    if name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ConfigError(f"model reference {raw!r}: {name!r} cannot be a file name")
     url = parts._replace(fragment="").geturl()
     return ModelRef(text=raw, source="https", url=url)

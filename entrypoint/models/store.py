@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +52,43 @@ def list_models(models_dir: Path) -> list[dict[str, Any]]:
     return [summary(k, e) for k, e in sorted(catalog.load_registry(models_dir).items())]
 
 
-def model_info(models_dir: Path, text: str, *, base_dir: Path | None = None) -> dict[str, Any]:
-    key = resolve_key(models_dir, text, base_dir=base_dir)
+def model_info(
+    models_dir: Path,
+    text: str,
+    *,
+    base_dir: Path | None = None,
+    offline: bool = True,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The catalog record of *text*; for an hf: ref not pulled yet (and not *offline*),
+    what the hub lists: files, sizes, total, license (seed 002's "inspect files & size")."""
+    try:
+        key = resolve_key(models_dir, text, base_dir=base_dir)
+    except NotFoundError:
+        ref = None
+        with contextlib.suppress(AutoinferError):
+            ref = parse_model_ref(text)  # only an explicit hf: ref sends us to the hub
+        if offline or ref is None or ref.source != "hf":
+            raise
+        from entrypoint.models.hub import Hub
+
+        remote = Hub(environ).repo(ref.repo_id, ref.rev)
+        files = [{"path": f.name, "size": f.size, "sha256": f.sha256} for f in remote.files]
+        return {
+            "key": ref.repo_id,
+            "catalogued": False,
+            "state": "not pulled",
+            "revision": ref.rev,
+            "commit": remote.commit,
+            "library": layout.library_for(f.name for f in remote.files),
+            "license": remote.license,
+            "gated": remote.gated,
+            "files": files,
+            "total_size": sum(f["size"] or 0 for f in files),
+            "install_path": None,
+        }
     entry = catalog.load_registry(models_dir)[key]
-    return {"key": key, **entry}
+    return {"key": key, "catalogued": True, **entry}
 
 
 def set_pinned(models_dir: Path, text: str, pinned: bool, *, lock_timeout: float = 600.0) -> dict[str, Any]:

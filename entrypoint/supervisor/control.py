@@ -116,6 +116,15 @@ def probe(spec: ServerSpec, *, timeout: float = 2.0) -> InstanceHealth:
     return InstanceHealth(spec.name, url, ERROR, code, f"HTTP {code}")
 
 
+def _probe_all(specs: Sequence[ServerSpec], timeout: float) -> list[InstanceHealth]:
+    if len(specs) <= 1:
+        return [probe(s, timeout=timeout) for s in specs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(32, len(specs))) as pool:
+        return list(pool.map(lambda s: probe(s, timeout=timeout), specs))
+
+
 def check_health(
     specs: Sequence[ServerSpec],
     *,
@@ -128,14 +137,17 @@ def check_health(
 
     ``ok`` only when every one answered 200; 503 (loading) and refused connections
     are "not ready yet". Servers already ready are not probed again while waiting.
+    Probes run in parallel: a probe's timeout is per round, not per server, so 50
+    hung servers still answer a Docker HEALTHCHECK in time.
     """
     started = clock()
     deadline = started + max(0.0, wait)
     results: dict[str, InstanceHealth] = {}
     while True:
-        for spec in specs:
-            if spec.name not in results or results[spec.name].state != READY:
-                results[spec.name] = probe(spec, timeout=min(2.0, max(0.2, deadline - clock())))
+        todo = [s for s in specs if s.name not in results or results[s.name].state != READY]
+        timeout = min(2.0, max(0.2, deadline - clock()))
+        for spec, result in zip(todo, _probe_all(todo, timeout), strict=True):
+            results[spec.name] = result
         ok = all(r.state == READY for r in results.values())
         if ok or clock() >= deadline:
             break

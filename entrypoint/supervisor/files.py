@@ -50,7 +50,7 @@ def render_all(
 ) -> dict[Path, str]:
     """Every file :func:`write_supervisor_config` writes, path -> content (no I/O)."""
     layout = Layout(root)
-    files = {layout.conf: render_supervisord(root, specs, user=user)}
+    files = {layout.conf: render_supervisord(root, specs, user=user, log_format=log_format)}
     for spec in specs:
         files[layout.program(spec.name)] = render_program(spec, layout=layout)
     files[layout.init_config] = render_init_config(root, specs, log_format=log_format)
@@ -67,7 +67,7 @@ def write_supervisor_config(root: Path, specs: Sequence[ServerSpec], *, log_form
        anything is written).
     2. Create the folders supervisord checks when it parses the config (run/, the
        pipes' folder, logs/).
-    3. Write each file atomically (a reader sees the old file or the new one).
+    3. Write each file that changed atomically (a reader sees the old file or the new one).
     4. Remove the program and handoff files of instances that are gone, so a removed
        instance neither starts again nor shows up in status and health.
     """
@@ -76,7 +76,7 @@ def write_supervisor_config(root: Path, specs: Sequence[ServerSpec], *, log_form
     for folder in (layout.conf_d, layout.engines, layout.pipes, layout.logs):
         folder.mkdir(parents=True, exist_ok=True)
     for path, text in contents.items():
-        atomic_write_text(path, text)
+        _write_if_changed(path, text)
 
     files = SupervisorFiles(
         conf=layout.conf,
@@ -93,6 +93,16 @@ def write_supervisor_config(root: Path, specs: Sequence[ServerSpec], *, log_form
                 files.removed.append(stale)
                 log.info("removed %s (instance no longer enabled)", stale)
     return files
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """A warm boot rewrites nothing: each atomic write costs two fsyncs (~100 files at 50 servers)."""
+    try:
+        if path.read_text() == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    atomic_write_text(path, text)
 
 
 def exec_argv(files: SupervisorFiles) -> list[str]:

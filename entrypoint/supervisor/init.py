@@ -14,6 +14,15 @@ Why not exec supervisord directly (it reaps, and handles TERM)? Two things it ca
   lines and writes each one with a single ``write`` (atomic on a pipe up to PIPE_BUF),
   prefixed with the instance name (or as a JSON line), to its stdout or stderr.
 
+It also wakes supervisord up. supervisord notices a signal, and starts its programs,
+only when its poll loop turns, which with nothing to read is once a second (PEP 475
+retries the poll after a signal). A connection to its socket is something to read: we
+make one right after starting it (the servers start ~1 s sooner), after forwarding a
+signal (``docker stop`` reaches the servers at once instead of up to 1 s later, which
+matters when ``stop_timeout`` is 8 of docker's 10 s), and every 100 ms while it stops
+(it sees a child's exit only on the turn after it, so each stopped program, the
+listener last, would otherwise cost up to a second). SIGTERM to exit: ~0.3 s, not ~1-2 s.
+
 It also does what any init must: forward signals (in a PID namespace PID 1 receives only
 the signals it has handlers for), reap every zombie (a double-forked orphan is reparented
 to PID 1, not to supervisord), and when it is not PID 1 (``docker run --init``, tests) it
@@ -26,7 +35,8 @@ Steps of :func:`main`:
    supervisord's open nor a restart ever sees a FIFO without a reader, and a closed
    writer never reads as end-of-file).
 3. Install the signal handlers, then start supervisord.
-4. Loop: forward log lines, forward signals, reap children, until supervisord exits.
+4. Loop: forward log lines, forward signals, reap children, until supervisord exits
+   (waking supervisord when its socket first answers, and while it stops).
 5. Drain the FIFOs, and exit with the marker's status if there is one, else supervisord's.
 """
 
@@ -46,13 +56,30 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+STOPPING = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})  # supervisord shuts down on these
 _MAX_LINE = 64 * 1024  # a "line" longer than this is forwarded in pieces rather than held
 _PR_SET_CHILD_SUBREAPER = 36
 
 
-def say(message: str) -> None:
+_messages_as_json = False  # AUTO_INFER_LOG_FORMAT=json, set by run() from init.json
+
+
+def message_line(message: str, *, level: str, logger: str, as_json: bool) -> bytes:
+    """One of our own log lines, as text or as entrypoint.logfmt's JSON object."""
+    if not as_json:
+        return f"autoinfer: {message}\n".encode()
+    return json.dumps({"ts": timestamp(), "level": level, "logger": logger, "message": message}).encode() + b"\n"
+
+
+def timestamp() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+
+
+def say(message: str, level: str = "info") -> None:
+    line = message_line(message, level=level, logger=__name__, as_json=_messages_as_json)
     with contextlib.suppress(OSError):
-        os.write(2, f"autoinfer: {message}\n".encode())
+        os.write(2, line)
 
 
 @dataclass
@@ -104,9 +131,8 @@ class Forwarder:
         if line.endswith(b"\r"):
             line = line[:-1]
         if self.json:
-            now = time.time()
             body = {
-                "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z",
+                "ts": timestamp(),
                 "instance": pipe.instance,
                 "stream": pipe.stream,
                 "message": line.decode("utf-8", "replace"),
@@ -165,6 +191,21 @@ def become_subreaper() -> None:
         pass
 
 
+def poke(socket_path: str | None) -> bool:
+    """Open and close a connection to supervisord's socket, so its poll loop turns now."""
+    if not socket_path:
+        return True
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.2)
+            sock.connect(socket_path)
+    except OSError:
+        return False  # not bound yet, or a stale socket of an earlier run
+    return True
+
+
 def exit_status(status: int, marker: Path | None) -> int:
     """The marker's status (a critical server went FATAL), else supervisord's own."""
     if marker is not None:
@@ -174,7 +215,7 @@ def exit_status(status: int, marker: Path | None) -> int:
             data = None
         if isinstance(data, dict):
             code = int(data.get("exit_code") or 1)
-            say(f"{data.get('message') or 'a critical server failed'} (exit {code})")
+            say(f"{data.get('message') or 'a critical server failed'} (exit {code})", "error")
             return code
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code  # killed by a signal: the shell's 128+N
@@ -182,6 +223,8 @@ def exit_status(status: int, marker: Path | None) -> int:
 
 def run(command: Sequence[str], config: dict[str, Any]) -> int:
     """Steps 2 to 5 of the module docstring; returns the exit status."""
+    global _messages_as_json
+    _messages_as_json = config.get("log_format") == "json"
     marker = Path(config["marker"]) if config.get("marker") else None
     if marker is not None:
         with contextlib.suppress(FileNotFoundError):
@@ -194,10 +237,16 @@ def run(command: Sequence[str], config: dict[str, Any]) -> int:
     child_pid = 0
     pending: list[int] = []
 
+    sock = config.get("socket")
+    stopping = False
+
     def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = stopping or signum in STOPPING
         if child_pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child_pid, signum)
+            poke(sock)
         else:
             pending.append(signum)
 
@@ -207,9 +256,12 @@ def run(command: Sequence[str], config: dict[str, Any]) -> int:
 
     try:
         # restore_signals: the servers get default SIGPIPE/SIGXFSZ, not Python's SIG_IGN.
-        child = subprocess.Popen(list(command), restore_signals=True)
+        # AUTOINFER_INIT_PID: the listener stops the container through us, so that we
+        # know a stop is under way (see the loop below).
+        env = {**os.environ, "AUTOINFER_INIT_PID": str(os.getpid())}
+        child = subprocess.Popen(list(command), restore_signals=True, env=env)
     except OSError as exc:
-        say(f"cannot start {command[0]}: {exc.strerror or exc}")
+        say(f"cannot start {command[0]}: {exc.strerror or exc}", "error")
         return 127
     child_pid = child.pid
     for early in pending:
@@ -221,8 +273,20 @@ def run(command: Sequence[str], config: dict[str, Any]) -> int:
         poller.register(pipe.fd, select.POLLIN)
     by_fd = {p.fd: p for p in pipes}
     status: int | None = None
+    started = time.monotonic()
+    woken = not sock
     while status is None:
-        for fd, _event in poller.poll(1000):  # the timeout only guards against a lost wake-up
+        if not woken:
+            # until supervisord's socket answers (give up after 30 s: it then starts on its own tick)
+            woken = poke(sock) or time.monotonic() - started > 30
+        if stopping:
+            # While it stops, supervisord notices a dead child only when its loop turns
+            # after the exit (closed pipes come just before the exit, and wake it too
+            # early): keep it turning, so the stop ends when the last child is gone and
+            # the SIGKILL after stop_timeout is not a tick late.
+            poke(sock)
+        # the timeout only guards against a lost wake-up, or polls for the socket
+        for fd, _event in poller.poll(100 if stopping else 1000 if woken else 20):
             if fd == wake_r:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(wake_r, 512):

@@ -9,7 +9,7 @@ a clean stop, not failures).
 
 For a critical server it writes the exit marker (``run/exit-status.json``), which our
 init turns into the container's exit status (supervisord would exit 0, supervisor
-#733), then sends SIGTERM to supervisord, which stops everything as for ``docker stop``.
+#733), then sends SIGTERM to our init, which stops everything as for ``docker stop``.
 A server with ``critical = false`` only gets a warning line.
 
 The protocol (supervisor's docs, "Event Listeners"): write ``READY\\n`` on stdout; read
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 from entrypoint.fsutil import atomic_write_json
+from entrypoint.supervisor.init import message_line, poke
 from entrypoint.supervisor.render import FATAL_EXIT_CODE
 
 
@@ -36,8 +37,12 @@ def parse_tokens(line: str) -> dict[str, str]:
     return dict(token.split(":", 1) for token in line.split() if ":" in token)
 
 
-def say(message: str) -> None:
-    sys.stderr.write(f"autoinfer: {message}\n")
+_as_json = False  # --log-format json
+
+
+def say(message: str, level: str = "warning") -> None:
+    line = message_line(message, level=level, logger=__name__, as_json=_as_json)
+    sys.stderr.buffer.write(line)
     sys.stderr.flush()
 
 
@@ -69,16 +74,21 @@ class Watch:
 
     def fail(self, name: str, why: str) -> None:
         self.failed = name
-        message = f"instance {name} {why}; stopping the container"
-        say(message)
+        say(f"instance {name} {why}; stopping the container", "error")
         try:
             atomic_write_json(
                 self.marker, {"exit_code": FATAL_EXIT_CODE, "instance": name, "message": f"instance {name} {why}"}
             )
         except Exception as exc:  # the stop matters more than the marker
             say(f"cannot write {self.marker}: {exc}")
-        # Our parent is supervisord: TERM makes it stop every program, then exit.
-        os.kill(os.getppid(), signal.SIGTERM)
+        # TERM to our init, which passes it to supervisord (and then keeps supervisord's
+        # loop turning until the stop is over); without our init, to supervisord, our
+        # parent. supervisord notices a signal when its loop turns: a connection does that.
+        init = os.environ.get("AUTOINFER_INIT_PID", "")
+        os.kill(int(init) if init.isdigit() else os.getppid(), signal.SIGTERM)
+        url = os.environ.get("SUPERVISOR_SERVER_URL", "")
+        if url.startswith("unix://"):
+            poke(url.removeprefix("unix://"))
 
 
 def serve(watch: Watch, stdin: TextIO, stdout: TextIO) -> None:
@@ -103,7 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--marker", type=Path, required=True)
     parser.add_argument("--critical", default="")
     parser.add_argument("--exit-is-final", default="")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
+    global _as_json
+    _as_json = args.log_format == "json"
     watch = Watch(
         args.marker,
         {n for n in args.critical.split(",") if n},

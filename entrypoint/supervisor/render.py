@@ -108,6 +108,11 @@ class Layout:
     def pipe(self, name: str, stream: str) -> Path:
         return self.pipes / f"{name}.{stream}"
 
+    @property
+    def supervisord_pipe(self) -> Path:
+        """supervisord's own log in JSON mode ('_' never starts an instance name)."""
+        return self.pipes / "_supervisord.log"
+
 
 _HERE = "%(here)s"
 
@@ -242,11 +247,13 @@ def render_program(spec: ServerSpec, *, layout: Layout | None = None, root: Path
     return "\n".join(lines)
 
 
-def listener_argv(specs: Sequence[ServerSpec], layout: Layout, *, python: str) -> list[str]:
+def listener_argv(specs: Sequence[ServerSpec], layout: Layout, *, python: str, log_format: str = "text") -> list[str]:
     critical = [s.name for s in specs if s.critical]
     # With restart=never an unexpected exit is final without any FATAL state.
     final_exit = [s.name for s in specs if s.critical and s.restart == "never"]
     argv = [python, "-m", "entrypoint.supervisor.listener", "--marker", str(layout.exit_marker)]
+    if log_format == "json":
+        argv += ["--log-format", "json"]
     if critical:
         argv += ["--critical", ",".join(critical)]
     if final_exit:
@@ -261,13 +268,16 @@ def render_supervisord(
     python: str | None = None,
     python_path: str | None = None,
     user: str | None = None,
+    log_format: str = "text",
 ) -> str:
     """``supervisord.conf``: the daemon, its socket, the servers' group and the listener.
 
     *python* runs the listener (default: this interpreter) with *python_path* on its
     ``PYTHONPATH`` (default: where this package is imported from), so it finds
     ``entrypoint`` however autoinfer was installed. *user* (``root`` when we run as
-    root) only silences supervisord's warning that it did not drop privileges.
+    root) only silences supervisord's warning that it did not drop privileges. With
+    *log_format* ``json`` supervisord's own log goes through our init too, which makes
+    each line a JSON object, so a log collector sees nothing but JSON.
     """
     layout = Layout(root)
     if len(str(layout.socket).encode()) > _SOCKET_MAX:
@@ -278,6 +288,8 @@ def render_supervisord(
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ConfigError(f"instance names must be unique: {', '.join(names)}")
+    if LISTENER in names:
+        raise ConfigError(f"the instance name {LISTENER} is reserved for autoinfer's event listener")
     python = python or sys.executable
     python_path = python_path or str(Path(__file__).resolve().parents[2])
     _check_text("the python path", python_path)
@@ -290,7 +302,7 @@ def render_supervisord(
         "[supervisord]",
         "nodaemon=true",
         "silent=true",
-        f"logfile={p('/dev/fd/1')}",
+        f"logfile={p(str(layout.supervisord_pipe) if log_format == 'json' else '/dev/fd/1')}",
         "logfile_maxbytes=0",
         "logfile_backups=0",
         "loglevel=info",
@@ -316,7 +328,7 @@ def render_supervisord(
         lines += [f"[group:{GROUP}]", f"programs={','.join(names)}", "priority=999", ""]
     lines += [
         f"[eventlistener:{LISTENER}]",
-        f"command={p(render_command(listener_argv(specs, layout, python=python)))}",
+        f"command={p(render_command(listener_argv(specs, layout, python=python, log_format=log_format)))}",
         f"environment=PYTHONPATH={p(quoted_path)}",
         "events=PROCESS_STATE_FATAL,PROCESS_STATE_EXITED,SUPERVISOR_STATE_CHANGE_STOPPING",
         "buffer_size=1024",
@@ -363,7 +375,14 @@ def init_config(root: Path, specs: Sequence[ServerSpec], *, log_format: str = "t
         for s in specs
         for stream in ("stdout", "stderr")
     ]
-    return {"marker": str(layout.exit_marker), "log_format": log_format, "pipes": pipes}
+    if log_format == "json":
+        pipes.append({"path": str(layout.supervisord_pipe), "instance": "supervisord", "stream": "stdout"})
+    return {
+        "marker": str(layout.exit_marker),
+        "socket": str(layout.socket),
+        "log_format": log_format,
+        "pipes": pipes,
+    }
 
 
 def render_init_config(root: Path, specs: Sequence[ServerSpec], *, log_format: str = "text") -> str:

@@ -34,7 +34,11 @@ def test_pull_list_info_pin_unpin(tmp_path: Path, tiny_model: Path) -> None:
     assert (root / "models" / "model_registry.json").exists()
 
     again = cli(root, "pull", f"file:{model}", "--sha256", sha(model.read_bytes()))
-    assert again["data"]["hashed"] is False and "already verified" in again["message"]
+    assert (
+        again["data"]["hashed"] is False
+        and "already verified" in again["message"]
+        and again["data"]["outcome"] == "cached"
+    )
 
     rows = cli(root, "list")["data"]
     assert [r["key"] for r in rows] == [str(model)] and rows[0]["state"] == "active"
@@ -81,6 +85,11 @@ def test_pull_from_the_fake_hub_with_hf_endpoint(
     body = cli(tmp_path, "pull", "hf:acme/Tiny/t.gguf", env=env)
     assert body["data"]["path"] == str(tmp_path / "models" / "llama-cpp" / "acme" / "Tiny" / "t.gguf")
     assert body["data"]["downloaded_bytes"] == len(gguf_bytes(1))
+    hub.add_repo("acme/Other", {"a.gguf": b"x" * 10, "b.gguf": b"y" * 20})
+    remote = cli(tmp_path, "info", "hf:acme/Other", env=env)["data"]
+    assert remote["catalogued"] is False and remote["total_size"] == 30
+    assert [f["path"] for f in remote["files"]] == ["a.gguf", "b.gguf"]
+    cli(tmp_path, "info", "hf:acme/Other", env={**env, "AUTO_INFER_OFFLINE": "1"}, code=66)
     license_body = cli(tmp_path, "license", "acme/Tiny", env=env)
     assert license_body["data"]["license"] == "apache-2.0" and license_body["data"]["accepted"] is None
     accepted = cli(tmp_path, "license", "hf:acme/Tiny/t.gguf", "--accept", "--user-id", "ops@example.org")

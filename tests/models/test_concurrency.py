@@ -14,6 +14,7 @@ from entrypoint.models.catalog import load_registry, read_provenance
 from tests.helpers.cli import cli_env
 from tests.helpers.httpserver import Server
 from tests.models.conftest import sha
+from tests.models.fakehub import FakeHub
 
 SCRIPT = """
 import json, sys
@@ -52,3 +53,34 @@ def test_two_processes_download_once_and_both_succeed(
     assert sorted(o["hashed"] for o in outs) == [False, True]  # the second found it verified
     assert load_registry(models_dir)[url]["state"] == "active"
     assert sorted(p["result"] for p in read_provenance(models_dir)) == ["cached", "downloaded"]
+
+
+def test_two_processes_pull_the_same_hf_model(
+    hub: FakeHub, tmp_path: Path, models_dir: Path, gguf_bytes: Callable[[int], bytes]
+) -> None:
+    body = gguf_bytes(8)
+    hub.add_repo("acme/Race", {"r.gguf": body})
+    cdn = f"/cdn/{sha(body)}"
+    original = hub.server.routes[cdn]
+
+    def slow(handler: BaseHTTPRequestHandler) -> bool:
+        time.sleep(0.5)
+        return False
+
+    original.handler = slow
+    env = cli_env({"HF_ENDPOINT": hub.endpoint, "HF_HUB_CACHE": str(tmp_path / "hf")})
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, str(models_dir), "hf:acme/Race/r.gguf", sha(body)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    assert hub.gets(cdn) == 1
+    paths = {json.loads(out)["path"] for out, _ in results}
+    assert len(paths) == 1 and Path(paths.pop()).read_bytes() == body

@@ -94,3 +94,11 @@ def test_plain_path_into_a_downloaded_model_protects_it(
 
 def test_no_config_means_nothing_in_use(models_dir: Path) -> None:
     assert models_in_use(models_dir, environ={}) == frozenset()
+
+
+def test_a_pending_left_by_a_dead_process_is_collectable(store: dict[str, str], models_dir: Path) -> None:
+    with edit_registry(models_dir) as registry:
+        registry[store["a"]]["state"] = "pending"
+        registry[store["a"]]["pending_since"] = "2020-01-01T00:00:00Z"
+    report = collect_garbage(models_dir, quota_bytes=0)
+    assert store["a"] in [r["key"] for r in report.removed]

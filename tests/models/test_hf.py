@@ -189,3 +189,55 @@ def test_refresh_asks_the_hub_again_but_downloads_nothing_unchanged(
     assert got.downloaded_bytes == 0 and hub.gets(f"/cdn/{sha(body)}") == 1
     registry = json.loads((models_dir / "model_registry.json").read_text())
     assert registry[REPO]["state"] == "active"
+
+
+def test_a_listing_with_an_escaping_file_name_is_refused(
+    hub: FakeHub, hub_env: dict[str, str], models_dir: Path, tmp_path: Path
+) -> None:
+    hub.add_repo("acme/evil", {"../../../escape.gguf": b"GGUF", "ok.json": b"{}"})
+    with pytest.raises(VerifyError, match="unsafe file name"):
+        provision_model(models_dir, "hf:acme/evil", environ=hub_env)
+    assert not list(tmp_path.rglob("escape.gguf"))
+
+
+def test_offline_after_the_catalog_was_lost_adopts_a_valid_file(
+    hub: FakeHub, hub_env: dict[str, str], models_dir: Path, gguf_bytes: Callable[[int], bytes]
+) -> None:
+    hub.add_repo(REPO, {"m.gguf": gguf_bytes(1)})
+    got = provision_model(models_dir, f"hf:{REPO}/m.gguf", environ=hub_env)
+    (models_dir / "model_registry.json").unlink()
+    again = provision_model(models_dir, f"hf:{REPO}/m.gguf", offline=True, environ=hub_env)
+    assert again.path == got.path and again.hashed and again.sha256 == sha(gguf_bytes(1))
+
+
+def test_hf_cache_on_another_file_system_is_copied_and_verified(
+    hub_env: dict[str, str], models_dir: Path, gguf_bytes: Callable[[int], bytes]
+) -> None:
+    import tempfile
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == models_dir.parent.stat().st_dev:
+        pytest.skip("needs /dev/shm on another file system than the test's tmp dir")
+    body = gguf_bytes(1)
+    with tempfile.TemporaryDirectory(dir=shm) as cache:
+        seed_hf_cache(Path(cache), REPO, "d" * 40, {"m.gguf": body})
+        env = {**hub_env, "HF_HUB_CACHE": cache}
+        got = provision_model(models_dir, f"hf:{REPO}/m.gguf", offline=True, environ=env)
+        assert got.path.read_bytes() == body and got.outcome == "imported"
+        assert got.path.stat().st_dev != Path(cache).stat().st_dev
+        blob = next(Path(cache).rglob("blobs/*"))
+        blob.write_bytes(gguf_bytes(2))  # a corrupted cache blob is caught by its sha256 name
+        got.path.unlink()  # (while the store has its verified copy, the cache is not even looked at)
+        with pytest.raises(VerifyError, match="sha256 mismatch"):
+            provision_model(models_dir, f"hf:{REPO}", offline=True, environ=env)
+
+
+def test_hf_token_is_sent_to_the_hub(
+    hub: FakeHub, hub_env: dict[str, str], models_dir: Path, gguf_bytes: Callable[[int], bytes]
+) -> None:
+    hub.add_repo(REPO, {"m.gguf": gguf_bytes(1), "config.json": b"{}"})
+    provision_model(models_dir, f"hf:{REPO}", environ={**hub_env, "HF_TOKEN": "hf_secret"})
+    to_hub = [r for r in hub.server.requests if f"/{REPO}/" in r.path or "/api/" in r.path]
+    assert to_hub and all(r.headers.get("authorization") == "Bearer hf_secret" for r in to_hub)
+    to_cdn = [r for r in hub.server.requests if r.path.startswith("/cdn/")]
+    assert to_cdn and all("authorization" not in {k.lower() for k in r.headers} for r in to_cdn)

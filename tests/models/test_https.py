@@ -50,18 +50,7 @@ def test_cut_connection_is_resumed_with_range(http_server: Server, models_dir: P
 
 
 def test_a_download_interrupted_in_a_previous_run_resumes(http_server: Server, models_dir: Path) -> None:
-    calls = {"n": 0}
-
-    def gone_after_the_cut(handler: BaseHTTPRequestHandler) -> bool:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            return False  # served normally, and cut after 1.5 MB
-        handler.send_response(404)  # then the server disappears: this run gives up
-        handler.send_header("Content-Length", "0")
-        handler.end_headers()
-        return True
-
-    url = http_server.add("/w.bin", BLOB, cut_after=1_500_000, cuts=1, handler=gone_after_the_cut)
+    url = interrupted_once(http_server, "/w.bin", BLOB)
     with pytest.raises(NotFoundError):
         provision_model(models_dir, url, sha256=sha(BLOB))
     partials = list(models_dir.rglob(".w.bin.*.part-*"))
@@ -162,3 +151,77 @@ def test_truncated_final_file_from_a_crash_is_replaced(
     assert model_status(models_dir, url)["state"] == "present"
     got = provision_model(models_dir, url)
     assert got.path.read_bytes() == body and got.downloaded_bytes == len(body)
+
+
+def test_offline_variables_in_the_environment_are_honoured(http_server: Server, models_dir: Path) -> None:
+    url = http_server.add("/m.gguf", b"x")
+    for env in ({"AUTO_INFER_OFFLINE": "1"}, {"HF_HUB_OFFLINE": "true"}):
+        with pytest.raises(NetError):
+            provision_model(models_dir, url, environ=env)
+    assert http_server.requests == []
+
+
+def test_lock_held_elsewhere_does_not_mark_the_model_failed(
+    http_server: Server, models_dir: Path, gguf_bytes: Callable[[int], bytes]
+) -> None:
+    from entrypoint.errors import LockError
+    from entrypoint.fsutil import file_lock
+    from entrypoint.models.provision import model_lock_path
+
+    url = http_server.add("/m.gguf", gguf_bytes(1))
+    provision_model(models_dir, url)
+    Path(model_status(models_dir, url)["path"]).unlink()
+    with file_lock(model_lock_path(models_dir, url), timeout=1, what="test"), pytest.raises(LockError):
+        provision_model(models_dir, url, lock_timeout=0.2)
+    assert load_registry(models_dir)[url]["state"] == "active"
+
+
+def test_a_new_digest_downloads_beside_the_old_file_which_stays_if_it_fails(
+    http_server: Server, models_dir: Path, gguf_bytes: Callable[[int], bytes]
+) -> None:
+    old, new = gguf_bytes(1), gguf_bytes(2)
+    url = http_server.add("/m.gguf", old)
+    path = provision_model(models_dir, url, sha256=sha(old)).path
+    http_server.routes["/m.gguf"].body = new  # the publisher replaced the file
+    with pytest.raises(VerifyError):
+        provision_model(models_dir, url, sha256="4" * 64)  # a wrong digest in the config
+    assert path.read_bytes() == old  # the verified copy was not destroyed
+    with pytest.raises(VerifyError, match="offline"):
+        provision_model(models_dir, url, sha256=sha(new), offline=True)
+    assert provision_model(models_dir, url, sha256=sha(new)).path.read_bytes() == new
+
+
+def interrupted_once(http_server: Server, path: str, body: bytes, **kwargs: object) -> str:
+    """A route that is cut after 1.5 MB, then answers 404 until the test says otherwise."""
+    calls = {"n": 0}
+
+    def gone_after_the_cut(handler: BaseHTTPRequestHandler) -> bool:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return False
+        handler.send_response(404)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+        return True
+
+    return http_server.add(path, body, cut_after=1_500_000, cuts=1, handler=gone_after_the_cut, **kwargs)
+
+
+def test_a_partial_left_for_another_digest_is_discarded(http_server: Server, models_dir: Path) -> None:
+    url = interrupted_once(http_server, "/w.bin", BLOB)
+    with pytest.raises(NotFoundError):
+        provision_model(models_dir, url, sha256="5" * 64)  # the config had another digest then
+    assert len(list(models_dir.rglob(".w.bin.*.part-*"))) == 1
+    http_server.routes["/w.bin"].handler = None
+    got = provision_model(models_dir, url, sha256=sha(BLOB))
+    assert got.path.read_bytes() == BLOB and got.downloaded_bytes == len(BLOB)  # from zero, never appended
+    assert list(models_dir.rglob(".w.bin.*.part-*")) == []
+
+
+def test_a_range_answer_starting_elsewhere_is_refused(http_server: Server, models_dir: Path) -> None:
+    url = http_server.add("/w.bin", BLOB, cut_after=1_500_000, cuts=1, wrong_range_start=True)
+    with pytest.raises(NetError, match="range starting at"):
+        provision_model(models_dir, url, sha256=sha(BLOB))
+    assert list(models_dir.rglob(".w.bin.*.part-*")) == []  # the misplaced bytes are not kept
+    http_server.routes["/w.bin"].wrong_range_start = False
+    assert provision_model(models_dir, url, sha256=sha(BLOB)).path.read_bytes() == BLOB

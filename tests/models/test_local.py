@@ -52,6 +52,9 @@ def test_warm_call_neither_hashes_nor_opens_the_model(
     assert not got.hashed and digest.files_hashed == before
     assert opened == []
     assert model_status(models_dir, str(model), sha256=digest_hex)["state"] == "verified"
+    os.utime(model)  # the control: once the stat key changes, the file is read again, and the hook sees it
+    provision_model(models_dir, str(model), sha256=digest_hex)
+    assert str(model) in opened
 
 
 def test_touched_file_is_verified_again(tmp_path: Path, models_dir: Path, tiny_model: Path) -> None:
@@ -141,3 +144,18 @@ def test_directory_with_model_and_projector(
     registry = json.loads((models_dir / "model_registry.json").read_text())
     roles = {f["path"]: f["role"] for f in registry[str(tmp_path)]["files"]}
     assert roles == {"m.gguf": "model", "mmproj-m-f16.gguf": "projector"}
+
+
+def test_an_unwritable_models_dir_does_not_stop_a_local_model(
+    tmp_path: Path, models_dir: Path, tiny_model: Path
+) -> None:
+    """Tests run as root (modes do not stop root): a file where .locks/ must go makes writes fail."""
+    model = tmp_path / "m.gguf"
+    model.write_bytes(tiny_model.read_bytes())
+    provision_model(models_dir, str(model))  # catalogued while writable
+    (models_dir / ".locks").rename(tmp_path / "old-locks")
+    (models_dir / ".locks").write_text("not a folder")
+    assert provision_model(models_dir, str(model)).path == model  # warm: last_accessed not written
+    other = tmp_path / "n.gguf"
+    other.write_bytes(tiny_model.read_bytes())
+    assert provision_model(models_dir, str(other)).path == other  # cold: not catalogued, still served

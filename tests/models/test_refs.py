@@ -62,6 +62,8 @@ def test_url_ref() -> None:
         ("https://example.org/", "does not end with a file name"),
         ("https:///x.gguf", "has no host"),
         ("file:", "needs a path"),
+        ("https://example.org/a/%2e%2e", "cannot be a file name"),
+        ("https://example.org/a/x%2Fy.gguf", "cannot be a file name"),
     ],
 )
 def test_bad_refs_name_the_ref_and_the_problem(text: str, message: str) -> None:

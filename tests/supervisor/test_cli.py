@@ -8,8 +8,6 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from entrypoint.servers import ServerSpec
 from entrypoint.supervisor import write_supervisor_config
 from tests.helpers.cli import run_cli
@@ -74,6 +72,7 @@ def test_status_and_health_of_real_servers(
     sup = supervise([llama_spec(llama_release, tiny_model, port, "chat")])
     health = run_cli("--root", str(sup.root), "--json", "servers", "health", "--wait", "20")
     assert health.returncode == 0, health.stdout
+    sup.wait_state("chat", "RUNNING")  # ready can come before startsecs made it RUNNING
     status = run_cli("--root", str(sup.root), "--json", "servers", "status")
     assert status.returncode == 0
     (row,) = body(status)["data"]
@@ -90,7 +89,6 @@ def test_status_and_health_of_real_servers(
 
 
 def test_render_prints_what_boot_would_write(tmp_path: Path, tiny_model: Path, port: int) -> None:
-    pytest.importorskip("entrypoint.packages", reason="make_plan needs the packages capability (another branch)")
     config = tmp_path / "c.toml"
     config.write_text(f'[instance.chat.server]\nmodel = "{tiny_model}"\nport = {port}\n')
     env = {

@@ -40,7 +40,8 @@ def test_start_health_sigterm_nothing_left(
     assert [i.state for i in report.instances] == ["ready", "ready"]
     assert "tokens_predicted" in completion(port) or "content" in completion(port)
 
-    rows = sup.status()
+    sup.wait_state("chat", "RUNNING")  # ready (200) can come before startsecs made it RUNNING
+    rows = sup.wait_state("embed", "RUNNING") and sup.status()
     assert rows["chat"]["state"] == "RUNNING" and rows["chat"]["pid"]
     assert psutil.Process(rows["chat"]["pid"]).exe() == str(llama_release.server.resolve())
     assert rows["embed"]["binary_version"] == llama_release.version

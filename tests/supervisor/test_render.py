@@ -229,3 +229,21 @@ def test_renderers_do_not_import_supervisor() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_instance_names_with_dots_parse_and_the_listener_name_is_reserved(tmp_path: Path) -> None:
+    files = write_supervisor_config(tmp_path, [spec("qwen2.5-7b_q4", port=1), spec("Chat-2", port=2)])
+    assert sorted(programs(parse(files.conf))) == ["Chat-2", LISTENER, "qwen2.5-7b_q4"]
+    with pytest.raises(ConfigError, match="reserved"):
+        render_supervisord(tmp_path, [spec(LISTENER)])
+
+
+def test_json_mode_sends_supervisords_log_through_init(tmp_path: Path) -> None:
+    files = write_supervisor_config(tmp_path, [spec()], log_format="json")
+    options = parse(files.conf)
+    assert options.logfile == str(Layout(tmp_path).supervisord_pipe)
+    init = json.loads(Layout(tmp_path).init_config.read_text())
+    assert init["log_format"] == "json"
+    assert {"path": str(Layout(tmp_path).supervisord_pipe), "instance": "supervisord", "stream": "stdout"} in init[
+        "pipes"
+    ]

@@ -67,14 +67,24 @@ def test_log_lines_from_two_servers_arrive_whole_and_prefixed(supervise: Callabl
     assert "supervisord started with pid" in sup.out
 
 
-def test_json_log_format(supervise: Callable[..., Supervised]) -> None:
+def test_json_log_format_every_line_is_json(supervise: Callable[..., Supervised]) -> None:
     import json
 
-    sup = supervise([script("j", "print('hello %s # x', flush=True); import time; time.sleep(60)")], log_format="json")
-    wait_for("json line", lambda: '"instance": "j"' in sup.out)
-    sup.terminate()
-    rows = [json.loads(ln) for ln in sup.out.splitlines() if ln.startswith("{")]
-    assert rows[0]["instance"] == "j" and rows[0]["stream"] == "stdout" and rows[0]["message"] == "hello %s # x"
+    sup = supervise(
+        [
+            script("j", "print('hello %s # x', flush=True); import time; time.sleep(60)", port=1),
+            script("bad", "raise SystemExit(3)", start_retries=0, critical=False, port=2),
+        ],
+        log_format="json",
+    )
+    wait_for("json line", lambda: '"instance": "j"' in sup.out and "bad went FATAL" in sup.err)
+    code, _ = sup.terminate()
+    assert code == 0
+    out = [json.loads(ln) for ln in sup.out.splitlines()]  # supervisord's own lines included
+    err = [json.loads(ln) for ln in sup.err.splitlines()]
+    assert any(r.get("instance") == "j" and r["stream"] == "stdout" and r["message"] == "hello %s # x" for r in out)
+    assert any(r.get("instance") == "supervisord" and "spawned: 'j'" in r["message"] for r in out)
+    assert any(r.get("level") == "warning" and "bad went FATAL" in r["message"] for r in err)
 
 
 def test_critical_fatal_stops_the_container_non_zero(supervise: Callable[..., Supervised]) -> None:
@@ -102,9 +112,29 @@ def test_non_critical_fatal_keeps_the_others_running(supervise: Callable[..., Su
     )
     sup.wait_state("optional", "FATAL")
     sup.wait_state("good", "RUNNING")
-    assert "optional went FATAL" in sup.err and "not critical" in sup.err
+    # the listener hears of it just after the state changes
+    wait_for("warning", lambda: "optional went FATAL" in sup.err and "not critical" in sup.err)
     code, _ = sup.terminate()
     assert code == 0
+
+
+def test_docker_stop_while_a_server_is_in_backoff_exits_zero(supervise: Callable[..., Supervised]) -> None:
+    """supervisord turns BACKOFF into FATAL when it stops: that must not fail a clean stop."""
+    sup = supervise([script("flaky", "raise SystemExit(3)", start_retries=20)])
+    sup.wait_state("flaky", "BACKOFF")
+    code, _ = sup.terminate()
+    assert code == 0
+    assert "went FATAL" not in sup.err
+
+
+def test_log_file_keeps_a_copy(supervise: Callable[..., Supervised], short_root: Path) -> None:
+    log = short_root / "logs" / "chat.log"
+    sup = supervise(
+        [script("chat", "print('to the file too', flush=True); import time; time.sleep(60)", log_file=str(log))]
+    )
+    wait_for("line", lambda: "[chat] to the file too" in sup.out)
+    sup.terminate()
+    assert log.read_text() == "to the file too\n"
 
 
 def test_restart_never_exit_is_final_for_a_critical_server(supervise: Callable[..., Supervised]) -> None:
@@ -189,9 +219,16 @@ def orphan_scenario(short_root: Path, *, reaper: bool) -> tuple[int, int]:
         count = len(zombies_below(tree.pid))
         if not reaper:
             # The stand-in has no SIGTERM handler, and PID 1 ignores what it does not
-            # handle (the other trap our init avoids): end the namespace with SIGKILL.
-            wait_for("PID 1", lambda: psutil.Process(tree.pid).children())[0].kill()
-            return count, tree.wait(15)
+            # handle (the other trap our init avoids): SIGTERM does nothing, so -1
+            # says "still running", then SIGKILL ends the namespace.
+            sigterm_pid1(tree)
+            try:
+                tree.wait(1.5)
+            except subprocess.TimeoutExpired:
+                wait_for("PID 1", lambda: psutil.Process(tree.pid).children())[0].kill()
+                tree.wait(15)
+                return count, -1
+            return count, tree.returncode
         sigterm_pid1(tree)
         code = tree.wait(15)
         return count, code
@@ -207,8 +244,9 @@ def test_pid1_reaps_a_double_forked_orphan(short_root: Path) -> None:
 
 
 def test_negative_control_without_our_init_the_orphan_stays_a_zombie(short_root: Path) -> None:
-    zombies, _ = orphan_scenario(short_root, reaper=False)
+    zombies, code = orphan_scenario(short_root, reaper=False)
     assert zombies == 1
+    assert code == -1  # and it ignored SIGTERM
 
 
 def test_pid1_honours_sigterm_and_passes_the_fatal_status(short_root: Path) -> None:
