@@ -212,6 +212,24 @@ def test_a_bad_variable_exits_78_with_one_line_and_changes_nothing(
     assert list(engine.volume_path(volume).iterdir()) == [], "boot changed the volume before failing"
 
 
+def test_two_containers_preparing_at_once_on_one_shared_volume_install_once(
+    engine: Engine, llama_release: LlamaRelease, tiny_model: Path, tmp_path: Path
+) -> None:
+    """Two replicas' init containers (``boot --prepare-only``) started together on one
+    /soft/app: the install lock lets one install while the other waits, then reuses it."""
+    volume = engine.volume()
+    config = write_config(tmp_path / "cfg", free_port())
+    containers = [
+        engine.run(boot_env(), mounts(llama_release, tiny_model, config, volume), args=["--prepare-only"])
+        for _ in range(2)
+    ]
+    for container in containers:
+        assert container.wait(timeout=120) == 0, container.logs()[-3000:]
+    actions = [package_actions(c.logs()) for c in containers]
+    assert len([a for a in actions if installed_something(a)]) == 1, actions
+    assert len(install_state(engine.volume_path(volume))["versions"]) == 1
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="supervisor/ and run/ (supervisord.conf, conf.d, socket, pid, handoffs) live in the shared "
