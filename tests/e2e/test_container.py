@@ -193,6 +193,10 @@ def test_stop_ends_within_the_grace_period_with_exit_code_zero(
     assert state["ExitCode"] == 0, container.logs()[-3000:]
     assert took < 10, f"stop took {took:.1f}s: SIGTERM was not enough, podman fell back to SIGKILL"
     assert not state["OOMKilled"]
+    # supervisord stopped the server with SIGTERM too, not with SIGKILL after stop_timeout.
+    logs = container.logs()
+    assert re.search(r"stopped: tiny \(exit status 0\)", logs), logs[-3000:]
+    assert "SIGKILL" not in logs
 
 
 def test_a_bad_variable_exits_78_with_one_line_and_changes_nothing(
