@@ -97,7 +97,9 @@ def prepare(settings: Settings, *, environ: Mapping[str, str], base_dir: Path | 
 
         prepared.servers.append(swap.swap_server_spec(settings, environ=environ))
 
-    prepared.files = supervisor.write_supervisor_config(settings.root, prepared.servers, log_format=settings.log_format)
+    prepared.files = supervisor.write_supervisor_config(
+        settings.state_dir, prepared.servers, log_format=settings.log_format
+    )
     prepared.exec_argv = supervisor.exec_argv(prepared.files)
     prepared.seconds = time.monotonic() - started
     return prepared

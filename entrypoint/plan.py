@@ -18,6 +18,7 @@ from entrypoint.config import Config, Instance, load_config
 from entrypoint.errors import ConfigError, NotFoundError
 from entrypoint.servers import ServerSpec
 from entrypoint.settings import PackageRequest, Settings
+from entrypoint.supervisor.render import check_state_dir
 
 LLAMA_CPP = "llama-cpp"
 SERVER_EXE = "llama-server"
@@ -46,12 +47,13 @@ class Plan:
 
     @property
     def supervisor_conf(self) -> Path:
-        return self.settings.root / "supervisor" / "supervisord.conf"
+        return self.settings.state_dir / "supervisor" / "supervisord.conf"
 
     def to_dict(self) -> dict[str, Any]:
         s = self.settings
         return {
             "root": str(s.root),
+            "state_dir": str(s.state_dir),
             "models_dir": str(s.models_dir),
             "offline": s.offline,
             "serving": s.serving,
@@ -75,6 +77,7 @@ def make_plan(settings: Settings, *, environ: Mapping[str, str], base_dir: Path 
     config = _load(settings)
     plan = Plan(settings=settings, config=config)
     plan.warnings += [f"unknown variable {name} (ignored): a typo?" for name in settings.unknown]
+    check_state_dir(settings.state_dir)
 
     for request in settings.packages:
         if not request.on_boot:

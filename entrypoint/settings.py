@@ -6,7 +6,9 @@ converter names the variable and the value it rejects (E_CONFIG, exit 78).
 
 from __future__ import annotations
 
+import hashlib
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +43,7 @@ KNOWN = frozenset(
         "AUTO_INFER_LLAMA_SWAP_ON_BOOT",
         "AUTO_INFER_LLAMA_SWAP_CONFIG",
         "AUTO_INFER_LOCK_TIMEOUT",
+        "AUTO_INFER_STATE_DIR",
     }
 )
 
@@ -85,6 +88,7 @@ class PackageRequest:
 @dataclass(frozen=True)
 class Settings:
     root: Path = DEFAULT_ROOT
+    state_dir: Path = Path(tempfile.gettempdir()) / "autoinfer" / "default"
     models_dir: Path = DEFAULT_ROOT / "models"
     offline: bool = False
     log_format: Literal["text", "json"] = "text"
@@ -105,6 +109,7 @@ class Settings:
         if not root.is_absolute():
             root = root.absolute()
         models_dir = Path(get("AUTO_INFER_MODELS_DIR") or root / "models").absolute()
+        state_dir = Path(get("AUTO_INFER_STATE_DIR") or default_state_dir(root)).absolute()
 
         log_format = (get("AUTO_INFER_LOG_FORMAT") or "text").strip().lower()
         if log_format not in ("text", "json"):
@@ -121,6 +126,7 @@ class Settings:
 
         return cls(
             root=root,
+            state_dir=state_dir,
             models_dir=models_dir,
             offline=parse_bool("AUTO_INFER_OFFLINE", get("AUTO_INFER_OFFLINE"))
             or parse_bool("HF_HUB_OFFLINE", get("HF_HUB_OFFLINE")),
@@ -144,6 +150,18 @@ class Settings:
     def serving(self) -> bool:
         """Whether boot starts servers: ON_BOOT alone decides, a config never does."""
         return self.llama_cpp_on_boot or self.llama_swap_on_boot
+
+
+def default_state_dir(root: Path) -> Path:
+    """Where this container keeps supervisord's config, socket, pipes and handoff files.
+
+    Not in the root: ``/soft/app`` is often a volume shared by several containers or
+    pods, and this state belongs to one of them (two supervisords on one socket, or one
+    pod removing the other's programs, would break both). The container's own temp
+    folder is private to it; the root's hash keeps two roots on one host apart.
+    """
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / "autoinfer" / digest
 
 
 def _packages(environ: Mapping[str, str]) -> tuple[PackageRequest, ...]:

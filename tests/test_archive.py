@@ -38,7 +38,14 @@ def test_every_format_extracts_with_symlink_chains(tmp_path: Path, fmt: str) -> 
 
 @pytest.mark.parametrize(
     ("fmt", "expected"),
-    [("tar", "tar"), ("tar.gz", "tar.gz"), ("tgz", "tar.gz"), ("tar.zst", "tar.zst"), ("tar.xz", "tar.xz"), ("zip", "zip")],
+    [
+        ("tar", "tar"),
+        ("tar.gz", "tar.gz"),
+        ("tgz", "tar.gz"),
+        ("tar.zst", "tar.zst"),
+        ("tar.xz", "tar.xz"),
+        ("zip", "zip"),
+    ],
 )
 def test_format_is_detected_by_content_not_name(tmp_path: Path, fmt: str, expected: str) -> None:
     archive = release_archive(tmp_path, fmt=fmt)
@@ -143,8 +150,11 @@ HOSTILE: dict[str, tuple[Callable[[Path], Path], str]] = {
     "symlink-absolute": (_tgz((member("link", tarfile.SYMTYPE, linkname="/etc/passwd"), None)), "absolute"),
     "symlink-escapes": (_tgz((member("a/link", tarfile.SYMTYPE, linkname="../../outside"), None)), "outside"),
     "symlink-then-write-through": (
-        _tgz((member("sub", tarfile.DIRTYPE, mode=0o755), None), (member("d", tarfile.SYMTYPE, linkname="sub"), None),
-             (member("d/x"), FILE)),
+        _tgz(
+            (member("sub", tarfile.DIRTYPE, mode=0o755), None),
+            (member("d", tarfile.SYMTYPE, linkname="sub"), None),
+            (member("d/x"), FILE),
+        ),
         "through the link",
     ),
     "symlink-chain-escapes": (

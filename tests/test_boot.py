@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -42,6 +44,7 @@ def boot_env(root: Path, release: LlamaRelease, config: Path, **more: str) -> di
         "AUTO_INFER_LLAMA_CPP_PKG_PATH": str(release.tar_gz),
         "AUTO_INFER_LLAMA_CPP_ON_BOOT": "1",
         "AUTO_INFER_LLAMA_CPP_CONFIG": str(config),
+        "AUTO_INFER_STATE_DIR": str(root.parent / "state"),
         **more,
     }
 
@@ -109,7 +112,7 @@ def test_boot_serves_health_then_sigterm_leaves_nothing_running(
     with urllib.request.urlopen(req, timeout=30) as resp:
         assert "content" in json.loads(resp.read())
 
-    handoff = json.loads((root / "run" / "engines" / "tiny.json").read_text())
+    handoff = json.loads((root.parent / "state" / "run" / "engines" / "tiny.json").read_text())
     assert handoff["model"]["path"].endswith("tiny.gguf")
 
     proc.send_signal(signal.SIGTERM)
@@ -129,8 +132,8 @@ def test_prepare_only_installs_and_renders_then_warm_boot_changes_nothing(
     assert data["installs"][0]["changed"] is True
     server = root / "llama-cpp" / "bin" / "llama-server"
     assert server.exists()
-    conf = root / "supervisor" / "supervisord.conf"
-    program = root / "supervisor" / "conf.d" / "tiny.conf"
+    conf = root.parent / "state" / "supervisor" / "supervisord.conf"
+    program = root.parent / "state" / "supervisor" / "conf.d" / "tiny.conf"
     assert conf.exists() and program.exists()
     assert str(tiny_model) in program.read_text()
     marker = (root / "llama-cpp" / ".installed-from.json").read_text()
@@ -205,7 +208,7 @@ def test_plan_json_shows_packages_models_servers_and_changes_nothing(
     ]  # fmt: skip
     assert server["env"]["CUDA_VISIBLE_DEVICES"] == ""
     assert server["env"]["LD_LIBRARY_PATH"].startswith(str(root / "llama-cpp/bin"))
-    assert plan["supervisor"]["conf"] == str(root / "supervisor/supervisord.conf")
+    assert plan["supervisor"]["conf"] == str(root.parent / "state/supervisor/supervisord.conf")
     assert not root.exists()
 
     text = run_cli("plan", env=env)
@@ -218,3 +221,43 @@ def test_help_lists_every_command() -> None:
     assert result.returncode == 0
     for name in ("boot", "plan", "pkg", "models", "servers", "swap", "config"):
         assert name in result.stdout
+
+
+def test_two_containers_sharing_a_root_keep_their_own_supervisor_state(
+    tmp_path: Path, llama_release: LlamaRelease, tiny_model: Path
+) -> None:
+    """Two boots on one root (a shared volume), each with its own temp folder as in a container:
+    one package install, and each keeps its own programs, socket and handoffs."""
+    root = tmp_path / "shared-root"
+    results = []
+    cleanup: list[Path] = []
+    for index, port in enumerate((18001, 18002)):
+        tmp = Path(tempfile.mkdtemp(prefix=f"c{index}-", dir="/tmp"))  # short: a socket path has 107 bytes
+        cleanup.append(tmp)
+        config = write_config(tmp_path / f"c{index}.toml", tiny_model, port)
+        env = boot_env(root, llama_release, config, TMPDIR=str(tmp))
+        del env["AUTO_INFER_STATE_DIR"]  # the default: the container's own temp folder
+        result = run_cli("--json", "boot", "--prepare-only", env=env)
+        assert result.returncode == 0, result.stdout
+        results.append(json.loads(result.stdout)["data"])
+    confs = [Path(r["supervisor_conf"]) for r in results]
+    assert confs[0] != confs[1]
+    assert all(str(c).startswith(str(t)) for c, t in zip(confs, cleanup, strict=True))
+    for conf, port in zip(confs, (18001, 18002), strict=True):
+        assert f"--port {port}" in (conf.parent / "conf.d" / "tiny.conf").read_text()
+    assert [r["installs"][0]["changed"] for r in results] == [True, False]
+    assert not (root / "supervisor").exists()
+    for folder in cleanup:
+        shutil.rmtree(folder)
+
+
+def test_a_state_dir_too_long_for_a_socket_stops_before_anything_changes(
+    tmp_path: Path, llama_release: LlamaRelease, tiny_model: Path
+) -> None:
+    root = tmp_path / "root"
+    env = boot_env(root, llama_release, write_config(tmp_path / "c.toml", tiny_model, 8080))
+    env["AUTO_INFER_STATE_DIR"] = "/tmp/" + "x" * 120
+    result = run_cli("boot", "--prepare-only", env=env)
+    assert result.returncode == 78
+    assert "AUTO_INFER_STATE_DIR" in result.stderr
+    assert not root.exists()

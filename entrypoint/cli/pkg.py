@@ -142,7 +142,11 @@ def remove(app: App, ref: str, force: bool) -> Outcome:
 
     settings, root = _root(app)
     data = do_remove(
-        root, ref, force=force, pins=load_pins(settings.llama_cpp_config, force=force), lock_timeout=settings.lock_timeout
+        root,
+        ref,
+        force=force,
+        pins=load_pins(settings.llama_cpp_config, force=force),
+        lock_timeout=settings.lock_timeout,
     )
     extra = f"; {data['name']} now points to {data['active']}" if data["was_active"] else ""
     return Outcome(message=f"removed {data['name']} {data['removed']}{extra}", data=data)
@@ -170,7 +174,9 @@ def gc(app: App, keep: int, dry_run: bool) -> Outcome:
     lines += [f"  {verb} cache/{name}" for name in report.cache_removed]
     lines += [f"  repaired: {line}" for line in report.repaired]
     return Outcome(
-        message=f"{verb} {len(report.removed)} version(s), kept {len(report.kept)}", data=report.to_dict(), details=lines
+        message=f"{verb} {len(report.removed)} version(s), kept {len(report.kept)}",
+        data=report.to_dict(),
+        details=lines,
     )
 
 

@@ -25,13 +25,13 @@ def render(app: App, write: bool) -> Outcome:
     settings = app.settings()
     plan = make_plan(settings, environ=app.environ, base_dir=Path.cwd())
     if write:
-        files = write_supervisor_config(settings.root, plan.servers, log_format=settings.log_format)
+        files = write_supervisor_config(settings.state_dir, plan.servers, log_format=settings.log_format)
         return Outcome(
             f"wrote {files.conf} and {len(files.programs)} program(s)",
             files.to_dict(),
             details=[f"removed {p}" for p in files.removed],
         )
-    contents = render_all(settings.root, plan.servers, log_format=settings.log_format)
+    contents = render_all(settings.state_dir, plan.servers, log_format=settings.log_format)
     if app.json:
         return Outcome(f"{len(plan.servers)} server(s)", {"files": {str(p): text for p, text in contents.items()}})
     details = []
@@ -46,7 +46,7 @@ def status(app: App) -> Outcome:
     """Each server: supervisord state, pid, uptime, port, model and binary version."""
     from entrypoint.supervisor import read_handoffs, server_status
 
-    root = app.settings().root
+    root = app.settings().state_dir
     specs = read_handoffs(root)
     if not specs:
         return Outcome(f"no server was started under {root} (no run/engines/*.json)", [])
@@ -81,7 +81,7 @@ def health(app: App, wait: float) -> Outcome:
     """
     from entrypoint.supervisor import Layout, check_health, read_handoffs
 
-    root = app.settings().root
+    root = app.settings().state_dir
     if not Layout(root).conf.exists():
         return Outcome(
             f"not ready: nothing was booted under {root} yet",

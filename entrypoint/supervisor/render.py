@@ -51,7 +51,8 @@ _SAFE_WORD = re.compile(r"^[\w@%+=:,./-]+$", re.ASCII)
 
 @dataclass(frozen=True)
 class Layout:
-    """Where everything lives under the root (SPEC section 2)."""
+    """Where one container's supervisor state lives: SPEC section 2's ``supervisor/``
+    and ``run/``, under the state dir (settings.state_dir), never in a shared root."""
 
     root: Path
 
@@ -209,6 +210,16 @@ def program_argv(spec: ServerSpec, *, env_program: str = "/usr/bin/env") -> list
     return [env_program, "--", *(f"{k}={v}" for k, v in via_env.items()), *spec.argv]
 
 
+def check_state_dir(state_dir: Path) -> None:
+    """A unix socket path has at most 107 bytes: refuse a longer one before anything runs."""
+    socket = Layout(state_dir).socket
+    if len(str(socket).encode()) > _SOCKET_MAX:
+        raise ConfigError(
+            f"AUTO_INFER_STATE_DIR: the supervisord socket path {socket} is longer than {_SOCKET_MAX} bytes",
+            hint="set AUTO_INFER_STATE_DIR (or TMPDIR) to a shorter path",
+        )
+
+
 def render_program(spec: ServerSpec, *, layout: Layout | None = None, root: Path | None = None) -> str:
     """``conf.d/<instance>.conf`` for *spec* (needs the root for its log pipes)."""
     if layout is None:
@@ -280,11 +291,7 @@ def render_supervisord(
     each line a JSON object, so a log collector sees nothing but JSON.
     """
     layout = Layout(root)
-    if len(str(layout.socket).encode()) > _SOCKET_MAX:
-        raise ConfigError(
-            f"the supervisord socket path {layout.socket} is longer than {_SOCKET_MAX} bytes",
-            hint="use a shorter AUTO_INFER_ROOT",
-        )
+    check_state_dir(root)
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ConfigError(f"instance names must be unique: {', '.join(names)}")

@@ -32,9 +32,10 @@ def restart_container(name: str, *, environ: Mapping[str, str], base_url: str | 
     An unreachable API is :class:`NetError` (E_NET), an unknown container
     :class:`NotFoundError`: both after the config was written, and the messages say so.
     """
-    import docker
     import requests
     from docker.errors import DockerException, NotFound
+
+    import docker
 
     written = "the config was written; restart the container yourself or use --no-restart"
     try:

@@ -46,6 +46,7 @@ def test_boot_provisions_hf_and_https_models_then_boots_warm_and_offline(
         ),
         "HF_ENDPOINT": hub.endpoint,
         "HF_HUB_CACHE": str(tmp_path / "hf-cache"),
+        "AUTO_INFER_STATE_DIR": str(tmp_path / "state"),
     }
     plan = json.loads(run_cli("--json", "plan", env=env).stdout)["data"]
     assert sorted(m["state"] for m in plan["models"]) == ["missing", "missing"]
@@ -54,9 +55,9 @@ def test_boot_provisions_hf_and_https_models_then_boots_warm_and_offline(
     assert first.returncode == 0, first.stderr
     local = root / "models" / "llama-cpp" / "acme" / "Tiny" / "tiny.gguf"
     assert local.read_bytes() == a
-    program = (root / "supervisor" / "conf.d" / "chat.conf").read_text()
+    program = (tmp_path / "state" / "supervisor" / "conf.d" / "chat.conf").read_text()
     assert f"--model {local}" in program and "hf:" not in program
-    handoff = json.loads((root / "run" / "engines" / "chat.json").read_text())
+    handoff = json.loads((tmp_path / "state" / "run" / "engines" / "chat.json").read_text())
     assert handoff["model"]["path"] == str(local)
     requests = hub.requests()  # the hub and the https server are one server here: counts both
 
@@ -97,4 +98,4 @@ def test_boot_refuses_a_whole_repo_ref_with_several_models(
     body = json.loads(result.stdout)
     assert body["error_code"] == "E_CONFIG"
     assert "hf:acme/Two" in body["message"] and "chat" in body["message"]
-    assert not (root / "supervisor" / "conf.d" / "chat.conf").exists()
+    assert not (tmp_path / "state" / "supervisor" / "conf.d" / "chat.conf").exists()

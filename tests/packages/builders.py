@@ -78,8 +78,15 @@ def pack(src: Path, out: Path, fmt: str | None = None) -> Path:
     return out
 
 
-def release_archive(tmp: Path, *, build: int = 7572, fmt: str = "tar.gz", layout: str = "flat",
-                    top: str | None = "default", name: str | None = None) -> Path:
+def release_archive(
+    tmp: Path,
+    *,
+    build: int = 7572,
+    fmt: str = "tar.gz",
+    layout: str = "flat",
+    top: str | None = "default",
+    name: str | None = None,
+) -> Path:
     """A complete archive file named like a real llama.cpp release."""
     tree = tmp / f"tree-{build}-{layout.replace('/', '_')}-{fmt}-{top}"
     make_tree(tree, build=build, layout=layout, top=top)

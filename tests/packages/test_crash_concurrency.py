@@ -39,7 +39,9 @@ print(json.dumps(result.to_dict()))
 """
 
 
-def spawn(root: Path, archive: Path, *, crash_at: str = "", locking: bool = True, timeout: float = 60) -> subprocess.Popen[str]:
+def spawn(
+    root: Path, archive: Path, *, crash_at: str = "", locking: bool = True, timeout: float = 60
+) -> subprocess.Popen[str]:
     env = cli_env({"AUTOINFER_TEST_CRASH_AT": crash_at})
     return subprocess.Popen(
         [sys.executable, "-c", SCRIPT, str(root), str(archive), "1" if locking else "0", str(timeout)],
@@ -122,10 +124,17 @@ def test_lock_held_past_the_wait_is_e_lock(tmp_path: Path) -> None:
     from entrypoint.errors import LockError
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom entrypoint import fsutil\n"
-         "with fsutil.file_lock(Path(sys.argv[1]), timeout=5, what='x'):\n    print('held', flush=True)\n"
-         "    time.sleep(30)\n", str(root / "run" / "locks" / "pkg-llama-cpp.lock")],
-        env=cli_env(), stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom pathlib import Path\nfrom entrypoint import fsutil\n"
+            "with fsutil.file_lock(Path(sys.argv[1]), timeout=5, what='x'):\n    print('held', flush=True)\n"
+            "    time.sleep(30)\n",
+            str(root / "run" / "locks" / "pkg-llama-cpp.lock"),
+        ],
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
@@ -172,10 +181,15 @@ def test_a_reader_process_during_installs_never_sees_it_missing(tmp_path: Path) 
     root = tmp_path / "root"
     install_package(root, str(release_archive(tmp_path, build=1)))
     probe = subprocess.Popen(
-        [sys.executable, "-c", "import os, sys, time\np = sys.argv[1]\nmiss = n = 0\nend = time.time() + 4\n"
-         "while time.time() < end:\n    n += 1\n    miss += not os.path.isfile(p)\nprint(n, miss)\n",
-         str(root / "llama-cpp" / "bin" / "llama-server")],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import os, sys, time\np = sys.argv[1]\nmiss = n = 0\nend = time.time() + 4\n"
+            "while time.time() < end:\n    n += 1\n    miss += not os.path.isfile(p)\nprint(n, miss)\n",
+            str(root / "llama-cpp" / "bin" / "llama-server"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     for build in (2, 3, 4, 5):
         install_package(root, str(release_archive(tmp_path, build=build)))

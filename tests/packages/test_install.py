@@ -24,8 +24,9 @@ from tests.packages.conftest import assert_consistent, snapshot
 @pytest.mark.parametrize("layout", ["flat", "bin", "build/bin"])
 @pytest.mark.parametrize("top", ["default", None])
 @pytest.mark.parametrize("fmt", ["tar", "tar.gz", "tgz", "tar.zst", "tar.xz", "zip"])
-def test_every_layout_and_format_runs_from_the_stable_path(tmp_path: Path, root: Path, fmt: str, layout: str,
-                                                           top: str | None) -> None:
+def test_every_layout_and_format_runs_from_the_stable_path(
+    tmp_path: Path, root: Path, fmt: str, layout: str, top: str | None
+) -> None:
     archive = release_archive(tmp_path, fmt=fmt, layout=layout, top=top)
     result = install_package(root, str(archive))
     assert result.changed and result.version == "b7572" and result.active
@@ -43,8 +44,18 @@ def test_registry_and_marker_hold_the_spec_fields(tmp_path: Path, root: Path) ->
     data = json.loads((root / "pkgs" / "registry.json").read_text())
     assert data["schema_version"] == 1
     entry = data["versions"][result.id]
-    for key in ("id", "pkg", "version", "variant", "sha256", "size_bytes", "source", "installed_at", "path",
-                "executables"):
+    for key in (
+        "id",
+        "pkg",
+        "version",
+        "variant",
+        "sha256",
+        "size_bytes",
+        "source",
+        "installed_at",
+        "path",
+        "executables",
+    ):
         assert key in entry
     assert entry["variant"] == "cpu-x64" and entry["executables"] == ["llama-server"]
     assert entry["size_bytes"] == archive.stat().st_size

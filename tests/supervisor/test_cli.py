@@ -20,13 +20,13 @@ def body(result: Any) -> dict[str, Any]:
 
 
 def test_health_before_any_boot_is_not_ready(tmp_path: Path) -> None:
-    result = run_cli("--root", str(tmp_path), "--json", "servers", "health")
+    result = run_cli("--json", "servers", "health", env={"AUTO_INFER_STATE_DIR": str(tmp_path)})
     assert result.returncode == 1  # Docker HEALTHCHECK: 1 = unhealthy (2 is reserved)
     assert body(result)["error_code"] == "E_NOT_READY"
 
 
 def test_status_with_nothing_started(tmp_path: Path) -> None:
-    result = run_cli("--root", str(tmp_path), "servers", "status")
+    result = run_cli("servers", "status", env={"AUTO_INFER_STATE_DIR": str(tmp_path)})
     assert result.returncode == 0
     assert "no server was started" in result.stdout
 
@@ -47,11 +47,11 @@ def test_health_counts_503_as_loading_then_waits_for_200(tmp_path: Path, http_se
     port = int(http_server.url.rsplit(":", 1)[1])
     write_supervisor_config(tmp_path, [ServerSpec("chat", ("llama-server",), port=port)])
 
-    now = run_cli("--root", str(tmp_path), "--json", "servers", "health")
+    now = run_cli("--json", "servers", "health", env={"AUTO_INFER_STATE_DIR": str(tmp_path)})
     assert now.returncode == 1
     assert body(now)["data"]["instances"][0]["state"] == "loading"
 
-    waited = run_cli("--root", str(tmp_path), "--json", "servers", "health", "--wait", "10")
+    waited = run_cli("--json", "servers", "health", "--wait", "10", env={"AUTO_INFER_STATE_DIR": str(tmp_path)})
     assert waited.returncode == 0, waited.stdout + waited.stderr
     data = body(waited)
     assert data["success"] is True and data["data"]["ok"] is True
@@ -60,7 +60,7 @@ def test_health_counts_503_as_loading_then_waits_for_200(tmp_path: Path, http_se
 
 def test_health_refused_is_not_ready_and_wait_gives_up(tmp_path: Path, port: int) -> None:
     write_supervisor_config(tmp_path, [ServerSpec("chat", ("llama-server",), port=port)])
-    result = run_cli("--root", str(tmp_path), "servers", "health", "--wait", "0.6")
+    result = run_cli("servers", "health", "--wait", "0.6", env={"AUTO_INFER_STATE_DIR": str(tmp_path)})
     assert result.returncode == 1
     assert "not ready: chat (waited 0.6s)" in result.stderr
     assert "down" in result.stderr
@@ -70,20 +70,20 @@ def test_status_and_health_of_real_servers(
     supervise: Callable[..., Supervised], llama_release: Any, tiny_model: Path, port: int
 ) -> None:
     sup = supervise([llama_spec(llama_release, tiny_model, port, "chat")])
-    health = run_cli("--root", str(sup.root), "--json", "servers", "health", "--wait", "20")
+    health = run_cli("--json", "servers", "health", "--wait", "20", env={"AUTO_INFER_STATE_DIR": str(sup.root)})
     assert health.returncode == 0, health.stdout
     sup.wait_state("chat", "RUNNING")  # ready can come before startsecs made it RUNNING
-    status = run_cli("--root", str(sup.root), "--json", "servers", "status")
+    status = run_cli("--json", "servers", "status", env={"AUTO_INFER_STATE_DIR": str(sup.root)})
     assert status.returncode == 0
     (row,) = body(status)["data"]
     assert row["name"] == "chat" and row["state"] == "RUNNING" and row["pid"] > 0
     assert row["port"] == port and row["binary_version"] == llama_release.version
     assert row["uptime"] is not None
-    text = run_cli("--root", str(sup.root), "servers", "status")
+    text = run_cli("servers", "status", env={"AUTO_INFER_STATE_DIR": str(sup.root)})
     assert "chat" in text.stdout and "RUNNING" in text.stdout
 
     sup.terminate()
-    after = run_cli("--root", str(sup.root), "--json", "servers", "status")
+    after = run_cli("--json", "servers", "status", env={"AUTO_INFER_STATE_DIR": str(sup.root)})
     assert body(after)["data"][0]["state"] == "UNKNOWN"
     assert "supervisord" in body(after)["data"][0]["detail"]
 
@@ -93,6 +93,7 @@ def test_render_prints_what_boot_would_write(tmp_path: Path, tiny_model: Path, p
     config.write_text(f'[instance.chat.server]\nmodel = "{tiny_model}"\nport = {port}\n')
     env = {
         "AUTO_INFER_ROOT": str(tmp_path / "root"),
+        "AUTO_INFER_STATE_DIR": str(tmp_path / "root"),
         "AUTO_INFER_LLAMA_CPP_ON_BOOT": "1",
         "AUTO_INFER_LLAMA_CPP_CONFIG": str(config),
     }
