@@ -16,6 +16,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -152,10 +153,12 @@ def test_compose_two_servers_example_runs_two_servers_on_the_shared_volumes() ->
 @pytest.mark.slow
 @pytest.mark.parametrize("profile", [None, "two-servers"])
 def test_podman_compose_config_accepts_the_file(profile: str | None, tmp_path: Path) -> None:
-    """``podman-compose config`` (the engine's own reading, interpolation included)."""
+    """``podman-compose config``: the engine's own reading, interpolation included.
+
+    Run as ``python -m podman_compose`` so the dev install's copy is used without a PATH."""
     from compose_spec import PyCompose
 
-    args = ["podman-compose", "-f", str(REPO / "compose.yaml")]
+    args = [sys.executable, "-m", "podman_compose", "-f", str(REPO / "compose.yaml")]
     if profile:
         args += ["--profile", profile]
     env = {**os.environ, "AUTOINFER_PORT": "9191"}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +32,7 @@ class Stack:
         # podman-compose takes one binary: pass the flags podman needs here through a wrapper.
         wrapper.write_text(f'#!/bin/sh\nexec {" ".join(PODMAN)} "$@"\n')
         wrapper.chmod(0o755)
-        self.base = ["podman-compose", "--podman-path", str(wrapper), "-p", self.project]
+        self.base = [sys.executable, "-m", "podman_compose", "--podman-path", str(wrapper), "-p", self.project]
         self.env = {**os.environ, **env}
 
     def compose(self, *args: str, files: list[Path], timeout: float = 180) -> subprocess.CompletedProcess[str]:
