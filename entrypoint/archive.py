@@ -27,9 +27,6 @@ The caller owns the destination: on any error it removes the whole staging dir, 
 nothing of a refused archive stays.
 """
 
-# os-level calls on purpose (O_EXCL, O_NOFOLLOW, rename(2), readlink, fsync):
-# ruff: noqa: PTH102, PTH110, PTH115, PTH211
-
 from __future__ import annotations
 
 import contextlib
@@ -88,8 +85,8 @@ def detect_format(path: Path) -> str:
 def _format_of(head: bytes, path: Path) -> str:
     if head.startswith(b"\x1f\x8b"):
         return "tar.gz"
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        return "tar.zst"
+    if head.startswith(b"\x28\xb5\x2f\xfd") or (head[1:4] == b"\x2a\x4d\x18" and head[0] & 0xF0 == 0x50):
+        return "tar.zst"  # a zstd frame, or a skippable frame before it
     if head.startswith(b"\xfd7zXZ\x00"):
         return "tar.xz"
     if head.startswith(b"BZh"):
@@ -116,11 +113,11 @@ def _v7_tar_checksum_ok(block: bytes) -> bool:
     return stored == computed
 
 
-def estimate_size(path: Path, fmt: str) -> int:
-    """Uncompressed size for the free-space check: exact where the format says it, else a bound.
+def declared_size(path: Path, fmt: str) -> int | None:
+    """The uncompressed size the archive itself declares, or None when it does not say.
 
-    gzip stores the size modulo 2**32 in its trailer; zip lists every member; zstd
-    frames usually carry the content size. Otherwise assume a 5x ratio.
+    A plain tar is its own size; zip lists every member; gzip stores the size modulo
+    2**32 in its trailer; zstd frames usually carry the content size.
     """
     size = path.stat().st_size
     try:
@@ -148,7 +145,22 @@ def estimate_size(path: Path, fmt: str) -> int:
                 return int(params.content_size)
     except Exception:  # noqa: S110 - a corrupt archive fails later with a precise message
         pass
-    return size * 5
+    return None
+
+
+def estimate_size(path: Path, fmt: str, limits: Limits | None = None) -> int:
+    """Uncompressed size for the free-space check: the declared size, else a 5x ratio.
+
+    With *limits*, a declared size above ``max_bytes`` is refused here (a bomb, or a
+    corrupt header) rather than reported as a full disk.
+    """
+    declared = declared_size(path, fmt)
+    if declared is not None and limits is not None and declared > limits.max_bytes:
+        raise ArchiveError(
+            f"{path.name}: declares {declared} bytes uncompressed, more than the limit of {limits.max_bytes} "
+            "(an archive bomb or a corrupt header?)"
+        )
+    return declared if declared is not None else path.stat().st_size * 5
 
 
 class _HashingReader(io.RawIOBase):
@@ -342,10 +354,12 @@ def extract_archive(archive: Path, dest: Path, *, limits: Limits = Limits()) -> 
         fh.seek(0)
         try:
             result = _extract_zip(fh, dest, limits, what) if fmt == "zip" else _extract_tar(fh, fmt, dest, limits, what)
+            if fmt == "tar.zst":
+                check_zstd_frames(fh, what)
         except ArchiveError:
             raise
         except OSError as exc:
-            if exc.errno is not None and not isinstance(exc, (EOFError,)) and _is_disk_error(exc):
+            if _is_disk_error(exc):  # full, read-only or forbidden: the disk's fault, not the archive's
                 raise from_os_error(exc, f"extract {what} into {dest}") from exc
             raise ArchiveError(f"{what}: corrupt or truncated archive ({exc})") from exc
         except Exception as exc:  # zlib.error, lzma.LZMAError, ZstdError, BadZipFile, EOFError, ...
@@ -361,22 +375,83 @@ def _is_disk_error(exc: OSError) -> bool:
     return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
 
 
-def _tar_stream(fh: IO[bytes], fmt: str) -> tuple[_HashingReader, Any]:
-    import tarfile
+def check_zstd_frames(fh: IO[bytes], what: str) -> None:
+    """Walk the zstd frame and block headers to the end of the file (no decompression).
 
-    raw = _HashingReader(fh)
-    stream_in: Any = raw
-    if fmt == "tar.zst":
-        import zstandard
+    ``zstandard``'s stream reader returns a stream cut mid-frame as if it had ended, and
+    its ``decompressobj`` materialises whole blocks (a 4 KB bomb becomes 130 MB), so
+    completeness is checked on the structure instead (RFC 8878 sections 3.1.1 - 3.1.2).
+    """
+    fh.seek(0, os.SEEK_END)
+    end = fh.tell()
+    pos = 0
+    frames = 0
 
-        stream: Any = zstandard.ZstdDecompressor().stream_reader(stream_in, read_across_frames=True, closefd=False)
-        return raw, tarfile.open(fileobj=stream, mode="r|")
-    mode: Any = {"tar": "r|", "tar.gz": "r|gz", "tar.xz": "r|xz", "tar.bz2": "r|bz2"}[fmt]
-    return raw, tarfile.open(fileobj=stream_in, mode=mode)
+    def read(n: int) -> bytes:
+        nonlocal pos
+        fh.seek(pos)
+        data = fh.read(n)
+        if len(data) != n:
+            raise ArchiveError(f"{what}: corrupt or truncated archive (the zstd stream is cut short)")
+        pos += n
+        return data
+
+    while pos < end:
+        magic = int.from_bytes(read(4), "little")
+        if magic & 0xFFFFFFF0 == 0x184D2A50:  # skippable frame
+            skip = int.from_bytes(read(4), "little")
+            pos += skip
+            continue
+        if magic != 0xFD2FB528:
+            raise ArchiveError(f"{what}: corrupt or truncated archive (bad zstd frame at byte {pos - 4})")
+        frames += 1
+        descriptor = read(1)[0]
+        fcs_flag, single, checksum, dict_flag = (
+            descriptor >> 6,
+            (descriptor >> 5) & 1,
+            (descriptor >> 2) & 1,
+            descriptor & 3,
+        )
+        pos += (0 if single else 1) + (0, 1, 2, 4)[dict_flag] + ((1 if single else 0), 2, 4, 8)[fcs_flag]
+        while True:
+            header = int.from_bytes(read(3), "little")
+            last, kind, size = header & 1, (header >> 1) & 3, header >> 3
+            if kind == 3:
+                raise ArchiveError(f"{what}: corrupt or truncated archive (reserved zstd block type)")
+            pos += 1 if kind == 1 else size
+            if last:
+                break
+        pos += 4 if checksum else 0
+    if pos != end or frames == 0:
+        raise ArchiveError(f"{what}: corrupt or truncated archive (the zstd stream is cut short)")
+
+
+def _decompressed(raw: _HashingReader, fmt: str) -> Any:
+    """The tar stream inside *raw*; reading it to the end checks the compressed stream's own end."""
+    import bz2
+    import gzip
+    import lzma
+
+    source: Any = raw
+    if fmt == "tar":
+        return io.BufferedReader(source, CHUNK)
+    if fmt == "tar.gz":
+        return gzip.GzipFile(fileobj=source, mode="rb")
+    if fmt == "tar.xz":
+        return lzma.LZMAFile(source)
+    if fmt == "tar.bz2":
+        return bz2.BZ2File(source)
+    import zstandard
+
+    return zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True, closefd=False)
 
 
 def _extract_tar(fh: IO[bytes], fmt: str, dest: Path, limits: Limits, what: str) -> Extracted:
-    raw, tar = _tar_stream(fh, fmt)
+    import tarfile
+
+    raw = _HashingReader(fh)
+    stream = _decompressed(raw, fmt)
+    tar = tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK)  # noqa: SIM115 - closed by the with below
     result = Extracted(format=fmt, sha256="")
     writer = _Writer(dest, limits, what, result)
     with tar:
@@ -400,6 +475,10 @@ def _extract_tar(fh: IO[bytes], fmt: str, dest: Path, limits: Limits, what: str)
                 raise ArchiveError(f"{what}: {member.name!r} is a FIFO")
             else:
                 raise ArchiveError(f"{what}: {member.name!r} has an unsupported member type {member.type!r}")
+    # tarfile stops at the end-of-archive blocks: read on, so that a stream cut short or a
+    # bad gzip/xz/zstd trailer is refused (tarfile alone accepts an archive without its end)
+    while stream.read(CHUNK):
+        pass
     raw.drain()
     result.sha256 = raw.hasher.hexdigest()
     return result

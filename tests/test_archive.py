@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import stat
 import tarfile
 import zipfile
@@ -195,7 +196,7 @@ HOSTILE: dict[str, tuple[Callable[[Path], Path], str]] = {
     "zip-device": (_zip([(_zip_mode("dev", stat.S_IFCHR | 0o644), FILE)]), "device"),
     "truncated-gzip": (_truncated, "corrupt or truncated"),
     "html-error-page": (_raw(b"<!doctype html><title>404</title>" * 20), "not a supported archive"),
-    "garbage-zstd": (_raw(b"\x28\xb5\x2f\xfd" + os.urandom(200), "hostile.tar.zst"), "corrupt"),
+    "garbage-zstd": (_raw(b"\x28\xb5\x2f\xfd" + random.Random(7).randbytes(200), "hostile.tar.zst"), "corrupt"),
 }
 
 
@@ -244,3 +245,67 @@ def test_tar_from_a_pipe_without_magic_is_still_detected(tmp_path: Path) -> None
     path = tmp_path / "plain"
     path.write_bytes(buf.getvalue())
     assert detect_format(path) == "tar"
+
+
+def test_a_zstd_frame_declaring_a_huge_size_is_refused_as_an_archive_not_a_full_disk(tmp_path: Path) -> None:
+    """Regression: random bytes after the zstd magic once read as 'needs 7 PB' (E_DISK)."""
+    import zstandard
+
+    frame = zstandard.ZstdCompressor().compress(b"x" * 100)
+    params = zstandard.get_frame_parameters(frame)
+    assert params.content_size == 100
+    huge = tmp_path / "huge.tar.zst"
+    # frame header: magic, descriptor 0xe0 = 8-byte content size, single segment
+    huge.write_bytes(b"\x28\xb5\x2f\xfd\xe0" + (1 << 60).to_bytes(8, "little") + b"\0" * 64)
+    assert estimate_size(huge, "tar.zst") == 1 << 60
+    with pytest.raises(ArchiveError, match="declares"):
+        estimate_size(huge, "tar.zst", Limits())
+
+
+CUTS = [(fmt, keep) for fmt in ("tar.gz", "tar.xz", "tar.zst", "tar.bz2") for keep in (0.5, 0.9, -8)]
+
+
+# a plain tar has no trailer: only a cut inside member data can be seen
+@pytest.mark.parametrize(("fmt", "keep"), [*CUTS, ("tar", 0.3)])
+def test_an_archive_cut_short_is_refused_wherever_the_cut_falls(tmp_path: Path, fmt: str, keep: float) -> None:
+    """Regression: tarfile accepted a gzip cut after the last member (no trailer, no end blocks)."""
+    good = release_archive(tmp_path, fmt=fmt).read_bytes()
+    cut = int(len(good) * keep) if keep > 0 else len(good) + int(keep)
+    archive = tmp_path / f"cut.{fmt}"
+    archive.write_bytes(good[:cut])
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(ArchiveError, match="corrupt or truncated"):
+        extract_archive(archive, dest)
+
+
+def test_a_zstd_stream_of_several_frames_extracts(tmp_path: Path) -> None:
+    """pzstd and multi-threaded writers emit several frames: all of them are read."""
+    import zstandard
+
+    plain = release_archive(tmp_path, fmt="tar").read_bytes()
+    half = len(plain) // 2
+    cctx = zstandard.ZstdCompressor()
+    archive = tmp_path / "frames.tar.zst"
+    archive.write_bytes(cctx.compress(plain[:half]) + cctx.compress(plain[half:]))
+    dest = tmp_path / "out"
+    dest.mkdir()
+    assert extract_archive(archive, dest).files == 3
+    assert os.readlink(dest / "llama-b7572" / "libllama.so") == "libllama.so.0"
+
+
+def test_zstd_frame_walk_accepts_skippable_frames_and_checksums(tmp_path: Path) -> None:
+    import zstandard
+
+    plain = release_archive(tmp_path, fmt="tar").read_bytes()
+    skippable = (0x184D2A53).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"hello"
+    archive = tmp_path / "skip.tar.zst"
+    archive.write_bytes(skippable + zstandard.ZstdCompressor(write_checksum=True).compress(plain))
+    dest = tmp_path / "out"
+    dest.mkdir()
+    assert extract_archive(archive, dest).files == 3
+    archive.write_bytes(archive.read_bytes() + b"\x28\xb5\x2f")  # a new frame cut inside its magic
+    dest2 = tmp_path / "out2"
+    dest2.mkdir()
+    with pytest.raises(ArchiveError, match="corrupt or truncated"):
+        extract_archive(archive, dest2)

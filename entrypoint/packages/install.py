@@ -24,9 +24,6 @@ file systems): staging names are unique, publish and activation are renames, and
 marker inside every published dir lets the registry be rebuilt.
 """
 
-# os-level calls on purpose (O_EXCL, O_NOFOLLOW, rename(2), readlink, fsync):
-# ruff: noqa: PTH104, PTH114, PTH118, PTH121
-
 from __future__ import annotations
 
 import contextlib
@@ -40,7 +37,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from entrypoint import fsutil
-from entrypoint.archive import Limits, detect_format, estimate_size, extract_archive
+from entrypoint.archive import Limits, check_tree, detect_format, estimate_size, extract_archive
 from entrypoint.digest import StatKey, check_sha256, digest_if_unchanged, parse_sha256, remember, sha256_file
 from entrypoint.download import copy_file, fetch_url, is_url, local_path
 from entrypoint.errors import ArchiveError, ConfigError, DiskError, NotFoundError, VerifyError, from_os_error
@@ -175,6 +172,10 @@ def install_package(
         )
     pkg = name or guess_package(source)
     check_package_name(pkg)
+    if variant is not None:
+        from entrypoint.packages.variants import canonical
+
+        variant = canonical(variant)  # "vulkan" -> "vulkan-x64", as release installs record it
     expected = parse_sha256(sha256, "--sha256") if sha256 else None
     src = Source.parse(source)
     if src.path is not None:
@@ -289,14 +290,16 @@ class Installer:
 
     def repair(self) -> Registry:
         """Reconcile the root (see :func:`registry.reconcile`) and return a fresh registry."""
-        reg = Registry.load(self.root)
-        self._migrate_legacy(reg)
-        done = regmod.reconcile(self.root, self.pkg, reg, locked=self.locking)
-        if done:
-            for line in done:
-                log.info("repair: %s", line)
-            self.repaired += done
-            reg.save(self.root)
+        done: list[str] = []
+
+        def fix(reg: Registry) -> None:
+            self._migrate_legacy(reg)
+            done.extend(regmod.reconcile(self.root, self.pkg, reg, locked=self.locking))
+
+        reg = regmod.update(self.root, fix, locking=self.locking)
+        for line in done:
+            log.info("repair: %s", line)
+        self.repaired += done
         self.step("repaired")
         return reg
 
@@ -323,7 +326,7 @@ class Installer:
             except (ArchiveError, VerifyError):
                 # nothing of a refused archive stays, not even its cached copy
                 fsutil.remove_tree(self.cache_dir / src.basename)
-                update_registry(self.root, lambda r: r.archives.pop(src.basename, None))
+                regmod.update(self.root, lambda r: r.archives.pop(src.basename, None), locking=self.locking)
                 raise
             actions.append(f"extracted into pkgs/{self.pkg}/{existing.id}")
         else:
@@ -333,7 +336,7 @@ class Installer:
             r.versions[existing.id] = existing
             r.archives[src.basename] = cache_record
 
-        update_registry(self.root, record)
+        regmod.update(self.root, record, locking=self.locking)
         self.step("registered")
         active = regmod.active_id(self.root, self.pkg) == existing.id
         if activate and not active:
@@ -365,7 +368,10 @@ class Installer:
                 sha = sha256_file(cached)
                 actions.append("hashed the cached archive")
             else:
+                if self.locking:
+                    self._drop_copy_leftovers(src.basename)
                 check_space(self.cache_dir, src.path.stat().st_size, f"copying {src.basename} to the cache")
+                log.info("copying %s to %s (%d MB)", src.path, cached, src.path.stat().st_size // 1_000_000)
                 sha = copy_file(src.path, cached, sha256=expected).sha256
                 actions.append("copied to cache")
         else:
@@ -389,13 +395,21 @@ class Installer:
             record["source_stat"] = source_stat or StatKey.of(src.path).to_dict()
         return sha, record
 
+    def _drop_copy_leftovers(self, basename: str) -> None:
+        """Temp copies of this archive left by a killed install (we hold the lock: nobody else copies it)."""
+        if self.cache_dir.is_dir():
+            for leftover in self.cache_dir.glob(f".{glob_escape(basename)}.tmp-*"):
+                fsutil.remove_tree(leftover)
+                self.repaired.append(f"removed the partial copy cache/{leftover.name}")
+
     def unpack(self, src: Source, sha: str, *, version: str | None, variant: str | None) -> Version:
         """Extract, validate, mark and publish a new version; nothing stays if any step fails."""
         cached = self.cache_dir / src.basename
         fmt = detect_format(cached)
         self.base.mkdir(parents=True, exist_ok=True)
-        check_space(self.base, estimate_size(cached, fmt), f"extracting {src.basename}")
+        check_space(self.base, estimate_size(cached, fmt, self.limits), f"extracting {src.basename}")
         staging = self.base / regmod.staging_name()
+        log.info("extracting %s (%s) for %s", src.basename, fmt, self.pkg)
         try:
             tree = staging / "x"
             out = staging / "v"
@@ -415,8 +429,17 @@ class Installer:
                 layout = normalise(tree, out, self.pkg)
             except OSError as exc:
                 raise from_os_error(exc, f"arrange {staging}") from exc
+            check_tree(out, src.basename)  # links that only worked from the old top folder now dangle
             exe = regmod.executable_for(self.pkg)
-            found = probe_version(out / "bin" / exe, self.pkg) if version is None else version
+            found = version
+            if found is None:
+                # `--version` loads every .so (tens of ms): let it run while the files are fsynced
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    probe = pool.submit(probe_version, out / "bin" / exe, self.pkg)
+                    _sync_tree(out)
+                    found = probe.result()
             vid = _new_id()
             now = time.time()
             entry = Version(
@@ -433,8 +456,9 @@ class Installer:
                 executables=layout.executables,
                 archive_name=src.basename,
             )
-            fsutil.atomic_write_json(out / regmod.MARKER, entry.marker())
-            _sync_tree(out)
+            fsutil.atomic_write_json(out / regmod.MARKER, entry.marker())  # fsyncs itself
+            if version is not None:
+                _sync_tree(out)
             self.step("marked")
             try:
                 os.rename(out, self.base / vid)
@@ -487,18 +511,7 @@ class Installer:
         os.rename(link, self.base / vid)
         fsutil.atomic_symlink(regmod.link_target(self.pkg, vid), link)
         reg.versions[vid] = entry
-        reg.save(self.root)
         self.repaired.append(f"migrated the directory {link} to pkgs/{self.pkg}/{vid}")
-
-
-def update_registry(root: Path, change: Callable[[Registry], None]) -> Registry:
-    """Read the registry afresh, apply *change*, write it atomically (keeps others' entries)."""
-    reg = Registry.load(root)
-    before = reg.to_dict()
-    change(reg)
-    if reg.to_dict() != before or not regmod.registry_path(root).exists():
-        reg.save(root)
-    return reg
 
 
 def check_space(where: Path, need: int, what: str) -> None:
@@ -511,6 +524,12 @@ def check_space(where: Path, need: int, what: str) -> None:
             f"not enough space for {what}: needs about {need >> 20} MiB, {free >> 20} MiB free on {where}",
             hint="free some space, remove old versions with `autoinfer pkg gc`, or use a larger volume",
         )
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -9,9 +9,6 @@ Accepted, at the archive root or under one top folder (SPEC section 2):
   ``libllama.so -> libllama.so.0 -> libllama.so.0.0.N`` chains keep working.
 """
 
-# os-level calls on purpose (O_EXCL, O_NOFOLLOW, rename(2), readlink, fsync):
-# ruff: noqa: PTH104, PTH211
-
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,12 +144,7 @@ def remove(
                     link.unlink()
         regmod.trash(version.dir(root))
 
-        def drop(reg: Registry) -> None:
-            reg.versions.pop(version.id, None)
-
-        from entrypoint.packages.install import update_registry
-
-        update_registry(root, drop)
+        regmod.update(root, lambda reg: reg.versions.pop(version.id, None))
     return {
         "removed": version.id,
         "name": version.pkg,
@@ -191,12 +187,9 @@ def gc(
     pkgs = sorted({v.pkg for v in reg.versions.values()} | _pkg_dirs(root))
     for pkg in pkgs:
         with _locked(root, pkg, lock_timeout):
-            reg = Registry.load(root)
             if not dry_run:
-                done = regmod.reconcile(root, pkg, reg)
-                if done:
-                    report.repaired += done
-                    reg.save(root)
+                regmod.update(root, functools.partial(_repair_into, root, pkg, report.repaired))
+            reg = Registry.load(root)
             active = regmod.active_id(root, pkg)
             for rank, version in enumerate(reg.of(pkg)):
                 reasons = []
@@ -214,9 +207,7 @@ def gc(
                 report.removed.append(entry)
                 if not dry_run:
                     regmod.trash(version.dir(root))
-                    reg.versions.pop(version.id, None)
-            if not dry_run:
-                reg.save(root)
+                    regmod.update(root, functools.partial(_forget_version, version.id))
     reg = Registry.load(root)
     used = {v.sha256 for v in reg.versions.values()}
     for name, record in sorted(reg.archives.items()):
@@ -225,14 +216,21 @@ def gc(
             if not dry_run:
                 fsutil.remove_tree(root / "cache" / name)
     if report.cache_removed and not dry_run:
-        from entrypoint.packages.install import update_registry
 
         def forget(r: Registry) -> None:
             for name in report.cache_removed:
                 r.archives.pop(name, None)
 
-        update_registry(root, forget)
+        regmod.update(root, forget)
     return report
+
+
+def _repair_into(root: Path, pkg: str, done: list[str], reg: Registry) -> None:
+    done.extend(regmod.reconcile(root, pkg, reg))
+
+
+def _forget_version(vid: str, reg: Registry) -> None:
+    reg.versions.pop(vid, None)
 
 
 def _pkg_dirs(root: Path) -> set[str]:

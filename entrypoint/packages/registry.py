@@ -7,9 +7,6 @@ lock did not exclude, is repaired by :func:`reconcile`, which adopts published
 directories that the registry forgot and drops entries whose directory is gone.
 """
 
-# os-level calls on purpose (O_EXCL, O_NOFOLLOW, rename(2), readlink, fsync):
-# ruff: noqa: PTH104, PTH108, PTH113, PTH115
-
 from __future__ import annotations
 
 import contextlib
@@ -18,7 +15,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +31,7 @@ STAGING_PREFIX = ".staging-"
 TRASH_PREFIX = ".trash-"
 _STAGING = re.compile(r"^\.staging-([0-9a-f]{1,8})-(\d+)-(\d+)-[0-9a-f]{32}$")
 STALE_FOREIGN_SECONDS = 3600.0  # a staging dir of another host or container: presumed dead after this
+REGISTRY_LOCK_SECONDS = 60.0  # the registry lock is held for one read-modify-write only
 
 #: Executable that makes a package a package (others: the package name itself).
 EXECUTABLES = {"llama-cpp": "llama-server", "llama-swap": "llama-swap"}
@@ -163,12 +161,51 @@ class Registry:
         )
 
     def find(self, pkg: str | None, ref: str) -> list[Version]:
-        """Versions named by *ref* (exact id first, then id prefix or version)."""
-        pool = [v for v in self.versions.values() if pkg is None or v.pkg == pkg]
-        exact = [v for v in pool if v.id == ref]
-        if exact:
-            return exact
-        return sorted((v for v in pool if v.matches(ref)), key=lambda v: v.installed_at_unix, reverse=True)
+        """Versions named by *ref*, newest first: the exact id, else a version, else an id prefix.
+
+        A version wins over an id prefix: ``b123`` may also begin some uuid.
+        """
+        pool = sorted(
+            (v for v in self.versions.values() if pkg is None or v.pkg == pkg),
+            key=lambda v: v.installed_at_unix,
+            reverse=True,
+        )
+        for test in (
+            lambda v: v.id == ref,
+            lambda v: same_version(ref, v.version),
+            lambda v: len(ref) >= 4 and v.id.startswith(ref),
+        ):
+            found = [v for v in pool if test(v)]
+            if found:
+                return found
+        return []
+
+
+@contextlib.contextmanager
+def registry_lock(root: Path, enabled: bool = True) -> Iterator[None]:
+    """Serialise read-modify-writes of registry.json across packages (each holds only its own lock)."""
+    if not enabled:
+        yield
+        return
+    with fsutil.file_lock(
+        root / "run" / "locks" / "registry.lock", timeout=REGISTRY_LOCK_SECONDS, what="the package registry"
+    ):
+        yield
+
+
+def update(root: Path, change: Callable[[Registry], object], *, locking: bool = True) -> Registry:
+    """Read the registry afresh, apply *change*, write it if it changed (atomic rename).
+
+    Re-reading under the registry lock keeps other writers' entries; without the lock a
+    concurrent update may be lost, and :func:`reconcile` adopts it back from its marker.
+    """
+    with registry_lock(root, locking):
+        reg = Registry.load(root)
+        before = reg.to_dict()
+        change(reg)
+        if reg.to_dict() != before or not registry_path(root).exists():
+            reg.save(root)
+    return reg
 
 
 def read_marker(directory: Path) -> Version | None:

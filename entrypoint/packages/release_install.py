@@ -16,8 +16,9 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from entrypoint.errors import ConfigError, NotFoundError
+from entrypoint.errors import ConfigError, NotFoundError, VerifyError
 from entrypoint.packages import registry as regmod
+from entrypoint.packages.install import Source
 from entrypoint.packages.registry import Registry, Version, same_version
 from entrypoint.packages.releases import Asset, Release, ReleaseIndex
 from entrypoint.packages.variants import VariantChoice, choose, os_names
@@ -79,7 +80,10 @@ def install_release(
     if latest:
         fresh = index.cached(None)
         tag = fresh.tag if fresh is not None else None
-    if tag is not None and not regmod.needs_repair(installer.root, installer.pkg):
+    if tag is not None:
+        if regmod.needs_repair(installer.root, installer.pkg):
+            with installer.locked():
+                reg = installer.repair()
         found = installed_release(installer, reg, tag, choice)
         if found is not None and (sha256 is None or found.sha256 == sha256):
             active = regmod.active_id(installer.root, installer.pkg) == found.id
@@ -96,17 +100,13 @@ def install_release(
         reg = Registry.load(installer.root)
         found = installed_release(installer, reg, release.tag, VariantChoice("exact", "", exact=chosen))
         if found is not None and (asset.sha256 is None or found.sha256 == asset.sha256):
-            actions = ["already installed"]
-            if activate and regmod.active_id(installer.root, installer.pkg) != found.id:
+            active = regmod.active_id(installer.root, installer.pkg) == found.id
+            if activate and not active:
                 installer.activate(found)
-                actions = ["activated"]
-            return installer.result(found, changed=actions != ["already installed"], actions=actions, active=True)
-        from entrypoint.packages.install import Source
-
+                return installer.result(found, changed=True, actions=["activated"], active=True)
+            return installer.result(found, changed=False, actions=["already installed"], active=active)
         expected = asset.sha256
         if sha256 is not None and expected is not None and sha256 != expected:
-            from entrypoint.errors import VerifyError
-
             raise VerifyError(f"{requested_by}: --sha256 {sha256} differs from the published digest {expected}")
         log.info("installing llama.cpp %s (%s): %s", release.tag, chosen, choice.reason)
         return installer.install(

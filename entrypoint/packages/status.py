@@ -74,9 +74,11 @@ def check_request(request: PackageRequest) -> None:
 
 def install_requested(root: Path, request: PackageRequest, settings: Settings) -> InstallResult:
     """The boot step for one ``AUTO_INFER_<PKG>_*`` request (a path, a URL or a version)."""
+    from dataclasses import replace
+
     from entrypoint.packages.install import install_package
 
-    check_request(request)
+    check_request(replace(request, on_boot=True))  # asked to install: it must make sense
     if request.version:
         source = f"{request.name}@{request.version}"
         asked = f"{request.var('VERSION')}={request.version}"

@@ -13,9 +13,6 @@ Detection (when no variant is given):
 3. otherwise CPU.
 """
 
-# os-level calls on purpose (O_EXCL, O_NOFOLLOW, rename(2), readlink, fsync):
-# ruff: noqa: PTH119, PTH207
-
 from __future__ import annotations
 
 import glob
@@ -166,7 +163,10 @@ def _nvidia(environ: Mapping[str, str], run: Runner) -> tuple[tuple[int, int], i
 def _vulkan(environ: Mapping[str, str], run: Runner) -> str | None:
     import ctypes.util
 
-    if ctypes.util.find_library("vulkan") is None and not glob.glob("/usr/lib*/**/libvulkan.so.1", recursive=True):
+    extra = [d for d in environ.get("LD_LIBRARY_PATH", "").split(":") if d]
+    loader = [*glob.glob("/usr/lib*/libvulkan.so.1"), *glob.glob("/usr/lib/*/libvulkan.so.1")]
+    loader += [p for d in extra for p in glob.glob(f"{glob.escape(d)}/libvulkan.so.1")]
+    if not loader and ctypes.util.find_library("vulkan") is None:
         return None
     tool = _which("vulkaninfo", environ)
     if tool is not None:

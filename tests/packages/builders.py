@@ -17,7 +17,7 @@ from pathlib import Path
 
 import zstandard
 
-FORMATS = ("tar", "tar.gz", "tgz", "tar.zst", "tar.xz", "zip")
+FORMATS = ("tar", "tar.gz", "tgz", "tar.zst", "tar.xz", "tar.bz2", "zip")
 
 
 def server_script(build: int) -> bytes:
@@ -72,6 +72,10 @@ def pack(src: Path, out: Path, fmt: str | None = None) -> Path:
         import lzma
 
         data = lzma.compress(data)
+    elif fmt == "tar.bz2":
+        import bz2
+
+        data = bz2.compress(data)
     elif fmt == "tar.zst":
         data = zstandard.ZstdCompressor().compress(data)
     out.write_bytes(data)
@@ -89,7 +93,8 @@ def release_archive(
 ) -> Path:
     """A complete archive file named like a real llama.cpp release."""
     tree = tmp / f"tree-{build}-{layout.replace('/', '_')}-{fmt}-{top}"
-    make_tree(tree, build=build, layout=layout, top=top)
+    if not tree.exists():
+        make_tree(tree, build=build, layout=layout, top=top)
     out = tmp / (name or f"llama-b{build}-bin-ubuntu-x64.{fmt}")
     return pack(tree, out, fmt)
 

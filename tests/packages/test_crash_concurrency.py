@@ -197,3 +197,30 @@ def test_a_reader_process_during_installs_never_sees_it_missing(tmp_path: Path) 
     n, miss = map(int, out.split())
     assert n > 0 and miss == 0
     assert os.readlink(root / "llama-cpp").startswith("pkgs/llama-cpp/")
+
+
+def swap_archive(tmp: Path, build: int) -> Path:
+    from tests.packages.builders import pack
+
+    tree = tmp / f"swap-{build}"
+    tree.mkdir()
+    (tree / "llama-swap").write_bytes(f'#!/bin/sh\necho "version: {build} (x)"\n'.encode())
+    (tree / "llama-swap").chmod(0o755)
+    return pack(tree, tmp / f"llama-swap_{build}_linux_amd64.tar.gz")
+
+
+def test_concurrent_installs_of_different_packages_keep_every_registry_entry(tmp_path: Path) -> None:
+    """Each package has its own lock; the registry they share has its own, so no entry is lost."""
+    root = tmp_path / "root"
+    sources = [release_archive(tmp_path, build=b) for b in (20, 21, 22)] + [
+        swap_archive(tmp_path, b) for b in (1, 2, 3)
+    ]
+    procs = [spawn(root, src) for src in sources]
+    for proc in procs:
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+    reg = regmod.Registry.load(root)
+    assert {v.version for v in reg.of("llama-cpp")} == {"b20", "b21", "b22"}
+    assert {v.version for v in reg.of("llama-swap")} == {"1", "2", "3"}
+    assert len(reg.archives) == 6
+    assert_consistent(root)

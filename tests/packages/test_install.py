@@ -19,6 +19,7 @@ from entrypoint.packages import install_package
 from entrypoint.packages import registry as regmod
 from tests.packages.builders import member, release_archive, run_version, tar_with
 from tests.packages.conftest import assert_consistent, snapshot
+from tests.test_archive import HOSTILE
 
 
 @pytest.mark.parametrize("layout", ["flat", "bin", "build/bin"])
@@ -113,19 +114,17 @@ def test_right_sha256_is_accepted(tmp_path: Path, root: Path) -> None:
     assert install_package(root, str(archive), sha256=sha.upper()).sha256 == sha
 
 
-@pytest.mark.parametrize("case", ["symlink-escapes", "dotdot", "char-device", "dangling-symlink", "truncated-gzip"])
+@pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_archive_leaves_the_root_as_it_was(tmp_path: Path, root: Path, case: str) -> None:
-    from tests.test_archive import HOSTILE
-
     good = install_package(root, str(release_archive(tmp_path)))
     before = snapshot(root)
     work = tmp_path / "hostile"
     work.mkdir()
     archive = HOSTILE[case][0](work)
     with pytest.raises(ArchiveError) as err:
-        install_package(root, str(archive))
-    assert err.value.exit_code == 65
-    assert snapshot(root) == before
+        install_package(root, str(archive), limits=Limits(max_files=10, max_bytes=1000))
+    assert err.value.exit_code == 65 and err.value.code == "E_ARCHIVE"
+    assert snapshot(root) == before  # not even the refused archive stays in cache/
     assert regmod.active_id(root, "llama-cpp") == good.id
     assert_consistent(root)
 
@@ -362,3 +361,47 @@ def test_tar_member_types_are_checked_on_the_real_release(llama_release, tmp_pat
     with tarfile.open(llama_release.tar_gz) as tf:
         kinds = {m.type for m in tf.getmembers()}
     assert tarfile.SYMTYPE in kinds
+
+
+def test_a_partial_copy_left_by_a_crash_is_removed(tmp_path: Path, root: Path) -> None:
+    archive = release_archive(tmp_path)
+    (root / "cache").mkdir(parents=True)
+    leftover = root / "cache" / f".{archive.name}.tmp-{'0' * 32}"
+    leftover.write_bytes(b"half")
+    result = install_package(root, str(archive))
+    assert not leftover.exists() and any("partial copy" in line for line in result.repaired)
+
+
+def test_another_package_name_uses_its_own_executable(tmp_path: Path, root: Path) -> None:
+    tree = tmp_path / "swap"
+    tree.mkdir()
+    (tree / "llama-swap").write_bytes(b'#!/bin/sh\necho "version: 167 (abc), built at x"\n')
+    (tree / "llama-swap").chmod(0o755)
+    (tree / "README.md").write_text("hi")
+    from tests.packages.builders import pack
+
+    archive = pack(tree, tmp_path / "llama-swap_167_linux_amd64.tar.gz")
+    result = install_package(root, str(archive))
+    assert result.name == "llama-swap" and result.version == "167"
+    assert (root / "llama-swap" / "bin" / "llama-swap").is_file()
+    assert not (root / "llama-cpp").exists()
+    assert regmod.Registry.load(root).versions[result.id].executables == ("llama-swap",)
+
+
+def test_link_that_only_worked_from_the_top_folder_is_refused(tmp_path: Path, root: Path) -> None:
+    src = tmp_path / "src" / "llama-b5"
+    src.mkdir(parents=True)
+    (src / "llama-server").write_bytes(b"#!/bin/sh\n")
+    (src / "llama-server").chmod(0o755)
+    (src / "lib.so.1").write_text("x")
+    os.symlink("../llama-b5/lib.so.1", src / "lib.so")  # fine inside llama-b5/, dangles once it is bin/
+    from tests.packages.builders import pack
+
+    with pytest.raises(ArchiveError, match="dangles"):
+        install_package(root, str(pack(tmp_path / "src", tmp_path / "llama-b5.tar.gz")))
+    assert_consistent(root)
+
+
+def test_a_given_variant_is_recorded_in_canonical_form(tmp_path: Path, root: Path) -> None:
+    result = install_package(root, str(release_archive(tmp_path, name="custom.tar.gz")), variant="Vulkan")
+    assert result.variant is not None and result.variant.startswith("vulkan-")

@@ -1,0 +1,102 @@
+"""The calls plan and boot make: check_request, package_status, install_requested, resolve_binary."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from entrypoint import digest
+from entrypoint.errors import ConfigError, NotFoundError
+from entrypoint.packages import (
+    check_request,
+    install_package,
+    install_requested,
+    package_status,
+    resolve_binary,
+)
+from entrypoint.settings import PackageRequest, Settings
+from tests.packages.builders import release_archive
+from tests.packages.conftest import snapshot
+
+
+def settings_for(root: Path, **env: str) -> Settings:
+    return Settings.from_environ({"AUTO_INFER_ROOT": str(root), **env})
+
+
+def test_check_request_names_the_variable(tmp_path: Path) -> None:
+    missing = PackageRequest("llama-cpp", on_boot=True, path=str(tmp_path / "x.tar.gz"))
+    with pytest.raises(ConfigError, match=r"AUTO_INFER_LLAMA_CPP_PKG_PATH=.*x\.tar\.gz: no such file") as err:
+        check_request(missing)
+    assert err.value.exit_code == 78
+    with pytest.raises(ConfigError, match="AUTO_INFER_LLAMA_CPP_PKG_PATH=file://"):
+        check_request(PackageRequest("llama-cpp", on_boot=True, path=f"file://{tmp_path}/x.tar.gz"))
+    with pytest.raises(ConfigError, match="not a file"):
+        check_request(PackageRequest("llama-cpp", on_boot=True, path=str(tmp_path)))
+    with pytest.raises(ConfigError, match="AUTO_INFER_LLAMA_SWAP_VERSION"):
+        check_request(PackageRequest("llama-swap", on_boot=True, version="b1"))
+    with pytest.raises(ConfigError, match="neither"):
+        check_request(PackageRequest("llama-cpp", on_boot=True))
+    with pytest.raises(ConfigError, match="AUTO_INFER_LLAMA_CPP_VARIANT"):
+        check_request(PackageRequest("llama-cpp", on_boot=True, version="b1", variant="no such/variant"))
+    check_request(PackageRequest("llama-cpp", on_boot=True, path="https://example.invalid/x.tar.gz"))
+    check_request(PackageRequest("llama-cpp", on_boot=False, path="/nope"))  # not acted upon
+
+
+def test_boot_request_then_plan_sees_it_installed_without_hashing(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    archive = release_archive(tmp_path)
+    settings = settings_for(root, AUTO_INFER_LLAMA_CPP_GET_PKG_ON_BOOT="1", AUTO_INFER_LLAMA_CPP_PKG_PATH=str(archive))
+    request = settings.package("llama-cpp")
+    assert request is not None
+    assert package_status(root, request, settings)["state"] == "install"
+    assert not root.exists()  # plan wrote nothing
+    result = install_requested(root, request, settings)
+    before = snapshot(root)
+    hashed = digest.files_hashed
+    status = package_status(root, request, settings)
+    assert status["state"] == "installed" and status["active_id"] == result.id
+    assert status["active_version"] == "b7572" and not status["network"]
+    assert digest.files_hashed == hashed and snapshot(root) == before
+    assert not install_requested(root, request, settings).changed
+
+
+def test_plan_notices_a_changed_archive_and_a_missing_source(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (tmp_path / "a").mkdir()
+    archive = release_archive(tmp_path / "a", build=1, name="pkg.tar.gz")
+    install_package(root, str(archive))
+    (tmp_path / "b").mkdir()
+    changed = release_archive(tmp_path / "b", build=2, name="pkg.tar.gz")
+    request = PackageRequest("llama-cpp", on_boot=True, path=str(changed))
+    assert package_status(root, request, settings_for(root))["state"] == "changed"
+    os.replace(changed, archive)
+    assert (
+        package_status(root, PackageRequest("llama-cpp", on_boot=True, path=str(archive)), settings_for(root))["state"]
+        == "changed"
+    )
+    gone = PackageRequest("llama-cpp", on_boot=True, path=str(tmp_path / "gone.tar.gz"))
+    assert package_status(root, gone, settings_for(root))["state"] == "source-missing"
+
+
+def test_resolve_binary_active_pinned_and_missing(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    assert resolve_binary(root, None) is None
+    with pytest.raises(NotFoundError, match="llama-cpp"):
+        resolve_binary(root, "llama-cpp")
+    a = install_package(root, str(release_archive(tmp_path, build=1)))
+    b = install_package(root, str(release_archive(tmp_path, build=2)))
+    active = resolve_binary(root, None)
+    assert active is not None and active.path == root / "llama-cpp" / "bin" / "llama-server"
+    assert active.version == "b2" and active.package_id == b.id
+    assert resolve_binary(root, "llama-cpp") == active
+    by_version = resolve_binary(root, "llama-cpp@b1")
+    assert by_version is not None and by_version.package_id == a.id
+    assert by_version.path == root / "pkgs" / "llama-cpp" / a.id / "bin" / "llama-server"
+    assert by_version.path.is_file()
+    by_id = resolve_binary(root, f"llama-cpp@{a.id}")
+    assert by_id == by_version
+    assert resolve_binary(root, "llama-cpp@1") == by_version  # b1 and 1 name the same build
+    with pytest.raises(NotFoundError, match="llama-cpp@b999"):
+        resolve_binary(root, "llama-cpp@b999")
