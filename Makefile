@@ -35,12 +35,14 @@ run: fixtures
 	XDG_CONFIG_HOME=$(RUN_ROOT)/xdg \
 	$(BIN)/autoinfer boot
 
-## test: the whole suite, slow container tests included.
+## test: the whole suite. Process-level tests run on both cores; the container tests
+## (marked slow: real podman, one shared image) run after them, one at a time.
 test: fixtures
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 test-fast: fixtures
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -n 2 $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check entrypoint tests bench

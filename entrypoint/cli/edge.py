@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import click
 
-from entrypoint.errors import AutoinferError
+from entrypoint.errors import AutoinferError, from_os_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -108,6 +108,10 @@ def command(fn: F) -> F:
             outcome = fn(app, *args, **kwargs)
         except AutoinferError as exc:
             fail(app, exc)
+        except OSError as exc:
+            # A file we could not read or write that no layer below classified: still one
+            # line and the sysexits code (EACCES -> 77, ENOSPC -> 73, ...), not a traceback.
+            fail(app, from_os_error(exc, f"access {exc.filename}" if exc.filename else "complete the operation"))
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
@@ -133,7 +137,6 @@ def setup_logging(app: App, log_format: str) -> None:
     root = logging.getLogger("entrypoint")
     root.handlers[:] = [handler]
     root.setLevel(level)
-    root.propagate = False
 
 
 def log_format_of(environ: Mapping[str, str]) -> str:
