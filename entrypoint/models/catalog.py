@@ -47,6 +47,22 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+#: last_accessed only orders GC's least-recently-used list: an hour is fine-grained
+#: enough, and skipping the write keeps a warm boot from rewriting a large catalog.
+ACCESS_GRANULARITY_S = 3600
+
+
+def accessed_recently(value: object, *, seconds: float = ACCESS_GRANULARITY_S) -> bool:
+    """Whether an ISO ``last_accessed`` lies within the last *seconds* (False if unreadable)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        then = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return False
+    return 0 <= (datetime.now(UTC) - then).total_seconds() < seconds
+
+
 def registry_path(models_dir: Path) -> Path:
     return models_dir / REGISTRY
 

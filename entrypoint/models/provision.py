@@ -227,10 +227,11 @@ class _Job:
         if self.expected is not None and (model_record is None or model_record.get("sha256") != self.expected):
             return None  # not hashed yet, or recorded under another digest: the cold path decides
         try:
-            with catalog.edit_registry(self.models_dir, lock_timeout=self.lock_timeout) as registry:
-                live = registry.get(self.key)
-                if live is not None:
-                    live["last_accessed"] = catalog.now_iso()
+            if not catalog.accessed_recently(entry.get("last_accessed")):
+                with catalog.edit_registry(self.models_dir, lock_timeout=self.lock_timeout) as registry:
+                    live = registry.get(self.key)
+                    if live is not None:
+                        live["last_accessed"] = catalog.now_iso()
         except (DiskError, PermError, OSError) as exc:  # a read-only models volume still serves
             log.warning("cannot update last_accessed in the model catalog: %s", exc)
         self.records = {rel: files[rel] for rel in rec.get("files", [])}

@@ -159,3 +159,24 @@ def test_an_unwritable_models_dir_does_not_stop_a_local_model(
     other = tmp_path / "n.gguf"
     other.write_bytes(tiny_model.read_bytes())
     assert provision_model(models_dir, str(other)).path == other  # cold: not catalogued, still served
+
+
+def test_warm_use_rewrites_the_catalog_only_when_last_accessed_is_old(
+    tmp_path: Path, models_dir: Path, tiny_model: Path
+) -> None:
+    """LRU needs hour precision: a restart loop must not rewrite a large catalog each boot."""
+    import json
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(tiny_model.read_bytes())
+    provision_model(models_dir, str(model))
+    registry = models_dir / "model_registry.json"
+    before = registry.stat().st_mtime_ns, registry.read_text()
+    provision_model(models_dir, str(model))
+    assert (registry.stat().st_mtime_ns, registry.read_text()) == before
+
+    data = json.loads(registry.read_text())
+    data[str(model)]["last_accessed"] = "2026-01-01T00:00:00Z"
+    registry.write_text(json.dumps(data))
+    provision_model(models_dir, str(model))
+    assert "2026-01-01T00:00:00Z" not in registry.read_text()
