@@ -261,3 +261,15 @@ def test_a_state_dir_too_long_for_a_socket_stops_before_anything_changes(
     assert result.returncode == 78
     assert "AUTO_INFER_STATE_DIR" in result.stderr
     assert not root.exists()
+
+
+def test_json_log_format_makes_every_boot_log_line_json(
+    tmp_path: Path, llama_release: LlamaRelease, tiny_model: Path
+) -> None:
+    root = tmp_path / "root"
+    env = boot_env(root, llama_release, write_config(tmp_path / "c.toml", tiny_model, 8080))
+    result = run_cli("boot", "--prepare-only", env={**env, "AUTO_INFER_LOG_FORMAT": "json"})
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    assert records and all({"ts", "level", "logger", "message"} <= set(r) for r in records)
+    assert any("package llama-cpp" in r["message"] for r in records)
