@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from entrypoint import digest as digestmod
+from entrypoint import fsutil
 from entrypoint.errors import ArchiveError, from_os_error
 
 CHUNK = 1 << 20
@@ -286,6 +287,9 @@ class _Writer:
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(fd, view) :]
+            # the installer syncs the whole tree before publishing it: start the disk on
+            # this file now, so that sync waits only for the last member's tail
+            fsutil.start_writeback(fd)
             os.fchmod(fd, perm)
             if mtime is not None:
                 os.utime(fd, (mtime, mtime))

@@ -27,6 +27,7 @@ marker inside every published dir lets the registry be rebuilt.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
@@ -431,15 +432,9 @@ class Installer:
                 raise from_os_error(exc, f"arrange {staging}") from exc
             check_tree(out, src.basename)  # links that only worked from the old top folder now dangle
             exe = regmod.executable_for(self.pkg)
-            found = version
-            if found is None:
-                # `--version` loads every .so (tens of ms): let it run while the files are fsynced
-                from concurrent.futures import ThreadPoolExecutor
-
-                with ThreadPoolExecutor(max_workers=1) as pool:
-                    probe = pool.submit(probe_version, out / "bin" / exe, self.pkg)
-                    _sync_tree(out)
-                    found = probe.result()
+            # `--version` loads every .so (tens of ms); the extractor started the disk
+            # writes of each file already, so they proceed meanwhile
+            found = version if version is not None else probe_version(out / "bin" / exe, self.pkg)
             vid = _new_id()
             now = time.time()
             entry = Version(
@@ -456,9 +451,13 @@ class Installer:
                 executables=layout.executables,
                 archive_name=src.basename,
             )
-            fsutil.atomic_write_json(out / regmod.MARKER, entry.marker())  # fsyncs itself
-            if version is not None:
-                _sync_tree(out)
+            # A plain write: the staging dir is private and published only by the rename
+            # below, after one syncfs has made the marker and every extracted file durable
+            # (one journal commit and flush instead of one per file).
+            marker = out / regmod.MARKER
+            marker.write_text(json.dumps(entry.marker(), indent=2, sort_keys=True) + "\n")
+            marker.chmod(0o644)
+            fsutil.sync_filesystem(out)
             self.step("marked")
             try:
                 os.rename(out, self.base / vid)
@@ -556,17 +555,3 @@ def _variant_from_name(name: str) -> str | None:
         return canonical(match.group("variant"))
     except ConfigError:
         return None
-
-
-def _sync_tree(top: Path) -> None:
-    """fsync every regular file and directory before the publishing rename relies on them."""
-    for dirpath, _dirnames, filenames in os.walk(top):
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            if not os.path.islink(path):
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        fsutil.fsync_dir(Path(dirpath))
