@@ -165,10 +165,11 @@ def estimate_size(path: Path, fmt: str, limits: Limits | None = None) -> int:
 
 
 class _HashingReader(io.RawIOBase):
-    """A read-only stream that hashes every byte read through it."""
+    """A read-only stream that hashes every byte read through it (and copies it to *copy_fd*)."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes], copy_fd: int | None = None) -> None:
         self.raw = raw
+        self.copy_fd = copy_fd
         self.hasher = hashlib.sha256()
         self.count = 0
 
@@ -179,14 +180,24 @@ class _HashingReader(io.RawIOBase):
         data = self.raw.read(len(buffer))
         n = len(data)
         buffer[:n] = data
-        self.hasher.update(data)
-        self.count += n
+        self._take(data)
         return n
+
+    def _take(self, data: bytes) -> None:
+        self.hasher.update(data)
+        self.count += len(data)
+        if self.copy_fd is not None:
+            _write_all(self.copy_fd, data)
 
     def drain(self) -> None:
         while chunk := self.raw.read(CHUNK):
-            self.hasher.update(chunk)
-            self.count += len(chunk)
+            self._take(chunk)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _clean_name(raw: str, what: str) -> str:
@@ -340,11 +351,13 @@ class _Writer:
         self.result.hardlinks += 1
 
 
-def extract_archive(archive: Path, dest: Path, *, limits: Limits = Limits()) -> Extracted:
+def extract_archive(archive: Path, dest: Path, *, limits: Limits = Limits(), copy_to: Path | None = None) -> Extracted:
     """Extract *archive* into the fresh empty directory *dest* (see the module docstring).
 
     Returns counts and the sha256 of the archive bytes read. Raises
     :class:`ArchiveError` for an unsafe or corrupt archive; the caller removes *dest*.
+    With *copy_to* (a new file, created here), the bytes read are also written there, so
+    a copy and its digest cost no second read of *archive*; the caller removes it on error.
     """
     what = archive.name
     if any(dest.iterdir()):
@@ -353,13 +366,21 @@ def extract_archive(archive: Path, dest: Path, *, limits: Limits = Limits()) -> 
         fh = open(archive, "rb")  # noqa: SIM115 - held across the format dispatch below
     except OSError as exc:
         raise from_os_error(exc, f"read {archive}") from exc
+    copy_fd: int | None = None
     with fh:
         fmt = _format_of(fh.read(512), archive)
         fh.seek(0)
         try:
-            result = _extract_zip(fh, dest, limits, what) if fmt == "zip" else _extract_tar(fh, fmt, dest, limits, what)
+            if copy_to is not None:
+                copy_fd = os.open(copy_to, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o644)
+            if fmt == "zip":
+                result = _extract_zip(fh, dest, limits, what, copy_fd)
+            else:
+                result = _extract_tar(fh, fmt, dest, limits, what, copy_fd)
             if fmt == "tar.zst":
                 check_zstd_frames(fh, what)
+            if copy_fd is not None:
+                fsutil.start_writeback(copy_fd)  # the installer syncs it with the tree
         except ArchiveError:
             raise
         except OSError as exc:
@@ -368,6 +389,9 @@ def extract_archive(archive: Path, dest: Path, *, limits: Limits = Limits()) -> 
             raise ArchiveError(f"{what}: corrupt or truncated archive ({exc})") from exc
         except Exception as exc:  # zlib.error, lzma.LZMAError, ZstdError, BadZipFile, EOFError, ...
             raise ArchiveError(f"{what}: corrupt or truncated archive ({type(exc).__name__}: {exc})") from exc
+        finally:
+            if copy_fd is not None:
+                os.close(copy_fd)
     check_tree(dest, what)
     digestmod.files_hashed += 1
     return result
@@ -450,10 +474,10 @@ def _decompressed(raw: _HashingReader, fmt: str) -> Any:
     return zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True, closefd=False)
 
 
-def _extract_tar(fh: IO[bytes], fmt: str, dest: Path, limits: Limits, what: str) -> Extracted:
+def _extract_tar(fh: IO[bytes], fmt: str, dest: Path, limits: Limits, what: str, copy_fd: int | None) -> Extracted:
     import tarfile
 
-    raw = _HashingReader(fh)
+    raw = _HashingReader(fh, copy_fd)
     stream = _decompressed(raw, fmt)
     tar = tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK)  # noqa: SIM115 - closed by the with below
     result = Extracted(format=fmt, sha256="")
@@ -488,12 +512,25 @@ def _extract_tar(fh: IO[bytes], fmt: str, dest: Path, limits: Limits, what: str)
     return result
 
 
-def _extract_zip(fh: IO[bytes], dest: Path, limits: Limits, what: str) -> Extracted:
+def _extract_zip(fh: IO[bytes], dest: Path, limits: Limits, what: str, copy_fd: int | None) -> Extracted:
+    if copy_fd is None:
+        digest_in: Any = fh
+        result = Extracted(format="zip", sha256=hashlib.file_digest(digest_in, "sha256").hexdigest())
+        fh.seek(0)
+        return _unzip(fh, dest, limits, what, result)
+    # zip is read by seeking: copy first, then extract from the copy, so that what is
+    # extracted is exactly what was hashed even if the source changes meanwhile
+    raw = _HashingReader(fh, copy_fd)
+    raw.drain()
+    result = Extracted(format="zip", sha256=raw.hasher.hexdigest())
+    with os.fdopen(os.dup(copy_fd), "rb") as copy:
+        copy.seek(0)
+        return _unzip(copy, dest, limits, what, result)
+
+
+def _unzip(fh: IO[bytes], dest: Path, limits: Limits, what: str, result: Extracted) -> Extracted:
     import zipfile
 
-    digest_in: Any = fh
-    result = Extracted(format="zip", sha256=hashlib.file_digest(digest_in, "sha256").hexdigest())
-    fh.seek(0)
     writer = _Writer(dest, limits, what, result)
     with zipfile.ZipFile(fh) as zf:
         infos = zf.infolist()
