@@ -216,8 +216,11 @@ def _clean_name(raw: str, what: str) -> str:
 class _Writer:
     """Creates members under *dest* after the per-member checks; tracks what it made."""
 
-    def __init__(self, dest: Path, limits: Limits, what: str, result: Extracted) -> None:
+    def __init__(
+        self, dest: Path, limits: Limits, what: str, result: Extracted, syncer: fsutil.Syncer | None = None
+    ) -> None:
         self.dest = dest
+        self.syncer = syncer
         self.limits = limits
         self.what = what
         self.result = result
@@ -298,14 +301,15 @@ class _Writer:
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(fd, view) :]
-            # the installer syncs the whole tree before publishing it: start the disk on
-            # this file now, so that sync waits only for the last member's tail
-            fsutil.start_writeback(fd)
             os.fchmod(fd, perm)
             if mtime is not None:
                 os.utime(fd, (mtime, mtime))
         finally:
             os.close(fd)
+        if self.syncer is not None:
+            # on disk while the next member is decompressed; a read-only fd of its own,
+            # as a write fd held open would make exec fail (ETXTBSY) for the version probe
+            self.syncer.path(path)
         self.seen.add(name)
         self.regular.add(name)
         self.result.files += 1
@@ -349,15 +353,33 @@ class _Writer:
         self.seen.add(name)
         self.regular.add(name)
         self.result.hardlinks += 1
+        if self.syncer is not None:
+            self.syncer.path(self.dest / name)  # its link count changed
+
+    def sync_dirs(self) -> None:
+        """Hand the directories over to the syncer, after all their entries were made."""
+        if self.syncer is not None:
+            for name in sorted(self.dirs, key=len, reverse=True):
+                self.syncer.path(self.dest / name)
+            self.syncer.path(self.dest)
 
 
-def extract_archive(archive: Path, dest: Path, *, limits: Limits = Limits(), copy_to: Path | None = None) -> Extracted:
+def extract_archive(
+    archive: Path,
+    dest: Path,
+    *,
+    limits: Limits = Limits(),
+    copy_to: Path | None = None,
+    syncer: fsutil.Syncer | None = None,
+) -> Extracted:
     """Extract *archive* into the fresh empty directory *dest* (see the module docstring).
 
     Returns counts and the sha256 of the archive bytes read. Raises
     :class:`ArchiveError` for an unsafe or corrupt archive; the caller removes *dest*.
     With *copy_to* (a new file, created here), the bytes read are also written there, so
     a copy and its digest cost no second read of *archive*; the caller removes it on error.
+    With *syncer*, every file, directory and the copy is handed to it as soon as it is
+    complete (the caller waits for it before publishing anything).
     """
     what = archive.name
     if any(dest.iterdir()):
@@ -374,13 +396,13 @@ def extract_archive(archive: Path, dest: Path, *, limits: Limits = Limits(), cop
             if copy_to is not None:
                 copy_fd = os.open(copy_to, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o644)
             if fmt == "zip":
-                result = _extract_zip(fh, dest, limits, what, copy_fd)
+                result = _extract_zip(fh, dest, limits, what, copy_fd, syncer)
             else:
-                result = _extract_tar(fh, fmt, dest, limits, what, copy_fd)
+                result = _extract_tar(fh, fmt, dest, limits, what, copy_fd, syncer)
             if fmt == "tar.zst":
                 check_zstd_frames(fh, what)
-            if copy_fd is not None:
-                fsutil.start_writeback(copy_fd)  # the installer syncs it with the tree
+            if copy_to is not None and syncer is not None:
+                syncer.path(copy_to)
         except ArchiveError:
             raise
         except OSError as exc:
@@ -474,14 +496,16 @@ def _decompressed(raw: _HashingReader, fmt: str) -> Any:
     return zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True, closefd=False)
 
 
-def _extract_tar(fh: IO[bytes], fmt: str, dest: Path, limits: Limits, what: str, copy_fd: int | None) -> Extracted:
+def _extract_tar(
+    fh: IO[bytes], fmt: str, dest: Path, limits: Limits, what: str, copy_fd: int | None, syncer: fsutil.Syncer | None
+) -> Extracted:
     import tarfile
 
     raw = _HashingReader(fh, copy_fd)
     stream = _decompressed(raw, fmt)
     tar = tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK)  # noqa: SIM115 - closed by the with below
     result = Extracted(format=fmt, sha256="")
-    writer = _Writer(dest, limits, what, result)
+    writer = _Writer(dest, limits, what, result, syncer)
     with tar:
         for member in tar:
             name = _clean_name(member.name, what)
@@ -509,15 +533,18 @@ def _extract_tar(fh: IO[bytes], fmt: str, dest: Path, limits: Limits, what: str,
         pass
     raw.drain()
     result.sha256 = raw.hasher.hexdigest()
+    writer.sync_dirs()
     return result
 
 
-def _extract_zip(fh: IO[bytes], dest: Path, limits: Limits, what: str, copy_fd: int | None) -> Extracted:
+def _extract_zip(
+    fh: IO[bytes], dest: Path, limits: Limits, what: str, copy_fd: int | None, syncer: fsutil.Syncer | None
+) -> Extracted:
     if copy_fd is None:
         digest_in: Any = fh
         result = Extracted(format="zip", sha256=hashlib.file_digest(digest_in, "sha256").hexdigest())
         fh.seek(0)
-        return _unzip(fh, dest, limits, what, result)
+        return _unzip(fh, dest, limits, what, result, syncer)
     # zip is read by seeking: copy first, then extract from the copy, so that what is
     # extracted is exactly what was hashed even if the source changes meanwhile
     raw = _HashingReader(fh, copy_fd)
@@ -525,13 +552,15 @@ def _extract_zip(fh: IO[bytes], dest: Path, limits: Limits, what: str, copy_fd: 
     result = Extracted(format="zip", sha256=raw.hasher.hexdigest())
     with os.fdopen(os.dup(copy_fd), "rb") as copy:
         copy.seek(0)
-        return _unzip(copy, dest, limits, what, result)
+        return _unzip(copy, dest, limits, what, result, syncer)
 
 
-def _unzip(fh: IO[bytes], dest: Path, limits: Limits, what: str, result: Extracted) -> Extracted:
+def _unzip(
+    fh: IO[bytes], dest: Path, limits: Limits, what: str, result: Extracted, syncer: fsutil.Syncer | None
+) -> Extracted:
     import zipfile
 
-    writer = _Writer(dest, limits, what, result)
+    writer = _Writer(dest, limits, what, result, syncer)
     with zipfile.ZipFile(fh) as zf:
         infos = zf.infolist()
         if len(infos) > limits.max_files:
@@ -564,6 +593,7 @@ def _unzip(fh: IO[bytes], dest: Path, limits: Limits, what: str, result: Extract
                 raise ArchiveError(f"{what}: {raw_name!r} is a FIFO")
             else:
                 raise ArchiveError(f"{what}: {raw_name!r} has an unsupported file type {oct(kind)}")
+    writer.sync_dirs()
     return result
 
 

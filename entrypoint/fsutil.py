@@ -35,62 +35,53 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-_libc: Any = None
+class Syncer:
+    """fsyncs files and directories on a helper thread while the caller writes the next ones.
 
-
-def _libc_fn(name: str) -> Any:
-    """A libc function through ctypes (imported here only: the boot path never needs it), or None."""
-    global _libc
-    if _libc is None:
-        try:
-            import ctypes
-
-            _libc = ctypes.CDLL(None, use_errno=True)
-        except OSError:
-            _libc = False
-    return getattr(_libc, name, None) if _libc else None
-
-
-def start_writeback(fd: int) -> None:
-    """Start writing *fd*'s dirty pages to disk now, without waiting (Linux ``sync_file_range``).
-
-    A later fsync/syncfs then waits only for what is still in flight, so an extractor
-    calling this after each file lets the disk work while the next one is decompressed.
-    Only a hint: no-op where unavailable, errors ignored (the later sync reports them).
+    An extractor hands over each file as it finishes it; by the time the last one is
+    written, most are already on disk, so :meth:`wait` (before the publishing rename)
+    waits only for the tail. Per file rather than one ``syncfs(2)``: a syncfs would also
+    wait for every other writer's dirty data on the volume (a model downloading beside us).
+    Handed-over work is done in order, so a directory handed over after its files is
+    synced after them. A context manager: leaving it waits for the thread.
     """
-    fn = _libc_fn("sync_file_range")
-    if fn is not None:
-        import ctypes
 
-        fn(fd, ctypes.c_longlong(0), ctypes.c_longlong(0), 2)  # SYNC_FILE_RANGE_WRITE
+    def __init__(self) -> None:
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync")
+        self._pending: list[Future[None]] = []
+
+    def __enter__(self) -> Syncer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Wait for the thread (what it still holds gets synced and closed) and stop it."""
+        self._pool.shutdown(wait=True)
+
+    def fd(self, fd: int) -> None:
+        """fsync *fd* soon, then close it (the syncer owns it now)."""
+        self._pending.append(self._pool.submit(_fsync_close, fd))
+
+    def path(self, path: Path) -> None:
+        """fsync the file or directory *path* soon (no links: the caller hands over real paths)."""
+        self.fd(os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)))
+
+    def wait(self) -> None:
+        """Return once everything handed over is durable; raise the first fsync error."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
 
-def sync_filesystem(path: Path) -> None:
-    """Make everything written to *path*'s file system durable: one ``syncfs(2)``.
-
-    For a whole staged tree this is one journal commit and one cache flush instead of
-    one per file, and as durable: every staged file lives on this file system and is
-    published only by a rename made after this returns. Where ``syncfs`` is missing it
-    falls back to fsyncing every file and directory under *path*.
-    """
-    fn = _libc_fn("syncfs")
-    if fn is not None:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            if fn(fd) == 0:
-                return
-        finally:
-            os.close(fd)
-    for dirpath, _dirnames, filenames in os.walk(path):
-        for name in filenames:
-            file = os.path.join(dirpath, name)
-            if not os.path.islink(file):
-                fd = os.open(file, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        fsync_dir(Path(dirpath))
+def _fsync_close(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(target: Path, data: bytes, *, mode: int = 0o644) -> None:

@@ -456,6 +456,7 @@ class Installer:
         check_space(self.base, estimate_size(archive, fmt, self.limits), f"extracting {src.basename}")
         staging = self.base / regmod.staging_name()
         log.info("extracting %s (%s) for %s", src.basename, fmt, self.pkg)
+        syncer = fsutil.Syncer()
         try:
             tree = staging / "x"
             out = staging / "v"
@@ -464,7 +465,7 @@ class Installer:
             except OSError as exc:
                 raise from_os_error(exc, f"create {staging}") from exc
             self.step("staging")
-            extracted = extract_archive(archive, tree, limits=self.limits, copy_to=copy)
+            extracted = extract_archive(archive, tree, limits=self.limits, copy_to=copy, syncer=syncer)
             if sha is None:
                 sha = extracted.sha256
             elif extracted.sha256 != sha:
@@ -479,8 +480,7 @@ class Installer:
                 raise from_os_error(exc, f"arrange {staging}") from exc
             check_tree(out, src.basename)  # links that only worked from the old top folder now dangle
             exe = regmod.executable_for(self.pkg)
-            # `--version` loads every .so (tens of ms); the extractor started the disk
-            # writes of each file already, so they proceed meanwhile
+            # `--version` loads every .so: the syncer finishes the tree meanwhile
             found = version if version is not None else probe_version(out / "bin" / exe, self.pkg)
             vid = _new_id()
             now = time.time()
@@ -499,16 +499,20 @@ class Installer:
                 archive_name=src.basename,
             )
             # A plain write: the staging dir is private and published only by the rename
-            # below, after one syncfs has made the marker and every extracted file durable
-            # (one journal commit and flush instead of one per file).
+            # below, once the syncer has made the marker and every extracted file durable.
             marker = out / regmod.MARKER
             marker.write_text(json.dumps(entry.marker(), indent=2, sort_keys=True) + "\n")
             marker.chmod(0o644)
+            syncer.path(marker)
+            # what normalise changed: the mode of a zip's executable, the new top dir's entries
+            main = out / "bin" / exe
+            if main.is_file():
+                syncer.path(Path(os.path.realpath(main)))
+            syncer.path(out)
             if copy is not None:
-                shutil_copystat(archive, copy)
-            fsutil.sync_filesystem(out)
-            if copy is not None and os.stat(self.cache_dir).st_dev != os.stat(self.base).st_dev:
-                fsutil.sync_filesystem(self.cache_dir)
+                shutil_copystat(archive, copy)  # its data was synced by the extractor
+                syncer.path(copy)
+            syncer.wait()
             self.step("marked")
             try:
                 if copy is not None:
@@ -525,6 +529,7 @@ class Installer:
         except OSError as exc:
             raise from_os_error(exc, f"install {src.basename}") from exc
         finally:
+            syncer.close()
             fsutil.remove_tree(staging)
             if copy is not None:
                 copy.unlink(missing_ok=True)
