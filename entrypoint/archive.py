@@ -519,6 +519,64 @@ class _Gunzip(io.RawIOBase):
                 return len(out)
 
 
+class _Prefetch(io.RawIOBase):
+    """Reads *source* on a helper thread, a few chunks ahead of the caller.
+
+    As ``tar -xzf`` runs gzip in a child process: the archive is read, hashed, copied
+    and decompressed on one core while the caller parses members and writes files on
+    the other (zlib, zstd, sha256 and ``os.write`` release the GIL for large buffers).
+    An exception of the helper is raised again from :meth:`readinto`.
+    """
+
+    def __init__(self, source: Any, depth: int = 4) -> None:
+        import queue
+        import threading
+
+        self._source = source
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
+        self._pending = memoryview(b"")
+        self._done = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="decompress", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                data = self._source.read(CHUNK)
+                self._queue.put(data)
+                if not data:
+                    return
+        except BaseException as exc:  # handed to the reading thread, raised there
+            self._queue.put(exc)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._pending and not self._done:
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            self._done = not item
+            self._pending = memoryview(item)
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        """Stop the helper (unblocking it if the queue is full) and wait for it."""
+        import queue
+
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.05)
+        super().close()
+
+
 def _decompressed(raw: _HashingReader, fmt: str) -> Any:
     """The tar stream inside *raw*; reading it to the end checks the compressed stream's own end."""
     import bz2
@@ -544,8 +602,25 @@ def _extract_tar(
     import tarfile
 
     raw = _HashingReader(fh, copy_fd)
-    stream = _decompressed(raw, fmt)
-    tar = tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK)  # noqa: SIM115 - closed by the with below
+    stream = _Prefetch(_decompressed(raw, fmt))
+    try:
+        return _read_tar(
+            tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK), stream, raw, fmt, dest, limits, what, syncer
+        )
+    finally:
+        stream.close()
+
+
+def _read_tar(
+    tar: Any,
+    stream: Any,
+    raw: _HashingReader,
+    fmt: str,
+    dest: Path,
+    limits: Limits,
+    what: str,
+    syncer: fsutil.Syncer | None,
+) -> Extracted:
     result = Extracted(format=fmt, sha256="")
     writer = _Writer(dest, limits, what, result, syncer)
     with tar:
