@@ -36,7 +36,7 @@ import os
 import posixpath
 import stat
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -46,6 +46,7 @@ from entrypoint import fsutil
 from entrypoint.errors import ArchiveError, from_os_error
 
 CHUNK = 1 << 20
+SYNC_STEP = 2 << 20  # the archive's copy is handed to the syncer after every so many bytes
 FORMATS = ("tar", "tar.gz", "tar.zst", "tar.xz", "tar.bz2", "zip")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -165,13 +166,18 @@ def estimate_size(path: Path, fmt: str, limits: Limits | None = None) -> int:
 
 
 class _HashingReader(io.RawIOBase):
-    """A read-only stream that hashes every byte read through it (and copies it to *copy_fd*)."""
+    """A read-only stream that hashes every byte read through it (and copies it to *copy_fd*).
 
-    def __init__(self, raw: IO[bytes], copy_fd: int | None = None) -> None:
+    *on_copied* is called after every :data:`SYNC_STEP` bytes copied (to sync them early).
+    """
+
+    def __init__(self, raw: IO[bytes], copy_fd: int | None = None, on_copied: Callable[[], None] | None = None) -> None:
         self.raw = raw
         self.copy_fd = copy_fd
+        self.on_copied = on_copied
         self.hasher = hashlib.sha256()
         self.count = 0
+        self.unsynced = 0
 
     def readable(self) -> bool:
         return True
@@ -188,6 +194,10 @@ class _HashingReader(io.RawIOBase):
         self.count += len(data)
         if self.copy_fd is not None:
             _write_all(self.copy_fd, data)
+            self.unsynced += len(data)
+            if self.on_copied is not None and self.unsynced >= SYNC_STEP:
+                self.unsynced = 0
+                self.on_copied()
 
     def drain(self) -> None:
         while chunk := self.raw.read(CHUNK):
@@ -198,6 +208,13 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _sync_copy(copy_fd: int | None, syncer: fsutil.Syncer | None) -> Callable[[], None] | None:
+    """Sync the copy as it grows: at the end, only its last steps are left to wait for."""
+    if copy_fd is None or syncer is None:
+        return None
+    return lambda: syncer.fd(os.dup(copy_fd))
 
 
 def _clean_name(raw: str, what: str) -> str:
@@ -601,7 +618,7 @@ def _extract_tar(
 ) -> Extracted:
     import tarfile
 
-    raw = _HashingReader(fh, copy_fd)
+    raw = _HashingReader(fh, copy_fd, _sync_copy(copy_fd, syncer))
     stream = _Prefetch(_decompressed(raw, fmt))
     try:
         return _read_tar(
@@ -664,7 +681,7 @@ def _extract_zip(
         return _unzip(fh, dest, limits, what, result, syncer)
     # zip is read by seeking: copy first, then extract from the copy, so that what is
     # extracted is exactly what was hashed even if the source changes meanwhile
-    raw = _HashingReader(fh, copy_fd)
+    raw = _HashingReader(fh, copy_fd, _sync_copy(copy_fd, syncer))
     raw.drain()
     result = Extracted(format="zip", sha256=raw.hasher.hexdigest())
     with os.fdopen(os.dup(copy_fd), "rb") as copy:
