@@ -18,10 +18,15 @@ Steps of :func:`extract_archive`:
 
 1. Open the archive once; the same file descriptor is hashed and read, so a file
    replaced on disk meanwhile cannot slip in (the digest covers exactly what was read).
+   Optionally the bytes read are also copied to a new file (the installer's cache copy).
+   Tar streams are decompressed on a helper thread, as ``tar -xzf`` runs gzip beside it.
 2. Check each member, then create it with ``O_EXCL | O_NOFOLLOW`` inside a destination
    that must be a fresh, empty directory (a link planted by one archive can never be
    followed by the next).
 3. Check every symlink of the result (inside the tree, not dangling).
+
+With a :class:`fsutil.Syncer`, each file is handed over to be fsynced as soon as it is
+complete, so the caller's wait before publishing covers only the last ones.
 
 The caller owns the destination: on any error it removes the whole staging dir, so
 nothing of a refused archive stays.

@@ -15,7 +15,12 @@ Steps of :func:`install_package` (a local path, ``file://`` or ``http(s)://`` ar
    check free space, extract into a fresh staging dir on the same file system
    (hashing the bytes read, which must be the digest of step 3), normalise the layout,
    read the version from ``<exe> --version`` (else from the archive name), write the
-   marker, fsync, and publish with one rename to ``pkgs/<pkg>/<uuid4>``.
+   marker, wait until every staged file is durable (each was fsynced on a helper thread
+   as soon as it was written), and publish with one rename to ``pkgs/<pkg>/<uuid4>``.
+   Steps 3 and 4 are one pass for a local archive without ``--sha256`` whose digest is
+   unknown and that no installed version can stand for (the cold case): the extractor
+   reads the source once, hashing it and writing the copy for ``cache/``, which is
+   published just before the version.
 5. Record it in ``pkgs/registry.json`` (re-read just before the write, so a concurrent
    writer's entry is kept), then activate: one symlink rename of ``<root>/<pkg>``.
 
