@@ -451,10 +451,10 @@ class Installer:
         """
         cached = self.cache_dir / src.basename
         archive = copy_from or cached
-        copy = fsutil.temp_name(cached) if copy_from is not None else None
+        cache_tmp = fsutil.temp_name(cached) if copy_from is not None else None
         fmt = detect_format(archive)
         self.base.mkdir(parents=True, exist_ok=True)
-        if copy is not None:
+        if cache_tmp is not None:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             check_space(self.cache_dir, archive.stat().st_size, f"copying {src.basename} to the cache")
             log.info("copying %s to %s (%d MB)", archive, cached, archive.stat().st_size // 1_000_000)
@@ -470,7 +470,7 @@ class Installer:
             except OSError as exc:
                 raise from_os_error(exc, f"create {staging}") from exc
             self.step("staging")
-            extracted = extract_archive(archive, tree, limits=self.limits, copy_to=copy, syncer=syncer)
+            extracted = extract_archive(archive, tree, limits=self.limits, copy_to=cache_tmp, syncer=syncer)
             if sha is None:
                 sha = extracted.sha256
             elif extracted.sha256 != sha:
@@ -495,7 +495,7 @@ class Installer:
                 version=found or version_from_name(src.basename, self.pkg),
                 variant=variant if variant is not None else _variant_from_name(src.basename),
                 sha256=sha,
-                size_bytes=(copy or cached).stat().st_size,
+                size_bytes=(cache_tmp or cached).stat().st_size,
                 source=src.text,
                 installed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
                 installed_at_unix=now,
@@ -514,15 +514,15 @@ class Installer:
             if main.is_file():
                 syncer.path(Path(os.path.realpath(main)))
             syncer.path(out)
-            if copy is not None:
-                shutil_copystat(archive, copy)  # its data was synced by the extractor
-                syncer.path(copy)
+            if cache_tmp is not None:
+                shutil_copystat(archive, cache_tmp)  # its data was synced by the extractor
+                syncer.path(cache_tmp)
             syncer.wait()
             self.step("marked")
             try:
-                if copy is not None:
+                if cache_tmp is not None:
                     # the same order as when copying first: the archive in cache/, then the version
-                    os.replace(copy, cached)
+                    os.replace(cache_tmp, cached)
                     fsutil.fsync_dir(self.cache_dir)
                     self.step("cached")
                 os.rename(out, self.base / vid)
@@ -536,8 +536,8 @@ class Installer:
         finally:
             syncer.close()
             fsutil.remove_tree(staging)
-            if copy is not None:
-                copy.unlink(missing_ok=True)
+            if cache_tmp is not None:
+                cache_tmp.unlink(missing_ok=True)
 
     def activate(self, version: Version) -> None:
         fsutil.atomic_symlink(regmod.link_target(self.pkg, version.id), regmod.active_link(self.root, self.pkg))
