@@ -421,8 +421,6 @@ def extract_archive(
                 result = _extract_zip(fh, dest, limits, what, copy_fd, syncer)
             else:
                 result = _extract_tar(fh, fmt, dest, limits, what, copy_fd, syncer)
-            if fmt == "tar.zst":
-                check_zstd_frames(fh, what)
             if copy_to is not None and syncer is not None:
                 syncer.path(copy_to)
         except ArchiveError:
@@ -454,15 +452,15 @@ def check_zstd_frames(fh: IO[bytes], what: str) -> None:
     its ``decompressobj`` materialises whole blocks (a 4 KB bomb becomes 130 MB), so
     completeness is checked on the structure instead (RFC 8878 sections 3.1.1 - 3.1.2).
     """
-    fh.seek(0, os.SEEK_END)
-    end = fh.tell()
+    fd = fh.fileno()
+    end = os.fstat(fd).st_size
     pos = 0
     frames = 0
 
     def read(n: int) -> bytes:
+        # pread: the file offset stays where the decompressing thread is reading
         nonlocal pos
-        fh.seek(pos)
-        data = fh.read(n)
+        data = os.pread(fd, n, pos)
         if len(data) != n:
             raise ArchiveError(f"{what}: corrupt or truncated archive (the zstd stream is cut short)")
         pos += n
@@ -626,6 +624,8 @@ def _extract_tar(
     raw = _HashingReader(fh, copy_fd, _sync_copy(copy_fd, syncer))
     stream = _Prefetch(_decompressed(raw, fmt))
     try:
+        if fmt == "tar.zst":
+            check_zstd_frames(fh, what)  # while the helper decompresses the first chunk
         return _read_tar(
             tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK), stream, raw, fmt, dest, limits, what, syncer
         )
