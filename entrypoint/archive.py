@@ -554,7 +554,8 @@ class _Prefetch(io.RawIOBase):
 
         self._source = source
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
-        self._pending = memoryview(b"")
+        self._item = b""
+        self._pos = 0
         self._done = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="decompress", daemon=True)
@@ -573,18 +574,36 @@ class _Prefetch(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def _more(self) -> bool:
+        """Whether there is data left, waiting for the helper's next chunk if need be."""
+        if self._pos < len(self._item):
+            return True
+        if self._done:
+            return False
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        self._item, self._pos, self._done = item, 0, not item
+        return bool(item)
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(CHUNK), b""))
+        if not self._more():
+            return b""
+        if self._pos == 0 and size >= len(self._item):
+            # tarfile reads CHUNK at a time: hand over the helper's chunk itself, not a copy
+            self._pos = len(self._item)
+            return self._item
+        data = self._item[self._pos : self._pos + size]
+        self._pos += len(data)
+        return data
+
     def readinto(self, buffer: Any) -> int:
-        if not self._pending and not self._done:
-            item = self._queue.get()
-            if isinstance(item, BaseException):
-                self._done = True
-                raise item
-            self._done = not item
-            self._pending = memoryview(item)
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
     def close(self) -> None:
         """Stop the helper (unblocking it if the queue is full) and wait for it."""
