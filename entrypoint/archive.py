@@ -18,10 +18,15 @@ Steps of :func:`extract_archive`:
 
 1. Open the archive once; the same file descriptor is hashed and read, so a file
    replaced on disk meanwhile cannot slip in (the digest covers exactly what was read).
+   Optionally the bytes read are also copied to a new file (the installer's cache copy).
+   Tar streams are decompressed on a helper thread, as ``tar -xzf`` runs gzip beside it.
 2. Check each member, then create it with ``O_EXCL | O_NOFOLLOW`` inside a destination
    that must be a fresh, empty directory (a link planted by one archive can never be
    followed by the next).
 3. Check every symlink of the result (inside the tree, not dangling).
+
+With a :class:`fsutil.Syncer`, each file is handed over to be fsynced as soon as it is
+complete, so the caller's wait before publishing covers only the last ones.
 
 The caller owns the destination: on any error it removes the whole staging dir, so
 nothing of a refused archive stays.
@@ -36,15 +41,17 @@ import os
 import posixpath
 import stat
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from entrypoint import digest as digestmod
+from entrypoint import fsutil
 from entrypoint.errors import ArchiveError, from_os_error
 
 CHUNK = 1 << 20
+SYNC_STEP = 2 << 20  # the archive's copy is handed to the syncer after every so many bytes
 FORMATS = ("tar", "tar.gz", "tar.zst", "tar.xz", "tar.bz2", "zip")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -164,12 +171,18 @@ def estimate_size(path: Path, fmt: str, limits: Limits | None = None) -> int:
 
 
 class _HashingReader(io.RawIOBase):
-    """A read-only stream that hashes every byte read through it."""
+    """A read-only stream that hashes every byte read through it (and copies it to *copy_fd*).
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    *on_copied* is called after every :data:`SYNC_STEP` bytes copied (to sync them early).
+    """
+
+    def __init__(self, raw: IO[bytes], copy_fd: int | None = None, on_copied: Callable[[], None] | None = None) -> None:
         self.raw = raw
+        self.copy_fd = copy_fd
+        self.on_copied = on_copied
         self.hasher = hashlib.sha256()
         self.count = 0
+        self.unsynced = 0
 
     def readable(self) -> bool:
         return True
@@ -178,14 +191,35 @@ class _HashingReader(io.RawIOBase):
         data = self.raw.read(len(buffer))
         n = len(data)
         buffer[:n] = data
-        self.hasher.update(data)
-        self.count += n
+        self._take(data)
         return n
+
+    def _take(self, data: bytes) -> None:
+        self.hasher.update(data)
+        self.count += len(data)
+        if self.copy_fd is not None:
+            _write_all(self.copy_fd, data)
+            self.unsynced += len(data)
+            if self.on_copied is not None and self.unsynced >= SYNC_STEP:
+                self.unsynced = 0
+                self.on_copied()
 
     def drain(self) -> None:
         while chunk := self.raw.read(CHUNK):
-            self.hasher.update(chunk)
-            self.count += len(chunk)
+            self._take(chunk)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _sync_copy(copy_fd: int | None, syncer: fsutil.Syncer | None) -> Callable[[], None] | None:
+    """Sync the copy as it grows: at the end, only its last steps are left to wait for."""
+    if copy_fd is None or syncer is None:
+        return None
+    return lambda: syncer.fd(os.dup(copy_fd))
 
 
 def _clean_name(raw: str, what: str) -> str:
@@ -204,8 +238,11 @@ def _clean_name(raw: str, what: str) -> str:
 class _Writer:
     """Creates members under *dest* after the per-member checks; tracks what it made."""
 
-    def __init__(self, dest: Path, limits: Limits, what: str, result: Extracted) -> None:
+    def __init__(
+        self, dest: Path, limits: Limits, what: str, result: Extracted, syncer: fsutil.Syncer | None = None
+    ) -> None:
         self.dest = dest
+        self.syncer = syncer
         self.limits = limits
         self.what = what
         self.result = result
@@ -291,6 +328,10 @@ class _Writer:
                 os.utime(fd, (mtime, mtime))
         finally:
             os.close(fd)
+        if self.syncer is not None:
+            # on disk while the next member is decompressed; a read-only fd of its own,
+            # as a write fd held open would make exec fail (ETXTBSY) for the version probe
+            self.syncer.path(path)
         self.seen.add(name)
         self.regular.add(name)
         self.result.files += 1
@@ -334,13 +375,33 @@ class _Writer:
         self.seen.add(name)
         self.regular.add(name)
         self.result.hardlinks += 1
+        if self.syncer is not None:
+            self.syncer.path(self.dest / name)  # its link count changed
+
+    def sync_dirs(self) -> None:
+        """Hand the directories over to the syncer, after all their entries were made."""
+        if self.syncer is not None:
+            for name in sorted(self.dirs, key=len, reverse=True):
+                self.syncer.path(self.dest / name)
+            self.syncer.path(self.dest)
 
 
-def extract_archive(archive: Path, dest: Path, *, limits: Limits = Limits()) -> Extracted:
+def extract_archive(
+    archive: Path,
+    dest: Path,
+    *,
+    limits: Limits = Limits(),
+    copy_to: Path | None = None,
+    syncer: fsutil.Syncer | None = None,
+) -> Extracted:
     """Extract *archive* into the fresh empty directory *dest* (see the module docstring).
 
     Returns counts and the sha256 of the archive bytes read. Raises
     :class:`ArchiveError` for an unsafe or corrupt archive; the caller removes *dest*.
+    With *copy_to* (a new file, created here), the bytes read are also written there, so
+    a copy and its digest cost no second read of *archive*; the caller removes it on error.
+    With *syncer*, every file, directory and the copy is handed to it as soon as it is
+    complete (the caller waits for it before publishing anything).
     """
     what = archive.name
     if any(dest.iterdir()):
@@ -349,13 +410,19 @@ def extract_archive(archive: Path, dest: Path, *, limits: Limits = Limits()) -> 
         fh = open(archive, "rb")  # noqa: SIM115 - held across the format dispatch below
     except OSError as exc:
         raise from_os_error(exc, f"read {archive}") from exc
+    copy_fd: int | None = None
     with fh:
         fmt = _format_of(fh.read(512), archive)
         fh.seek(0)
         try:
-            result = _extract_zip(fh, dest, limits, what) if fmt == "zip" else _extract_tar(fh, fmt, dest, limits, what)
-            if fmt == "tar.zst":
-                check_zstd_frames(fh, what)
+            if copy_to is not None:
+                copy_fd = os.open(copy_to, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o644)
+            if fmt == "zip":
+                result = _extract_zip(fh, dest, limits, what, copy_fd, syncer)
+            else:
+                result = _extract_tar(fh, fmt, dest, limits, what, copy_fd, syncer)
+            if copy_to is not None and syncer is not None:
+                syncer.path(copy_to)
         except ArchiveError:
             raise
         except OSError as exc:
@@ -364,6 +431,9 @@ def extract_archive(archive: Path, dest: Path, *, limits: Limits = Limits()) -> 
             raise ArchiveError(f"{what}: corrupt or truncated archive ({exc})") from exc
         except Exception as exc:  # zlib.error, lzma.LZMAError, ZstdError, BadZipFile, EOFError, ...
             raise ArchiveError(f"{what}: corrupt or truncated archive ({type(exc).__name__}: {exc})") from exc
+        finally:
+            if copy_fd is not None:
+                os.close(copy_fd)
     check_tree(dest, what)
     digestmod.files_hashed += 1
     return result
@@ -382,15 +452,15 @@ def check_zstd_frames(fh: IO[bytes], what: str) -> None:
     its ``decompressobj`` materialises whole blocks (a 4 KB bomb becomes 130 MB), so
     completeness is checked on the structure instead (RFC 8878 sections 3.1.1 - 3.1.2).
     """
-    fh.seek(0, os.SEEK_END)
-    end = fh.tell()
+    fd = fh.fileno()
+    end = os.fstat(fd).st_size
     pos = 0
     frames = 0
 
     def read(n: int) -> bytes:
+        # pread: the file offset stays where the decompressing thread is reading
         nonlocal pos
-        fh.seek(pos)
-        data = fh.read(n)
+        data = os.pread(fd, n, pos)
         if len(data) != n:
             raise ArchiveError(f"{what}: corrupt or truncated archive (the zstd stream is cut short)")
         pos += n
@@ -426,17 +496,136 @@ def check_zstd_frames(fh: IO[bytes], what: str) -> None:
         raise ArchiveError(f"{what}: corrupt or truncated archive (the zstd stream is cut short)")
 
 
+class _Gunzip(io.RawIOBase):
+    """The gzip members of *raw*, one after the other, decoded by zlib in large steps.
+
+    ``gzip.GzipFile`` feeds zlib 8 KiB at a time, checks the CRC in Python and returns
+    short reads, which make tarfile copy its buffer over and over: about a third more
+    time than ``tar -xzf`` on the llama.cpp release. zlib checks each member's CRC-32 and
+    length itself (``wbits=31``). As gzip does, members may be concatenated and zero
+    padding may follow; a stream cut short is an :class:`EOFError`.
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        import zlib
+
+        self._zlib = zlib
+        self._raw = raw
+        self._inflate = zlib.decompressobj(31)
+        self._input = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while True:
+            if self._inflate.eof:  # between members: the next one, padding, or the end
+                rest = (self._inflate.unused_data or self._raw.read(CHUNK)).lstrip(b"\0")
+                while not rest:
+                    more = self._raw.read(CHUNK)
+                    if not more:
+                        return 0
+                    rest = more.lstrip(b"\0")
+                self._inflate = self._zlib.decompressobj(31)
+                self._input = rest
+            if not self._input:
+                self._input = self._raw.read(CHUNK)
+                if not self._input:
+                    raise EOFError("the gzip stream ends before its end-of-stream marker")
+            out = self._inflate.decompress(self._input, len(buffer))
+            self._input = self._inflate.unconsumed_tail
+            if out:
+                buffer[: len(out)] = out
+                return len(out)
+
+
+class _Prefetch(io.RawIOBase):
+    """Reads *source* on a helper thread, a few chunks ahead of the caller.
+
+    As ``tar -xzf`` runs gzip in a child process: the archive is read, hashed, copied
+    and decompressed on one core while the caller parses members and writes files on
+    the other (zlib, zstd, sha256 and ``os.write`` release the GIL for large buffers).
+    An exception of the helper is raised again from :meth:`readinto`.
+    """
+
+    def __init__(self, source: Any, depth: int = 4) -> None:
+        import queue
+        import threading
+
+        self._source = source
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
+        self._item = b""
+        self._pos = 0
+        self._done = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="decompress", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                data = self._source.read(CHUNK)
+                self._queue.put(data)
+                if not data:
+                    return
+        except BaseException as exc:  # handed to the reading thread, raised there
+            self._queue.put(exc)
+
+    def readable(self) -> bool:
+        return True
+
+    def _more(self) -> bool:
+        """Whether there is data left, waiting for the helper's next chunk if need be."""
+        if self._pos < len(self._item):
+            return True
+        if self._done:
+            return False
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        self._item, self._pos, self._done = item, 0, not item
+        return bool(item)
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(CHUNK), b""))
+        if not self._more():
+            return b""
+        if self._pos == 0 and size >= len(self._item):
+            # tarfile reads CHUNK at a time: hand over the helper's chunk itself, not a copy
+            self._pos = len(self._item)
+            return self._item
+        data = self._item[self._pos : self._pos + size]
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        """Stop the helper (unblocking it if the queue is full) and wait for it."""
+        import queue
+
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.05)
+        super().close()
+
+
 def _decompressed(raw: _HashingReader, fmt: str) -> Any:
     """The tar stream inside *raw*; reading it to the end checks the compressed stream's own end."""
     import bz2
-    import gzip
     import lzma
 
     source: Any = raw
     if fmt == "tar":
         return io.BufferedReader(source, CHUNK)
     if fmt == "tar.gz":
-        return gzip.GzipFile(fileobj=source, mode="rb")
+        return io.BufferedReader(_Gunzip(source), CHUNK)
     if fmt == "tar.xz":
         return lzma.LZMAFile(source)
     if fmt == "tar.bz2":
@@ -446,14 +635,35 @@ def _decompressed(raw: _HashingReader, fmt: str) -> Any:
     return zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True, closefd=False)
 
 
-def _extract_tar(fh: IO[bytes], fmt: str, dest: Path, limits: Limits, what: str) -> Extracted:
+def _extract_tar(
+    fh: IO[bytes], fmt: str, dest: Path, limits: Limits, what: str, copy_fd: int | None, syncer: fsutil.Syncer | None
+) -> Extracted:
     import tarfile
 
-    raw = _HashingReader(fh)
-    stream = _decompressed(raw, fmt)
-    tar = tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK)  # noqa: SIM115 - closed by the with below
+    raw = _HashingReader(fh, copy_fd, _sync_copy(copy_fd, syncer))
+    stream = _Prefetch(_decompressed(raw, fmt))
+    try:
+        if fmt == "tar.zst":
+            check_zstd_frames(fh, what)  # while the helper decompresses the first chunk
+        return _read_tar(
+            tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK), stream, raw, fmt, dest, limits, what, syncer
+        )
+    finally:
+        stream.close()
+
+
+def _read_tar(
+    tar: Any,
+    stream: Any,
+    raw: _HashingReader,
+    fmt: str,
+    dest: Path,
+    limits: Limits,
+    what: str,
+    syncer: fsutil.Syncer | None,
+) -> Extracted:
     result = Extracted(format=fmt, sha256="")
-    writer = _Writer(dest, limits, what, result)
+    writer = _Writer(dest, limits, what, result, syncer)
     with tar:
         for member in tar:
             name = _clean_name(member.name, what)
@@ -481,16 +691,34 @@ def _extract_tar(fh: IO[bytes], fmt: str, dest: Path, limits: Limits, what: str)
         pass
     raw.drain()
     result.sha256 = raw.hasher.hexdigest()
+    writer.sync_dirs()
     return result
 
 
-def _extract_zip(fh: IO[bytes], dest: Path, limits: Limits, what: str) -> Extracted:
+def _extract_zip(
+    fh: IO[bytes], dest: Path, limits: Limits, what: str, copy_fd: int | None, syncer: fsutil.Syncer | None
+) -> Extracted:
+    if copy_fd is None:
+        digest_in: Any = fh
+        result = Extracted(format="zip", sha256=hashlib.file_digest(digest_in, "sha256").hexdigest())
+        fh.seek(0)
+        return _unzip(fh, dest, limits, what, result, syncer)
+    # zip is read by seeking: copy first, then extract from the copy, so that what is
+    # extracted is exactly what was hashed even if the source changes meanwhile
+    raw = _HashingReader(fh, copy_fd, _sync_copy(copy_fd, syncer))
+    raw.drain()
+    result = Extracted(format="zip", sha256=raw.hasher.hexdigest())
+    with os.fdopen(os.dup(copy_fd), "rb") as copy:
+        copy.seek(0)
+        return _unzip(copy, dest, limits, what, result, syncer)
+
+
+def _unzip(
+    fh: IO[bytes], dest: Path, limits: Limits, what: str, result: Extracted, syncer: fsutil.Syncer | None
+) -> Extracted:
     import zipfile
 
-    digest_in: Any = fh
-    result = Extracted(format="zip", sha256=hashlib.file_digest(digest_in, "sha256").hexdigest())
-    fh.seek(0)
-    writer = _Writer(dest, limits, what, result)
+    writer = _Writer(dest, limits, what, result, syncer)
     with zipfile.ZipFile(fh) as zf:
         infos = zf.infolist()
         if len(infos) > limits.max_files:
@@ -523,6 +751,7 @@ def _extract_zip(fh: IO[bytes], dest: Path, limits: Limits, what: str) -> Extrac
                 raise ArchiveError(f"{what}: {raw_name!r} is a FIFO")
             else:
                 raise ArchiveError(f"{what}: {raw_name!r} has an unsupported file type {oct(kind)}")
+    writer.sync_dirs()
     return result
 
 

@@ -35,6 +35,55 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class Syncer:
+    """fsyncs files and directories on a helper thread while the caller writes the next ones.
+
+    An extractor hands over each file as it finishes it; by the time the last one is
+    written, most are already on disk, so :meth:`wait` (before the publishing rename)
+    waits only for the tail. Per file rather than one ``syncfs(2)``: a syncfs would also
+    wait for every other writer's dirty data on the volume (a model downloading beside us).
+    Handed-over work is done in order, so a directory handed over after its files is
+    synced after them. A context manager: leaving it waits for the thread.
+    """
+
+    def __init__(self) -> None:
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync")
+        self._pending: list[Future[None]] = []
+
+    def __enter__(self) -> Syncer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Wait for the thread (what it still holds gets synced and closed) and stop it."""
+        self._pool.shutdown(wait=True)
+
+    def fd(self, fd: int) -> None:
+        """fsync *fd* soon, then close it (the syncer owns it now)."""
+        self._pending.append(self._pool.submit(_fsync_close, fd))
+
+    def path(self, path: Path) -> None:
+        """fsync the file or directory *path* soon (no links: the caller hands over real paths)."""
+        self.fd(os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)))
+
+    def wait(self) -> None:
+        """Return once everything handed over is durable; raise the first fsync error."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+
+def _fsync_close(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(target: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Replace *target* with *data* atomically (temp file, fsync, rename, fsync dir)."""
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -309,3 +309,76 @@ def test_zstd_frame_walk_accepts_skippable_frames_and_checksums(tmp_path: Path) 
     dest2.mkdir()
     with pytest.raises(ArchiveError, match="corrupt or truncated"):
         extract_archive(archive, dest2)
+
+
+def test_gzip_members_may_be_concatenated_and_zero_padded(tmp_path: Path) -> None:
+    """As gzip(1) and GzipFile read them: ``cat a.gz b.gz`` is one stream, trailing zeros are padding."""
+    import gzip
+
+    plain = release_archive(tmp_path, fmt="tar").read_bytes()
+    half = len(plain) // 2
+    archive = tmp_path / "members.tar.gz"
+    archive.write_bytes(gzip.compress(plain[:half]) + gzip.compress(plain[half:]) + b"\0" * 512)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    assert extract_archive(archive, dest).files == 3
+    assert os.readlink(dest / "llama-b7572" / "libllama.so") == "libllama.so.0"
+
+
+def test_a_gzip_with_a_wrong_crc_or_trailing_garbage_is_refused(tmp_path: Path) -> None:
+    """zlib checks each member's CRC-32 and length (no Python-side check any more)."""
+    good = release_archive(tmp_path, fmt="tar.gz").read_bytes()
+    bad_crc = bytearray(good)
+    bad_crc[-6] ^= 0x01  # inside the CRC-32 of the trailer
+    for name, body in (("crc", bytes(bad_crc)), ("garbage", good + b"not gzip")):
+        archive = tmp_path / f"{name}.tar.gz"
+        archive.write_bytes(body)
+        dest = tmp_path / f"out-{name}"
+        dest.mkdir()
+        with pytest.raises(ArchiveError, match="corrupt or truncated"):
+            extract_archive(archive, dest)
+
+
+@pytest.mark.parametrize("fmt", ["tar.gz", "tar.zst", "zip"])
+def test_copy_to_writes_the_bytes_read_and_the_syncer_gets_every_file(tmp_path: Path, fmt: str) -> None:
+    """One read of the source: the copy is byte for byte the archive, the digest is the copy's."""
+    import hashlib
+
+    from entrypoint.fsutil import Syncer
+
+    archive = release_archive(tmp_path, fmt=fmt)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    copy = tmp_path / "copy"
+    with Syncer() as syncer:
+        result = extract_archive(archive, dest, copy_to=copy, syncer=syncer)
+        syncer.wait()
+    assert copy.read_bytes() == archive.read_bytes()
+    assert result.sha256 == hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert os.readlink(dest / "llama-b7572" / "libllama.so") == "libllama.so.0"
+
+
+def test_a_refused_archive_with_copy_to_stops_the_reader_thread(tmp_path: Path) -> None:
+    """The decompressing helper thread ends with the refusal (no thread left reading)."""
+    import threading
+
+    archive = tar_with([(member("../evil"), b"x"), (member("big"), os.urandom(3 << 20))], tmp_path / "e.tgz")
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(ArchiveError, match=r"\.\."):
+        extract_archive(archive, dest, copy_to=tmp_path / "copy")
+    assert not [t for t in threading.enumerate() if t.name == "decompress"]
+
+
+def test_syncer_wait_raises_the_first_fsync_error(tmp_path: Path) -> None:
+    from entrypoint.fsutil import Syncer
+
+    (tmp_path / "f").write_text("x")
+    with Syncer() as syncer:
+        syncer.path(tmp_path / "f")
+        syncer.wait()
+        read_end, write_end = os.pipe()
+        os.close(write_end)
+        syncer.fd(read_end)  # a pipe cannot be fsynced: EINVAL
+        with pytest.raises(OSError):
+            syncer.wait()

@@ -15,7 +15,12 @@ Steps of :func:`install_package` (a local path, ``file://`` or ``http(s)://`` ar
    check free space, extract into a fresh staging dir on the same file system
    (hashing the bytes read, which must be the digest of step 3), normalise the layout,
    read the version from ``<exe> --version`` (else from the archive name), write the
-   marker, fsync, and publish with one rename to ``pkgs/<pkg>/<uuid4>``.
+   marker, wait until every staged file is durable (each was fsynced on a helper thread
+   as soon as it was written), and publish with one rename to ``pkgs/<pkg>/<uuid4>``.
+   Steps 3 and 4 are one pass for a local archive without ``--sha256`` whose digest is
+   unknown and that no installed version can stand for (the cold case): the extractor
+   reads the source once, hashing it and writing the copy for ``cache/``, which is
+   published just before the version.
 5. Record it in ``pkgs/registry.json`` (re-read just before the write, so a concurrent
    writer's entry is kept), then activate: one symlink rename of ``<root>/<pkg>``.
 
@@ -27,6 +32,7 @@ marker inside every published dir lets the registry be rebuilt.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
@@ -39,7 +45,7 @@ from urllib.parse import unquote, urlparse
 from entrypoint import fsutil
 from entrypoint.archive import Limits, check_tree, detect_format, estimate_size, extract_archive
 from entrypoint.digest import StatKey, check_sha256, digest_if_unchanged, parse_sha256, remember, sha256_file
-from entrypoint.download import copy_file, fetch_url, is_url, local_path
+from entrypoint.download import copy_file, fetch_url, is_url, local_path, shutil_copystat
 from entrypoint.errors import ArchiveError, ConfigError, DiskError, NotFoundError, VerifyError, from_os_error
 from entrypoint.packages import registry as regmod
 from entrypoint.packages.layout import normalise, probe_version, version_from_name
@@ -296,7 +302,7 @@ class Installer:
             self._migrate_legacy(reg)
             done.extend(regmod.reconcile(self.root, self.pkg, reg, locked=self.locking))
 
-        reg = regmod.update(self.root, fix, locking=self.locking)
+        reg = regmod.update(self.root, fix, locking=self.locking, create=False)
         for line in done:
             log.info("repair: %s", line)
         self.repaired += done
@@ -317,20 +323,32 @@ class Installer:
     ) -> InstallResult:
         reg = self.repair()
         actions: list[str] = []
-        sha, cache_record = self.fetch(src, expected, reg, actions, offline=offline, size=size, headers=headers)
-        self.step("cached")
-        existing = self.installed(reg, sha)
-        if existing is None:
-            try:
-                existing = self.unpack(src, sha, version=version, variant=variant)
-            except (ArchiveError, VerifyError):
-                # nothing of a refused archive stays, not even its cached copy
-                fsutil.remove_tree(self.cache_dir / src.basename)
-                regmod.update(self.root, lambda r: r.archives.pop(src.basename, None), locking=self.locking)
-                raise
-            actions.append(f"extracted into pkgs/{self.pkg}/{existing.id}")
+        if self._single_pass(src, expected, reg):
+            assert src.path is not None
+            if self.locking:
+                self._drop_copy_leftovers(src.basename)
+            source_stat = StatKey.of(src.path).to_dict()  # before reading: a later change is noticed
+            existing = self.unpack(src, None, version=version, variant=variant, copy_from=src.path)
+            cache_record = self._cache_record(src, existing.sha256, source_stat)
+            actions += ["copied to cache", f"extracted into pkgs/{self.pkg}/{existing.id}"]
         else:
-            actions.append(f"reused {existing.id} (same archive)")
+            sha, cache_record = self.fetch(src, expected, reg, actions, offline=offline, size=size, headers=headers)
+            self.step("cached")
+            reused = self.installed(reg, sha)
+            if reused is not None:
+                existing = reused
+                actions.append(f"reused {existing.id} (same archive)")
+            else:
+                try:
+                    existing = self.unpack(src, sha, version=version, variant=variant)
+                except (ArchiveError, VerifyError):
+                    # nothing of a refused archive stays, not even its cached copy
+                    fsutil.remove_tree(self.cache_dir / src.basename)
+                    regmod.update(
+                        self.root, lambda r: r.archives.pop(src.basename, None), locking=self.locking, create=False
+                    )
+                    raise
+                actions.append(f"extracted into pkgs/{self.pkg}/{existing.id}")
 
         def record(r: Registry) -> None:
             r.versions[existing.id] = existing
@@ -390,10 +408,29 @@ class Installer:
                 f"downloaded {src.basename}" + (f" (resumed at {fetched.resumed_from})" if fetched.resumed_from else "")
             )
         check_sha256(expected, sha, src.text)
+        return sha, self._cache_record(src, sha, source_stat)
+
+    def _cache_record(self, src: Source, sha: str, source_stat: dict[str, int] | None) -> dict[str, Any]:
+        """What the registry remembers of ``cache/<basename>`` (and of its source) to skip hashing next time."""
+        cached = self.cache_dir / src.basename
         record = {**remember(cached, sha), "source": src.text}
         if src.path is not None and not _same_file(src.path, cached):
             record["source_stat"] = source_stat or StatKey.of(src.path).to_dict()
-        return sha, record
+        return record
+
+    def _single_pass(self, src: Source, expected: str | None, reg: Registry) -> bool:
+        """Whether to copy the archive to the cache while extracting it (one read, one hash).
+
+        Only for a local source whose digest is unknown and that no installed version can
+        stand for (none came from an archive of this size); then knowing the digest first
+        would save nothing. With ``--sha256`` the copy is verified before any extraction.
+        """
+        if src.path is None or expected is not None or _same_file(src.path, self.cache_dir / src.basename):
+            return False
+        if self.known_digest(src, reg) is not None:
+            return False
+        size = src.path.stat().st_size
+        return not any(v.size_bytes == size for v in reg.of(self.pkg))
 
     def _drop_copy_leftovers(self, basename: str) -> None:
         """Temp copies of this archive left by a killed install (we hold the lock: nobody else copies it)."""
@@ -402,14 +439,29 @@ class Installer:
                 fsutil.remove_tree(leftover)
                 self.repaired.append(f"removed the partial copy cache/{leftover.name}")
 
-    def unpack(self, src: Source, sha: str, *, version: str | None, variant: str | None) -> Version:
-        """Extract, validate, mark and publish a new version; nothing stays if any step fails."""
+    def unpack(
+        self, src: Source, sha: str | None, *, version: str | None, variant: str | None, copy_from: Path | None = None
+    ) -> Version:
+        """Extract, validate, mark and publish a new version; nothing stays if any step fails.
+
+        Without *copy_from*, ``cache/<basename>`` (whose digest is *sha*) is extracted.
+        With it (*sha* None), the source is read once: the same pass hashes it and writes
+        its copy beside ``cache/<basename>``, published there just before the version,
+        after the same sync.
+        """
         cached = self.cache_dir / src.basename
-        fmt = detect_format(cached)
+        archive = copy_from or cached
+        cache_tmp = fsutil.temp_name(cached) if copy_from is not None else None
+        fmt = detect_format(archive)
         self.base.mkdir(parents=True, exist_ok=True)
-        check_space(self.base, estimate_size(cached, fmt, self.limits), f"extracting {src.basename}")
+        if cache_tmp is not None:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            check_space(self.cache_dir, archive.stat().st_size, f"copying {src.basename} to the cache")
+            log.info("copying %s to %s (%d MB)", archive, cached, archive.stat().st_size // 1_000_000)
+        check_space(self.base, estimate_size(archive, fmt, self.limits), f"extracting {src.basename}")
         staging = self.base / regmod.staging_name()
         log.info("extracting %s (%s) for %s", src.basename, fmt, self.pkg)
+        syncer = fsutil.Syncer()
         try:
             tree = staging / "x"
             out = staging / "v"
@@ -418,8 +470,10 @@ class Installer:
             except OSError as exc:
                 raise from_os_error(exc, f"create {staging}") from exc
             self.step("staging")
-            extracted = extract_archive(cached, tree, limits=self.limits)
-            if extracted.sha256 != sha:
+            extracted = extract_archive(archive, tree, limits=self.limits, copy_to=cache_tmp, syncer=syncer)
+            if sha is None:
+                sha = extracted.sha256
+            elif extracted.sha256 != sha:
                 raise VerifyError(
                     f"{cached} changed while it was being installed (sha256 {extracted.sha256}, expected {sha})",
                     hint="another process replaced the cached archive; run the install again",
@@ -431,15 +485,8 @@ class Installer:
                 raise from_os_error(exc, f"arrange {staging}") from exc
             check_tree(out, src.basename)  # links that only worked from the old top folder now dangle
             exe = regmod.executable_for(self.pkg)
-            found = version
-            if found is None:
-                # `--version` loads every .so (tens of ms): let it run while the files are fsynced
-                from concurrent.futures import ThreadPoolExecutor
-
-                with ThreadPoolExecutor(max_workers=1) as pool:
-                    probe = pool.submit(probe_version, out / "bin" / exe, self.pkg)
-                    _sync_tree(out)
-                    found = probe.result()
+            # `--version` loads every .so: the syncer finishes the tree meanwhile
+            found = version if version is not None else probe_version(out / "bin" / exe, self.pkg)
             vid = _new_id()
             now = time.time()
             entry = Version(
@@ -448,7 +495,7 @@ class Installer:
                 version=found or version_from_name(src.basename, self.pkg),
                 variant=variant if variant is not None else _variant_from_name(src.basename),
                 sha256=sha,
-                size_bytes=cached.stat().st_size,
+                size_bytes=(cache_tmp or cached).stat().st_size,
                 source=src.text,
                 installed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
                 installed_at_unix=now,
@@ -456,11 +503,28 @@ class Installer:
                 executables=layout.executables,
                 archive_name=src.basename,
             )
-            fsutil.atomic_write_json(out / regmod.MARKER, entry.marker())  # fsyncs itself
-            if version is not None:
-                _sync_tree(out)
+            # A plain write: the staging dir is private and published only by the rename
+            # below, once the syncer has made the marker and every extracted file durable.
+            marker = out / regmod.MARKER
+            marker.write_text(json.dumps(entry.marker(), indent=2, sort_keys=True) + "\n")
+            marker.chmod(0o644)
+            syncer.path(marker)
+            # what normalise changed: the mode of a zip's executable, the new top dir's entries
+            main = out / "bin" / exe
+            if main.is_file():
+                syncer.path(Path(os.path.realpath(main)))
+            syncer.path(out)
+            if cache_tmp is not None:
+                shutil_copystat(archive, cache_tmp)  # its data was synced by the extractor
+                syncer.path(cache_tmp)
+            syncer.wait()
             self.step("marked")
             try:
+                if cache_tmp is not None:
+                    # the same order as when copying first: the archive in cache/, then the version
+                    os.replace(cache_tmp, cached)
+                    fsutil.fsync_dir(self.cache_dir)
+                    self.step("cached")
                 os.rename(out, self.base / vid)
                 fsutil.fsync_dir(self.base)
             except OSError as exc:
@@ -470,7 +534,10 @@ class Installer:
         except OSError as exc:
             raise from_os_error(exc, f"install {src.basename}") from exc
         finally:
+            syncer.close()
             fsutil.remove_tree(staging)
+            if cache_tmp is not None:
+                cache_tmp.unlink(missing_ok=True)
 
     def activate(self, version: Version) -> None:
         fsutil.atomic_symlink(regmod.link_target(self.pkg, version.id), regmod.active_link(self.root, self.pkg))
@@ -556,17 +623,3 @@ def _variant_from_name(name: str) -> str | None:
         return canonical(match.group("variant"))
     except ConfigError:
         return None
-
-
-def _sync_tree(top: Path) -> None:
-    """fsync every regular file and directory before the publishing rename relies on them."""
-    for dirpath, _dirnames, filenames in os.walk(top):
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            if not os.path.islink(path):
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        fsutil.fsync_dir(Path(dirpath))

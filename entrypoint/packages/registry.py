@@ -193,17 +193,19 @@ def registry_lock(root: Path, enabled: bool = True) -> Iterator[None]:
         yield
 
 
-def update(root: Path, change: Callable[[Registry], object], *, locking: bool = True) -> Registry:
+def update(root: Path, change: Callable[[Registry], object], *, locking: bool = True, create: bool = True) -> Registry:
     """Read the registry afresh, apply *change*, write it if it changed (atomic rename).
 
     Re-reading under the registry lock keeps other writers' entries; without the lock a
     concurrent update may be lost, and :func:`reconcile` adopts it back from its marker.
+    *create* False leaves a missing registry missing when nothing changed (an absent
+    registry reads as empty; writing it costs an fsync on the install's cold path).
     """
     with registry_lock(root, locking):
         reg = Registry.load(root)
         before = reg.to_dict()
         change(reg)
-        if reg.to_dict() != before or not registry_path(root).exists():
+        if reg.to_dict() != before or (create and not registry_path(root).exists()):
             reg.save(root)
     return reg
 

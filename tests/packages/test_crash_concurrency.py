@@ -34,15 +34,15 @@ def hook(step):
     if step == crash_at:
         os.kill(os.getpid(), signal.SIGKILL)
 result = install_package(Path(sys.argv[1]), sys.argv[2], hook=hook, locking=sys.argv[3] == "1",
-                         lock_timeout=float(sys.argv[4]))
+                         lock_timeout=float(sys.argv[4]), sha256=os.environ.get("AUTOINFER_TEST_SHA256") or None)
 print(json.dumps(result.to_dict()))
 """
 
 
 def spawn(
-    root: Path, archive: Path, *, crash_at: str = "", locking: bool = True, timeout: float = 60
+    root: Path, archive: Path, *, crash_at: str = "", locking: bool = True, timeout: float = 60, sha256: str = ""
 ) -> subprocess.Popen[str]:
-    env = cli_env({"AUTOINFER_TEST_CRASH_AT": crash_at})
+    env = cli_env({"AUTOINFER_TEST_CRASH_AT": crash_at, "AUTOINFER_TEST_SHA256": sha256})
     return subprocess.Popen(
         [sys.executable, "-c", SCRIPT, str(root), str(archive), "1" if locking else "0", str(timeout)],
         env=env,
@@ -53,11 +53,16 @@ def spawn(
 
 
 @pytest.mark.parametrize("step", STEPS)
-def test_kill_9_at_each_step_leaves_old_or_new_and_the_next_run_repairs(tmp_path: Path, step: str) -> None:
+@pytest.mark.parametrize("passes", ["one-pass", "copy-then-extract"])
+def test_kill_9_at_each_step_leaves_old_or_new_and_the_next_run_repairs(tmp_path: Path, step: str, passes: str) -> None:
+    """Both install paths: copying while extracting (cold, local) and verifying first (--sha256)."""
+    import hashlib
+
     root = tmp_path / "root"
     old = install_package(root, str(release_archive(tmp_path, build=1)))
     new_archive = release_archive(tmp_path, build=2)
-    proc = spawn(root, new_archive, crash_at=step)
+    sha = hashlib.sha256(new_archive.read_bytes()).hexdigest() if passes == "copy-then-extract" else ""
+    proc = spawn(root, new_archive, crash_at=step, sha256=sha)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == -9, err
     # Right after the crash: the active version is the old or the new one, complete.

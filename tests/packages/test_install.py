@@ -77,6 +77,19 @@ def test_warm_reinstall_copies_extracts_and_hashes_nothing(tmp_path: Path, root:
     assert snapshot(root) == before
 
 
+def test_a_cold_install_of_a_local_archive_reads_and_hashes_it_once(tmp_path: Path, root: Path) -> None:
+    """The copy to cache/ is written by the extracting pass itself (no separate copy-and-hash)."""
+    archive = release_archive(tmp_path)
+    hashed = digest.files_hashed
+    result = install_package(root, str(archive))
+    assert digest.files_hashed == hashed + 1
+    assert result.actions[:2] == ["copied to cache", f"extracted into pkgs/llama-cpp/{result.id}"]
+    assert (root / "cache" / archive.name).read_bytes() == archive.read_bytes()
+    assert [p.name for p in (root / "cache").iterdir()] == [archive.name]  # no temp copy left
+    again = install_package(root, str(archive))
+    assert not again.changed and digest.files_hashed == hashed + 1
+
+
 def test_a_changed_archive_with_the_same_name_is_noticed(tmp_path: Path, root: Path) -> None:
     name = "llama-cpp.tar.gz"
     first = install_package(root, str(release_archive(tmp_path / "a", build=100, name=name)))
