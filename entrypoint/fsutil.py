@@ -111,8 +111,24 @@ def atomic_write_text(target: Path, text: str, *, mode: int = 0o644) -> None:
     atomic_write_bytes(target, text.encode(), mode=mode)
 
 
+def dump_json(value: Any) -> str:
+    """JSON with one top-level key per line, each value compact.
+
+    ``json.dumps(indent=...)`` falls back to the pure-Python encoder, ten times slower: a
+    1,000-model catalog took 0.2 s to write that way. This keeps the C encoder and a file
+    that greps and diffs one entry per line.
+    """
+    if not isinstance(value, dict) or not value:
+        return json.dumps(value, sort_keys=True) + "\n"
+    lines = [
+        f"{json.dumps(str(k))}: {json.dumps(v, sort_keys=True)}"
+        for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))
+    ]
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
 def atomic_write_json(target: Path, value: Any, *, mode: int = 0o644) -> None:
-    atomic_write_text(target, json.dumps(value, indent=2, sort_keys=True) + "\n", mode=mode)
+    atomic_write_text(target, dump_json(value), mode=mode)
 
 
 def read_json(path: Path, default: Any = None) -> Any:
