@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import sys
 from typing import Any
 
 import click
@@ -24,6 +25,8 @@ def boot(app: App, prepare_only: bool, cmd: tuple[str, ...]) -> Outcome | None:
     from entrypoint.boot import boot as run_boot
 
     prepared = run_boot(app.settings(), environ=app.environ, prepare_only=prepare_only, command=cmd)
+    if prepared.exit_status is not None:
+        sys.exit(prepared.exit_status)  # the container's life is over: its status, nothing printed
     return Outcome(
         f"prepared in {prepared.seconds:.2f}s; supervisord config: {prepared.files.conf}",
         prepared.to_dict(),

@@ -28,13 +28,19 @@ the signals it has handlers for), reap every zombie (a double-forked orphan is r
 to PID 1, not to supervisord), and when it is not PID 1 (``docker run --init``, tests) it
 makes itself a child subreaper so orphans still come to it.
 
+How it runs: ``autoinfer boot`` calls :func:`main` in its own process once it has
+prepared everything (no second interpreter to start), and :func:`start_supervisord`
+forks that process to run supervisor's ``main`` (no third). ``python -m
+entrypoint.supervisor.init --config FILE --supervisord CONF`` does the same from a fresh
+interpreter (boot's fallback, and the tests); ``-- COMMAND ...`` runs any command instead.
+
 Steps of :func:`main`:
 
 1. Read the settings boot wrote (``supervisor/init.json``); become a subreaper unless PID 1.
 2. Remove a stale exit marker; create the FIFOs and open them read-write (so neither
    supervisord's open nor a restart ever sees a FIFO without a reader, and a closed
    writer never reads as end-of-file).
-3. Install the signal handlers, then start supervisord.
+3. Install the signal handlers, then start supervisord (or the command).
 4. Loop: forward log lines, forward signals, reap children, until supervisord exits
    (waking supervisord when its socket first answers, and while it stops).
 5. Drain the FIFOs, and exit with the marker's status if there is one, else supervisord's.
@@ -50,7 +56,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -221,8 +227,88 @@ def exit_status(status: int, marker: Path | None) -> int:
     return 128 - code if code < 0 else code  # killed by a signal: the shell's 128+N
 
 
-def run(command: Sequence[str], config: dict[str, Any]) -> int:
-    """Steps 2 to 5 of the module docstring; returns the exit status."""
+def start_command(command: Sequence[str]) -> Callable[[dict[str, str]], int]:
+    """Start *command* as a new process (any program; ``--`` on the command line)."""
+
+    def start(env: dict[str, str]) -> int:
+        try:
+            # restore_signals: the command gets default SIGPIPE/SIGXFSZ, not Python's SIG_IGN.
+            return subprocess.Popen(list(command), restore_signals=True, env=env).pid
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror or str(exc), command[0]) from None
+
+    return start
+
+
+def start_supervisord(conf: Path) -> Callable[[dict[str, str]], int]:
+    """Start supervisord as a fork of this process running supervisor's own ``main``.
+
+    Not ``python -m supervisor.supervisord``: a second interpreter start costs more than
+    supervisord's own start-up, and this is the path every boot waits on. In the child:
+    default signal handlers (we block them across the fork, so none is lost or run by
+    our handlers in the child), no descriptor of ours beyond stdin/out/err (the FIFOs
+    must have no writer but supervisord's programs, and the child must not hold our
+    wake-up pipe), the environment we pass, and never a return into our caller.
+    """
+
+    def start(env: dict[str, str]) -> int:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()  # or the child writes our buffered output a second time
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
+        pid = os.fork()
+        if pid:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            return pid
+        code = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            for signum in (*FORWARDED, signal.SIGCHLD):
+                signal.signal(signum, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            _close_fds_from(3)
+            os.environ.clear()
+            os.environ.update(env)
+            with contextlib.suppress(OSError):
+                Path("/proc/self/comm").write_text("supervisord")  # what ps and top show
+            from supervisor import supervisord
+
+            supervisord.main(["-n", "-c", str(conf)])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(code)
+
+    return start
+
+
+def _close_fds_from(lowest: int) -> None:
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(lowest, 1024))
+    for fd in fds:
+        if fd >= lowest:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def run(start: Sequence[str] | Callable[[dict[str, str]], int], config: dict[str, Any]) -> int:
+    """Steps 2 to 5 of the module docstring; returns the exit status.
+
+    *start* is a command, or a function that starts the child with the environment it
+    gets and returns its pid (:func:`start_supervisord`).
+    """
+    if not callable(start):
+        start = start_command(start)
     global _messages_as_json
     _messages_as_json = config.get("log_format") == "json"
     marker = Path(config["marker"]) if config.get("marker") else None
@@ -254,16 +340,14 @@ def run(command: Sequence[str], config: dict[str, Any]) -> int:
         signal.signal(signum, forward)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # only to wake the poll below
 
+    # AUTOINFER_INIT_PID: the listener stops the container through us, so that we
+    # know a stop is under way (see the loop below).
+    env = {**os.environ, "AUTOINFER_INIT_PID": str(os.getpid())}
     try:
-        # restore_signals: the servers get default SIGPIPE/SIGXFSZ, not Python's SIG_IGN.
-        # AUTOINFER_INIT_PID: the listener stops the container through us, so that we
-        # know a stop is under way (see the loop below).
-        env = {**os.environ, "AUTOINFER_INIT_PID": str(os.getpid())}
-        child = subprocess.Popen(list(command), restore_signals=True, env=env)
+        child_pid = start(env)
     except OSError as exc:
-        say(f"cannot start {command[0]}: {exc.strerror or exc}", "error")
+        say(f"cannot start {exc.filename or 'supervisord'}: {exc.strerror or exc}", "error")
         return 127
-    child_pid = child.pid
     for early in pending:
         forward(early, None)
 
@@ -330,14 +414,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(f"cannot read {args[1]}: {exc}")
             return 78
         args = args[2:]
-    if args[:1] == ["--"]:
-        args = args[1:]
-    if not args:
-        say("usage: python -m entrypoint.supervisor.init [--config FILE] -- COMMAND ...")
+    start: Sequence[str] | Callable[[dict[str, str]], int]
+    if args[:1] == ["--supervisord"]:
+        start = start_supervisord(Path(args[1])) if len(args) == 2 else []
+    else:
+        start = args[1:] if args[:1] == ["--"] else args
+    if not start:
+        say("usage: python -m entrypoint.supervisor.init [--config FILE] (--supervisord CONF | -- COMMAND ...)")
         return 64
     if os.getpid() != 1:
         become_subreaper()
-    return run(args, config)
+    return run(start, config)
 
 
 if __name__ == "__main__":
