@@ -154,7 +154,17 @@ def boot(
     Returns at once with *prepare_only*; else when the container stops, with the
     init's exit status in :attr:`Prepared.exit_status` (the caller exits with it).
     """
-    prepared = prepare(settings, environ=environ, base_dir=base_dir)
+    preforked = None
+    if not prepare_only and not command:
+        from entrypoint.supervisor.init import prefork_supervisord
+
+        preforked = prefork_supervisord()  # imports supervisor on the other core meanwhile
+    try:
+        prepared = prepare(settings, environ=environ, base_dir=base_dir)
+    except BaseException:
+        if preforked is not None:
+            preforked.cancel()
+        raise
     log.info(
         "prepared in %.2fs: %d package(s), %d model(s), %d server(s)",
         prepared.seconds,
@@ -169,7 +179,7 @@ def boot(
     else:
         if not prepared.servers:
             log.info("no server to start: supervisord runs idle (set AUTO_INFER_LLAMA_CPP_ON_BOOT=1 to serve)")
-        if _single_threaded():
+        if preforked is not None or _single_threaded():
             from entrypoint import supervisor
             from entrypoint.supervisor import init
 
@@ -178,7 +188,7 @@ def boot(
                 wanted = dict(environ)
                 os.environ.clear()
                 os.environ.update(wanted)
-            prepared.exit_status = init.main(supervisor.init_args(prepared.files))
+            prepared.exit_status = init.main(supervisor.init_args(prepared.files), preforked=preforked)
             return prepared
         argv = prepared.exec_argv  # forking now could copy another thread's held lock
     log.info("exec %s", " ".join(argv))

@@ -59,7 +59,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 STOPPING = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})  # supervisord shuts down on these
@@ -252,51 +252,127 @@ def start_supervisord(conf: Path) -> Callable[[dict[str, str]], int]:
     """
 
     def start(env: dict[str, str]) -> int:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()  # or the child writes our buffered output a second time
+        _flush_stdio()  # or the child writes our buffered output a second time
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
         pid = os.fork()
         if pid:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             return pid
-        code = 1
-        try:
-            signal.set_wakeup_fd(-1)
-            for signum in (*FORWARDED, signal.SIGCHLD):
-                signal.signal(signum, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            _close_fds_from(3)
-            os.environ.clear()
-            os.environ.update(env)
-            with contextlib.suppress(OSError):
-                Path("/proc/self/comm").write_text("supervisord")  # what ps and top show
-            from supervisor import supervisord
-
-            supervisord.main(["-n", "-c", str(conf)])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
-        except BaseException:
-            import traceback
-
-            traceback.print_exc()
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
-            os._exit(code)
+        _supervisord_child(lambda: (conf, env), mask)
 
     return start
 
 
-def _close_fds_from(lowest: int) -> None:
+class Preforked:
+    """supervisord's process forked before boot prepares, importing supervisor meanwhile.
+
+    supervisor's modules take about 0.1 s to import (xmlrpc, http.client, email, ssl
+    come with them); on a machine with a second core that now overlaps boot's own work
+    instead of following it. The child waits on a pipe for its config and environment
+    (:meth:`start`); end of file (boot failed, or fell back to an exec) ends it quietly.
+    """
+
+    def __init__(self, pid: int, order_fd: int) -> None:
+        self.pid = pid
+        self.order_fd = order_fd
+
+    def starter(self, conf: Path) -> Callable[[dict[str, str]], int]:
+        def start(env: dict[str, str]) -> int:
+            order = json.dumps({"conf": str(conf), "env": env}).encode()
+            try:
+                write_all_or_raise(self.order_fd, order)
+            finally:
+                os.close(self.order_fd)
+            return self.pid
+
+        return start
+
+    def cancel(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.order_fd)
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+
+
+def prefork_supervisord() -> Preforked | None:
+    """Fork supervisord's process now (see :class:`Preforked`); None if threads run."""
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        return None  # a fork copies locks other threads may hold
+    order_r, order_w = os.pipe2(os.O_CLOEXEC)
+    _flush_stdio()
+    pid = os.fork()
+    if pid:
+        os.close(order_r)
+        return Preforked(pid, order_w)
+    os.close(order_w)
+    _close_fds_from(3, keep=order_r)
+    # Ctrl-C while boot prepares reaches the whole process group: boot reports it, we just go.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    def wait_for_order() -> tuple[Path, dict[str, str]]:
+        from supervisor import supervisord  # noqa: F401 - the slow part, while boot prepares
+
+        data = bytearray()
+        while chunk := os.read(order_r, 65536):
+            data += chunk
+        if not data:
+            os._exit(0)
+        order = json.loads(data)
+        return Path(order["conf"]), order["env"]
+
+    _supervisord_child(wait_for_order, signal.pthread_sigmask(signal.SIG_BLOCK, set()))
+
+
+def _supervisord_child(order: Callable[[], tuple[Path, dict[str, str]]], mask: Any) -> NoReturn:
+    """The forked child's life: get the config, reset what we changed, run supervisord."""
+    code = 1
+    try:
+        conf, env = order()
+        signal.set_wakeup_fd(-1)
+        for signum in (*FORWARDED, signal.SIGCHLD):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        _close_fds_from(3)
+        os.environ.clear()
+        os.environ.update(env)
+        with contextlib.suppress(OSError):
+            Path("/proc/self/comm").write_text("supervisord")  # what ps and top show
+        from supervisor import supervisord
+
+        supervisord.main(["-n", "-c", str(conf)])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        _flush_stdio()
+        os._exit(code)
+
+
+def _flush_stdio() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def write_all_or_raise(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _close_fds_from(lowest: int, keep: int = -1) -> None:
     try:
         fds = [int(name) for name in os.listdir("/proc/self/fd")]
     except OSError:
         fds = list(range(lowest, 1024))
     for fd in fds:
-        if fd >= lowest:
+        if fd >= lowest and fd != keep:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -369,8 +445,9 @@ def run(start: Sequence[str] | Callable[[dict[str, str]], int], config: dict[str
             # early): keep it turning, so the stop ends when the last child is gone and
             # the SIGKILL after stop_timeout is not a tick late.
             poke(sock)
-        # the timeout only guards against a lost wake-up, or polls for the socket
-        for fd, _event in poller.poll(100 if stopping else 1000 if woken else 20):
+        # the timeout only guards against a lost wake-up, or polls for the socket (every 5 ms:
+        # each poll is one failed connect(), and the servers start on the first that succeeds)
+        for fd, _event in poller.poll(100 if stopping else 1000 if woken else 5):
             if fd == wake_r:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(wake_r, 512):
@@ -404,7 +481,8 @@ def reap(child_pid: int) -> int | None:
             found = status
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, preforked: Preforked | None = None) -> int:
+    """Run the init (see the module docstring); *preforked* is supervisord's process if boot forked it."""
     args = list(sys.argv[1:] if argv is None else argv)
     config: dict[str, Any] = {}
     if args[:1] == ["--config"] and len(args) >= 2:
@@ -416,7 +494,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = args[2:]
     start: Sequence[str] | Callable[[dict[str, str]], int]
     if args[:1] == ["--supervisord"]:
-        start = start_supervisord(Path(args[1])) if len(args) == 2 else []
+        if len(args) != 2:
+            start = []
+        elif preforked is not None:
+            start = preforked.starter(Path(args[1]))
+        else:
+            start = start_supervisord(Path(args[1]))
     else:
         start = args[1:] if args[:1] == ["--"] else args
     if not start:
