@@ -61,6 +61,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
+from entrypoint.supervisor.wire import message_line, poke, timestamp
+
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 STOPPING = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})  # supervisord shuts down on these
 _MAX_LINE = 64 * 1024  # a "line" longer than this is forwarded in pieces rather than held
@@ -68,18 +70,6 @@ _PR_SET_CHILD_SUBREAPER = 36
 
 
 _messages_as_json = False  # AUTO_INFER_LOG_FORMAT=json, set by run() from init.json
-
-
-def message_line(message: str, *, level: str, logger: str, as_json: bool) -> bytes:
-    """One of our own log lines, as text or as entrypoint.logfmt's JSON object."""
-    if not as_json:
-        return f"autoinfer: {message}\n".encode()
-    return json.dumps({"ts": timestamp(), "level": level, "logger": logger, "message": message}).encode() + b"\n"
-
-
-def timestamp() -> str:
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
 
 
 def say(message: str, level: str = "info") -> None:
@@ -195,21 +185,6 @@ def become_subreaper() -> None:
         libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     except (OSError, AttributeError):
         pass
-
-
-def poke(socket_path: str | None) -> bool:
-    """Open and close a connection to supervisord's socket, so its poll loop turns now."""
-    if not socket_path:
-        return True
-    import socket
-
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(0.2)
-            sock.connect(socket_path)
-    except OSError:
-        return False  # not bound yet, or a stale socket of an earlier run
-    return True
 
 
 def exit_status(status: int, marker: Path | None) -> int:
