@@ -12,15 +12,15 @@ from entrypoint.cli.edge import App, Outcome, command
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
-@click.option("--prepare-only", is_flag=True, help="Stop before the exec (for an init container).")
+@click.option("--prepare-only", is_flag=True, help="Stop before starting supervisord (for an init container).")
 @click.argument("cmd", nargs=-1, type=click.UNPROCESSED)
 @command
 def boot(app: App, prepare_only: bool, cmd: tuple[str, ...]) -> Outcome | None:
-    """Prepare everything, then exec supervisord as PID 1 (the container ENTRYPOINT).
+    """Prepare everything, then run supervisord under our init as PID 1 (the ENTRYPOINT).
 
     Validates every AUTO_INFER_* variable and the config first, installs the packages
-    asked for, provisions the models, renders the supervisord programs, then replaces
-    itself with supervisord. With `-- CMD ...` it execs CMD instead.
+    asked for, provisions the models, renders the supervisord programs, then becomes
+    the init, with supervisord as its child. With `-- CMD ...` it execs CMD instead.
     """
     from entrypoint.boot import boot as run_boot
 
