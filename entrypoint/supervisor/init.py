@@ -205,12 +205,18 @@ def exit_status(status: int, marker: Path | None) -> int:
 def start_command(command: Sequence[str]) -> Callable[[dict[str, str]], int]:
     """Start *command* as a new process (any program; ``--`` on the command line)."""
 
+    started: list[subprocess.Popen[bytes]] = []
+
     def start(env: dict[str, str]) -> int:
         try:
             # restore_signals: the command gets default SIGPIPE/SIGXFSZ, not Python's SIG_IGN.
-            return subprocess.Popen(list(command), restore_signals=True, env=env).pid
+            child = subprocess.Popen(list(command), restore_signals=True, env=env)
         except OSError as exc:
             raise OSError(exc.errno, exc.strerror or str(exc), command[0]) from None
+        # Held while the init runs: a Popen that is collected polls its pid, and would reap
+        # (and hide from us) a command that has already exited.
+        started.append(child)
+        return child.pid
 
     return start
 
