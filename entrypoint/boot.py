@@ -9,8 +9,14 @@ Steps of :func:`boot`:
 3. Provision the models the enabled instances use (verified; a warm boot reads nothing).
 4. Resolve each instance to its exact argv (the installed binary, the local model path)
    and write the supervisord config and the handoff files.
-5. Replace this process with supervisord (behind our small init), so it is PID 1; or
-   with ``-- CMD``; or stop here with ``--prepare-only`` (an init container).
+5. Become our small init (PID 1), which runs supervisord as a fork of itself; or
+   replace this process with ``-- CMD``; or stop here with ``--prepare-only`` (an
+   init container).
+
+Why step 5 runs the init in this process rather than exec'ing it: each new Python
+interpreter costs tens of milliseconds before it does anything, and a warm boot's
+whole budget is a few hundred (issue 7: under 0.5 s over llama-server alone). The
+price is memory: PID 1 keeps what boot imported (about 15 MB more than a bare init).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ class Prepared:
     files: Any = None
     exec_argv: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    exit_status: int | None = None  # set once our init, run in this process, has finished
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -142,8 +149,22 @@ def boot(
     execvpe: ExecFn = exec_process,
     base_dir: Path | None = None,
 ) -> Prepared:
-    """Prepare, then exec supervisord (or *command*); returns only with *prepare_only*."""
-    prepared = prepare(settings, environ=environ, base_dir=base_dir)
+    """Prepare, then run our init and supervisord (or exec *command*).
+
+    Returns at once with *prepare_only*; else when the container stops, with the
+    init's exit status in :attr:`Prepared.exit_status` (the caller exits with it).
+    """
+    preforked = None
+    if not prepare_only and not command:
+        from entrypoint.supervisor.init import prefork_supervisord
+
+        preforked = prefork_supervisord()  # imports supervisor on the other core meanwhile
+    try:
+        prepared = prepare(settings, environ=environ, base_dir=base_dir)
+    except BaseException:
+        if preforked is not None:
+            preforked.cancel()
+        raise
     log.info(
         "prepared in %.2fs: %d package(s), %d model(s), %d server(s)",
         prepared.seconds,
@@ -153,9 +174,30 @@ def boot(
     )
     if prepare_only:
         return prepared
-    argv = list(command) if command else prepared.exec_argv
-    if not command and not prepared.servers:
-        log.info("no server to start: supervisord runs idle (set AUTO_INFER_LLAMA_CPP_ON_BOOT=1 to serve)")
+    if command:
+        argv = list(command)
+    else:
+        if not prepared.servers:
+            log.info("no server to start: supervisord runs idle (set AUTO_INFER_LLAMA_CPP_ON_BOOT=1 to serve)")
+        if preforked is not None or _single_threaded():
+            from entrypoint import supervisor
+            from entrypoint.supervisor import init
+
+            log.info("starting supervisord (%s)", prepared.files.conf)
+            if environ is not os.environ:  # what the init and supervisord pass on, as an exec would
+                wanted = dict(environ)
+                os.environ.clear()
+                os.environ.update(wanted)
+            prepared.exit_status = init.main(supervisor.init_args(prepared.files), preforked=preforked)
+            return prepared
+        argv = prepared.exec_argv  # forking now could copy another thread's held lock
     log.info("exec %s", " ".join(argv))
     execvpe(argv[0], argv, dict(environ))
     return prepared  # only reached when execvpe is a test double that returns
+
+
+def _single_threaded() -> bool:
+    import sys
+
+    threading = sys.modules.get("threading")
+    return threading is None or threading.active_count() == 1

@@ -104,8 +104,10 @@ def test_boot_serves_health_then_sigterm_leaves_nothing_running(
     assert wait_health(port, proc=proc) == 200
     children = descendants(proc.pid)
     assert any("llama-server" in " ".join(c.cmdline()) for c in children)
-    # boot replaced itself: the process we started now runs the supervisor, not autoinfer boot
-    assert "boot" not in psutil.Process(proc.pid).cmdline()
+    # boot became the init: supervisord is its own child (a fork, no new interpreter)
+    supervisord = int((root.parent / "state" / "run" / "supervisord.pid").read_text())
+    assert psutil.Process(supervisord).ppid() == proc.pid
+    assert psutil.Process(supervisord).name() == "supervisord"
 
     body = json.dumps({"prompt": "hello", "n_predict": 4}).encode()
     req = urllib.request.Request(f"http://127.0.0.1:{port}/completion", data=body, method="POST")

@@ -16,7 +16,7 @@ from entrypoint.cli.edge import App, environ, log_format_of, setup_logging
 
 # command -> (module:attribute, one-line help shown by --help without importing it)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "boot": ("entrypoint.cli.boot:boot", "Prepare everything, then exec supervisord (the ENTRYPOINT)."),
+    "boot": ("entrypoint.cli.boot:boot", "Prepare everything, then run supervisord (the ENTRYPOINT)."),
     "plan": ("entrypoint.cli.boot:plan", "Show what boot would do now, changing nothing."),
     "pkg": ("entrypoint.cli.pkg:pkg", "Install, list, activate and remove binary packages."),
     "models": ("entrypoint.cli.models:models", "Pull, verify, list, pin and collect models."),

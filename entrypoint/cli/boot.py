@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import sys
 from typing import Any
 
 import click
@@ -11,19 +12,21 @@ from entrypoint.cli.edge import App, Outcome, command
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
-@click.option("--prepare-only", is_flag=True, help="Stop before the exec (for an init container).")
+@click.option("--prepare-only", is_flag=True, help="Stop before starting supervisord (for an init container).")
 @click.argument("cmd", nargs=-1, type=click.UNPROCESSED)
 @command
 def boot(app: App, prepare_only: bool, cmd: tuple[str, ...]) -> Outcome | None:
-    """Prepare everything, then exec supervisord as PID 1 (the container ENTRYPOINT).
+    """Prepare everything, then run supervisord under our init as PID 1 (the ENTRYPOINT).
 
     Validates every AUTO_INFER_* variable and the config first, installs the packages
-    asked for, provisions the models, renders the supervisord programs, then replaces
-    itself with supervisord. With `-- CMD ...` it execs CMD instead.
+    asked for, provisions the models, renders the supervisord programs, then becomes
+    the init, with supervisord as its child. With `-- CMD ...` it execs CMD instead.
     """
     from entrypoint.boot import boot as run_boot
 
     prepared = run_boot(app.settings(), environ=app.environ, prepare_only=prepare_only, command=cmd)
+    if prepared.exit_status is not None:
+        sys.exit(prepared.exit_status)  # the container's life is over: its status, nothing printed
     return Outcome(
         f"prepared in {prepared.seconds:.2f}s; supervisord config: {prepared.files.conf}",
         prepared.to_dict(),

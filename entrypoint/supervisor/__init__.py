@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from entrypoint.supervisor.files import (
         SupervisorFiles,
         exec_argv,
+        init_args,
         read_handoffs,
         render_all,
         write_supervisor_config,
@@ -30,6 +31,7 @@ _WHERE = {
     "server_status": "control",
     "SupervisorFiles": "files",
     "exec_argv": "files",
+    "init_args": "files",
     "read_handoffs": "files",
     "render_all": "files",
     "write_supervisor_config": "files",
@@ -46,6 +48,7 @@ __all__ = [
     "SupervisorFiles",
     "check_health",
     "exec_argv",
+    "init_args",
     "read_handoffs",
     "render_all",
     "render_handoff",

@@ -105,15 +105,20 @@ def _write_if_changed(path: Path, text: str) -> None:
     atomic_write_text(path, text)
 
 
-def exec_argv(files: SupervisorFiles) -> list[str]:
-    """The argv boot execs: our init as PID 1, running supervisord in the foreground.
+def init_args(files: SupervisorFiles) -> list[str]:
+    """The arguments of our init's ``main``: its settings, and supervisord's config.
 
-    supervisord runs as ``python -m supervisor.supervisord`` with this interpreter, so
-    it is the supervisor installed beside autoinfer whatever PATH says.
+    Boot calls ``entrypoint.supervisor.init.main`` with them in its own process; the
+    init runs supervisord (in the foreground) as a fork of itself, so it is the
+    supervisor installed beside autoinfer whatever PATH says.
     """
     init = files.init or files.conf.parent / "init.json"
-    supervisord = [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(files.conf)]
-    return [sys.executable, "-m", "entrypoint.supervisor.init", "--config", str(init), "--", *supervisord]
+    return ["--config", str(init), "--supervisord", str(files.conf)]
+
+
+def exec_argv(files: SupervisorFiles) -> list[str]:
+    """The same init as a command of its own: our init as PID 1, supervisord below it."""
+    return [sys.executable, "-m", "entrypoint.supervisor.init", *init_args(files)]
 
 
 def read_handoffs(root: Path) -> list[ServerSpec]:

@@ -28,13 +28,19 @@ the signals it has handlers for), reap every zombie (a double-forked orphan is r
 to PID 1, not to supervisord), and when it is not PID 1 (``docker run --init``, tests) it
 makes itself a child subreaper so orphans still come to it.
 
+How it runs: ``autoinfer boot`` calls :func:`main` in its own process once it has
+prepared everything (no second interpreter to start), and :func:`start_supervisord`
+forks that process to run supervisor's ``main`` (no third). ``python -m
+entrypoint.supervisor.init --config FILE --supervisord CONF`` does the same from a fresh
+interpreter (boot's fallback, and the tests); ``-- COMMAND ...`` runs any command instead.
+
 Steps of :func:`main`:
 
 1. Read the settings boot wrote (``supervisor/init.json``); become a subreaper unless PID 1.
 2. Remove a stale exit marker; create the FIFOs and open them read-write (so neither
    supervisord's open nor a restart ever sees a FIFO without a reader, and a closed
    writer never reads as end-of-file).
-3. Install the signal handlers, then start supervisord.
+3. Install the signal handlers, then start supervisord (or the command).
 4. Loop: forward log lines, forward signals, reap children, until supervisord exits
    (waking supervisord when its socket first answers, and while it stops).
 5. Drain the FIFOs, and exit with the marker's status if there is one, else supervisord's.
@@ -50,10 +56,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
+
+from entrypoint.supervisor.wire import message_line, poke, timestamp
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 STOPPING = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})  # supervisord shuts down on these
@@ -62,18 +70,6 @@ _PR_SET_CHILD_SUBREAPER = 36
 
 
 _messages_as_json = False  # AUTO_INFER_LOG_FORMAT=json, set by run() from init.json
-
-
-def message_line(message: str, *, level: str, logger: str, as_json: bool) -> bytes:
-    """One of our own log lines, as text or as entrypoint.logfmt's JSON object."""
-    if not as_json:
-        return f"autoinfer: {message}\n".encode()
-    return json.dumps({"ts": timestamp(), "level": level, "logger": logger, "message": message}).encode() + b"\n"
-
-
-def timestamp() -> str:
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
 
 
 def say(message: str, level: str = "info") -> None:
@@ -191,21 +187,6 @@ def become_subreaper() -> None:
         pass
 
 
-def poke(socket_path: str | None) -> bool:
-    """Open and close a connection to supervisord's socket, so its poll loop turns now."""
-    if not socket_path:
-        return True
-    import socket
-
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(0.2)
-            sock.connect(socket_path)
-    except OSError:
-        return False  # not bound yet, or a stale socket of an earlier run
-    return True
-
-
 def exit_status(status: int, marker: Path | None) -> int:
     """The marker's status (a critical server went FATAL), else supervisord's own."""
     if marker is not None:
@@ -221,8 +202,170 @@ def exit_status(status: int, marker: Path | None) -> int:
     return 128 - code if code < 0 else code  # killed by a signal: the shell's 128+N
 
 
-def run(command: Sequence[str], config: dict[str, Any]) -> int:
-    """Steps 2 to 5 of the module docstring; returns the exit status."""
+def start_command(command: Sequence[str]) -> Callable[[dict[str, str]], int]:
+    """Start *command* as a new process (any program; ``--`` on the command line)."""
+
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(env: dict[str, str]) -> int:
+        try:
+            # restore_signals: the command gets default SIGPIPE/SIGXFSZ, not Python's SIG_IGN.
+            child = subprocess.Popen(list(command), restore_signals=True, env=env)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror or str(exc), command[0]) from None
+        # Held while the init runs: a Popen that is collected polls its pid, and would reap
+        # (and hide from us) a command that has already exited.
+        started.append(child)
+        return child.pid
+
+    return start
+
+
+def start_supervisord(conf: Path) -> Callable[[dict[str, str]], int]:
+    """Start supervisord as a fork of this process running supervisor's own ``main``.
+
+    Not ``python -m supervisor.supervisord``: a second interpreter start costs more than
+    supervisord's own start-up, and this is the path every boot waits on. In the child:
+    default signal handlers (we block them across the fork, so none is lost or run by
+    our handlers in the child), no descriptor of ours beyond stdin/out/err (the FIFOs
+    must have no writer but supervisord's programs, and the child must not hold our
+    wake-up pipe), the environment we pass, and never a return into our caller.
+    """
+
+    def start(env: dict[str, str]) -> int:
+        _flush_stdio()  # or the child writes our buffered output a second time
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
+        pid = os.fork()
+        if pid:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            return pid
+        _supervisord_child(lambda: (conf, env), mask)
+
+    return start
+
+
+class Preforked:
+    """supervisord's process forked before boot prepares, importing supervisor meanwhile.
+
+    supervisor's modules take about 0.1 s to import (xmlrpc, http.client, email, ssl
+    come with them); on a machine with a second core that now overlaps boot's own work
+    instead of following it. The child waits on a pipe for its config and environment
+    (:meth:`start`); end of file (boot failed, or fell back to an exec) ends it quietly.
+    """
+
+    def __init__(self, pid: int, order_fd: int) -> None:
+        self.pid = pid
+        self.order_fd = order_fd
+
+    def starter(self, conf: Path) -> Callable[[dict[str, str]], int]:
+        def start(env: dict[str, str]) -> int:
+            order = json.dumps({"conf": str(conf), "env": env}).encode()
+            try:
+                write_all_or_raise(self.order_fd, order)
+            finally:
+                os.close(self.order_fd)
+            return self.pid
+
+        return start
+
+    def cancel(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.order_fd)
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+
+
+def prefork_supervisord() -> Preforked | None:
+    """Fork supervisord's process now (see :class:`Preforked`); None if threads run."""
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        return None  # a fork copies locks other threads may hold
+    order_r, order_w = os.pipe2(os.O_CLOEXEC)
+    _flush_stdio()
+    pid = os.fork()
+    if pid:
+        os.close(order_r)
+        return Preforked(pid, order_w)
+    os.close(order_w)
+    _close_fds_from(3, keep=order_r)
+    # Ctrl-C while boot prepares reaches the whole process group: boot reports it, we just go.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    def wait_for_order() -> tuple[Path, dict[str, str]]:
+        from supervisor import supervisord  # noqa: F401 - the slow part, while boot prepares
+
+        data = bytearray()
+        while chunk := os.read(order_r, 65536):
+            data += chunk
+        if not data:
+            os._exit(0)
+        order = json.loads(data)
+        return Path(order["conf"]), order["env"]
+
+    _supervisord_child(wait_for_order, signal.pthread_sigmask(signal.SIG_BLOCK, set()))
+
+
+def _supervisord_child(order: Callable[[], tuple[Path, dict[str, str]]], mask: Any) -> NoReturn:
+    """The forked child's life: get the config, reset what we changed, run supervisord."""
+    code = 1
+    try:
+        conf, env = order()
+        signal.set_wakeup_fd(-1)
+        for signum in (*FORWARDED, signal.SIGCHLD):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        _close_fds_from(3)
+        os.environ.clear()
+        os.environ.update(env)
+        with contextlib.suppress(OSError):
+            Path("/proc/self/comm").write_text("supervisord")  # what ps and top show
+        from supervisor import supervisord
+
+        supervisord.main(["-n", "-c", str(conf)])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        _flush_stdio()
+        os._exit(code)
+
+
+def _flush_stdio() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def write_all_or_raise(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _close_fds_from(lowest: int, keep: int = -1) -> None:
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(lowest, 1024))
+    for fd in fds:
+        if fd >= lowest and fd != keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def run(start: Sequence[str] | Callable[[dict[str, str]], int], config: dict[str, Any]) -> int:
+    """Steps 2 to 5 of the module docstring; returns the exit status.
+
+    *start* is a command, or a function that starts the child with the environment it
+    gets and returns its pid (:func:`start_supervisord`).
+    """
+    if not callable(start):
+        start = start_command(start)
     global _messages_as_json
     _messages_as_json = config.get("log_format") == "json"
     marker = Path(config["marker"]) if config.get("marker") else None
@@ -254,16 +397,14 @@ def run(command: Sequence[str], config: dict[str, Any]) -> int:
         signal.signal(signum, forward)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # only to wake the poll below
 
+    # AUTOINFER_INIT_PID: the listener stops the container through us, so that we
+    # know a stop is under way (see the loop below).
+    env = {**os.environ, "AUTOINFER_INIT_PID": str(os.getpid())}
     try:
-        # restore_signals: the servers get default SIGPIPE/SIGXFSZ, not Python's SIG_IGN.
-        # AUTOINFER_INIT_PID: the listener stops the container through us, so that we
-        # know a stop is under way (see the loop below).
-        env = {**os.environ, "AUTOINFER_INIT_PID": str(os.getpid())}
-        child = subprocess.Popen(list(command), restore_signals=True, env=env)
+        child_pid = start(env)
     except OSError as exc:
-        say(f"cannot start {command[0]}: {exc.strerror or exc}", "error")
+        say(f"cannot start {exc.filename or 'supervisord'}: {exc.strerror or exc}", "error")
         return 127
-    child_pid = child.pid
     for early in pending:
         forward(early, None)
 
@@ -285,8 +426,9 @@ def run(command: Sequence[str], config: dict[str, Any]) -> int:
             # early): keep it turning, so the stop ends when the last child is gone and
             # the SIGKILL after stop_timeout is not a tick late.
             poke(sock)
-        # the timeout only guards against a lost wake-up, or polls for the socket
-        for fd, _event in poller.poll(100 if stopping else 1000 if woken else 20):
+        # the timeout only guards against a lost wake-up, or polls for the socket (every 5 ms:
+        # each poll is one failed connect(), and the servers start on the first that succeeds)
+        for fd, _event in poller.poll(100 if stopping else 1000 if woken else 5):
             if fd == wake_r:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(wake_r, 512):
@@ -320,7 +462,8 @@ def reap(child_pid: int) -> int | None:
             found = status
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, preforked: Preforked | None = None) -> int:
+    """Run the init (see the module docstring); *preforked* is supervisord's process if boot forked it."""
     args = list(sys.argv[1:] if argv is None else argv)
     config: dict[str, Any] = {}
     if args[:1] == ["--config"] and len(args) >= 2:
@@ -330,14 +473,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(f"cannot read {args[1]}: {exc}")
             return 78
         args = args[2:]
-    if args[:1] == ["--"]:
-        args = args[1:]
-    if not args:
-        say("usage: python -m entrypoint.supervisor.init [--config FILE] -- COMMAND ...")
+    start: Sequence[str] | Callable[[dict[str, str]], int]
+    if args[:1] == ["--supervisord"]:
+        if len(args) != 2:
+            start = []
+        elif preforked is not None:
+            start = preforked.starter(Path(args[1]))
+        else:
+            start = start_supervisord(Path(args[1]))
+    else:
+        start = args[1:] if args[:1] == ["--"] else args
+    if not start:
+        say("usage: python -m entrypoint.supervisor.init [--config FILE] (--supervisord CONF | -- COMMAND ...)")
         return 64
     if os.getpid() != 1:
         become_subreaper()
-    return run(args, config)
+    return run(start, config)
 
 
 if __name__ == "__main__":

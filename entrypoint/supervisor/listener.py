@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 from entrypoint.fsutil import atomic_write_json
-from entrypoint.supervisor.init import message_line, poke
-from entrypoint.supervisor.render import FATAL_EXIT_CODE
+from entrypoint.supervisor.wire import FATAL_EXIT_CODE, message_line, poke
 
 
 def parse_tokens(line: str) -> dict[str, str]:

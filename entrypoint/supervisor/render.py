@@ -39,9 +39,6 @@ from entrypoint.servers import ServerSpec
 
 GROUP = "servers"
 LISTENER = "autoinfer-watch"
-#: Exit status of the container when a critical server goes FATAL (supervisord itself
-#: would exit 0, supervisor #733); "1 unexpected failure" in SPEC section 5.
-FATAL_EXIT_CODE = 1
 #: sun_path holds 108 bytes with its NUL; a longer socket path fails only at bind time.
 _SOCKET_MAX = 107
 _AUTORESTART = {"always": "true", "on-failure": "unexpected", "never": "false"}

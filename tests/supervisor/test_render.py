@@ -13,6 +13,7 @@ from entrypoint.errors import ConfigError
 from entrypoint.servers import ServerSpec
 from entrypoint.supervisor import (
     exec_argv,
+    init_args,
     read_handoffs,
     render_program,
     render_supervisord,
@@ -214,7 +215,7 @@ def test_exec_argv_runs_init_then_supervisord(tmp_path: Path) -> None:
     files = write_supervisor_config(tmp_path, [spec()])
     argv = exec_argv(files)
     assert argv[1:3] == ["-m", "entrypoint.supervisor.init"]
-    assert argv[argv.index("--") + 1 :][1:] == ["-m", "supervisor.supervisord", "-n", "-c", str(files.conf)]
+    assert argv[3:] == init_args(files) == ["--config", str(files.init), "--supervisord", str(files.conf)]
 
 
 def test_renderers_do_not_import_supervisor() -> None:

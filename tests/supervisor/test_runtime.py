@@ -209,7 +209,7 @@ def orphan_scenario(short_root: Path, *, reaper: bool) -> tuple[int, int]:
             PY,
             "-c",
             "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))",
-            *argv[argv.index("--") + 1 :],
+            *(PY, "-m", "supervisor.supervisord", "-n", "-c", str(files.conf)),
         ]
     tree = pid1_tree(short_root, argv)
     try:
