@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +87,7 @@ class PackageRequest:
 @dataclass(frozen=True)
 class Settings:
     root: Path = DEFAULT_ROOT
-    state_dir: Path = Path(tempfile.gettempdir()) / "autoinfer" / "default"
+    state_dir: Path = Path("/tmp/autoinfer/default")  # noqa: S108 - replaced by from_environ
     models_dir: Path = DEFAULT_ROOT / "models"
     offline: bool = False
     log_format: Literal["text", "json"] = "text"
@@ -109,7 +108,7 @@ class Settings:
         if not root.is_absolute():
             root = root.absolute()
         models_dir = Path(get("AUTO_INFER_MODELS_DIR") or root / "models").absolute()
-        state_dir = Path(get("AUTO_INFER_STATE_DIR") or default_state_dir(root)).absolute()
+        state_dir = Path(get("AUTO_INFER_STATE_DIR") or default_state_dir(root, get("TMPDIR"))).absolute()
 
         log_format = (get("AUTO_INFER_LOG_FORMAT") or "text").strip().lower()
         if log_format not in ("text", "json"):
@@ -152,7 +151,7 @@ class Settings:
         return self.llama_cpp_on_boot or self.llama_swap_on_boot
 
 
-def default_state_dir(root: Path) -> Path:
+def default_state_dir(root: Path, tmpdir: str | None = None) -> Path:
     """Where this container keeps supervisord's config, socket, pipes and handoff files.
 
     Not in the root: ``/soft/app`` is often a volume shared by several containers or
@@ -161,7 +160,7 @@ def default_state_dir(root: Path) -> Path:
     folder is private to it; the root's hash keeps two roots on one host apart.
     """
     digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / "autoinfer" / digest
+    return Path(tmpdir or "/tmp") / "autoinfer" / digest  # noqa: S108 - per-container, named by the root's hash
 
 
 def _packages(environ: Mapping[str, str]) -> tuple[PackageRequest, ...]:

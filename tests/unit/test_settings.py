@@ -92,3 +92,11 @@ def test_models_dir_log_format_and_unknown_variables() -> None:
 def test_config_alone_never_serves() -> None:
     assert not Settings.from_environ({"AUTO_INFER_LLAMA_CPP_CONFIG": "/c.toml"}).serving
     assert Settings.from_environ({"AUTO_INFER_LLAMA_CPP_ON_BOOT": "1"}).serving
+
+
+def test_state_dir_is_per_container_and_per_root() -> None:
+    a = Settings.from_environ({"AUTO_INFER_ROOT": "/soft/app", "TMPDIR": "/ctmp"})
+    b = Settings.from_environ({"AUTO_INFER_ROOT": "/other", "TMPDIR": "/ctmp"})
+    assert a.state_dir.parent == Path("/ctmp/autoinfer") and a.state_dir != b.state_dir
+    assert Settings.from_environ({}).state_dir.parent == Path("/tmp/autoinfer")
+    assert Settings.from_environ({"AUTO_INFER_STATE_DIR": "/s"}).state_dir == Path("/s")
