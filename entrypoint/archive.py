@@ -699,8 +699,7 @@ def _extract_zip(
     fh: IO[bytes], dest: Path, limits: Limits, what: str, copy_fd: int | None, syncer: fsutil.Syncer | None
 ) -> Extracted:
     if copy_fd is None:
-        digest_in: Any = fh
-        result = Extracted(format="zip", sha256=hashlib.file_digest(digest_in, "sha256").hexdigest())
+        result = Extracted(format="zip", sha256=digestmod.sha256_stream(fh))
         fh.seek(0)
         return _unzip(fh, dest, limits, what, result, syncer)
     # zip is read by seeking: copy first, then extract from the copy, so that what is

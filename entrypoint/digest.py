@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from entrypoint.errors import ConfigError, VerifyError, from_os_error
 
@@ -58,16 +58,23 @@ def parse_sha256(value: str, where: str) -> str:
     return text.lower()
 
 
+def sha256_stream(fh: IO[bytes]) -> str:
+    """Hash an open binary file from its current position to the end (counted)."""
+    global files_hashed
+    hasher = hashlib.sha256()
+    while chunk := fh.read(CHUNK):
+        hasher.update(chunk)
+    files_hashed += 1
+    return hasher.hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     """Hash a whole file (counted in :data:`files_hashed`)."""
-    global files_hashed
     try:
         with open(path, "rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            return sha256_stream(fh)
     except OSError as exc:
         raise from_os_error(exc, f"read {path}") from exc
-    files_hashed += 1
-    return digest
 
 
 def digest_if_unchanged(path: Path, remembered: dict[str, Any] | None) -> str | None:
