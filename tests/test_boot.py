@@ -275,3 +275,40 @@ def test_json_log_format_makes_every_boot_log_line_json(
     records = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
     assert records and all({"ts", "level", "logger", "message"} <= set(r) for r in records)
     assert any("package llama-cpp" in r["message"] for r in records)
+
+
+@pytest.mark.parametrize(
+    ("case", "expected_code"),
+    [("missing_package_archive", 78), ("missing_model_file", 66)],
+)
+def test_a_boot_that_fails_after_forking_supervisord_leaves_no_process(
+    tmp_path: Path, llama_release: LlamaRelease, tiny_model: Path, case: str, expected_code: int
+) -> None:
+    """boot forks supervisord's process before preparing (to overlap its imports); a boot
+    that then fails must exit with its own code and one line, and take that fork with it."""
+    model = tmp_path / "absent.gguf" if case == "missing_model_file" else tiny_model
+    env = boot_env(tmp_path / "root", llama_release, write_config(tmp_path / "c.toml", model, 18077))
+    if case == "missing_package_archive":
+        env["AUTO_INFER_LLAMA_CPP_PKG_PATH"] = str(tmp_path / "absent.tar.gz")
+    proc = subprocess.Popen(
+        autoinfer_argv("boot"),
+        env=cli_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == expected_code, err
+    assert "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.startswith("autoinfer: error")]) == 1
+    time.sleep(0.2)
+    left = [p for p in psutil.process_iter(["pid"]) if _session(p.pid) == proc.pid]
+    assert left == [], [p.cmdline() for p in left]
+
+
+def _session(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None
