@@ -32,7 +32,6 @@ marker inside every published dir lets the registry be rebuilt.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
@@ -506,7 +505,7 @@ class Installer:
             # A plain write: the staging dir is private and published only by the rename
             # below, once the syncer has made the marker and every extracted file durable.
             marker = out / regmod.MARKER
-            marker.write_text(json.dumps(entry.marker(), indent=2, sort_keys=True) + "\n")
+            marker.write_text(fsutil.dump_json(entry.marker()))
             marker.chmod(0o644)
             syncer.path(marker)
             # what normalise changed: the mode of a zip's executable, the new top dir's entries

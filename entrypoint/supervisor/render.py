@@ -26,7 +26,6 @@ quoting below keeps every argument exact under all three; an environment value t
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from entrypoint.errors import ConfigError
+from entrypoint.fsutil import dump_json
 from entrypoint.servers import ServerSpec
 
 GROUP = "servers"
@@ -368,7 +368,7 @@ def handoff(spec: ServerSpec) -> dict[str, Any]:
 
 
 def render_handoff(spec: ServerSpec) -> str:
-    return json.dumps(handoff(spec), indent=2, sort_keys=True) + "\n"
+    return dump_json(handoff(spec))
 
 
 def init_config(root: Path, specs: Sequence[ServerSpec], *, log_format: str = "text") -> dict[str, Any]:
@@ -390,4 +390,4 @@ def init_config(root: Path, specs: Sequence[ServerSpec], *, log_format: str = "t
 
 
 def render_init_config(root: Path, specs: Sequence[ServerSpec], *, log_format: str = "text") -> str:
-    return json.dumps(init_config(root, specs, log_format=log_format), indent=2, sort_keys=True) + "\n"
+    return dump_json(init_config(root, specs, log_format=log_format))
