@@ -39,7 +39,6 @@ class Field:
     pattern: re.Pattern[str] | None = None
     enum: tuple[str, ...] | None = None
     minimum: int | None = None
-    maximum: int | None = None
 
 
 MASTER: dict[str, Field] = {

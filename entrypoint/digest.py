@@ -9,7 +9,6 @@ inode or mtime; an in-place rewrite changes mtime.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -104,15 +103,3 @@ def check_sha256(expected: str | None, actual: str, what: str) -> None:
             f"sha256 mismatch for {what}: expected {expected.lower()}, found {actual}",
             hint="the file is corrupt or not the one the digest was published for",
         )
-
-
-def is_sha256(value: str) -> bool:
-    return bool(_HEX64.match(value))
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -243,6 +243,7 @@ def build_specs(
                 model_id=model_id,
                 binary=exe.path,
                 binary_version=exe.version,
+                binary_source=exe.note,
                 restart=inst.control.restart,
                 stop_timeout=inst.control.stop_timeout,
                 start_seconds=inst.control.start_seconds,

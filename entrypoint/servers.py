@@ -21,6 +21,7 @@ class ServerSpec:
     model_id: str | None = None
     binary: str = "llama-server"
     binary_version: str | None = None
+    binary_source: str | None = None  # why this binary: pinned, llama_cpp_path, package, PATH
     restart: str = "always"  # always | on-failure | never
     stop_timeout: int = 8
     start_seconds: int = 1
@@ -48,6 +49,7 @@ class ServerSpec:
             "model": {"ref": self.model_ref, "path": self.model_path, "id": self.model_id},
             "binary": self.binary,
             "binary_version": self.binary_version,
+            "binary_source": self.binary_source,
             "restart": self.restart,
             "stop_timeout": self.stop_timeout,
             "critical": self.critical,

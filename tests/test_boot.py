@@ -209,6 +209,7 @@ def test_plan_json_shows_packages_models_servers_and_changes_nothing(
         "--host", "127.0.0.1", "--ctx-size", "256", "--model", str(tiny_model), "--port", str(port), "--metrics",
     ]  # fmt: skip
     assert server["env"]["CUDA_VISIBLE_DEVICES"] == ""
+    assert server["binary_source"] == "the llama-cpp package this boot installs"
     assert server["env"]["LD_LIBRARY_PATH"].startswith(str(root / "llama-cpp/bin"))
     assert plan["supervisor"]["conf"] == str(root.parent / "state/supervisor/supervisord.conf")
     assert not root.exists()

@@ -66,6 +66,8 @@ def _describe(data: dict[str, Any]) -> list[str]:
     for server in data["servers"]:
         lines.append(f"  {server['name']}  {server['url']}")
         lines.append(f"    {shlex.join(server['argv'])}")
+        if server.get("binary_source"):
+            lines.append(f"    binary: {server['binary_source']}")
         for key, value in server["env"].items():
             lines.append(f"    env {key}={value}")
     lines += [f"warning: {w}" for w in data["warnings"]]
