@@ -225,3 +225,24 @@ def test_a_range_answer_starting_elsewhere_is_refused(http_server: Server, model
     assert list(models_dir.rglob(".w.bin.*.part-*")) == []  # the misplaced bytes are not kept
     http_server.routes["/w.bin"].wrong_range_start = False
     assert provision_model(models_dir, url, sha256=sha(BLOB)).path.read_bytes() == BLOB
+
+
+def test_full_disk_during_a_download_is_e_disk_and_loses_nothing(
+    http_server: Server, tmp_path: Path, gguf_bytes: Callable[[int], bytes]
+) -> None:
+    """A models volume too small for the file (a real 1 MiB tmpfs): E_DISK, no bytes at the
+    final path, and the model provisioned before still serves."""
+    from entrypoint.errors import DiskError
+    from tests.helpers.fs import tmpfs
+
+    small = gguf_bytes(1)
+    with tmpfs(tmp_path / "models", "1m") as models_dir:
+        first = provision_model(models_dir, http_server.add("/files/small.gguf", small), sha256=sha(small))
+        big_url = http_server.add("/files/big.gguf", BLOB)
+        with pytest.raises(DiskError) as err:
+            provision_model(models_dir, big_url, sha256=sha(BLOB))
+        assert err.value.exit_code == 73
+        assert not (first.path.parent / "big.gguf").exists()
+        assert load_registry(models_dir)[big_url]["state"] != "active"
+        again = provision_model(models_dir, first.ref, sha256=sha(small), offline=True)
+        assert again.path.read_bytes() == small and not again.hashed

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from entrypoint.archive import Limits
 from entrypoint.errors import ArchiveError, DiskError, NotFoundError, VerifyError
 from entrypoint.packages import install_package
 from entrypoint.packages import registry as regmod
+from tests.helpers.fs import tmpfs
 from tests.packages.builders import member, release_archive, run_version, tar_with
 from tests.packages.conftest import assert_consistent, snapshot
 from tests.test_archive import HOSTILE
@@ -289,18 +288,6 @@ def test_legacy_directory_is_migrated(tmp_path: Path, root: Path) -> None:
 
 
 # -- disk full --------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str) -> Iterator[Path]:
-    path.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {proc.stderr.decode().strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def _incompressible(tmp: Path, size: int, name: str, fmt: str = "tar.gz") -> Path:
