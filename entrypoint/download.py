@@ -150,7 +150,7 @@ def copy_file(src: Path, target: Path, *, sha256: str | None = None) -> Fetched:
                 fout.write(chunk)
                 size += len(chunk)
         actual = _verify(tmp, hasher, size, sha256, None, str(src))
-        shutil_copystat(src, tmp)
+        copy_times(src, tmp)
         _publish(tmp, target)
     except OSError as exc:
         raise from_os_error(exc, f"copy {src} to {target}") from exc
@@ -160,7 +160,8 @@ def copy_file(src: Path, target: Path, *, sha256: str | None = None) -> Fetched:
     return Fetched(path=target, sha256=actual, size=size)
 
 
-def shutil_copystat(src: Path, dst: Path) -> None:
+def copy_times(src: Path, dst: Path) -> None:
+    """Give *dst* the access and modification times of *src* (the cache copy keeps the source's mtime)."""
     st = src.stat()
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
 

@@ -44,7 +44,7 @@ from urllib.parse import unquote, urlparse
 from entrypoint import fsutil
 from entrypoint.archive import Limits, check_tree, detect_format, estimate_size, extract_archive
 from entrypoint.digest import StatKey, check_sha256, digest_if_unchanged, parse_sha256, remember, sha256_file
-from entrypoint.download import copy_file, fetch_url, is_url, local_path, shutil_copystat
+from entrypoint.download import copy_file, fetch_url, is_url, local_path, copy_times
 from entrypoint.errors import ArchiveError, ConfigError, DiskError, NotFoundError, VerifyError, from_os_error
 from entrypoint.packages import registry as regmod
 from entrypoint.packages.layout import normalise, probe_version, version_from_name
@@ -514,7 +514,7 @@ class Installer:
                 syncer.path(Path(os.path.realpath(main)))
             syncer.path(out)
             if cache_tmp is not None:
-                shutil_copystat(archive, cache_tmp)  # its data was synced by the extractor
+                copy_times(archive, cache_tmp)  # its data was synced by the extractor
                 syncer.path(cache_tmp)
             syncer.wait()
             self.step("marked")
