@@ -44,7 +44,7 @@ from urllib.parse import unquote, urlparse
 from entrypoint import fsutil
 from entrypoint.archive import Limits, check_tree, detect_format, estimate_size, extract_archive
 from entrypoint.digest import StatKey, check_sha256, digest_if_unchanged, parse_sha256, remember, sha256_file
-from entrypoint.download import copy_file, fetch_url, is_url, local_path, copy_times
+from entrypoint.download import copy_file, copy_times, fetch_url, is_url, local_path
 from entrypoint.errors import ArchiveError, ConfigError, DiskError, NotFoundError, VerifyError, from_os_error
 from entrypoint.packages import registry as regmod
 from entrypoint.packages.layout import normalise, probe_version, version_from_name
