@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from entrypoint.swap import sync_config
-from entrypoint.swap.sync import _stamp_path
+from entrypoint.swap.files import stamp_path
 from tests.swap.conftest import GOLDEN, MOUNT
 
 pytestmark = pytest.mark.usefixtures("each_composer")
@@ -78,7 +78,7 @@ def test_a_second_sync_changes_nothing_even_without_the_stamp(golden_config: Pat
     for prune in (False, True):
         sync_config(golden_config, models, prune=prune, dry_run=False, cmd_template=None, models_mount=MOUNT)
         before = golden_config.read_bytes()
-        _stamp_path(golden_config).unlink()  # force a full parse and audit
+        stamp_path(golden_config).unlink()  # force a full parse and audit
         again = sync_config(golden_config, models, prune=prune, dry_run=False, cmd_template=None, models_mount=MOUNT)
         assert not again.changed, again.diff
         assert again.backup is None

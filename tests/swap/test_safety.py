@@ -13,7 +13,8 @@ import yaml
 from entrypoint.errors import ConfigError, LockError, NotFoundError
 from entrypoint.fsutil import file_lock
 from entrypoint.swap import sync_config
-from entrypoint.swap.sync import NEW_FILE_HEADER, _stamp_path, backup_files
+from entrypoint.swap.edits import NEW_FILE_HEADER
+from entrypoint.swap.files import backup_files, stamp_path
 from tests.helpers.cli import run_cli
 
 pytestmark = pytest.mark.usefixtures("each_composer")
@@ -165,7 +166,7 @@ def test_prune_refuses_a_missing_models_folder(tmp_path: Path) -> None:
 def test_unchanged_inputs_skip_the_parse(tmp_path: Path, models: Path) -> None:
     config = tmp_path / "config.yaml"
     sync(config, models)
-    assert _stamp_path(config).exists()
+    assert stamp_path(config).exists()
     config.write_text(config.read_text() + "\n# a comment the user added\n")
     result = sync(config, models)  # the stamp no longer matches: parsed again, nothing to add
     assert not result.changed  # type: ignore[attr-defined]
