@@ -82,7 +82,6 @@ def sync(
     With AUTO_INFER_LLAMA_SWAP_ON_BOOT=1 (inside the container whose boot runs
     llama-swap) the defaults are the boot's config, models folder and cmd, and the
     reload mode is watch."""
-
     env = app.environ
     settings = app.settings()
     # Inside an autoinfer container that runs llama-swap (AUTO_INFER_LLAMA_SWAP_ON_BOOT),
@@ -96,7 +95,7 @@ def sync(
         reload_mode or env.get("LLAMA_SWAP_RELOAD_MODE") or ("watch" if on_boot else "restart"),
         "--reload-mode" if reload_mode else "LLAMA_SWAP_RELOAD_MODE",
     )
-    # Where packages install llama-server (the lead points this at packages' own path).
+    # The llama-server the boot's entries run: where the llama-cpp package installs it.
     llama_server = settings.root / "llama-cpp" / "bin" / "llama-server"
     template = cmd_template or (
         boot_cmd_template(env, llama_server=llama_server) if on_boot else env.get("LLAMA_SWAP_CMD_TEMPLATE")
