@@ -102,7 +102,14 @@ def prepare(settings: Settings, *, environ: Mapping[str, str], base_dir: Path | 
     if settings.llama_swap_on_boot:
         from entrypoint import swap
 
-        prepared.servers.append(swap.swap_server_spec(settings, environ=environ))
+        prepared.servers.append(
+            swap.server_spec(
+                settings,
+                environ,
+                llama_server=settings.root / "llama-cpp" / "bin" / "llama-server",
+                swap_binary=settings.root / "llama-swap" / "bin" / "llama-swap",
+            )
+        )
 
     prepared.files = supervisor.write_supervisor_config(
         settings.state_dir, prepared.servers, log_format=settings.log_format

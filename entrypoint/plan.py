@@ -115,7 +115,15 @@ def make_plan(settings: Settings, *, environ: Mapping[str, str], base_dir: Path 
     if settings.llama_swap_on_boot:
         from entrypoint import swap
 
-        plan.servers.append(swap.swap_server_spec(settings, environ=environ, dry_run=True))
+        plan.servers.append(
+            swap.server_spec(
+                settings,
+                environ,
+                llama_server=settings.root / "llama-cpp" / "bin" / "llama-server",
+                swap_binary=settings.root / "llama-swap" / "bin" / "llama-swap",
+                dry_run=True,
+            )
+        )
     return plan
 
 

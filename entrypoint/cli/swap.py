@@ -7,6 +7,16 @@ from pathlib import Path
 import click
 
 from entrypoint.cli.edge import App, Outcome, command
+from entrypoint.errors import ConfigError
+from entrypoint.swap import (
+    DEFAULT_CONTAINER,
+    boot_cmd_template,
+    config_path,
+    max_backups_from,
+    parse_reload_mode,
+    restart_container,
+    sync_config,
+)
 
 
 @click.group()
@@ -72,10 +82,6 @@ def sync(
     With AUTO_INFER_LLAMA_SWAP_ON_BOOT=1 (inside the container whose boot runs
     llama-swap) the defaults are the boot's config, models folder and cmd, and the
     reload mode is watch."""
-    from entrypoint.errors import ConfigError
-    from entrypoint.swap import boot_cmd_template, config_path, max_backups_from, sync_config
-    from entrypoint.swap.restart import DEFAULT_CONTAINER, parse_reload_mode, restart_container
-
     env = app.environ
     settings = app.settings()
     # Inside an autoinfer container that runs llama-swap (AUTO_INFER_LLAMA_SWAP_ON_BOOT),
@@ -89,7 +95,11 @@ def sync(
         reload_mode or env.get("LLAMA_SWAP_RELOAD_MODE") or ("watch" if on_boot else "restart"),
         "--reload-mode" if reload_mode else "LLAMA_SWAP_RELOAD_MODE",
     )
-    template = cmd_template or (boot_cmd_template(settings, env) if on_boot else env.get("LLAMA_SWAP_CMD_TEMPLATE"))
+    # The llama-server the boot's entries run: where the llama-cpp package installs it.
+    llama_server = settings.root / "llama-cpp" / "bin" / "llama-server"
+    template = cmd_template or (
+        boot_cmd_template(env, llama_server=llama_server) if on_boot else env.get("LLAMA_SWAP_CMD_TEMPLATE")
+    )
     if template and template.startswith("@"):
         try:
             template = Path(template[1:]).read_text()

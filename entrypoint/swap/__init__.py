@@ -1,10 +1,18 @@
 """llama-swap: keep its config in sync with the models folder, and run it on boot.
 
-``autoinfer swap sync`` (cli/swap.py) and the boot both call :func:`sync_config`. With
-``AUTO_INFER_LLAMA_SWAP_ON_BOOT=1`` the boot syncs ``<root>/llama-swap/config.yaml``
-(or ``AUTO_INFER_LLAMA_SWAP_CONFIG``) from the models folder and runs llama-swap (the
-package ``llama-swap``, installed like any other) as the supervised program, with
-``--watch-config`` so later syncs need no restart.
+The front door of the capability: ``autoinfer swap sync`` (cli/swap.py), the plan and
+the boot call only what is exported here. With ``AUTO_INFER_LLAMA_SWAP_ON_BOOT=1`` the
+boot syncs ``<root>/llama-swap/config.yaml`` (or ``AUTO_INFER_LLAMA_SWAP_CONFIG``) from
+the models folder and runs llama-swap (the package ``llama-swap``, installed like any
+other) as the supervised program, with ``--watch-config`` so later syncs need no restart.
+Where the llama-server and llama-swap binaries live is the packages capability's
+knowledge: the caller passes them in.
+
+The modules behind it: discover.py (the models of a folder), ids.py (entry IDs from
+paths), scaffold.py (new entries as text), yamledit.py (composed nodes and text edits),
+entries.py (the existing entries and the files they serve), edits.py (where each change
+goes), files.py (backups, atomic replace, stamp), sync.py (the sync itself) and
+restart.py (restart a llama-swap container after a change).
 """
 
 from __future__ import annotations
@@ -16,15 +24,22 @@ from pathlib import Path
 from entrypoint.errors import ConfigError
 from entrypoint.servers import ServerSpec
 from entrypoint.settings import Settings
+from entrypoint.swap.files import DEFAULT_MAX_BACKUPS
+from entrypoint.swap.restart import DEFAULT_CONTAINER, RELOAD_MODES, parse_reload_mode, restart_container
 from entrypoint.swap.scaffold import default_cmd_template
-from entrypoint.swap.sync import DEFAULT_MAX_BACKUPS, SyncResult, sync_config
+from entrypoint.swap.sync import SyncResult, sync_config
 
 __all__ = [
+    "DEFAULT_CONTAINER",
+    "DEFAULT_MAX_BACKUPS",
+    "RELOAD_MODES",
     "SyncResult",
     "boot_cmd_template",
     "config_path",
     "max_backups_from",
-    "swap_server_spec",
+    "parse_reload_mode",
+    "restart_container",
+    "server_spec",
     "sync_config",
 ]
 
@@ -34,17 +49,17 @@ DEFAULT_LISTEN = "0.0.0.0:8080"
 
 
 def config_path(settings: Settings) -> Path:
+    """The config the boot syncs and llama-swap reads."""
     return settings.llama_swap_config or settings.root / "llama-swap" / "config.yaml"
 
 
-def boot_cmd_template(settings: Settings, environ: Mapping[str, str]) -> str:
-    """``LLAMA_SWAP_CMD_TEMPLATE``, else the default with the installed llama-server."""
-    return environ.get("LLAMA_SWAP_CMD_TEMPLATE") or default_cmd_template(
-        str(settings.root / "llama-cpp" / "bin" / "llama-server")
-    )
+def boot_cmd_template(environ: Mapping[str, str], *, llama_server: Path) -> str:
+    """``LLAMA_SWAP_CMD_TEMPLATE``, else the default running *llama_server*."""
+    return environ.get("LLAMA_SWAP_CMD_TEMPLATE") or default_cmd_template(str(llama_server))
 
 
 def max_backups_from(environ: Mapping[str, str]) -> int:
+    """``LLAMA_SWAP_MAX_BACKUPS`` (a whole number, 0 or more), else the default."""
     raw = (environ.get("LLAMA_SWAP_MAX_BACKUPS") or "").strip()
     if not raw:
         return DEFAULT_MAX_BACKUPS
@@ -69,14 +84,22 @@ def _listen(environ: Mapping[str, str]) -> tuple[str, str, int]:
     return raw, host.strip("[]") or "0.0.0.0", port  # noqa: S104 - llama-swap's own default is all interfaces
 
 
-def swap_server_spec(settings: Settings, *, environ: Mapping[str, str], dry_run: bool = False) -> ServerSpec:
+def server_spec(
+    settings: Settings,
+    environ: Mapping[str, str],
+    *,
+    llama_server: Path,
+    swap_binary: Path,
+    dry_run: bool = False,
+) -> ServerSpec:
     """The supervised llama-swap program; first syncs its config from the models folder.
 
     Steps: read the listen address (``LLAMA_SWAP_LISTEN``, default ``0.0.0.0:8080``),
-    the cmd template and the backup count; sync the config (no prune, no restart:
-    supervisord starts llama-swap afterwards; with *dry_run*, as ``autoinfer plan`` does,
-    the config is only parsed so a broken one stops the plan, and nothing is written);
-    return the spec ``llama-swap --config CFG --listen ADDR --watch-config``.
+    the cmd template (new entries run *llama_server*) and the backup count; sync the
+    config (no prune, no restart: supervisord starts llama-swap afterwards; with
+    *dry_run*, as ``autoinfer plan`` does, the config is only parsed so a broken one
+    stops the plan, and nothing is written); return the spec
+    ``<swap_binary> --config CFG --listen ADDR --watch-config``.
     """
     listen, host, port = _listen(environ)
     config = config_path(settings)
@@ -85,18 +108,17 @@ def swap_server_spec(settings: Settings, *, environ: Mapping[str, str], dry_run:
         settings.models_dir,
         prune=False,
         dry_run=dry_run,
-        cmd_template=boot_cmd_template(settings, environ),
+        cmd_template=boot_cmd_template(environ, llama_server=llama_server),
         max_backups=max_backups_from(environ),
         lock_timeout=settings.lock_timeout,
     )
     if result.changed:
         log.info("%s", result.summary())
-    binary = settings.root / "llama-swap" / "bin" / "llama-swap"
     return ServerSpec(
         name="llama-swap",
-        argv=(str(binary), "--config", str(config), "--listen", listen, "--watch-config"),
+        argv=(str(swap_binary), "--config", str(config), "--listen", listen, "--watch-config"),
         host=host,
         port=port,
-        binary=str(binary),
+        binary=str(swap_binary),
         program="llama-swap",
     )

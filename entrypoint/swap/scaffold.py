@@ -15,9 +15,14 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from entrypoint.errors import ConfigError
+from entrypoint.swap.discover import ModelFile
+from entrypoint.swap.ids import entry_id
+
+if TYPE_CHECKING:
+    from entrypoint.gguf_info import GGUFInfo
 
 #: The keys every entry gets (llama-swap's model schema, llama-swap-sync's order). The
 #: audit adds those missing from an existing entry; ``proxy`` and ``checkEndpoint`` are
@@ -77,6 +82,67 @@ def render_cmd(template: str, values: Mapping[str, str]) -> list[str]:
     """The template's lines with our fields filled; lines left empty (no projector) dropped."""
     text = _FIELD.sub(lambda m: values[m[1]], template)
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def entry_values(key: str, model: ModelFile, info: GGUFInfo | None, *, mount: str, template: str) -> dict[str, Any]:
+    """Every scaffold key's value for the entry *key* serving *model*, in :data:`ENTRY_KEYS`
+    order; *info* (the file's GGUF header, when it could be read) names and describes it,
+    *mount* is the models folder as llama-swap sees it."""
+    name_stem = entry_id(model.rel.rsplit("/", 1)[-1])
+    quant = quant_of(name_stem)
+    header_name = info.name if info is not None else None
+    name = header_name or name_stem
+    if header_name and quant and quant.lower() not in name.lower():
+        name = f"{name} {quant}"
+    trained = info.context_length if info is not None else None
+    ctx = min(trained, MAX_DEFAULT_CONTEXT) if trained else DEFAULT_CONTEXT
+    model_path = f"{mount.rstrip('/')}/{model.rel}"
+    mmproj = f"{mount.rstrip('/')}/{model.mmproj}" if model.mmproj else ""
+    values = {
+        "model": shlex.quote(model_path),
+        "model_rel": shlex.quote(model.rel),
+        "models_dir": shlex.quote(mount),
+        "mmproj": shlex.quote(mmproj) if mmproj else "",
+        "mmproj_args": f"--mmproj {shlex.quote(mmproj)}" if mmproj else "",
+        "ctx_size": str(ctx),
+        "key": shlex.quote(key),
+        "name": shlex.quote(name),
+    }
+    return {
+        "name": name,
+        "description": describe(model, info, quant),
+        "cmd": render_cmd(template, values),
+        "aliases": [],
+        "env": [],
+        "ttl": 0,
+        "unlisted": False,
+        "filters": {},
+        "metadata": {PATH_FIELD: model.rel},
+        "macros": {},
+        "concurrencyLimit": 0,
+        "cmdStop": "",
+    }
+
+
+def describe(model: ModelFile, info: GGUFInfo | None, quant: str | None) -> str:
+    """``rel (llama model, 7.6B parameters, Q4_K_M, trained context 32768, ...)``."""
+    parts: list[str] = []
+    if info is not None:
+        if info.architecture:
+            parts.append(f"{info.architecture} model")
+        if info.parameter_count and model.shard_count == 1:  # a shard holds part of the weights
+            parts.append(f"{human_count(info.parameter_count)} parameters")
+        quant = info.file_type or quant
+    if quant:
+        parts.append(quant)
+    if info is not None and info.context_length:
+        parts.append(f"trained context {info.context_length}")
+    if model.shard_count > 1:
+        parts.append(f"{model.shard_count} shards")
+    if model.mmproj:
+        parts.append(f"vision projector {model.mmproj.rsplit('/', 1)[-1]}")
+    detail = ", ".join(parts)
+    return model.rel + (f" ({detail})" if detail else "")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from entrypoint.swap import SyncResult, sync_config
+
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
 MOUNT = "/models"  # the folder as the (imaginary) llama-swap container sees it
@@ -73,3 +75,14 @@ def each_composer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(yamledit, "USE_LIBYAML", request.param == "libyaml")
     return str(request.param)
+
+
+def listing(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def sync(config: Path, models: Path, **kw: object) -> SyncResult:
+    """sync_config with the usual options (no prune, a real run, the default template)."""
+    args: dict[str, object] = {"prune": False, "dry_run": False, "cmd_template": None}
+    args.update(kw)
+    return sync_config(config, models, **args)  # type: ignore[arg-type]

@@ -115,3 +115,11 @@ def test_inside_a_llama_swap_container_the_defaults_are_the_boots(tmp_path: Path
     cmd = yaml.safe_load(config.read_text())["models"]["tiny--tiny-llama-F32"]["cmd"]
     assert cmd.startswith(f"{root}/llama-cpp/bin/llama-server\n")
     assert not (tmp_path / "config.yaml").exists()
+
+
+def test_broken_yaml_exits_78_from_the_cli(tmp_path: Path, models: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("models: [\n")
+    proc = run_cli("swap", "sync", "--config", str(config), "--models-dir", str(models), "--no-restart")
+    assert proc.returncode == 78, proc.stderr
+    assert f"{config}:2:1" in proc.stderr and "E_CONFIG" in proc.stderr

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from entrypoint.swap import sync_config
-from entrypoint.swap.sync import _stamp_path
+from entrypoint.swap.files import stamp_path
 from tests.swap.conftest import GOLDEN, MOUNT
 
 pytestmark = pytest.mark.usefixtures("each_composer")
@@ -75,7 +75,7 @@ def test_variant(tmp_path: Path, models: Path, variant: str, prune: bool) -> Non
     # The diff, built from the edits, turns the old file into the new one.
     assert patch(text, result.diff) == after_text
 
-    _stamp_path(config).unlink()
+    stamp_path(config).unlink()
     again = sync_config(config, models, prune=prune, dry_run=False, cmd_template=None, models_mount=MOUNT)
     assert not again.changed, again.diff
 

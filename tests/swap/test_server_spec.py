@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 import yaml
 
 from entrypoint.errors import ConfigError
+from entrypoint.servers import ServerSpec
 from entrypoint.settings import Settings
-from entrypoint.swap import swap_server_spec
+from entrypoint.swap import server_spec
 
 
 def settings_for(tmp_path: Path, models: Path, **extra: str) -> Settings:
@@ -19,10 +21,21 @@ def settings_for(tmp_path: Path, models: Path, **extra: str) -> Settings:
     return Settings.from_environ(env)
 
 
+def spec_of(settings: Settings, environ: Mapping[str, str], *, dry_run: bool = False) -> ServerSpec:
+    """The spec as boot and plan ask for it: the binaries where packages install them."""
+    return server_spec(
+        settings,
+        environ,
+        llama_server=settings.root / "llama-cpp" / "bin" / "llama-server",
+        swap_binary=settings.root / "llama-swap" / "bin" / "llama-swap",
+        dry_run=dry_run,
+    )
+
+
 def test_boot_syncs_the_default_config_and_runs_llama_swap_watching_it(tmp_path: Path, models: Path) -> None:
     settings = settings_for(tmp_path, models)
     root = tmp_path / "root"
-    spec = swap_server_spec(settings, environ={})
+    spec = spec_of(settings, {})
     config = root / "llama-swap" / "config.yaml"
     assert spec.program == "llama-swap" and spec.name == "llama-swap"
     assert spec.argv == (
@@ -34,30 +47,30 @@ def test_boot_syncs_the_default_config_and_runs_llama_swap_watching_it(tmp_path:
     assert f"--model {models}/tiny/tiny-llama-F32.gguf" in entry["cmd"]
     # A second boot: nothing to do, nothing written.
     before = config.stat().st_mtime_ns
-    swap_server_spec(settings, environ={})
+    spec_of(settings, {})
     assert config.stat().st_mtime_ns == before
 
 
 def test_plan_only_parses(tmp_path: Path, models: Path) -> None:
     settings = settings_for(tmp_path, models, AUTO_INFER_LLAMA_SWAP_CONFIG=str(tmp_path / "mine.yaml"))
-    spec = swap_server_spec(settings, environ={"LLAMA_SWAP_LISTEN": "127.0.0.1:9292"}, dry_run=True)
+    spec = spec_of(settings, {"LLAMA_SWAP_LISTEN": "127.0.0.1:9292"}, dry_run=True)
     assert spec.argv[2] == str(tmp_path / "mine.yaml") and spec.argv[4] == "127.0.0.1:9292"
     assert spec.host == "127.0.0.1" and spec.port == 9292
     assert not (tmp_path / "mine.yaml").exists() and not (tmp_path / "root").exists()
     (tmp_path / "mine.yaml").write_text("models:\n  a: [\n")
     with pytest.raises(ConfigError, match=r"mine\.yaml:3:1"):
-        swap_server_spec(settings, environ={}, dry_run=True)
+        spec_of(settings, {}, dry_run=True)
 
 
 @pytest.mark.parametrize("listen", ["8080", "host:", "host:99999", ":x"])
 def test_a_bad_listen_address_is_refused(tmp_path: Path, models: Path, listen: str) -> None:
     with pytest.raises(ConfigError, match="LLAMA_SWAP_LISTEN"):
-        swap_server_spec(settings_for(tmp_path, models), environ={"LLAMA_SWAP_LISTEN": listen}, dry_run=True)
+        spec_of(settings_for(tmp_path, models), {"LLAMA_SWAP_LISTEN": listen}, dry_run=True)
 
 
 def test_boot_uses_the_cmd_template_variable(tmp_path: Path, models: Path) -> None:
     settings = settings_for(tmp_path, models)
-    swap_server_spec(settings, environ={"LLAMA_SWAP_CMD_TEMPLATE": "srv --port ${PORT} -m {model_rel}"})
+    spec_of(settings, {"LLAMA_SWAP_CMD_TEMPLATE": "srv --port ${PORT} -m {model_rel}"})
     config = tmp_path / "root" / "llama-swap" / "config.yaml"
     assert yaml.safe_load(config.read_text())["models"]["tiny--tiny-llama-F32"]["cmd"] == (
         "srv --port ${PORT} -m tiny/tiny-llama-F32.gguf\n"

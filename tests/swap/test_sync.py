@@ -1,4 +1,4 @@
-"""The sync edits the user's file in place: byte-for-byte golden files.
+"""The sync edits the user's file in place: byte-for-byte golden files, dry runs.
 
 golden/config.yaml is hand-written (comments everywhere, odd quoting and spacing, a
 folded cmd, flow-style entries and groups, a renamed key, a deleted and a renamed model
@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from entrypoint.errors import NotFoundError
 from entrypoint.swap import sync_config
-from entrypoint.swap.sync import _stamp_path
-from tests.swap.conftest import GOLDEN, MOUNT
+from entrypoint.swap.files import stamp_path
+from tests.swap.conftest import GOLDEN, MOUNT, listing, sync
 
 pytestmark = pytest.mark.usefixtures("each_composer")
 
@@ -78,7 +79,7 @@ def test_a_second_sync_changes_nothing_even_without_the_stamp(golden_config: Pat
     for prune in (False, True):
         sync_config(golden_config, models, prune=prune, dry_run=False, cmd_template=None, models_mount=MOUNT)
         before = golden_config.read_bytes()
-        _stamp_path(golden_config).unlink()  # force a full parse and audit
+        stamp_path(golden_config).unlink()  # force a full parse and audit
         again = sync_config(golden_config, models, prune=prune, dry_run=False, cmd_template=None, models_mount=MOUNT)
         assert not again.changed, again.diff
         assert again.backup is None
@@ -90,3 +91,29 @@ def test_a_shortened_key_maps_back_to_its_file(golden_config: Path, models: Path
     entry = yaml.safe_load(golden_config.read_text())["models"][NEW[3]]
     path = models / entry["metadata"]["model_path"]
     assert path.is_file() and path.name == "an-extremely-long-model-file-name-Instruct-Q4_K_M.gguf"
+
+
+def test_dry_run_prints_a_diff_and_changes_nothing(golden_config: Path, models: Path) -> None:
+    before = listing(golden_config.parent)
+    result = sync_config(golden_config, models, prune=True, dry_run=True, cmd_template=None, models_mount="/models")
+    assert listing(golden_config.parent) == before  # no write, no backup, no stamp, no lock file
+    assert result.changed and not result.written and result.backup is None
+    assert result.diff.startswith(f"--- {golden_config}\n+++ {golden_config} (synced)\n")
+    assert "-  old--Phi-3-mini-Q4_0:\n" in result.diff
+    assert '+  "tiny--tiny-llama-F32":\n' in result.diff
+    # The diff is exactly what the real sync then writes.
+    real = sync_config(golden_config, models, prune=True, dry_run=False, cmd_template=None, models_mount="/models")
+    assert real.diff == result.diff
+
+
+def test_dry_run_of_a_missing_config_creates_nothing(tmp_path: Path, models: Path) -> None:
+    result = sync(tmp_path / "cfg" / "config.yaml", models, dry_run=True)
+    assert result.changed and not (tmp_path / "cfg").exists()
+
+
+def test_prune_refuses_a_missing_models_folder(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("models:\n  a:\n    cmd: x\n    metadata: {model_path: a.gguf}\n")
+    with pytest.raises(NotFoundError):
+        sync(config, tmp_path / "not-mounted", prune=True)
+    assert not sync(config, tmp_path / "not-mounted").changed

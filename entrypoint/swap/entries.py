@@ -1,0 +1,170 @@
+"""The existing entries of the config's ``models`` map, and which file each one serves.
+
+What decides which file an entry serves, first match wins: its recorded
+``metadata.model_path``; the ``--model``/``-m`` path in its ``cmd`` (under the models
+folder); its key equal to the entry ID we would give a file. Entries that serve no file
+of the models folder (a docker ``cmd``, a remote ``proxy``) are never audited or pruned,
+and a hand-named entry is pruned only once its path is recorded (the audit records it).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from entrypoint.errors import ConfigError
+from entrypoint.swap.discover import ModelFile
+from entrypoint.swap.ids import entry_id
+from entrypoint.swap.scaffold import ENTRY_KEYS, PATH_FIELD
+from entrypoint.swap.yamledit import (
+    content_end,
+    fields,
+    is_mapping,
+    is_null,
+    is_scalar,
+    is_sequence,
+    line_start,
+    mapping_items,
+    merged_keys,
+    refuse_duplicates,
+)
+
+
+@dataclass(eq=False)  # compared by identity: two entries are never "equal"
+class Entry:
+    key: str  # the entry ID as the file writes it
+    key_node: Any
+    value: Any
+    start: int  # start of the key's line
+    content_end: int  # end of the entry's last line of its own (trailing comments excluded)
+    span_end: int  # start of the next entry's key line (or the end of the models block)
+    rel: str | None = None  # the file it serves, relative to the models folder
+    owned: bool = False  # rel known for certain (recorded, or its cmd path is under the folder)
+
+
+def read_entries(text: str, models_node: Any, block_end: int, config: Path) -> list[Entry]:
+    """The entries of *models_node* with their text spans; *block_end* ends the last one.
+
+    A missing or null ``models`` has none; a flow-style ``{...}`` map with entries and a
+    value that is not a mapping are refused with their line.
+    """
+    if models_node is None or is_null(models_node):
+        return []
+    if not is_mapping(models_node):
+        raise ConfigError(f"{config}:{models_node.start_mark.line + 1}: models must be a mapping")
+    if models_node.flow_style and models_node.value:
+        raise ConfigError(
+            f"{config}:{models_node.start_mark.line + 1}: models is written in flow style "
+            "({...}); write it as a block mapping so entries can be edited in place"
+        )
+    items = mapping_items(models_node, config, "models")
+    refuse_duplicates(items, config, "model")
+    entries = []
+    for i, (key_node, value) in enumerate(items):
+        start = line_start(text, key_node.start_mark.index)
+        span_end = line_start(text, items[i + 1][0].start_mark.index) if i + 1 < len(items) else block_end
+        own_end = content_end(text, start, span_end, key_node.start_mark.column)
+        entries.append(Entry(str(key_node.value), key_node, value, start, own_end, span_end))
+    return entries
+
+
+def assign_files(entries: list[Entry], models: list[ModelFile], models_dir: Path, mount: str) -> None:
+    """Set each entry's ``rel`` and ``owned`` (module docstring: recorded path, cmd, ID)."""
+    by_rel = {m.rel for m in models}
+    by_id = {entry_id(m.rel): m.rel for m in models}
+    prefixes = sorted({mount, str(models_dir), os.path.realpath(models_dir)}, key=len, reverse=True)
+    for entry in entries:
+        if not is_mapping(entry.value):
+            continue
+        entry_fields = fields(entry.value)
+        recorded = entry_fields.get("metadata")
+        if recorded is not None and is_mapping(recorded):
+            path = fields(recorded).get(PATH_FIELD)
+            if path is not None and is_scalar(path) and path.value:
+                entry.rel, entry.owned = _normal_rel(str(path.value)), True
+                continue
+        cmd = entry_fields.get("cmd")
+        model_arg = _model_arg(str(cmd.value)) if cmd is not None and is_scalar(cmd) else None
+        if model_arg:
+            for prefix in prefixes:
+                base = prefix.rstrip("/") + "/"
+                if model_arg.startswith(base):
+                    entry.rel = _normal_rel(model_arg[len(base) :])
+                    # Pruned only if its key is the ID a sync gives that file (an entry
+                    # written by llama-swap-sync): a hand-named entry may run the file in
+                    # a container of its own, where /models means something else.
+                    entry.owned = entry.key == entry_id(entry.rel)
+                    break
+            else:
+                # A path through a macro (${models}/x.gguf): it serves a file we see,
+                # but we cannot tell that a file it names is gone, so it is never pruned.
+                parts = model_arg.split("/")
+                entry.rel = next((r for i in range(1, len(parts)) if (r := "/".join(parts[i:])) in by_rel), None)
+            if entry.rel is not None:
+                continue
+        entry.rel = by_id.get(entry.key)
+
+
+def missing_keys(entry: Entry) -> list[str]:
+    """The scaffold keys *entry* lacks, in scaffold order; none for an entry not ours to
+    rewrite (a flow mapping or an alias ``*ref``)."""
+    value = entry.value
+    if not is_mapping(value) or value.flow_style or value.start_mark.index < entry.key_node.end_mark.index:
+        return []
+    present = set(fields(value)) | merged_keys(value)
+    return [k for k in ENTRY_KEYS if k not in present]
+
+
+def aliases(entries: list[Entry]) -> set[str]:
+    """Alias IDs are global in llama-swap: a new entry ID must not collide with one."""
+    found: set[str] = set()
+    for entry in entries:
+        if not is_mapping(entry.value):
+            continue
+        listed = fields(entry.value).get("aliases")
+        if listed is not None and is_sequence(listed):
+            for item in listed.value:
+                if is_scalar(item):
+                    found.add(str(item.value))
+                elif is_mapping(item) and is_scalar(fields(item).get("id")):
+                    found.add(str(fields(item)["id"].value))
+    return found
+
+
+def named_outside_groups(top: list[tuple[Any, Any]], gone: set[str], config: Path) -> list[str]:
+    """Warnings for pruned IDs still named outside ``models`` and ``groups`` (``hooks``
+    preload, ``matrix`` vars): pruning edits groups only, the rest is the user's to edit."""
+    warnings = []
+    stack = [v for k, v in top if k.value not in ("models", "groups")]
+    while stack:
+        node = stack.pop()
+        if is_scalar(node):
+            if str(node.value) in gone:
+                warnings.append(f"{config}:{node.start_mark.line + 1}: pruned model {node.value!r} is still named here")
+        elif is_sequence(node):
+            stack.extend(node.value)
+        elif is_mapping(node):
+            stack.extend(v for _, v in node.value)
+    return warnings
+
+
+def _model_arg(cmd: str) -> str | None:
+    """The value of ``-m``/``--model`` in a llama-swap ``cmd`` (its ``#`` lines are comments)."""
+    lines = [line for line in cmd.splitlines() if not line.lstrip().startswith("#")]
+    try:
+        words = shlex.split(" ".join(lines))
+    except ValueError:
+        words = " ".join(lines).split()
+    for i, word in enumerate(words):
+        if word in ("-m", "--model") and i + 1 < len(words):
+            return words[i + 1]
+        if word.startswith("--model="):
+            return word.split("=", 1)[1]
+    return None
+
+
+def _normal_rel(path: str) -> str:
+    return path.strip().removeprefix("./").lstrip("/")
