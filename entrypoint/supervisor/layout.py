@@ -1,7 +1,7 @@
 """Where one container's supervisor state lives: the one place that spells the state dir's layout.
 
 The state dir (``AUTO_INFER_STATE_DIR``, see settings) belongs to one container, never to
-a shared root: two supervisords on one socket, or one container removing the other's
+the shared ``AUTO_INFER_ROOT``: two supervisords on one socket, or one container removing the other's
 programs, is what a per-container dir prevents.
 """
 

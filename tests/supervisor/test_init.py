@@ -117,13 +117,13 @@ def zombies_below(pid: int) -> list[psutil.Process]:
     return [p for p in psutil.Process(pid).children(recursive=True) if p.status() == psutil.STATUS_ZOMBIE]
 
 
-def pid1_tree(root: Path, command: list[str]) -> subprocess.Popen[bytes]:
+def pid1_tree(state_dir: Path, command: list[str]) -> subprocess.Popen[bytes]:
     """*command* as PID 1 of a new PID namespace (the container's view)."""
     return subprocess.Popen(
         ["unshare", "--pid", "--fork", "--mount-proc", *command],
         env=child_env(),
-        stdout=(root / "stdout.txt").open("ab"),
-        stderr=(root / "stderr.txt").open("ab"),
+        stdout=(state_dir / "stdout.txt").open("ab"),
+        stderr=(state_dir / "stderr.txt").open("ab"),
     )
 
 
