@@ -111,8 +111,8 @@ def prepare(settings: Settings, *, environ: Mapping[str, str], base_dir: Path | 
             )
         )
 
-    prepared.files = supervisor.write_supervisor_config(
-        settings.state_dir, prepared.servers, log_format=settings.log_format
+    prepared.files = supervisor.write_config(
+        supervisor.StateLayout(settings.state_dir), prepared.servers, log_format=settings.log_format
     )
     prepared.exec_argv = supervisor.exec_argv(prepared.files)
     prepared.seconds = time.monotonic() - started
@@ -163,7 +163,7 @@ def boot(
     """
     preforked = None
     if not prepare_only and not command:
-        from entrypoint.supervisor.init import prefork_supervisord
+        from entrypoint.supervisor.spawn import prefork_supervisord
 
         preforked = prefork_supervisord()  # imports supervisor on the other core meanwhile
     try:

@@ -24,6 +24,13 @@ class AutoinferError(Exception):
         self.data = data or {}
 
 
+class NotReadyError(AutoinferError):
+    """The servers do not all answer their health check yet (Docker HEALTHCHECK: 1 = unhealthy)."""
+
+    code = "E_NOT_READY"
+    exit_code = 1
+
+
 class ArgsError(AutoinferError):
     """Bad use of a variable or argument (not click's own usage errors, which exit 2)."""
 

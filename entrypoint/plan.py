@@ -18,7 +18,7 @@ from entrypoint.config import Config, Instance, load_config
 from entrypoint.errors import ConfigError, NotFoundError
 from entrypoint.servers import ServerSpec
 from entrypoint.settings import PackageRequest, Settings
-from entrypoint.supervisor.render import check_state_dir
+from entrypoint.supervisor import StateLayout, check_state_dir
 
 LLAMA_CPP = "llama-cpp"
 SERVER_EXE = "llama-server"
@@ -47,7 +47,7 @@ class Plan:
 
     @property
     def supervisor_conf(self) -> Path:
-        return self.settings.state_dir / "supervisor" / "supervisord.conf"
+        return StateLayout(self.settings.state_dir).conf
 
     def to_dict(self) -> dict[str, Any]:
         s = self.settings
@@ -63,7 +63,7 @@ class Plan:
             "servers": [spec.to_dict() for spec in self.servers],
             "supervisor": {
                 "conf": str(self.supervisor_conf),
-                "programs": [str(self.supervisor_conf.parent / "conf.d" / f"{x.name}.conf") for x in self.servers],
+                "programs": [str(StateLayout(s.state_dir).program(x.name)) for x in self.servers],
             },
             "warnings": self.warnings,
         }

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from entrypoint.cli.edge import App, Outcome, command
+from entrypoint.errors import NotReadyError
 
 
 @click.group()
@@ -20,18 +21,19 @@ def servers() -> None:
 def render(app: App, write: bool) -> Outcome:
     """Show the supervisord config, programs and handoff files boot would write now."""
     from entrypoint.plan import make_plan
-    from entrypoint.supervisor import render_all, write_supervisor_config
+    from entrypoint.supervisor import StateLayout, render_files, write_config
 
     settings = app.settings()
     plan = make_plan(settings, environ=app.environ, base_dir=Path.cwd())
+    layout = StateLayout(settings.state_dir)
     if write:
-        files = write_supervisor_config(settings.state_dir, plan.servers, log_format=settings.log_format)
+        files = write_config(layout, plan.servers, log_format=settings.log_format)
         return Outcome(
             f"wrote {files.conf} and {len(files.programs)} program(s)",
             files.to_dict(),
             details=[f"removed {p}" for p in files.removed],
         )
-    contents = render_all(settings.state_dir, plan.servers, log_format=settings.log_format)
+    contents = render_files(layout, plan.servers, log_format=settings.log_format)
     if app.json:
         return Outcome(f"{len(plan.servers)} server(s)", {"files": {str(p): text for p, text in contents.items()}})
     details = []
@@ -44,23 +46,23 @@ def render(app: App, write: bool) -> Outcome:
 @command
 def status(app: App) -> Outcome:
     """Each server: supervisord state, pid, uptime, port, model and binary version."""
-    from entrypoint.supervisor import read_handoffs, server_status
+    from entrypoint.supervisor import StateLayout, read_handoffs, server_status
 
-    root = app.settings().state_dir
-    specs = read_handoffs(root)
+    layout = StateLayout(app.settings().state_dir)
+    specs = read_handoffs(layout)
     if not specs:
-        return Outcome(f"no server was started under {root} (no run/engines/*.json)", [])
-    rows = server_status(root, specs)
+        return Outcome(f"no server was started under {layout.state_dir} (no run/engines/*.json)", [])
+    rows = server_status(layout, specs)
     lines = [f"{'NAME':<16} {'STATE':<9} {'PID':>7} {'UPTIME':>8} {'PORT':>5}  VERSION  MODEL"]
     for r in rows:
-        uptime = "-" if r["uptime"] is None else _duration(r["uptime"])
+        uptime = "-" if r.uptime is None else _duration(r.uptime)
         lines.append(
-            f"{r['name']:<16} {r['state']:<9} {r['pid'] or '-':>7} {uptime:>8} {r['port']:>5}  "
-            f"{r['binary_version'] or '-':<7}  {r['model'] or '-'}"
+            f"{r.name:<16} {r.state:<9} {r.pid or '-':>7} {uptime:>8} {r.port:>5}  "
+            f"{r.binary_version or '-':<7}  {r.model or '-'}"
         )
-        if r["state"] != "RUNNING" and r["detail"]:
-            lines.append(f"{'':<16} {r['detail']}")
-    running = sum(r["state"] == "RUNNING" for r in rows)
+        if r.state != "RUNNING" and r.detail:
+            lines.append(f"{'':<16} {r.detail}")
+    running = sum(r.state == "RUNNING" for r in rows)
     return Outcome(f"{running}/{len(rows)} server(s) running", rows, details=lines)
 
 
@@ -79,18 +81,19 @@ def health(app: App, wait: float) -> Outcome:
 
     For Docker HEALTHCHECK and Kubernetes probes: not ready exits 1.
     """
-    from entrypoint.supervisor import Layout, check_health, read_handoffs
+    from entrypoint.supervisor import StateLayout, check_health, read_handoffs
 
-    root = app.settings().state_dir
-    if not Layout(root).conf.exists():
+    layout = StateLayout(app.settings().state_dir)
+    # Not ready is an answer, not a failure: the report goes out as data, with E_NOT_READY's codes.
+    if not layout.conf.exists():
         return Outcome(
-            f"not ready: nothing was booted under {root} yet",
+            f"not ready: nothing was booted under {layout.state_dir} yet",
             {"ok": False, "instances": []},
             success=False,
-            exit_code=1,
-            error_code="E_NOT_READY",
+            exit_code=NotReadyError.exit_code,
+            error_code=NotReadyError.code,
         )
-    report = check_health(read_handoffs(root), wait=wait)
+    report = check_health(read_handoffs(layout), wait=wait)
     lines = [f"{i.name:<16} {i.state:<8} {i.url}  {i.detail}" for i in report.instances]
     if report.ok:
         return Outcome(f"ready: {len(report.instances)} server(s) answer 200", report.to_dict(), details=lines)
@@ -99,8 +102,8 @@ def health(app: App, wait: float) -> Outcome:
         f"not ready: {', '.join(waiting)}" + (f" (waited {wait:g}s)" if wait else ""),
         report.to_dict(),
         success=False,
-        exit_code=1,
-        error_code="E_NOT_READY",
+        exit_code=NotReadyError.exit_code,
+        error_code=NotReadyError.code,
         details=lines,
     )
 

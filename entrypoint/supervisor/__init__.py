@@ -1,68 +1,53 @@
 """supervisord as the container's init: render its config, hand off, check on the servers.
 
-The names below load on first use (PEP 562): our init and event listener run as
-``python -m entrypoint.supervisor.<module>`` and must not pay for the rest of the
-package on every start. Nothing here imports ``supervisor.*`` at import time either
-(``supervisor.options`` alone costs 70 ms); :mod:`.control` imports its XML-RPC
-transport when asked.
+The front door for boot, plan and the CLI. Its modules import nothing of supervisor's
+own package (``supervisor.options`` alone costs 70 ms) nor its XML-RPC transport:
+:func:`server_status` imports those when asked. Our init, when it runs as
+``python -m entrypoint.supervisor.init``, imports this module first, one more reason to
+keep it light; the event listener, which starts beside warming servers, does not (it runs
+as a script, see ``listener.py``).
+
+The modules, in the order of a boot:
+
+- ``layout``: where everything lives under the state dir (:class:`StateLayout`).
+- ``quoting``, ``render``, ``handoff``: the files as strings (no I/O).
+- ``files``: writes them, reads the handoffs back.
+- ``init`` (with ``spawn`` and ``pipes``): our PID 1, which runs supervisord, forwards
+  signals, reaps, and carries the servers' log lines.
+- ``listener``: stops the container when a critical server fails.
+- ``control``: status (supervisord's view) and health (the servers' own).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from entrypoint.supervisor.control import HealthReport, InstanceHealth, check_health, server_status
-    from entrypoint.supervisor.files import (
-        SupervisorFiles,
-        exec_argv,
-        init_args,
-        read_handoffs,
-        render_all,
-        write_supervisor_config,
-    )
-    from entrypoint.supervisor.render import Layout, render_handoff, render_program, render_supervisord
-
-_WHERE = {
-    "HealthReport": "control",
-    "InstanceHealth": "control",
-    "check_health": "control",
-    "server_status": "control",
-    "SupervisorFiles": "files",
-    "exec_argv": "files",
-    "init_args": "files",
-    "read_handoffs": "files",
-    "render_all": "files",
-    "write_supervisor_config": "files",
-    "Layout": "render",
-    "render_handoff": "render",
-    "render_program": "render",
-    "render_supervisord": "render",
-}
+from entrypoint.supervisor.control import HealthReport, InstanceHealth, ServerStatus, check_health, server_status
+from entrypoint.supervisor.files import (
+    SupervisorFiles,
+    exec_argv,
+    init_args,
+    read_handoffs,
+    render_files,
+    write_config,
+)
+from entrypoint.supervisor.handoff import render_handoff
+from entrypoint.supervisor.layout import StateLayout, check_state_dir
+from entrypoint.supervisor.render import render_program, render_supervisord
 
 __all__ = [
     "HealthReport",
     "InstanceHealth",
-    "Layout",
+    "ServerStatus",
+    "StateLayout",
     "SupervisorFiles",
     "check_health",
+    "check_state_dir",
     "exec_argv",
     "init_args",
     "read_handoffs",
-    "render_all",
+    "render_files",
     "render_handoff",
     "render_program",
     "render_supervisord",
     "server_status",
-    "write_supervisor_config",
+    "write_config",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value

@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from entrypoint.servers import ServerSpec
-from entrypoint.supervisor.render import Layout
+from entrypoint.supervisor.layout import StateLayout
 
 READY = "ready"  # /health answered 200
 LOADING = "loading"  # 503: the model is still loading (not ready yet, not a failure)
@@ -17,17 +16,48 @@ DOWN = "down"  # nothing listens (refused, reset, timed out)
 ERROR = "error"  # it answered, with something else
 
 
-def supervisor_rpc(root: Path) -> Any:
+def supervisor_rpc(layout: StateLayout) -> Any:
     """An XML-RPC proxy to supervisord over its unix socket."""
+    # Deferred: supervisor.xmlrpc pulls in supervisor.* and http.client, only status needs them.
     import xmlrpc.client
 
     from supervisor.xmlrpc import SupervisorTransport
 
-    url = f"unix://{Layout(root).socket}"
+    url = f"unix://{layout.socket}"
     return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=SupervisorTransport(None, None, url))
 
 
-def server_status(root: Path, specs: Sequence[ServerSpec]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class ServerStatus:
+    """One server as supervisord sees it, with where it listens and what it serves."""
+
+    name: str
+    state: str  # supervisord's state name (RUNNING, BACKOFF, FATAL ...), or UNKNOWN
+    pid: int | None
+    uptime: int | None  # seconds, while RUNNING
+    port: int
+    url: str
+    model: str | None
+    engine: str
+    binary_version: str | None
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "state": self.state,
+            "pid": self.pid,
+            "uptime": self.uptime,
+            "port": self.port,
+            "url": self.url,
+            "model": self.model,
+            "engine": self.engine,
+            "binary_version": self.binary_version,
+            "detail": self.detail,
+        }
+
+
+def server_status(layout: StateLayout, specs: Sequence[ServerSpec]) -> list[ServerStatus]:
     """Each server as supervisord sees it (state, pid, uptime) with where it listens and what.
 
     When supervisord is not running (or not ours), every state is ``UNKNOWN`` and
@@ -35,36 +65,40 @@ def server_status(root: Path, specs: Sequence[ServerSpec]) -> list[dict[str, Any
     """
     info: dict[str, dict[str, Any]] = {}
     problem = None
-    if not Layout(root).socket.exists():
-        problem = f"supervisord is not running (no socket at {Layout(root).socket})"
+    if not layout.socket.exists():
+        problem = f"supervisord is not running (no socket at {layout.socket})"
     else:
         try:
-            for proc in supervisor_rpc(root).supervisor.getAllProcessInfo():
+            for proc in supervisor_rpc(layout).supervisor.getAllProcessInfo():
                 info[proc["name"]] = proc
         except OSError as exc:
-            problem = f"supervisord does not answer on {Layout(root).socket}: {exc.strerror or exc}"
+            problem = f"supervisord does not answer on {layout.socket}: {exc.strerror or exc}"
         except Exception as exc:  # an XML-RPC fault or a garbled answer
             problem = f"supervisord answered with an error: {exc}"
     rows = []
     for spec in specs:
         proc = info.get(spec.name)
-        row: dict[str, Any] = {
-            "name": spec.name,
-            "state": proc["statename"] if proc else "UNKNOWN",
-            "pid": (proc["pid"] or None) if proc else None,
-            "uptime": None,
-            "port": spec.port,
-            "url": spec.health_url.removesuffix("/health"),
-            "model": spec.model_id or spec.model_path or spec.model_ref,
-            "engine": spec.program,
-            "binary_version": spec.binary_version,
-            "detail": problem if proc is None else (proc.get("spawnerr") or proc.get("description") or ""),
-        }
-        if proc is None and problem is None:
-            row["detail"] = "not known to supervisord (rendered after it started?)"
+        if proc is None:
+            detail = problem or "not known to supervisord (rendered after it started?)"
+        else:
+            detail = proc.get("spawnerr") or proc.get("description") or ""
+        uptime = None
         if proc and proc["statename"] == "RUNNING" and proc.get("start"):
-            row["uptime"] = max(0, int(proc["now"]) - int(proc["start"]))
-        rows.append(row)
+            uptime = max(0, int(proc["now"]) - int(proc["start"]))
+        rows.append(
+            ServerStatus(
+                name=spec.name,
+                state=proc["statename"] if proc else "UNKNOWN",
+                pid=(proc["pid"] or None) if proc else None,
+                uptime=uptime,
+                port=spec.port,
+                url=spec.health_url.removesuffix("/health"),
+                model=spec.model_id or spec.model_path or spec.model_ref,
+                engine=spec.program,
+                binary_version=spec.binary_version,
+                detail=detail,
+            )
+        )
     return rows
 
 
@@ -96,6 +130,7 @@ class HealthReport:
 
 def probe(spec: ServerSpec, *, timeout: float = 2.0) -> InstanceHealth:
     """One GET of the server's ``/health``."""
+    # Deferred: urllib.request pulls in http.client, email and ssl; only a probe needs them.
     import urllib.error
     import urllib.request
 
@@ -119,6 +154,7 @@ def probe(spec: ServerSpec, *, timeout: float = 2.0) -> InstanceHealth:
 def _probe_all(specs: Sequence[ServerSpec], timeout: float) -> list[InstanceHealth]:
     if len(specs) <= 1:
         return [probe(s, timeout=timeout) for s in specs]
+    # Deferred: concurrent.futures (and threading) only for several servers at once.
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=min(32, len(specs))) as pool:

@@ -14,26 +14,22 @@ from typing import Any
 
 from entrypoint.fsutil import atomic_write_text
 from entrypoint.servers import ServerSpec
-from entrypoint.supervisor.render import (
-    Layout,
-    render_handoff,
-    render_init_config,
-    render_program,
-    render_supervisord,
-)
+from entrypoint.supervisor.handoff import render_handoff, render_init_config, spec_from_handoff
+from entrypoint.supervisor.layout import StateLayout
+from entrypoint.supervisor.render import render_program, render_supervisord
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class SupervisorFiles:
-    """What :func:`write_supervisor_config` wrote (and removed)."""
+    """What :func:`write_config` wrote (and removed)."""
 
     conf: Path
+    init: Path  # our init's settings (pipes to forward, exit marker)
     programs: list[Path] = field(default_factory=list)
     removed: list[Path] = field(default_factory=list)
     handoffs: list[Path] = field(default_factory=list)
-    init: Path | None = None  # our init's settings (pipes to forward, exit marker)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,25 +37,24 @@ class SupervisorFiles:
             "programs": [str(p) for p in self.programs],
             "removed": [str(p) for p in self.removed],
             "handoffs": [str(p) for p in self.handoffs],
-            "init": str(self.init) if self.init else None,
+            "init": str(self.init),
         }
 
 
-def render_all(
-    root: Path, specs: Sequence[ServerSpec], *, log_format: str = "text", user: str | None = None
+def render_files(
+    layout: StateLayout, specs: Sequence[ServerSpec], *, log_format: str, user: str | None = None
 ) -> dict[Path, str]:
-    """Every file :func:`write_supervisor_config` writes, path -> content (no I/O)."""
-    layout = Layout(root)
-    files = {layout.conf: render_supervisord(root, specs, user=user, log_format=log_format)}
+    """Every file :func:`write_config` writes, path -> content (no I/O)."""
+    files = {layout.conf: render_supervisord(layout, specs, user=user, log_format=log_format)}
     for spec in specs:
-        files[layout.program(spec.name)] = render_program(spec, layout=layout)
-    files[layout.init_config] = render_init_config(root, specs, log_format=log_format)
+        files[layout.program(spec.name)] = render_program(spec, layout)
+    files[layout.init_config] = render_init_config(layout, specs, log_format=log_format)
     for spec in specs:
         files[layout.handoff(spec.name)] = render_handoff(spec)
     return files
 
 
-def write_supervisor_config(root: Path, specs: Sequence[ServerSpec], *, log_format: str = "text") -> SupervisorFiles:
+def write_config(layout: StateLayout, specs: Sequence[ServerSpec], *, log_format: str) -> SupervisorFiles:
     """Write supervisord's config, one program per server, and the handoff files.
 
     Steps:
@@ -71,8 +66,7 @@ def write_supervisor_config(root: Path, specs: Sequence[ServerSpec], *, log_form
     4. Remove the program and handoff files of instances that are gone, so a removed
        instance neither starts again nor shows up in status and health.
     """
-    layout = Layout(root)
-    contents = render_all(root, specs, log_format=log_format, user="root" if os.geteuid() == 0 else None)
+    contents = render_files(layout, specs, log_format=log_format, user="root" if os.geteuid() == 0 else None)
     for folder in (layout.conf_d, layout.engines, layout.pipes, layout.logs):
         folder.mkdir(parents=True, exist_ok=True)
     for path, text in contents.items():
@@ -80,9 +74,9 @@ def write_supervisor_config(root: Path, specs: Sequence[ServerSpec], *, log_form
 
     files = SupervisorFiles(
         conf=layout.conf,
+        init=layout.init_config,
         programs=[layout.program(s.name) for s in specs],
         handoffs=[layout.handoff(s.name) for s in specs],
-        init=layout.init_config,
     )
     keep = set(contents)
     for folder, pattern in ((layout.conf_d, "*.conf"), (layout.engines, "*.json")):
@@ -112,8 +106,7 @@ def init_args(files: SupervisorFiles) -> list[str]:
     init runs supervisord (in the foreground) as a fork of itself, so it is the
     supervisor installed beside autoinfer whatever PATH says.
     """
-    init = files.init or files.conf.parent / "init.json"
-    return ["--config", str(init), "--supervisord", str(files.conf)]
+    return ["--config", str(files.init), "--supervisord", str(files.conf)]
 
 
 def exec_argv(files: SupervisorFiles) -> list[str]:
@@ -121,33 +114,18 @@ def exec_argv(files: SupervisorFiles) -> list[str]:
     return [sys.executable, "-m", "entrypoint.supervisor.init", *init_args(files)]
 
 
-def read_handoffs(root: Path) -> list[ServerSpec]:
+def read_handoffs(layout: StateLayout) -> list[ServerSpec]:
     """The servers the last boot started, read back from ``run/engines/*.json``.
 
     Enough for status and health (name, where it listens, model, version); a probe
     does not re-validate the whole config every few seconds.
     """
     specs = []
-    for path in sorted(Layout(root).engines.glob("*.json")):
+    for path in sorted(layout.engines.glob("*.json")):
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             log.warning("skipping unreadable handoff %s: %s", path, exc)
             continue
-        model = data.get("model") or {}
-        specs.append(
-            ServerSpec(
-                name=data.get("instance") or path.stem,
-                argv=(data.get("binary") or data.get("engine") or "llama-server", *data.get("flags", [])),
-                host=data.get("host") or "127.0.0.1",
-                port=int(data.get("port") or 8080),
-                model_ref=model.get("ref"),
-                model_path=model.get("path"),
-                model_id=model.get("id"),
-                binary=data.get("binary") or "llama-server",
-                binary_version=data.get("engine_version"),
-                critical=bool(data.get("critical", True)),
-                program=data.get("engine") or "llama-server",
-            )
-        )
+        specs.append(spec_from_handoff(data, name=path.stem))
     return specs

@@ -8,27 +8,68 @@ supervisord gives up servers in BACKOFF, which raises FATAL events that are part
 a clean stop, not failures).
 
 For a critical server it writes the exit marker (``run/exit-status.json``), which our
-init turns into the container's exit status (supervisord would exit 0, supervisor
-#733), then sends SIGTERM to our init, which stops everything as for ``docker stop``.
-A server with ``critical = false`` only gets a warning line.
+init turns into the container's exit status (supervisord itself exits 0 after a
+shutdown a listener asked for), then sends SIGTERM to our init, which stops everything
+as for ``docker stop``. A server with ``critical = false`` only gets a warning line.
 
 The protocol (supervisor's docs, "Event Listeners"): write ``READY\\n`` on stdout; read
 one header line and a payload of ``len`` bytes on stdin; answer ``RESULT 2\\nOK``. Our
 messages go to stderr, which supervisord sends to the container's stderr.
+
+How it starts: as a script (``python -P .../listener.py``, see ``render.py``), not as
+``-m entrypoint.supervisor.listener``, which would import the package's front door.
+supervisord starts it beside the servers, on the same cores, while llama-server warms up
+(its threads wait on each other, so a core taken away costs more than its share), so it
+imports only the standard library's cheapest modules and ``entrypoint.fsutil``. For the
+same reason it holds what our init shares with it (the message line, the timestamp, the
+wake-up of supervisord): the init can import this module, this script cannot import the
+init's.
 """
 
 from __future__ import annotations
 
-import argparse
+import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 from entrypoint.fsutil import atomic_write_json
-from entrypoint.supervisor.wire import FATAL_EXIT_CODE, message_line, poke
+
+#: The container's exit status when a critical server fails: "1 unexpected failure"
+#: (supervisord would exit 0).
+FATAL_EXIT_CODE = 1
+USAGE = "usage: python -P listener.py --marker FILE [--critical NAMES] [--exit-is-final NAMES] [--log-format text|json]"
+
+
+def message_line(message: str, *, level: str, logger: str, as_json: bool) -> bytes:
+    """One of our own log lines, as text or as entrypoint.logfmt's JSON object."""
+    if not as_json:
+        return f"autoinfer: {message}\n".encode()
+    return json.dumps({"ts": timestamp(), "level": level, "logger": logger, "message": message}).encode() + b"\n"
+
+
+def timestamp() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+
+
+def poke(socket_path: str | None) -> bool:
+    """Open and close a connection to supervisord's socket, so its poll loop turns now."""
+    if not socket_path:
+        return True
+    import socket  # only when there is a socket to poke: most listener runs never do
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.2)
+            sock.connect(socket_path)
+    except OSError:
+        return False  # not bound yet, or a stale socket of an earlier run
+    return True
 
 
 def parse_tokens(line: str) -> dict[str, str]:
@@ -40,7 +81,7 @@ _as_json = False  # --log-format json
 
 
 def say(message: str, level: str = "warning") -> None:
-    line = message_line(message, level=level, logger=__name__, as_json=_as_json)
+    line = message_line(message, level=level, logger="entrypoint.supervisor.listener", as_json=_as_json)
     sys.stderr.buffer.write(line)
     sys.stderr.flush()
 
@@ -107,19 +148,28 @@ def serve(watch: Watch, stdin: TextIO, stdout: TextIO) -> None:
             stdout.flush()
 
 
+def parse_args(argv: Sequence[str]) -> dict[str, str]:
+    """``--name value`` pairs (no argparse: it and gettext are most of what this would import)."""
+    options = {"--marker": "", "--critical": "", "--exit-is-final": "", "--log-format": "text"}
+    args = list(argv)
+    while args:
+        name = args.pop(0)
+        if name not in options or not args:
+            raise SystemExit(f"{USAGE}\nunexpected argument: {name}")
+        options[name] = args.pop(0)
+    if not options["--marker"] or options["--log-format"] not in ("text", "json"):
+        raise SystemExit(USAGE)
+    return options
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m entrypoint.supervisor.listener")
-    parser.add_argument("--marker", type=Path, required=True)
-    parser.add_argument("--critical", default="")
-    parser.add_argument("--exit-is-final", default="")
-    parser.add_argument("--log-format", choices=("text", "json"), default="text")
-    args = parser.parse_args(argv)
+    options = parse_args(sys.argv[1:] if argv is None else argv)
     global _as_json
-    _as_json = args.log_format == "json"
+    _as_json = options["--log-format"] == "json"
     watch = Watch(
-        args.marker,
-        {n for n in args.critical.split(",") if n},
-        {n for n in args.exit_is_final.split(",") if n},
+        Path(options["--marker"]),
+        {n for n in options["--critical"].split(",") if n},
+        {n for n in options["--exit-is-final"].split(",") if n},
     )
     # supervisord stops us with TERM after the servers: just leave.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from entrypoint.servers import ServerSpec
-from entrypoint.supervisor import SupervisorFiles, exec_argv, server_status, write_supervisor_config
+from entrypoint.supervisor import StateLayout, SupervisorFiles, exec_argv, server_status, write_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,7 +45,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 15.0, interva
 class Supervised:
     """One running init -> supervisord -> servers tree, with its output in files."""
 
-    root: Path
+    state_dir: Path
     specs: list[ServerSpec]
     files: SupervisorFiles
     argv: list[str]
@@ -55,8 +55,8 @@ class Supervised:
     seen: dict[int, float] = field(default_factory=dict)  # pid -> create_time of every descendant
 
     def __post_init__(self) -> None:
-        self.out_path = self.root / "stdout.txt"
-        self.err_path = self.root / "stderr.txt"
+        self.out_path = self.state_dir / "stdout.txt"
+        self.err_path = self.state_dir / "stderr.txt"
 
     def start(self, prefix: Sequence[str] = ()) -> Supervised:
         # Append mode: supervisord reopens /dev/fd/1 itself, and two writers sharing a
@@ -74,7 +74,7 @@ class Supervised:
         return self.err_path.read_text(errors="replace")
 
     def status(self) -> dict[str, dict[str, Any]]:
-        return {row["name"]: row for row in server_status(self.root, self.specs)}
+        return {row.name: row.to_dict() for row in server_status(StateLayout(self.state_dir), self.specs)}
 
     def wait_state(self, name: str, state: str, timeout: float = 15.0) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
@@ -96,7 +96,7 @@ class Supervised:
                 self.seen[p.pid] = p.create_time()
 
     def supervisord_pid(self) -> int:
-        return int((self.root / "run" / "supervisord.pid").read_text())
+        return int((self.state_dir / "run" / "supervisord.pid").read_text())
 
     def terminate(self, timeout: float = 15.0) -> tuple[int, float]:
         """SIGTERM to the top process (as docker stop does); its exit status and how long it took."""
@@ -134,8 +134,8 @@ class Supervised:
 
 
 @pytest.fixture
-def short_root() -> Iterator[Path]:
-    """A root short enough for a unix socket path (pytest's tmp_path can exceed 107 bytes)."""
+def short_state_dir() -> Iterator[Path]:
+    """A state dir short enough for a unix socket path (pytest's tmp_path can exceed 107 bytes)."""
     path = Path(tempfile.mkdtemp(prefix="ai-sv-", dir="/tmp"))
     try:
         yield path
@@ -144,13 +144,13 @@ def short_root() -> Iterator[Path]:
 
 
 @pytest.fixture
-def supervise(short_root: Path) -> Iterator[Callable[..., Supervised]]:
-    """Render *specs* under a fresh root and start init + supervisord on them."""
+def supervise(short_state_dir: Path) -> Iterator[Callable[..., Supervised]]:
+    """Render *specs* under a fresh state dir and start init + supervisord on them."""
     running: list[Supervised] = []
 
     def start(specs: Sequence[ServerSpec], *, prefix: Sequence[str] = (), log_format: str = "text") -> Supervised:
-        files = write_supervisor_config(short_root, specs, log_format=log_format)
-        sup = Supervised(short_root, list(specs), files, exec_argv(files))
+        files = write_config(StateLayout(short_state_dir), specs, log_format=log_format)
+        sup = Supervised(short_state_dir, list(specs), files, exec_argv(files))
         running.append(sup)
         return sup.start(prefix)
 
@@ -176,4 +176,28 @@ def llama_spec(release: Any, model: Path, port: int, name: str = "chat", **overr
         "stop_timeout": 3,
     }
     fields.update(overrides)
+    return ServerSpec(**fields)
+
+
+def parse(conf: Path) -> Any:
+    """supervisord's own parse of *conf* (usage errors raised, not printed and exited)."""
+    from supervisor.options import ServerOptions
+
+    options = ServerOptions()
+
+    def usage(message: str) -> None:
+        raise AssertionError(f"supervisor rejected {conf}: {message}")
+
+    options.usage = usage  # type: ignore[method-assign]
+    options.realize(args=["-c", str(conf)])
+    return options
+
+
+def programs(options: Any) -> dict[str, Any]:
+    return {p.name: p for group in options.process_group_configs for p in group.process_configs}
+
+
+def spec(name: str = "chat", **kw: Any) -> ServerSpec:
+    fields: dict[str, Any] = {"name": name, "argv": ("/opt/bin/llama-server", "--port", "8080"), "port": 8080}
+    fields.update(kw)
     return ServerSpec(**fields)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from entrypoint.servers import ServerSpec
-from entrypoint.supervisor import write_supervisor_config
+from entrypoint.supervisor import StateLayout, write_config
 from tests.helpers.cli import run_cli
 from tests.helpers.httpserver import Server
 from tests.supervisor.conftest import Supervised, llama_spec
@@ -45,7 +45,7 @@ def test_health_counts_503_as_loading_then_waits_for_200(tmp_path: Path, http_se
 
     http_server.add("/health", handler=loading_then_ready)
     port = int(http_server.url.rsplit(":", 1)[1])
-    write_supervisor_config(tmp_path, [ServerSpec("chat", ("llama-server",), port=port)])
+    write_config(StateLayout(tmp_path), [ServerSpec("chat", ("llama-server",), port=port)], log_format="text")
 
     now = run_cli("--json", "servers", "health", env={"AUTO_INFER_STATE_DIR": str(tmp_path)})
     assert now.returncode == 1
@@ -59,7 +59,7 @@ def test_health_counts_503_as_loading_then_waits_for_200(tmp_path: Path, http_se
 
 
 def test_health_refused_is_not_ready_and_wait_gives_up(tmp_path: Path, port: int) -> None:
-    write_supervisor_config(tmp_path, [ServerSpec("chat", ("llama-server",), port=port)])
+    write_config(StateLayout(tmp_path), [ServerSpec("chat", ("llama-server",), port=port)], log_format="text")
     result = run_cli("servers", "health", "--wait", "0.6", env={"AUTO_INFER_STATE_DIR": str(tmp_path)})
     assert result.returncode == 1
     assert "not ready: chat (waited 0.6s)" in result.stderr
@@ -70,20 +70,20 @@ def test_status_and_health_of_real_servers(
     supervise: Callable[..., Supervised], llama_release: Any, tiny_model: Path, port: int
 ) -> None:
     sup = supervise([llama_spec(llama_release, tiny_model, port, "chat")])
-    health = run_cli("--json", "servers", "health", "--wait", "20", env={"AUTO_INFER_STATE_DIR": str(sup.root)})
+    health = run_cli("--json", "servers", "health", "--wait", "20", env={"AUTO_INFER_STATE_DIR": str(sup.state_dir)})
     assert health.returncode == 0, health.stdout
     sup.wait_state("chat", "RUNNING")  # ready can come before startsecs made it RUNNING
-    status = run_cli("--json", "servers", "status", env={"AUTO_INFER_STATE_DIR": str(sup.root)})
+    status = run_cli("--json", "servers", "status", env={"AUTO_INFER_STATE_DIR": str(sup.state_dir)})
     assert status.returncode == 0
     (row,) = body(status)["data"]
     assert row["name"] == "chat" and row["state"] == "RUNNING" and row["pid"] > 0
     assert row["port"] == port and row["binary_version"] == llama_release.version
     assert row["uptime"] is not None
-    text = run_cli("servers", "status", env={"AUTO_INFER_STATE_DIR": str(sup.root)})
+    text = run_cli("servers", "status", env={"AUTO_INFER_STATE_DIR": str(sup.state_dir)})
     assert "chat" in text.stdout and "RUNNING" in text.stdout
 
     sup.terminate()
-    after = run_cli("--json", "servers", "status", env={"AUTO_INFER_STATE_DIR": str(sup.root)})
+    after = run_cli("--json", "servers", "status", env={"AUTO_INFER_STATE_DIR": str(sup.state_dir)})
     assert body(after)["data"][0]["state"] == "UNKNOWN"
     assert "supervisord" in body(after)["data"][0]["detail"]
 

@@ -6,11 +6,15 @@ import io
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from entrypoint.supervisor.listener import Watch, parse_tokens, serve
+from entrypoint.supervisor.listener import Watch, parse_args, parse_tokens, serve
+from entrypoint.supervisor.render import LISTENER_SCRIPT
+from tests.supervisor.conftest import child_env
 
 
 def event(name: str, payload: str) -> str:
@@ -88,3 +92,27 @@ def test_unexpected_exit_is_final_only_for_restart_never(tmp_path: Path, terms: 
 
 def test_parse_tokens() -> None:
     assert parse_tokens("a:1 b:x:y c") == {"a": "1", "b": "x:y"}
+
+
+def test_the_listener_script_starts_without_the_package_front_door(tmp_path: Path) -> None:
+    """It starts beside warming servers: no dataclasses, logging or renderers, and no supervisor.*."""
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-P", str(LISTENER_SCRIPT), "--marker", str(tmp_path / "m.json")],
+        input="",
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "READY\n"  # then supervisord closed our stdin: we leave
+    imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if "import time:" in line}
+    assert "entrypoint.fsutil" in imported
+    assert not {"entrypoint.supervisor", "dataclasses", "logging", "argparse", "supervisor"} & imported
+
+
+def test_listener_usage_errors() -> None:
+    assert parse_args(["--marker", "/m", "--critical", "a,b"])["--critical"] == "a,b"
+    for bad in ([], ["--marker"], ["--marker", "/m", "--nope", "x"], ["--marker", "/m", "--log-format", "xml"]):
+        with pytest.raises(SystemExit, match="usage"):
+            parse_args(bad)

@@ -14,7 +14,7 @@ from typing import Any
 
 import psutil
 
-from entrypoint.supervisor import check_health, read_handoffs
+from entrypoint.supervisor import StateLayout, check_health, read_handoffs
 from tests.conftest import free_port
 from tests.supervisor.conftest import Supervised, llama_spec, wait_for
 
@@ -35,7 +35,7 @@ def test_start_health_sigterm_nothing_left(
     other = free_port()
     specs = [llama_spec(llama_release, tiny_model, port, "chat"), llama_spec(llama_release, tiny_model, other, "embed")]
     sup = supervise(specs)
-    report = check_health(read_handoffs(sup.root), wait=20)
+    report = check_health(read_handoffs(StateLayout(sup.state_dir)), wait=20)
     assert report.ok, report.to_dict()
     assert [i.state for i in report.instances] == ["ready", "ready"]
     assert "tokens_predicted" in completion(port) or "content" in completion(port)
@@ -79,7 +79,7 @@ def test_a_server_killed_later_is_restarted(
         "restart", lambda: (r := sup.status()["chat"])["state"] == "RUNNING" and r["pid"] != first and r["pid"]
     )
     assert second != first
-    assert check_health(read_handoffs(sup.root), wait=10).ok
+    assert check_health(read_handoffs(StateLayout(sup.state_dir)), wait=10).ok
     assert sup.proc is not None and sup.proc.poll() is None  # not FATAL: the container lives on
     code, _ = sup.terminate()
     assert code == 0

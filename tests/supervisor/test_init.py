@@ -1,4 +1,4 @@
-"""init + the real supervisord + small real programs: logs, FATAL exit status, stop timing, zombies.
+"""init + the real supervisord + small real programs: FATAL exit status, stop timing, signals, zombies.
 
 The programs here are tiny scripts rather than llama-server where the behaviour under
 test is the supervisor's (a server that ignores SIGTERM, one that double-forks, two
@@ -7,7 +7,6 @@ that write many partial lines); test_llama.py runs the real llama-server.
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
 import sys
@@ -19,8 +18,7 @@ import psutil
 import pytest
 
 from entrypoint.servers import ServerSpec
-from entrypoint.supervisor import exec_argv, write_supervisor_config
-from entrypoint.supervisor.render import Layout
+from entrypoint.supervisor import StateLayout, exec_argv, write_config
 from tests.supervisor.conftest import Supervised, child_env, wait_for
 
 PY = sys.executable
@@ -34,57 +32,6 @@ def script(name: str, code: str, **kw: object) -> ServerSpec:
 
 def program(name: str, path: str, *args: str, **kw: object) -> ServerSpec:
     return ServerSpec(name=name, argv=(PY, path, *args), **kw)  # type: ignore[arg-type]
-
-
-def test_log_lines_from_two_servers_arrive_whole_and_prefixed(supervise: Callable[..., Supervised]) -> None:
-    n = 1500
-    sup = supervise(
-        [
-            program("alpha-o", WRITER, "alpha-o", str(n), port=1),
-            program("beta-e", WRITER, "beta-e", str(n), port=2),
-        ]
-    )
-    expected = {"alpha-o": ("out", n), "beta-e": ("err", n)}
-
-    def count(name: str) -> int:
-        stream = sup.out if expected[name][0] == "out" else sup.err
-        return stream.count(f"[{name}] {name}-")
-
-    wait_for("all lines", lambda: count("alpha-o") == n and count("beta-e") == n, timeout=30)
-    code, _ = sup.terminate()
-    assert code == 0
-
-    line = re.compile(r"^\[(?P<inst>[a-z-]+)\] (?P=inst)-(?P<i>\d{5}) (payload ){8}end$")
-    for name, (stream, total) in expected.items():
-        text = sup.out if stream == "out" else sup.err
-        mine = [ln for ln in text.splitlines() if ln.startswith(f"[{name}]")]
-        assert len(mine) == total
-        for i, ln in enumerate(mine):
-            m = line.match(ln)
-            assert m is not None, f"line cut or interleaved: {ln!r}"
-            assert int(m["i"]) == i  # in order, none lost
-    # supervisord's own log goes to stdout too, and never breaks into a server's line
-    assert "supervisord started with pid" in sup.out
-
-
-def test_json_log_format_every_line_is_json(supervise: Callable[..., Supervised]) -> None:
-    import json
-
-    sup = supervise(
-        [
-            script("j", "print('hello %s # x', flush=True); import time; time.sleep(60)", port=1),
-            script("bad", "raise SystemExit(3)", start_retries=0, critical=False, port=2),
-        ],
-        log_format="json",
-    )
-    wait_for("json line", lambda: '"instance": "j"' in sup.out and "bad went FATAL" in sup.err)
-    code, _ = sup.terminate()
-    assert code == 0
-    out = [json.loads(ln) for ln in sup.out.splitlines()]  # supervisord's own lines included
-    err = [json.loads(ln) for ln in sup.err.splitlines()]
-    assert any(r.get("instance") == "j" and r["stream"] == "stdout" and r["message"] == "hello %s # x" for r in out)
-    assert any(r.get("instance") == "supervisord" and "spawned: 'j'" in r["message"] for r in out)
-    assert any(r.get("level") == "warning" and "bad went FATAL" in r["message"] for r in err)
 
 
 def test_critical_fatal_stops_the_container_non_zero(supervise: Callable[..., Supervised]) -> None:
@@ -125,16 +72,6 @@ def test_docker_stop_while_a_server_is_in_backoff_exits_zero(supervise: Callable
     code, _ = sup.terminate()
     assert code == 0
     assert "went FATAL" not in sup.err
-
-
-def test_log_file_keeps_a_copy(supervise: Callable[..., Supervised], short_root: Path) -> None:
-    log = short_root / "logs" / "chat.log"
-    sup = supervise(
-        [script("chat", "print('to the file too', flush=True); import time; time.sleep(60)", log_file=str(log))]
-    )
-    wait_for("line", lambda: "[chat] to the file too" in sup.out)
-    sup.terminate()
-    assert log.read_text() == "to the file too\n"
 
 
 def test_restart_never_exit_is_final_for_a_critical_server(supervise: Callable[..., Supervised]) -> None:
@@ -180,13 +117,13 @@ def zombies_below(pid: int) -> list[psutil.Process]:
     return [p for p in psutil.Process(pid).children(recursive=True) if p.status() == psutil.STATUS_ZOMBIE]
 
 
-def pid1_tree(root: Path, command: list[str]) -> subprocess.Popen[bytes]:
+def pid1_tree(state_dir: Path, command: list[str]) -> subprocess.Popen[bytes]:
     """*command* as PID 1 of a new PID namespace (the container's view)."""
     return subprocess.Popen(
         ["unshare", "--pid", "--fork", "--mount-proc", *command],
         env=child_env(),
-        stdout=(root / "stdout.txt").open("ab"),
-        stderr=(root / "stderr.txt").open("ab"),
+        stdout=(state_dir / "stdout.txt").open("ab"),
+        stderr=(state_dir / "stderr.txt").open("ab"),
     )
 
 
@@ -196,13 +133,15 @@ def sigterm_pid1(tree: subprocess.Popen[bytes]) -> None:
     pid1.send_signal(signal.SIGTERM)
 
 
-def orphan_scenario(short_root: Path, *, reaper: bool) -> tuple[int, int]:
+def orphan_scenario(short_state_dir: Path, *, reaper: bool) -> tuple[int, int]:
     """Run supervisord with a double-forking server as PID 1's child; count zombies after.
 
     With *reaper* PID 1 is our init; without it PID 1 is a stand-in that waits only for
     its own child (the negative control: the same orphan must then stay a zombie).
     """
-    files = write_supervisor_config(short_root, [ServerSpec("forker", ("sh", "-c", DOUBLE_FORK))])
+    files = write_config(
+        StateLayout(short_state_dir), [ServerSpec("forker", ("sh", "-c", DOUBLE_FORK))], log_format="text"
+    )
     argv = exec_argv(files)
     if not reaper:
         argv = [
@@ -211,10 +150,10 @@ def orphan_scenario(short_root: Path, *, reaper: bool) -> tuple[int, int]:
             "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))",
             *(PY, "-m", "supervisor.supervisord", "-n", "-c", str(files.conf)),
         ]
-    tree = pid1_tree(short_root, argv)
+    tree = pid1_tree(short_state_dir, argv)
     try:
         # (without our init the server's output goes to a plain file, so watch supervisord's log)
-        wait_for("spawned", lambda: "spawned: 'forker'" in (short_root / "stdout.txt").read_text())
+        wait_for("spawned", lambda: "spawned: 'forker'" in (short_state_dir / "stdout.txt").read_text())
         time.sleep(1.2)  # the orphan (sleep 0.3) has died; a reaper has had time to collect it
         count = len(zombies_below(tree.pid))
         if not reaper:
@@ -237,32 +176,33 @@ def orphan_scenario(short_root: Path, *, reaper: bool) -> tuple[int, int]:
             tree.kill()
 
 
-def test_pid1_reaps_a_double_forked_orphan(short_root: Path) -> None:
-    zombies, code = orphan_scenario(short_root, reaper=True)
+def test_pid1_reaps_a_double_forked_orphan(short_state_dir: Path) -> None:
+    zombies, code = orphan_scenario(short_state_dir, reaper=True)
     assert zombies == 0
     assert code == 0
 
 
-def test_negative_control_without_our_init_the_orphan_stays_a_zombie(short_root: Path) -> None:
-    zombies, code = orphan_scenario(short_root, reaper=False)
+def test_negative_control_without_our_init_the_orphan_stays_a_zombie(short_state_dir: Path) -> None:
+    zombies, code = orphan_scenario(short_state_dir, reaper=False)
     assert zombies == 1
     assert code == -1  # and it ignored SIGTERM
 
 
-def test_pid1_honours_sigterm_and_passes_the_fatal_status(short_root: Path) -> None:
-    files = write_supervisor_config(
-        short_root,
+def test_pid1_honours_sigterm_and_passes_the_fatal_status(short_state_dir: Path) -> None:
+    files = write_config(
+        StateLayout(short_state_dir),
         [ServerSpec("broken", (PY, "-c", "raise SystemExit(5)"), start_retries=0)],
+        log_format="text",
     )
-    tree = pid1_tree(short_root, exec_argv(files))
+    tree = pid1_tree(short_state_dir, exec_argv(files))
     assert tree.wait(20) == 1
-    assert "instance broken went FATAL" in (short_root / "stderr.txt").read_text()
+    assert "instance broken went FATAL" in (short_state_dir / "stderr.txt").read_text()
 
 
-def test_pid1_sigterm_stops_everything_and_exits_zero(short_root: Path) -> None:
-    files = write_supervisor_config(short_root, [ServerSpec("idle", ("sleep", "300"))])
-    tree = pid1_tree(short_root, exec_argv(files))
-    wait_for("running", lambda: "success: idle entered RUNNING" in (short_root / "stdout.txt").read_text())
+def test_pid1_sigterm_stops_everything_and_exits_zero(short_state_dir: Path) -> None:
+    files = write_config(StateLayout(short_state_dir), [ServerSpec("idle", ("sleep", "300"))], log_format="text")
+    tree = pid1_tree(short_state_dir, exec_argv(files))
+    wait_for("running", lambda: "success: idle entered RUNNING" in (short_state_dir / "stdout.txt").read_text())
     below = [p.pid for p in psutil.Process(tree.pid).children(recursive=True)]
     started = time.monotonic()
     sigterm_pid1(tree)
@@ -270,12 +210,12 @@ def test_pid1_sigterm_stops_everything_and_exits_zero(short_root: Path) -> None:
     took = time.monotonic() - started
     assert not [p for p in below if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert took < 5, took
-    assert "stopped: idle" in (short_root / "stdout.txt").read_text()
+    assert "stopped: idle" in (short_state_dir / "stdout.txt").read_text()
 
 
-def test_marker_from_an_earlier_run_does_not_leak(supervise: Callable[..., Supervised], short_root: Path) -> None:
-    Layout(short_root).run.mkdir(parents=True, exist_ok=True)
-    Layout(short_root).exit_marker.write_text('{"exit_code": 1, "message": "old"}')
+def test_marker_from_an_earlier_run_does_not_leak(supervise: Callable[..., Supervised], short_state_dir: Path) -> None:
+    StateLayout(short_state_dir).run.mkdir(parents=True, exist_ok=True)
+    StateLayout(short_state_dir).exit_marker.write_text('{"exit_code": 1, "message": "old"}')
     sup = supervise([ServerSpec("idle", ("sleep", "300"))])
     sup.wait_state("idle", "RUNNING")
     code, _ = sup.terminate()

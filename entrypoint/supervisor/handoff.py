@@ -1,0 +1,78 @@
+"""The handoff files as strings, and read back: pure functions, no I/O (``files.py`` reads and writes).
+
+Two handoffs leave boot: ``run/engines/<instance>.json`` tells other tools (and our own
+``servers status`` / ``health``) what runs where; ``supervisor/init.json`` tells our init
+which log pipes to carry and where the exit marker is, before supervisord starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from entrypoint.fsutil import dump_json
+from entrypoint.servers import ServerSpec
+from entrypoint.supervisor.layout import StateLayout
+
+
+def handoff(spec: ServerSpec) -> dict[str, Any]:
+    """``run/engines/<instance>.json``: the instance, its engine, model, address and flags."""
+    return {
+        "instance": spec.name,
+        "engine": spec.program,
+        "engine_version": spec.binary_version,
+        "binary": spec.binary,
+        "model": {"id": spec.model_id, "path": spec.model_path, "ref": spec.model_ref},
+        "url": spec.health_url.removesuffix("/health"),
+        "health_url": spec.health_url,
+        "host": spec.host,
+        "port": spec.port,
+        "flags": list(spec.argv[1:]),
+        "critical": spec.critical,
+    }
+
+
+def render_handoff(spec: ServerSpec) -> str:
+    return dump_json(handoff(spec))
+
+
+def spec_from_handoff(data: dict[str, Any], *, name: str) -> ServerSpec:
+    """A handoff read back: enough for status and health (name, address, model, version).
+
+    *name* (the file's stem) stands in when the file has no ``instance``.
+    """
+    model = data.get("model") or {}
+    return ServerSpec(
+        name=data.get("instance") or name,
+        argv=(data.get("binary") or data.get("engine") or "llama-server", *data.get("flags", [])),
+        host=data.get("host") or "127.0.0.1",
+        port=int(data.get("port") or 8080),
+        model_ref=model.get("ref"),
+        model_path=model.get("path"),
+        model_id=model.get("id"),
+        binary=data.get("binary") or "llama-server",
+        binary_version=data.get("engine_version"),
+        critical=bool(data.get("critical", True)),
+        program=data.get("engine") or "llama-server",
+    )
+
+
+def init_config(layout: StateLayout, specs: Sequence[ServerSpec], *, log_format: str) -> dict[str, Any]:
+    """What our init needs before supervisord starts: the pipes to forward and the marker."""
+    pipes = [
+        {"path": str(layout.pipe(s.name, stream)), "instance": s.name, "stream": stream, "log_file": s.log_file}
+        for s in specs
+        for stream in ("stdout", "stderr")
+    ]
+    if log_format == "json":
+        pipes.append({"path": str(layout.supervisord_pipe), "instance": "supervisord", "stream": "stdout"})
+    return {
+        "marker": str(layout.exit_marker),
+        "socket": str(layout.socket),
+        "log_format": log_format,
+        "pipes": pipes,
+    }
+
+
+def render_init_config(layout: StateLayout, specs: Sequence[ServerSpec], *, log_format: str) -> str:
+    return dump_json(init_config(layout, specs, log_format=log_format))

@@ -1,0 +1,97 @@
+"""Where one container's supervisor state lives: the one place that spells the state dir's layout.
+
+The state dir (``AUTO_INFER_STATE_DIR``, see settings) belongs to one container, never to
+the shared ``AUTO_INFER_ROOT``: two supervisords on one socket, or one container removing the other's
+programs, is what a per-container dir prevents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from entrypoint.errors import ConfigError
+
+#: sun_path holds 108 bytes with its NUL; a longer socket path fails only at bind time.
+SOCKET_MAX = 107
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """Every path under one state dir: supervisord's config, its run files, our handoffs."""
+
+    state_dir: Path
+
+    @property
+    def supervisor_dir(self) -> Path:
+        return self.state_dir / "supervisor"
+
+    @property
+    def conf(self) -> Path:
+        """supervisord's own config (``supervisor/supervisord.conf``)."""
+        return self.supervisor_dir / "supervisord.conf"
+
+    @property
+    def conf_d(self) -> Path:
+        return self.supervisor_dir / "conf.d"
+
+    @property
+    def init_config(self) -> Path:
+        """Our init's settings: the pipes to forward, the exit marker, the socket."""
+        return self.supervisor_dir / "init.json"
+
+    @property
+    def run(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def socket(self) -> Path:
+        return self.run / "supervisor.sock"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.run / "supervisord.pid"
+
+    @property
+    def engines(self) -> Path:
+        return self.run / "engines"
+
+    @property
+    def pipes(self) -> Path:
+        return self.run / "pipes"
+
+    @property
+    def exit_marker(self) -> Path:
+        """Left by the event listener when a critical server fails; our init exits with its status."""
+        return self.run / "exit-status.json"
+
+    @property
+    def logs(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def supervisord_pipe(self) -> Path:
+        """supervisord's own log in JSON mode ('_' never starts an instance name)."""
+        return self.pipes / "_supervisord.log"
+
+    def program(self, name: str) -> Path:
+        """``supervisor/conf.d/<name>.conf``: one server's program section."""
+        return self.conf_d / f"{name}.conf"
+
+    def handoff(self, name: str) -> Path:
+        """``run/engines/<name>.json``: what runs where, for other tools."""
+        return self.engines / f"{name}.json"
+
+    def pipe(self, name: str, stream: str) -> Path:
+        """The FIFO one server's *stream* (stdout or stderr) is written to."""
+        return self.pipes / f"{name}.{stream}"
+
+
+def check_state_dir(state_dir: Path) -> None:
+    """A unix socket path has at most 107 bytes: refuse a longer one before anything runs."""
+    socket = StateLayout(state_dir).socket
+    if len(str(socket).encode()) > SOCKET_MAX:
+        raise ConfigError(
+            f"AUTO_INFER_STATE_DIR: the supervisord socket path {socket} is longer than {SOCKET_MAX} bytes",
+            hint="set AUTO_INFER_STATE_DIR (or TMPDIR) to a shorter path",
+        )

@@ -1,0 +1,31 @@
+"""The handoff files other tools (and servers status/health) read: written, then read back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from entrypoint.supervisor import StateLayout, read_handoffs, write_config
+from tests.supervisor.conftest import spec
+
+
+def test_handoff_files(tmp_path: Path) -> None:
+    s = spec(
+        "chat",
+        host="0.0.0.0",
+        port=8081,
+        model_id="owner/repo",
+        model_path="/soft/app/models/x.gguf",
+        binary_version="b11434",
+    )
+    files = write_config(StateLayout(tmp_path), [s], log_format="text")
+    data = json.loads(files.handoffs[0].read_text())
+    assert data["engine"] == "llama-server"
+    assert data["engine_version"] == "b11434"
+    assert data["model"]["id"] == "owner/repo" and data["model"]["path"] == "/soft/app/models/x.gguf"
+    assert data["url"] == "http://127.0.0.1:8081"
+    assert data["flags"] == ["--port", "8080"]
+    back = read_handoffs(StateLayout(tmp_path))
+    assert [(b.name, b.port, b.health_url, b.binary_version) for b in back] == [
+        ("chat", 8081, "http://127.0.0.1:8081/health", "b11434")
+    ]

@@ -1,0 +1,89 @@
+"""The servers' log lines through init + the real supervisord: whole, named, JSON on request, copied to log_file.
+
+The programs here are tiny scripts rather than llama-server where the behaviour under
+test is the supervisor's (a server that ignores SIGTERM, one that double-forks, two
+that write many partial lines); test_llama.py runs the real llama-server.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from entrypoint.servers import ServerSpec
+from tests.supervisor.conftest import Supervised, wait_for
+
+PY = sys.executable
+
+WRITER = str(Path(__file__).parent / "programs" / "writer.py")
+
+
+def script(name: str, code: str, **kw: object) -> ServerSpec:
+    return ServerSpec(name=name, argv=(PY, "-c", code, *kw.pop("args", ())), **kw)  # type: ignore[arg-type]
+
+
+def program(name: str, path: str, *args: str, **kw: object) -> ServerSpec:
+    return ServerSpec(name=name, argv=(PY, path, *args), **kw)  # type: ignore[arg-type]
+
+
+def test_log_lines_from_two_servers_arrive_whole_and_prefixed(supervise: Callable[..., Supervised]) -> None:
+    n = 1500
+    sup = supervise(
+        [
+            program("alpha-o", WRITER, "alpha-o", str(n), port=1),
+            program("beta-e", WRITER, "beta-e", str(n), port=2),
+        ]
+    )
+    expected = {"alpha-o": ("out", n), "beta-e": ("err", n)}
+
+    def count(name: str) -> int:
+        stream = sup.out if expected[name][0] == "out" else sup.err
+        return stream.count(f"[{name}] {name}-")
+
+    wait_for("all lines", lambda: count("alpha-o") == n and count("beta-e") == n, timeout=30)
+    code, _ = sup.terminate()
+    assert code == 0
+
+    line = re.compile(r"^\[(?P<inst>[a-z-]+)\] (?P=inst)-(?P<i>\d{5}) (payload ){8}end$")
+    for name, (stream, total) in expected.items():
+        text = sup.out if stream == "out" else sup.err
+        mine = [ln for ln in text.splitlines() if ln.startswith(f"[{name}]")]
+        assert len(mine) == total
+        for i, ln in enumerate(mine):
+            m = line.match(ln)
+            assert m is not None, f"line cut or interleaved: {ln!r}"
+            assert int(m["i"]) == i  # in order, none lost
+    # supervisord's own log goes to stdout too, and never breaks into a server's line
+    assert "supervisord started with pid" in sup.out
+
+
+def test_json_log_format_every_line_is_json(supervise: Callable[..., Supervised]) -> None:
+    import json
+
+    sup = supervise(
+        [
+            script("j", "print('hello %s # x', flush=True); import time; time.sleep(60)", port=1),
+            script("bad", "raise SystemExit(3)", start_retries=0, critical=False, port=2),
+        ],
+        log_format="json",
+    )
+    wait_for("json line", lambda: '"instance": "j"' in sup.out and "bad went FATAL" in sup.err)
+    code, _ = sup.terminate()
+    assert code == 0
+    out = [json.loads(ln) for ln in sup.out.splitlines()]  # supervisord's own lines included
+    err = [json.loads(ln) for ln in sup.err.splitlines()]
+    assert any(r.get("instance") == "j" and r["stream"] == "stdout" and r["message"] == "hello %s # x" for r in out)
+    assert any(r.get("instance") == "supervisord" and "spawned: 'j'" in r["message"] for r in out)
+    assert any(r.get("level") == "warning" and "bad went FATAL" in r["message"] for r in err)
+
+
+def test_log_file_keeps_a_copy(supervise: Callable[..., Supervised], short_state_dir: Path) -> None:
+    log = short_state_dir / "logs" / "chat.log"
+    sup = supervise(
+        [script("chat", "print('to the file too', flush=True); import time; time.sleep(60)", log_file=str(log))]
+    )
+    wait_for("line", lambda: "[chat] to the file too" in sup.out)
+    sup.terminate()
+    assert log.read_text() == "to the file too\n"
