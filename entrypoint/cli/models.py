@@ -6,12 +6,28 @@ an :class:`Outcome`; the edge prints it (or the JSON object) and sets the exit c
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import click
 
 from entrypoint.cli.edge import App, Outcome, command
+from entrypoint.errors import VerifyError
+from entrypoint.models import (
+    accept_license,
+    check_compat,
+    collect_garbage,
+    ensure,
+    list_models,
+    migrate_store,
+    model_info,
+    models_in_use,
+    resolve_key,
+    set_pinned,
+    show_license,
+    verify_store,
+)
 
 
 def _size(n: int | None) -> str:
@@ -25,7 +41,7 @@ def _size(n: int | None) -> str:
 
 @click.group()
 def models() -> None:
-    """Pull, verify, list, pin and collect models (SPEC section 4)."""
+    """Pull, verify, list, pin and collect models."""
 
 
 @models.command()
@@ -52,20 +68,18 @@ def pull(
     The download resumes after an interruption, is verified (the given sha256, the
     hub's LFS sha256, the GGUF header) and only then appears in the models folder.
     """
-    from entrypoint.models import provision_model
-
     settings = app.settings()
-    model = provision_model(
-        settings.models_dir,
+    if offline:
+        settings = dataclasses.replace(settings, offline=True)
+    model = ensure(
         ref,
         sha256=sha256,
-        offline=offline or settings.offline,
+        settings=settings,
+        environ=app.environ,
+        base_dir=Path.cwd(),
         include=include,
         exclude=exclude,
         revision=revision,
-        lock_timeout=settings.lock_timeout,
-        base_dir=Path.cwd(),
-        environ=app.environ,
         refresh=refresh,
     )
     how = {
@@ -80,8 +94,6 @@ def pull(
 @command
 def list_(app: App) -> Outcome:
     """List the catalogued models (models/model_registry.json)."""
-    from entrypoint.models.store import list_models
-
     rows = list_models(app.settings().models_dir)
     details = [
         f"{r['key']:<50} {r['state']:<8} {_size(r['total_size']):>9}  {'pinned' if r['pinned'] else '':<6} "
@@ -99,8 +111,6 @@ def info(app: App, ref: str) -> Outcome:
 
     An hf: repo not pulled yet is looked up on the hub: its files and their sizes.
     """
-    from entrypoint.models.store import model_info
-
     settings = app.settings()
     entry = model_info(settings.models_dir, ref, base_dir=Path.cwd(), offline=settings.offline, environ=app.environ)
     details = [
@@ -119,15 +129,17 @@ def info(app: App, ref: str) -> Outcome:
 @command
 def verify(app: App, refs: tuple[str, ...], quick: bool) -> Outcome:
     """Re-check catalogued files (all, or those of REFS): size, sha256, GGUF header."""
-    from entrypoint.models.store import resolve_key, verify_store
-
     settings = app.settings()
     keys = [resolve_key(settings.models_dir, r, base_dir=Path.cwd()) for r in refs] or None
     report = verify_store(settings.models_dir, keys=keys, full=not quick, lock_timeout=settings.lock_timeout)
     failed = report["failed"]
     message = f"{report['checked']} file(s) checked, {report['hashed']} hashed, {len(failed)} failed"
     if failed:
-        return Outcome(message, report, success=False, exit_code=65, error_code="E_VERIFY", details=failed)
+        raise VerifyError(
+            f"{message}: " + "; ".join(failed),
+            hint="the failed files are no longer trusted: `autoinfer models pull REF` fetches them again",
+            data=report,
+        )
     return Outcome(message, report)
 
 
@@ -136,8 +148,6 @@ def verify(app: App, refs: tuple[str, ...], quick: bool) -> Outcome:
 @command
 def pin(app: App, ref: str) -> Outcome:
     """Protect REF from gc."""
-    from entrypoint.models.store import set_pinned
-
     settings = app.settings()
     row = set_pinned(settings.models_dir, ref, True, lock_timeout=settings.lock_timeout)
     return Outcome(f"{row['key']}: pinned", row)
@@ -148,8 +158,6 @@ def pin(app: App, ref: str) -> Outcome:
 @command
 def unpin(app: App, ref: str) -> Outcome:
     """Let gc remove REF again."""
-    from entrypoint.models.store import set_pinned
-
     settings = app.settings()
     row = set_pinned(settings.models_dir, ref, False, lock_timeout=settings.lock_timeout)
     return Outcome(f"{row['key']}: unpinned", row)
@@ -166,8 +174,6 @@ def gc(app: App, quota_gb: float | None, dry_run: bool) -> Outcome:
     uses, one being provisioned, or a local file. Partial downloads and orphan files
     are reported.
     """
-    from entrypoint.models.gc import collect_garbage, models_in_use
-
     settings = app.settings()
     in_use = models_in_use(settings.models_dir, settings.llama_cpp_config, environ=app.environ, base_dir=Path.cwd())
     report = collect_garbage(
@@ -194,9 +200,6 @@ def gc(app: App, quota_gb: float | None, dry_run: bool) -> Outcome:
 @command
 def migrate(app: App, dry_run: bool) -> Outcome:
     """Bring an existing models tree to the layout and catalog (safe to re-run)."""
-    from entrypoint.models.gc import models_in_use
-    from entrypoint.models.migrate import migrate_store
-
     settings = app.settings()
     in_use = models_in_use(settings.models_dir, settings.llama_cpp_config, environ=app.environ, base_dir=Path.cwd())
     report = migrate_store(
@@ -212,8 +215,6 @@ def migrate(app: App, dry_run: bool) -> Outcome:
 @command
 def compat(app: App, ref: str, force_compat: bool) -> Outcome:
     """Will this machine run REF? CPU features, RAM, GPUs/VRAM, disk."""
-    from entrypoint.models.compat import check_compat
-
     result = check_compat(app.settings().models_dir, ref, force=force_compat, base_dir=Path.cwd())
     verdict = "compatible" if result["compatible"] else "warnings"
     details = [f"warning: {w}" for w in result["warnings"]] + [f"note: {n}" for n in result["notes"]]
@@ -228,8 +229,6 @@ def compat(app: App, ref: str, force_compat: bool) -> Outcome:
 @command
 def license(app: App, ref: str, accept: bool, user_id: str | None, license_type: str | None) -> Outcome:
     """Show REF's license and whether it was accepted; --accept records acceptance."""
-    from entrypoint.models.license import accept_license, show_license
-
     settings = app.settings()
     base = Path.cwd()
     if accept:

@@ -16,7 +16,6 @@ E_LICENSE), with the repo named; 401/403/404 are never retried.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -50,8 +49,8 @@ class RemoteRepo:
 class Hub:
     """The hub (or a mirror) as *environ* configures it; no I/O until a method is called."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        env = os.environ if environ is None else environ
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        env = environ
         self.endpoint = (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         # None lets huggingface_hub fall back to the token saved by `hf auth login`
         self.token: str | None = env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None

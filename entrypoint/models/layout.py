@@ -1,4 +1,4 @@
-"""Where provisioned models live (seed 002's deterministic layout), and what a file is.
+"""Where provisioned models live (a deterministic layout), and what a file is.
 
     models/llama-cpp/<owner>/<repo>/<path in repo>     repos that hold a *.gguf
     models/transformers/<owner>/<repo>/<path in repo>  every other repo
@@ -23,7 +23,7 @@ LIBRARIES = (LLAMA_CPP, TRANSFORMERS)
 
 
 def library_for(filenames: Iterable[str]) -> str:
-    """``llama-cpp`` if any file is a GGUF, else ``transformers`` (seed 002's routing)."""
+    """``llama-cpp`` if any file is a GGUF, else ``transformers`` (llama.cpp reads only GGUF)."""
     return LLAMA_CPP if any(name.lower().endswith(".gguf") for name in filenames) else TRANSFORMERS
 
 

@@ -6,7 +6,7 @@ Steps of :func:`migrate_store` (each fixes only drift; a second run changes noth
    ``llama-cpp/<repo>/`` folder without an owner) move to ``llama-cpp/local/<name>/``,
    split shards together; a file the active config names by path is left alone.
 2. ``*.corrupt`` leftovers are deleted.
-3. Records are completed to the current shape (seed 002 records gain state, pinned,
+3. Records are completed to the current shape (hand-written records gain state, pinned,
    last_accessed, total_size ...); a record whose folder vanished becomes ``failed``.
 4. ``llama-cpp/<owner>/<repo>`` and ``transformers/<owner>/<repo>`` folders that no record
    describes are catalogued (sizes and stat keys; ``models verify`` hashes them).
@@ -37,13 +37,13 @@ def migrate_store(
 ) -> dict[str, Any]:
     models_dir = models_dir.absolute()
     report: dict[str, Any] = {"moved": [], "removed": [], "registered": [], "fixed": [], "mirrored": [], "kept": []}
-    with catalog.edit_registry(models_dir, lock_timeout=lock_timeout) as registry:
-        _move_loose(models_dir, registry, report, dry_run, protected_paths)
+    with catalog.edit_catalog(models_dir, lock_timeout=lock_timeout) as entries:
+        _move_loose(models_dir, entries, report, dry_run, protected_paths)
         for corrupt in sorted(models_dir.rglob("*.corrupt")):
             report["removed"].append(str(corrupt))
             if not dry_run:
                 corrupt.unlink(missing_ok=True)
-        for key, entry in registry.items():
+        for key, entry in entries.items():
             changed = catalog.normalise_entry(key, entry)
             install = entry.get("install_path")
             if install and entry["source"] != "local" and not Path(install).exists() and entry["state"] != "failed":
@@ -53,18 +53,18 @@ def migrate_store(
                 changed = True
             if changed:
                 report["fixed"].append(key)
-        _register_unknown(models_dir, registry, report)
-        for key, entry in registry.items():
+        _register_unknown(models_dir, entries, report)
+        for key, entry in entries.items():
             _mirror(models_dir, key, entry, report, dry_run)
         if dry_run:
-            registry.clear()  # nothing is written: the context manager sees no change
-            registry.update(catalog.load_registry(models_dir))
+            entries.clear()  # nothing is written: the context manager sees no change
+            entries.update(catalog.load_catalog(models_dir))
     report["changed"] = any(report[k] for k in ("moved", "removed", "registered", "fixed", "mirrored"))
     return report
 
 
 def _move_loose(
-    models_dir: Path, registry: dict[str, Any], report: dict[str, Any], dry_run: bool, protected: frozenset[str]
+    models_dir: Path, entries: dict[str, Any], report: dict[str, Any], dry_run: bool, protected: frozenset[str]
 ) -> None:
     llama = models_dir / layout.LLAMA_CPP
     loose = [p for top in (models_dir, llama) if top.is_dir() for p in sorted(top.glob("*.gguf")) if p.is_file()]
@@ -91,8 +91,8 @@ def _move_loose(
                 path.parent.rmdir()  # the owner-less folder, once empty
 
 
-def _register_unknown(models_dir: Path, registry: dict[str, Any], report: dict[str, Any]) -> None:
-    known = {str(e.get("install_path")) for e in registry.values()}
+def _register_unknown(models_dir: Path, entries: dict[str, Any], report: dict[str, Any]) -> None:
+    known = {str(e.get("install_path")) for e in entries.values()}
     for library in layout.LIBRARIES:
         top = models_dir / library
         if not top.is_dir():
@@ -118,7 +118,7 @@ def _register_unknown(models_dir: Path, registry: dict[str, Any], report: dict[s
                 catalog.put_files(entry, records)
                 entry["state"] = "active"
                 entry["installed_at"] = entry["last_accessed"] = catalog.now_iso()
-                registry[key if key not in registry else str(repo)] = entry
+                entries[key if key not in entries else str(repo)] = entry
                 report["registered"].append(key)
 
 

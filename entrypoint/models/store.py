@@ -11,8 +11,10 @@ from typing import Any
 from entrypoint import digest as digestmod
 from entrypoint.digest import StatKey, sha256_file
 from entrypoint.errors import AutoinferError, NotFoundError, VerifyError
+from entrypoint.gguf_info import read_gguf_info
 from entrypoint.models import catalog, layout
-from entrypoint.models.provision import catalog_key, unchanged
+from entrypoint.models.catalog import catalog_key, file_unchanged
+from entrypoint.models.hub import Hub
 from entrypoint.models.refs import parse_model_ref
 
 log = logging.getLogger(__name__)
@@ -20,15 +22,15 @@ log = logging.getLogger(__name__)
 
 def resolve_key(models_dir: Path, text: str, *, base_dir: Path | None = None) -> str:
     """A catalog key from a key itself (``owner/repo``) or any ref that provisions it."""
-    registry = catalog.load_registry(models_dir)
-    if text in registry:
+    entries = catalog.load_catalog(models_dir)
+    if text in entries:
         return text
     try:
         key = catalog_key(parse_model_ref(text), base_dir)
     except AutoinferError:
         key = text
-    if key not in registry:
-        raise NotFoundError(f"{text} is not in the model catalog ({catalog.registry_path(models_dir)})")
+    if key not in entries:
+        raise NotFoundError(f"{text} is not in the model catalog ({catalog.catalog_path(models_dir)})")
     return key
 
 
@@ -49,7 +51,7 @@ def summary(key: str, entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_models(models_dir: Path) -> list[dict[str, Any]]:
-    return [summary(k, e) for k, e in sorted(catalog.load_registry(models_dir).items())]
+    return [summary(k, e) for k, e in sorted(catalog.load_catalog(models_dir).items())]
 
 
 def model_info(
@@ -58,10 +60,10 @@ def model_info(
     *,
     base_dir: Path | None = None,
     offline: bool = True,
-    environ: Mapping[str, str] | None = None,
+    environ: Mapping[str, str],
 ) -> dict[str, Any]:
     """The catalog record of *text*; for an hf: ref not pulled yet (and not *offline*),
-    what the hub lists: files, sizes, total, license (seed 002's "inspect files & size")."""
+    what the hub lists: files, sizes, total, license (to inspect files and sizes before pulling)."""
     try:
         key = resolve_key(models_dir, text, base_dir=base_dir)
     except NotFoundError:
@@ -70,8 +72,6 @@ def model_info(
             ref = parse_model_ref(text)  # only an explicit hf: ref sends us to the hub
         if offline or ref is None or ref.source != "hf":
             raise
-        from entrypoint.models.hub import Hub
-
         remote = Hub(environ).repo(ref.repo_id, ref.rev)
         files = [{"path": f.name, "size": f.size, "sha256": f.sha256} for f in remote.files]
         return {
@@ -87,17 +87,17 @@ def model_info(
             "total_size": sum(f["size"] or 0 for f in files),
             "install_path": None,
         }
-    entry = catalog.load_registry(models_dir)[key]
+    entry = catalog.load_catalog(models_dir)[key]
     return {"key": key, "catalogued": True, **entry}
 
 
 def set_pinned(models_dir: Path, text: str, pinned: bool, *, lock_timeout: float = 600.0) -> dict[str, Any]:
     key = resolve_key(models_dir, text)
-    with catalog.edit_registry(models_dir, lock_timeout=lock_timeout) as registry:
-        if key not in registry:
+    with catalog.edit_catalog(models_dir, lock_timeout=lock_timeout) as entries:
+        if key not in entries:
             raise NotFoundError(f"{text} is not in the model catalog")
-        registry[key]["pinned"] = pinned
-        return summary(key, registry[key])
+        entries[key]["pinned"] = pinned
+        return summary(key, entries[key])
 
 
 def verify_store(
@@ -111,9 +111,9 @@ def verify_store(
     """
     report: dict[str, Any] = {"checked": 0, "hashed": 0, "failed": [], "models": {}}
     hashed_before = digestmod.files_hashed
-    registry = catalog.load_registry(models_dir)
+    entries = catalog.load_catalog(models_dir)
     updates: dict[str, tuple[list[dict[str, Any]], list[str]]] = {}
-    for key, entry in sorted(registry.items()):
+    for key, entry in sorted(entries.items()):
         if keys is not None and key not in keys:
             continue
         install = Path(str(entry.get("install_path") or ""))
@@ -134,7 +134,7 @@ def verify_store(
         updates[key] = (records, problems)
         report["models"][key] = "failed" if problems else "active"
         report["failed"] += problems
-    with catalog.edit_registry(models_dir, lock_timeout=lock_timeout) as live:
+    with catalog.edit_catalog(models_dir, lock_timeout=lock_timeout) as live:
         for key, (records, problems) in updates.items():
             current = live.get(key)
             if current is None:
@@ -161,15 +161,13 @@ def _check_file(path: Path, record: dict[str, Any], full: bool) -> str | None:
         return "missing"
     if record.get("size") is not None and size != record["size"]:
         return f"size {size}, catalogued {record['size']}"
-    if not full and unchanged(path, record):
+    if not full and file_unchanged(path, record):
         return None
     if record.get("sha256"):
         actual = sha256_file(path)
         if actual != record["sha256"]:
             return f"sha256 {actual}, catalogued {record['sha256']}"
     if layout.is_gguf(path.name):
-        from entrypoint.gguf_info import read_gguf_info
-
         try:
             read_gguf_info(path)
         except VerifyError as exc:

@@ -10,17 +10,19 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from entrypoint.models.catalog import load_registry, read_provenance
+from entrypoint.models.catalog import load_catalog, read_provenance
 from tests.helpers.cli import cli_env
 from tests.helpers.httpserver import Server
 from tests.models.conftest import sha
 from tests.models.fakehub import FakeHub
 
 SCRIPT = """
-import json, sys
+import json, os, sys
 from pathlib import Path
-from entrypoint.models import provision_model
-got = provision_model(Path(sys.argv[1]), sys.argv[2], sha256=sys.argv[3], lock_timeout=60)
+from entrypoint.models import ensure
+from entrypoint.settings import Settings
+settings = Settings(models_dir=Path(sys.argv[1]), lock_timeout=60)
+got = ensure(sys.argv[2], sha256=sys.argv[3], settings=settings, environ=dict(os.environ), base_dir=Path.cwd())
 print(json.dumps(got.to_dict()))
 """
 
@@ -51,7 +53,7 @@ def test_two_processes_download_once_and_both_succeed(
     assert outs[0]["path"] == outs[1]["path"] and Path(outs[0]["path"]).read_bytes() == body
     assert len([r for r in http_server.requests_for("/m.gguf") if r.method == "GET"]) == 1
     assert sorted(o["hashed"] for o in outs) == [False, True]  # the second found it verified
-    assert load_registry(models_dir)[url]["state"] == "active"
+    assert load_catalog(models_dir)[url]["state"] == "active"
     assert sorted(p["result"] for p in read_provenance(models_dir)) == ["cached", "downloaded"]
 
 
