@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import platform
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +54,10 @@ def nvidia_gpus() -> list[dict[str, Any]]:
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return []
+    # deferred: subprocess (with selectors, signal, fcntl) is not needed on the warm boot
+    # path, which imports this module through the models front door
+    import subprocess
+
     try:
         out = subprocess.run(
             [exe, "--query-gpu=name,memory.total,memory.free", "--format=csv,noheader,nounits"],

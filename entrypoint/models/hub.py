@@ -50,11 +50,10 @@ class Hub:
     """The hub (or a mirror) as *environ* configures it; no I/O until a method is called."""
 
     def __init__(self, environ: Mapping[str, str]) -> None:
-        env = environ
-        self.endpoint = (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        self.endpoint = (environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         # None lets huggingface_hub fall back to the token saved by `hf auth login`
-        self.token: str | None = env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None
-        self.cache_dir = hf_cache_dir(env)
+        self.token: str | None = environ.get("HF_TOKEN") or environ.get("HUGGING_FACE_HUB_TOKEN") or None
+        self.cache_dir = hf_cache_dir(environ)
 
     # -- remote -------------------------------------------------------------------------------
     def headers(self) -> dict[str, str]:

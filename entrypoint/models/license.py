@@ -7,7 +7,8 @@ operator's own acceptance, in the catalog's ``license_accepted`` block, for audi
 
 from __future__ import annotations
 
-import getpass
+import os
+import pwd
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,8 @@ def accept_license(
 
 
 def _user() -> str:
+    """The account running the command (from the password database: no environment read)."""
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
         return "unknown"
