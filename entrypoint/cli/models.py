@@ -96,11 +96,11 @@ def list_(app: App) -> Outcome:
     """List the catalogued models (models/model_registry.json)."""
     rows = list_models(app.settings().models_dir)
     details = [
-        f"{r['key']:<50} {r['state']:<8} {_size(r['total_size']):>9}  {'pinned' if r['pinned'] else '':<6} "
-        f"{r['last_accessed'] or ''}"
+        f"{r.key:<50} {r.state or '':<8} {_size(r.total_size):>9}  {'pinned' if r.pinned else '':<6} "
+        f"{r.last_accessed or ''}"
         for r in rows
     ]
-    return Outcome(f"{len(rows)} model(s)", rows, details=details)
+    return Outcome(f"{len(rows)} model(s)", [r.to_dict() for r in rows], details=details)
 
 
 @models.command()
@@ -132,15 +132,14 @@ def verify(app: App, refs: tuple[str, ...], quick: bool) -> Outcome:
     settings = app.settings()
     keys = [resolve_key(settings.models_dir, r, base_dir=Path.cwd()) for r in refs] or None
     report = verify_store(settings.models_dir, keys=keys, full=not quick, lock_timeout=settings.lock_timeout)
-    failed = report["failed"]
-    message = f"{report['checked']} file(s) checked, {report['hashed']} hashed, {len(failed)} failed"
-    if failed:
+    message = f"{report.checked} file(s) checked, {report.hashed} hashed, {len(report.failed)} failed"
+    if report.failed:
         raise VerifyError(
-            f"{message}: " + "; ".join(failed),
+            f"{message}: " + "; ".join(report.failed),
             hint="the failed files are no longer trusted: `autoinfer models pull REF` fetches them again",
-            data=report,
+            data=report.to_dict(),
         )
-    return Outcome(message, report)
+    return Outcome(message, report.to_dict())
 
 
 @models.command()
@@ -150,7 +149,7 @@ def pin(app: App, ref: str) -> Outcome:
     """Protect REF from gc."""
     settings = app.settings()
     row = set_pinned(settings.models_dir, ref, True, lock_timeout=settings.lock_timeout)
-    return Outcome(f"{row['key']}: pinned", row)
+    return Outcome(f"{row.key}: pinned", row.to_dict())
 
 
 @models.command()
@@ -160,7 +159,7 @@ def unpin(app: App, ref: str) -> Outcome:
     """Let gc remove REF again."""
     settings = app.settings()
     row = set_pinned(settings.models_dir, ref, False, lock_timeout=settings.lock_timeout)
-    return Outcome(f"{row['key']}: unpinned", row)
+    return Outcome(f"{row.key}: unpinned", row.to_dict())
 
 
 @models.command()
@@ -205,8 +204,17 @@ def migrate(app: App, dry_run: bool) -> Outcome:
     report = migrate_store(
         settings.models_dir, dry_run=dry_run, protected_paths=in_use, lock_timeout=settings.lock_timeout
     )
-    counts = ", ".join(f"{len(report[k])} {k}" for k in ("moved", "removed", "registered", "fixed", "mirrored"))
-    return Outcome(("nothing to do" if not report["changed"] else counts), report)
+    counts = ", ".join(
+        f"{len(items)} {name}"
+        for name, items in (
+            ("moved", report.moved),
+            ("removed", report.removed),
+            ("registered", report.registered),
+            ("fixed", report.fixed),
+            ("mirrored", report.mirrored),
+        )
+    )
+    return Outcome(counts if report.changed else "nothing to do", report.to_dict())
 
 
 @models.command()

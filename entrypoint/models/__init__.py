@@ -10,7 +10,8 @@ The front door. Boot, plan and the CLI call only what is exported here:
 
 Inside, modules read as the pipeline: ``refs`` (what the user wrote) -> ``catalog`` (what
 is known: ``model_registry.json``) -> ``job`` and ``sources/`` (bringing and verifying the
-bytes) -> ``status`` (what plan shows) -> ``store``/``gc``/``migrate``/``compat``/``license``.
+bytes) -> ``status`` (what plan shows) -> ``store``/``verification``/``gc``/``migrate``/``compat``/
+``license`` (the ``models`` verbs).
 Heavy third-party code (huggingface_hub, the download pipeline) is imported only where a
 cold provisioning or a hub query needs it, so a warm boot never loads it.
 """
@@ -21,17 +22,21 @@ from entrypoint.models.compat import check_compat
 from entrypoint.models.gc import GcReport, collect_garbage, models_in_use
 from entrypoint.models.job import ProvisionedModel
 from entrypoint.models.license import accept_license, show_license
-from entrypoint.models.migrate import migrate_store
+from entrypoint.models.migrate import MigrationReport, migrate_store
 from entrypoint.models.provisioning import ensure
 from entrypoint.models.refs import ModelRef, parse_model_ref
 from entrypoint.models.status import ModelStatus, check
-from entrypoint.models.store import list_models, model_info, resolve_key, set_pinned, verify_store
+from entrypoint.models.store import ModelSummary, list_models, model_info, resolve_key, set_pinned
+from entrypoint.models.verification import VerifyReport, verify_store
 
 __all__ = [
     "GcReport",
+    "MigrationReport",
     "ModelRef",
     "ModelStatus",
+    "ModelSummary",
     "ProvisionedModel",
+    "VerifyReport",
     "accept_license",
     "check",
     "check_compat",
