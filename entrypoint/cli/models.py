@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -240,15 +239,16 @@ def license(app: App, ref: str, accept: bool, user_id: str | None, license_type:
     settings = app.settings()
     base = Path.cwd()
     if accept:
-        result: dict[str, Any] = accept_license(
+        result = accept_license(
             settings.models_dir, ref, user_id=user_id, license_type=license_type, base_dir=base,
             lock_timeout=settings.lock_timeout,
         )  # fmt: skip
-        return Outcome(f"{result['key']}: license accepted by {result['accepted']['user_id']}", result)
+        assert result.accepted is not None
+        return Outcome(f"{result.key}: license accepted by {result.accepted['user_id']}", result.to_dict())
     result = show_license(
         settings.models_dir, ref, offline=settings.offline, environ=app.environ, base_dir=base,
         lock_timeout=settings.lock_timeout,
     )  # fmt: skip
-    accepted = result["accepted"]
+    accepted = result.accepted
     state = f"accepted by {accepted['user_id']} at {accepted['accepted_at']}" if accepted else "not accepted"
-    return Outcome(f"{result['key']}: license {result['license'] or 'unknown'}, {state}", result)
+    return Outcome(f"{result.key}: license {result.license or 'unknown'}, {state}", result.to_dict())

@@ -21,7 +21,7 @@ from __future__ import annotations
 from entrypoint.models.compat import check_compat
 from entrypoint.models.gc import GcReport, collect_garbage, models_in_use
 from entrypoint.models.job import ProvisionedModel
-from entrypoint.models.license import accept_license, show_license
+from entrypoint.models.license import LicenseStatus, accept_license, show_license
 from entrypoint.models.migrate import MigrationReport, migrate_store
 from entrypoint.models.provisioning import ensure
 from entrypoint.models.refs import ModelRef, parse_model_ref
@@ -31,6 +31,7 @@ from entrypoint.models.verification import VerifyReport, verify_store
 
 __all__ = [
     "GcReport",
+    "LicenseStatus",
     "MigrationReport",
     "ModelRef",
     "ModelStatus",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pwd
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,24 @@ from entrypoint.errors import AutoinferError, NotFoundError
 from entrypoint.models import catalog
 from entrypoint.models.catalog import catalog_key
 from entrypoint.models.hub import Hub
-from entrypoint.models.refs import parse_model_ref
+from entrypoint.models.refs import ModelRef, parse_model_ref
 
 
-def _key_and_ref(models_dir: Path, text: str, base_dir: Path | None) -> tuple[str, Any]:
+@dataclass(frozen=True)
+class LicenseStatus:
+    """A model's license, where it was learnt (``catalog`` or ``hub``), and its recorded acceptance."""
+
+    key: str
+    license: str | None
+    gated: Any  # the hub's value: False, "auto" or "manual"
+    source: str
+    accepted: dict[str, Any] | None  # {"accepted_at", "user_id", "license"}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _key_and_ref(models_dir: Path, text: str, base_dir: Path | None) -> tuple[str, ModelRef | None]:
     entries = catalog.load_catalog(models_dir)
     if text in entries:
         entry = entries[text]
@@ -38,7 +53,7 @@ def show_license(
     environ: Mapping[str, str],
     base_dir: Path | None = None,
     lock_timeout: float = 600.0,
-) -> dict[str, Any]:
+) -> LicenseStatus:
     """The license as catalogued, asking the hub (and catalogue the answer) when unknown."""
     key, ref = _key_and_ref(models_dir, text, base_dir)
     entry = catalog.load_catalog(models_dir).get(key) or {}
@@ -53,13 +68,7 @@ def show_license(
                     entries[key]["license"], entries[key]["gated"] = license_name, gated
     elif not entry and (ref is None or ref.source != "hf" or offline):
         raise NotFoundError(f"{text} is not in the model catalog and its license cannot be looked up offline")
-    return {
-        "key": key,
-        "license": license_name,
-        "gated": gated,
-        "source": source,
-        "accepted": entry.get("license_accepted"),
-    }
+    return LicenseStatus(key, license_name, gated, source, entry.get("license_accepted"))
 
 
 def accept_license(
@@ -70,7 +79,7 @@ def accept_license(
     license_type: str | None = None,
     base_dir: Path | None = None,
     lock_timeout: float = 600.0,
-) -> dict[str, Any]:
+) -> LicenseStatus:
     """Record who accepted which license when; a model not yet pulled gets a stub entry."""
     try:
         key, ref = _key_and_ref(models_dir, text, base_dir)
@@ -89,7 +98,7 @@ def accept_license(
             "license": license_type or entry.get("license"),
         }
         entry["license_accepted"] = record
-        return {"key": key, "accepted": record}
+        return LicenseStatus(key, entry.get("license"), entry.get("gated"), "catalog", record)
 
 
 def _user() -> str:
