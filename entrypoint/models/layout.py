@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from entrypoint.gguf_info import SPLIT_NAME, is_projector_name, shard_names
 from entrypoint.models.refs import ModelRef
@@ -32,8 +33,6 @@ def install_dir(models_dir: Path, ref: ModelRef, library: str) -> Path:
         assert ref.owner and ref.repo
         return models_dir / library / ref.owner / ref.repo
     if ref.source == "https":
-        from urllib.parse import urlsplit
-
         host = urlsplit(ref.url or "").hostname or "unknown"
         return models_dir / library / "_url" / host / ref.url_hash()
     raise ValueError(f"{ref.text} is used in place: it has no install dir")
