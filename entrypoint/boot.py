@@ -125,14 +125,12 @@ def _provision(plan: Plan, settings: Settings, environ: Mapping[str, str], base_
 
     resolved: dict[str, Any] = {}
     for status in plan.models:
-        model = models.provision_model(
-            settings.models_dir,
+        model = models.ensure(
             status["ref"],
             sha256=status.get("sha256_expected"),
-            offline=settings.offline,
-            lock_timeout=settings.lock_timeout,
-            base_dir=base_dir,
+            settings=settings,
             environ=environ,
+            base_dir=base_dir,
         )
         if Path(model.path).is_dir():
             # A whole-repo ref (hf:owner/repo) with no single model file: llama-server

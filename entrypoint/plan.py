@@ -152,9 +152,9 @@ def model_statuses(instances: Sequence[Instance], settings: Settings, base_dir: 
         if key in out:
             out[key]["instances"].append(inst.name)
             continue
-        status = models.model_status(
-            settings.models_dir, inst.model_ref, sha256=inst.control.model_sha256, base_dir=base_dir
-        )
+        status = models.check(
+            inst.model_ref, sha256=inst.control.model_sha256, models_dir=settings.models_dir, base_dir=base_dir
+        ).to_dict()
         out[key] = {**status, "key": key, "instances": [inst.name], "sha256_expected": inst.control.model_sha256}
     return list(out.values())
 

@@ -6,12 +6,27 @@ an :class:`Outcome`; the edge prints it (or the JSON object) and sets the exit c
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any
 
 import click
 
 from entrypoint.cli.edge import App, Outcome, command
+from entrypoint.errors import VerifyError
+from entrypoint.models import (
+    accept_license,
+    check_compat,
+    collect_garbage,
+    ensure,
+    list_models,
+    migrate_store,
+    model_info,
+    models_in_use,
+    resolve_key,
+    set_pinned,
+    show_license,
+    verify_store,
+)
 
 
 def _size(n: int | None) -> str:
@@ -25,7 +40,7 @@ def _size(n: int | None) -> str:
 
 @click.group()
 def models() -> None:
-    """Pull, verify, list, pin and collect models (SPEC section 4)."""
+    """Pull, verify, list, pin and collect models."""
 
 
 @models.command()
@@ -52,20 +67,18 @@ def pull(
     The download resumes after an interruption, is verified (the given sha256, the
     hub's LFS sha256, the GGUF header) and only then appears in the models folder.
     """
-    from entrypoint.models import provision_model
-
     settings = app.settings()
-    model = provision_model(
-        settings.models_dir,
+    if offline:
+        settings = dataclasses.replace(settings, offline=True)
+    model = ensure(
         ref,
         sha256=sha256,
-        offline=offline or settings.offline,
+        settings=settings,
+        environ=app.environ,
+        base_dir=Path.cwd(),
         include=include,
         exclude=exclude,
         revision=revision,
-        lock_timeout=settings.lock_timeout,
-        base_dir=Path.cwd(),
-        environ=app.environ,
         refresh=refresh,
     )
     how = {
@@ -80,15 +93,13 @@ def pull(
 @command
 def list_(app: App) -> Outcome:
     """List the catalogued models (models/model_registry.json)."""
-    from entrypoint.models.store import list_models
-
     rows = list_models(app.settings().models_dir)
     details = [
-        f"{r['key']:<50} {r['state']:<8} {_size(r['total_size']):>9}  {'pinned' if r['pinned'] else '':<6} "
-        f"{r['last_accessed'] or ''}"
+        f"{r.key:<50} {r.state or '':<8} {_size(r.total_size):>9}  {'pinned' if r.pinned else '':<6} "
+        f"{r.last_accessed or ''}"
         for r in rows
     ]
-    return Outcome(f"{len(rows)} model(s)", rows, details=details)
+    return Outcome(f"{len(rows)} model(s)", [r.to_dict() for r in rows], details=details)
 
 
 @models.command()
@@ -99,8 +110,6 @@ def info(app: App, ref: str) -> Outcome:
 
     An hf: repo not pulled yet is looked up on the hub: its files and their sizes.
     """
-    from entrypoint.models.store import model_info
-
     settings = app.settings()
     entry = model_info(settings.models_dir, ref, base_dir=Path.cwd(), offline=settings.offline, environ=app.environ)
     details = [
@@ -119,16 +128,17 @@ def info(app: App, ref: str) -> Outcome:
 @command
 def verify(app: App, refs: tuple[str, ...], quick: bool) -> Outcome:
     """Re-check catalogued files (all, or those of REFS): size, sha256, GGUF header."""
-    from entrypoint.models.store import resolve_key, verify_store
-
     settings = app.settings()
     keys = [resolve_key(settings.models_dir, r, base_dir=Path.cwd()) for r in refs] or None
     report = verify_store(settings.models_dir, keys=keys, full=not quick, lock_timeout=settings.lock_timeout)
-    failed = report["failed"]
-    message = f"{report['checked']} file(s) checked, {report['hashed']} hashed, {len(failed)} failed"
-    if failed:
-        return Outcome(message, report, success=False, exit_code=65, error_code="E_VERIFY", details=failed)
-    return Outcome(message, report)
+    message = f"{report.checked} file(s) checked, {report.hashed} hashed, {len(report.failed)} failed"
+    if report.failed:
+        raise VerifyError(
+            f"{message}: " + "; ".join(report.failed),
+            hint="the failed files are no longer trusted: `autoinfer models pull REF` fetches them again",
+            data=report.to_dict(),
+        )
+    return Outcome(message, report.to_dict())
 
 
 @models.command()
@@ -136,11 +146,9 @@ def verify(app: App, refs: tuple[str, ...], quick: bool) -> Outcome:
 @command
 def pin(app: App, ref: str) -> Outcome:
     """Protect REF from gc."""
-    from entrypoint.models.store import set_pinned
-
     settings = app.settings()
     row = set_pinned(settings.models_dir, ref, True, lock_timeout=settings.lock_timeout)
-    return Outcome(f"{row['key']}: pinned", row)
+    return Outcome(f"{row.key}: pinned", row.to_dict())
 
 
 @models.command()
@@ -148,11 +156,9 @@ def pin(app: App, ref: str) -> Outcome:
 @command
 def unpin(app: App, ref: str) -> Outcome:
     """Let gc remove REF again."""
-    from entrypoint.models.store import set_pinned
-
     settings = app.settings()
     row = set_pinned(settings.models_dir, ref, False, lock_timeout=settings.lock_timeout)
-    return Outcome(f"{row['key']}: unpinned", row)
+    return Outcome(f"{row.key}: unpinned", row.to_dict())
 
 
 @models.command()
@@ -166,8 +172,6 @@ def gc(app: App, quota_gb: float | None, dry_run: bool) -> Outcome:
     uses, one being provisioned, or a local file. Partial downloads and orphan files
     are reported.
     """
-    from entrypoint.models.gc import collect_garbage, models_in_use
-
     settings = app.settings()
     in_use = models_in_use(settings.models_dir, settings.llama_cpp_config, environ=app.environ, base_dir=Path.cwd())
     report = collect_garbage(
@@ -194,16 +198,22 @@ def gc(app: App, quota_gb: float | None, dry_run: bool) -> Outcome:
 @command
 def migrate(app: App, dry_run: bool) -> Outcome:
     """Bring an existing models tree to the layout and catalog (safe to re-run)."""
-    from entrypoint.models.gc import models_in_use
-    from entrypoint.models.migrate import migrate_store
-
     settings = app.settings()
     in_use = models_in_use(settings.models_dir, settings.llama_cpp_config, environ=app.environ, base_dir=Path.cwd())
     report = migrate_store(
         settings.models_dir, dry_run=dry_run, protected_paths=in_use, lock_timeout=settings.lock_timeout
     )
-    counts = ", ".join(f"{len(report[k])} {k}" for k in ("moved", "removed", "registered", "fixed", "mirrored"))
-    return Outcome(("nothing to do" if not report["changed"] else counts), report)
+    counts = ", ".join(
+        f"{len(items)} {name}"
+        for name, items in (
+            ("moved", report.moved),
+            ("removed", report.removed),
+            ("registered", report.registered),
+            ("fixed", report.fixed),
+            ("mirrored", report.mirrored),
+        )
+    )
+    return Outcome(counts if report.changed else "nothing to do", report.to_dict())
 
 
 @models.command()
@@ -212,8 +222,6 @@ def migrate(app: App, dry_run: bool) -> Outcome:
 @command
 def compat(app: App, ref: str, force_compat: bool) -> Outcome:
     """Will this machine run REF? CPU features, RAM, GPUs/VRAM, disk."""
-    from entrypoint.models.compat import check_compat
-
     result = check_compat(app.settings().models_dir, ref, force=force_compat, base_dir=Path.cwd())
     verdict = "compatible" if result["compatible"] else "warnings"
     details = [f"warning: {w}" for w in result["warnings"]] + [f"note: {n}" for n in result["notes"]]
@@ -228,20 +236,19 @@ def compat(app: App, ref: str, force_compat: bool) -> Outcome:
 @command
 def license(app: App, ref: str, accept: bool, user_id: str | None, license_type: str | None) -> Outcome:
     """Show REF's license and whether it was accepted; --accept records acceptance."""
-    from entrypoint.models.license import accept_license, show_license
-
     settings = app.settings()
     base = Path.cwd()
     if accept:
-        result: dict[str, Any] = accept_license(
+        result = accept_license(
             settings.models_dir, ref, user_id=user_id, license_type=license_type, base_dir=base,
             lock_timeout=settings.lock_timeout,
         )  # fmt: skip
-        return Outcome(f"{result['key']}: license accepted by {result['accepted']['user_id']}", result)
+        assert result.accepted is not None
+        return Outcome(f"{result.key}: license accepted by {result.accepted['user_id']}", result.to_dict())
     result = show_license(
         settings.models_dir, ref, offline=settings.offline, environ=app.environ, base_dir=base,
         lock_timeout=settings.lock_timeout,
     )  # fmt: skip
-    accepted = result["accepted"]
+    accepted = result.accepted
     state = f"accepted by {accepted['user_id']} at {accepted['accepted_at']}" if accepted else "not accepted"
-    return Outcome(f"{result['key']}: license {result['license'] or 'unknown'}, {state}", result)
+    return Outcome(f"{result.key}: license {result.license or 'unknown'}, {state}", result.to_dict())

@@ -1,42 +1,55 @@
-"""Model provisioning: references, downloads that resume, digests, the catalog (SPEC section 4).
+"""Models: references, provisioning with verified digests, the catalog, and the ``models`` verbs.
 
-The modules read as the pipeline: ``refs`` (what the user wrote) -> ``hub`` (what the
-hub says) -> ``provision`` (present and verified, catalogued) -> ``status`` (what plan
-shows) -> ``gc``/``verify``/``migrate``/``compat``/``license`` (the ``models`` verbs).
+The front door. Boot, plan and the CLI call only what is exported here:
 
-Names are loaded on first use so that ``import entrypoint.models`` costs nothing on the
-boot path until a model is really provisioned.
+- :func:`check` (plan): where a ref is and in which state; no network, no hashing, no writes.
+- :func:`ensure` (boot, ``models pull``): present, verified and catalogued.
+- the ``models`` verbs: :func:`list_models`, :func:`model_info`, :func:`verify_store`,
+  :func:`set_pinned`, :func:`collect_garbage`, :func:`migrate_store`, :func:`check_compat`,
+  :func:`show_license`, :func:`accept_license`.
+
+Inside, modules read as the pipeline: ``refs`` (what the user wrote) -> ``catalog`` (what
+is known: ``model_registry.json``) -> ``job`` and ``sources/`` (bringing and verifying the
+bytes) -> ``status`` (what plan shows) -> ``store``/``verification``/``gc``/``migrate``/``compat``/
+``license`` (the ``models`` verbs).
+Heavy third-party code (huggingface_hub, the download pipeline) is imported only where a
+cold provisioning or a hub query needs it, so a warm boot never loads it.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from entrypoint.models.compat import check_compat
+from entrypoint.models.gc import GcReport, collect_garbage, models_in_use
+from entrypoint.models.job import ProvisionedModel
+from entrypoint.models.license import LicenseStatus, accept_license, show_license
+from entrypoint.models.migrate import MigrationReport, migrate_store
+from entrypoint.models.provisioning import ensure
+from entrypoint.models.refs import ModelRef, parse_model_ref
+from entrypoint.models.status import ModelStatus, check
+from entrypoint.models.store import ModelSummary, list_models, model_info, resolve_key, set_pinned
+from entrypoint.models.verification import VerifyReport, verify_store
 
-if TYPE_CHECKING:
-    from entrypoint.models.gc import collect_garbage as collect_garbage
-    from entrypoint.models.gc import models_in_use as models_in_use
-    from entrypoint.models.provision import ProvisionedModel as ProvisionedModel
-    from entrypoint.models.provision import provision_model as provision_model
-    from entrypoint.models.refs import ModelRef as ModelRef
-    from entrypoint.models.refs import parse_model_ref as parse_model_ref
-    from entrypoint.models.status import model_status as model_status
-
-_EXPORTS = {
-    "ProvisionedModel": "entrypoint.models.provision",
-    "provision_model": "entrypoint.models.provision",
-    "ModelRef": "entrypoint.models.refs",
-    "parse_model_ref": "entrypoint.models.refs",
-    "model_status": "entrypoint.models.status",
-    "models_in_use": "entrypoint.models.gc",
-    "collect_garbage": "entrypoint.models.gc",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'entrypoint.models' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__all__ = [
+    "GcReport",
+    "LicenseStatus",
+    "MigrationReport",
+    "ModelRef",
+    "ModelStatus",
+    "ModelSummary",
+    "ProvisionedModel",
+    "VerifyReport",
+    "accept_license",
+    "check",
+    "check_compat",
+    "collect_garbage",
+    "ensure",
+    "list_models",
+    "migrate_store",
+    "model_info",
+    "models_in_use",
+    "parse_model_ref",
+    "resolve_key",
+    "set_pinned",
+    "show_license",
+    "verify_store",
+]

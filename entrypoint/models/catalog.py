@@ -1,7 +1,7 @@
 """The model catalog ``models/model_registry.json`` and the provenance log.
 
-The registry is one JSON object keyed ``<owner>/<repo>`` (hf), the absolute path
-(local files) or the URL (http(s)), as seed 002 describes::
+The catalog is one JSON object keyed by :func:`catalog_key`: ``<owner>/<repo>`` (hf),
+the absolute path of the first shard (local files) or the URL (http(s))::
 
     {"TinyLlama/TinyLlama-1.1B-Chat-v1.0": {
         "model_id": "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "source": "hf",
@@ -26,21 +26,39 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from entrypoint.digest import digest_if_unchanged
 from entrypoint.errors import from_os_error
 from entrypoint.fsutil import atomic_write_json, file_lock
+from entrypoint.models import layout
+from entrypoint.models.refs import ModelRef
 
 log = logging.getLogger(__name__)
 
-REGISTRY = "model_registry.json"
+CATALOG_FILE = "model_registry.json"  # the on-disk name predates "catalog"
 PROVENANCE = "provenance.jsonl"
 STATES = ("active", "pending", "failed")
 
-Registry = dict[str, dict[str, Any]]
+Catalog = dict[str, dict[str, Any]]
+
+
+def catalog_key(ref: ModelRef, base_dir: Path | None) -> str:
+    """The one key a ref's entry has: ``owner/repo``, the URL, or a local file's absolute path.
+
+    A local split GGUF is keyed by its first shard, whichever shard the ref names, so that
+    every spelling of the same model shares one entry.
+    """
+    if ref.source == "hf":
+        return ref.repo_id
+    if ref.source == "local":
+        path = ref.local_path(base_dir)
+        return str(path.with_name(layout.first_shard(path.name)))
+    assert ref.url is not None
+    return ref.url
 
 
 def now_iso() -> str:
@@ -63,13 +81,13 @@ def accessed_recently(value: object, *, seconds: float = ACCESS_GRANULARITY_S) -
     return 0 <= (datetime.now(UTC) - then).total_seconds() < seconds
 
 
-def registry_path(models_dir: Path) -> Path:
-    return models_dir / REGISTRY
+def catalog_path(models_dir: Path) -> Path:
+    return models_dir / CATALOG_FILE
 
 
-def load_registry(models_dir: Path) -> Registry:
-    """The registry as it is now (no lock: readers see a whole file thanks to rename)."""
-    path = registry_path(models_dir)
+def load_catalog(models_dir: Path) -> Catalog:
+    """The catalog as it is now (no lock: readers see a whole file thanks to rename)."""
+    path = catalog_path(models_dir)
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -86,30 +104,30 @@ def load_registry(models_dir: Path) -> Registry:
 
 
 @contextlib.contextmanager
-def edit_registry(models_dir: Path, *, lock_timeout: float = 600.0) -> Iterator[Registry]:
-    """Yield the registry for changes; write it back atomically if it changed.
+def edit_catalog(models_dir: Path, *, lock_timeout: float = 600.0) -> Iterator[Catalog]:
+    """Yield the catalog for changes; write it back atomically if it changed.
 
-    A registry that does not parse is kept aside as ``model_registry.json.corrupt-<time>``
+    A catalog file that does not parse is kept aside as ``model_registry.json.corrupt-<time>``
     (the files it described are re-verified on their next use) instead of being lost.
     """
-    path = registry_path(models_dir)
-    with file_lock(models_dir / ".locks" / "registry.lock", timeout=lock_timeout, what="the model registry"):
+    path = catalog_path(models_dir)
+    with file_lock(models_dir / ".locks" / "registry.lock", timeout=lock_timeout, what="the model catalog"):
         raw: Any = None
         try:
             raw = json.loads(path.read_text())
         except FileNotFoundError:
             raw = {}
         except (ValueError, UnicodeDecodeError):
-            aside = path.with_name(f"{REGISTRY}.corrupt-{int(time.time())}")
+            aside = path.with_name(f"{CATALOG_FILE}.corrupt-{int(time.time())}")
             log.error("%s does not parse; kept as %s and starting an empty catalog", path, aside)
             with contextlib.suppress(OSError):
                 path.replace(aside)
             raw = {}
-        registry: Registry = {k: v for k, v in raw.items() if isinstance(v, dict)} if isinstance(raw, dict) else {}
-        before = json.dumps(registry, sort_keys=True)
-        yield registry
-        if json.dumps(registry, sort_keys=True) != before:
-            atomic_write_json(path, registry)
+        entries: Catalog = {k: v for k, v in raw.items() if isinstance(v, dict)} if isinstance(raw, dict) else {}
+        before = json.dumps(entries, sort_keys=True)
+        yield entries
+        if json.dumps(entries, sort_keys=True) != before:
+            atomic_write_json(path, entries)
 
 
 def append_provenance(models_dir: Path, record: dict[str, Any]) -> None:
@@ -164,17 +182,17 @@ def new_entry(model_id: str, source: str, library: str, install_path: Path) -> d
 
 
 def source_of(key: str) -> str:
-    """The source a registry key implies: a URL, an absolute path, else ``owner/repo``."""
+    """The source a catalog key implies: a URL, an absolute path, else ``owner/repo``."""
     if key.startswith(("http://", "https://")):
         return "https"
     return "local" if key.startswith("/") else "hf"
 
 
 def normalise_entry(key: str, entry: dict[str, Any]) -> bool:
-    """Fill the fields an older (or hand-written, seed 002) record lacks; True if changed."""
+    """Fill the fields an older (or hand-written) record lacks; True if changed."""
     before = json.dumps(entry, sort_keys=True, default=str)
     defaults = new_entry(key, source_of(key), str(entry.get("library") or "llama-cpp"), Path())
-    defaults["state"] = "active"  # a seed 002 record describes an installed model
+    defaults["state"] = "active"  # a hand-written record describes an installed model
     defaults["install_path"] = ""
     for name, value in defaults.items():
         entry.setdefault(name, value)
@@ -200,3 +218,12 @@ def put_files(entry: dict[str, Any], records: list[dict[str, Any]]) -> None:
         files[str(record["path"])] = record
     entry["files"] = sorted(files.values(), key=lambda f: str(f["path"]))
     entry["total_size"] = sum(int(f.get("size") or 0) for f in entry["files"])
+
+
+def file_unchanged(path: Path, record: Mapping[str, Any]) -> bool:
+    """Whether *path* still has the stat key recorded when it was verified (one stat, no read).
+
+    A file catalogued without a digest (migrated, not hashed yet) is stat-checked too, hence
+    the empty ``sha256`` default: :func:`digest_if_unchanged` needs the key present.
+    """
+    return digest_if_unchanged(path, {**record, "sha256": record.get("sha256") or ""}) is not None

@@ -1,4 +1,4 @@
-"""``models compat REF``: will this machine run the model? (seed 002's heuristics)
+"""``models compat REF``: will this machine run the model? (rough heuristics)
 
 Facts: CPU features (``/proc/cpuinfo``: AVX, AVX2, FMA, AVX-512, NEON), RAM (psutil),
 NVIDIA GPUs and VRAM (``nvidia-smi`` when present), free disk. Needs: the model's bytes
@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import platform
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from entrypoint.errors import CompatError, NotFoundError
 from entrypoint.fsutil import free_bytes
+from entrypoint.models import catalog
+from entrypoint.models.refs import parse_model_ref
+from entrypoint.models.store import resolve_key
 
 OVERHEAD = 0.2  # KV cache and compute buffers for a modest context, as a share of the weights
 MIN_OVERHEAD = 256 << 20
@@ -52,6 +54,10 @@ def nvidia_gpus() -> list[dict[str, Any]]:
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return []
+    # deferred: subprocess (with selectors, signal, fcntl) is not needed on the warm boot
+    # path, which imports this module through the models front door
+    import subprocess
+
     try:
         out = subprocess.run(
             [exe, "--query-gpu=name,memory.total,memory.free", "--format=csv,noheader,nounits"],
@@ -112,15 +118,11 @@ def assess(
 
 def check_compat(models_dir: Path, text: str, *, force: bool = False, base_dir: Path | None = None) -> dict[str, Any]:
     """Assess a catalogued model (or a local file); *force* turns warnings into E_COMPAT."""
-    from entrypoint.models import catalog
-    from entrypoint.models.refs import parse_model_ref
-    from entrypoint.models.store import resolve_key
-
-    registry = catalog.load_registry(models_dir)
+    entries = catalog.load_catalog(models_dir)
     gguf: dict[str, Any] | None = None
     try:
         key = resolve_key(models_dir, text, base_dir=base_dir)
-        entry = registry[key]
+        entry = entries[key]
         size = int(entry.get("total_size") or 0)
         for record in entry.get("files") or []:
             if record.get("role") == "model" and record.get("gguf"):

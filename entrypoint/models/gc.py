@@ -1,4 +1,4 @@
-"""Garbage collection of the model store: LRU under a quota (seed 002).
+"""Garbage collection of the model store: LRU under a quota.
 
 Never removed: a pinned model, one the active config uses (any instance of the config
 named by ``AUTO_INFER_LLAMA_CPP_CONFIG``), one being provisioned (``pending``), and
@@ -7,10 +7,10 @@ layout but in no catalog entry) are reported, never deleted behind another pod's
 
 Steps of :func:`collect_garbage`:
 
-1. Under the registry lock, sum the catalogued sizes.
+1. Under the catalog lock, sum the catalogued sizes.
 2. Over the quota: walk the candidates from least recently used, until under it.
 3. Each victim: its folder is renamed to a ``.trash-<uuid>`` name (atomic: a reader sees
-   the model or nothing), dropped from the registry, then deleted.
+   the model or nothing), dropped from the catalog, then deleted.
 """
 
 from __future__ import annotations
@@ -21,13 +21,15 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from entrypoint.config import load_config
 from entrypoint.errors import AutoinferError
 from entrypoint.fsutil import remove_tree, temp_name
 from entrypoint.models import catalog, layout
-from entrypoint.models.provision import catalog_key
+from entrypoint.models.catalog import catalog_key
 from entrypoint.models.refs import parse_model_ref
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ def models_in_use(
     models_dir: Path,
     config_path: Path | None = None,
     *,
-    environ: Mapping[str, str] | None = None,
+    environ: Mapping[str, str],
     base_dir: Path | None = None,
 ) -> frozenset[str]:
     """Catalog keys of the models the config uses (``AUTO_INFER_LLAMA_CPP_CONFIG`` by default).
@@ -82,11 +84,8 @@ def models_in_use(
     Every instance counts, enabled or not (a disabled one may be enabled by the next
     boot). A plain path inside a catalogued folder protects that folder's entry.
     """
-    from entrypoint.config import load_config
-
     if config_path is None:
-        env = os.environ if environ is None else environ
-        value = env.get("AUTO_INFER_LLAMA_CPP_CONFIG")
+        value = environ.get("AUTO_INFER_LLAMA_CPP_CONFIG")
         if not value:
             return frozenset()
         config_path = Path(value)
@@ -96,7 +95,7 @@ def models_in_use(
 
 
 def keys_for_refs(models_dir: Path, refs: Iterable[str], *, base_dir: Path | None = None) -> frozenset[str]:
-    registry = catalog.load_registry(models_dir)
+    entries = catalog.load_catalog(models_dir)
     keys: set[str] = set()
     for text in refs:
         try:
@@ -107,7 +106,7 @@ def keys_for_refs(models_dir: Path, refs: Iterable[str], *, base_dir: Path | Non
         keys.add(key)
         if ref.source == "local":
             path = Path(key)
-            for other, entry in registry.items():
+            for other, entry in entries.items():
                 install = entry.get("install_path")
                 if install and path.is_relative_to(install) and entry.get("source") != "local":
                     keys.add(other)
@@ -126,10 +125,10 @@ def collect_garbage(
     models_dir = models_dir.absolute()
     report = GcReport(quota_bytes=quota_bytes, dry_run=dry_run)
     trash: list[Path] = []
-    with catalog.edit_registry(models_dir, lock_timeout=lock_timeout) as registry:
-        report.total_before = sum(int(e.get("total_size") or 0) for e in registry.values())
+    with catalog.edit_catalog(models_dir, lock_timeout=lock_timeout) as entries:
+        report.total_before = sum(int(e.get("total_size") or 0) for e in entries.values())
         total = report.total_before
-        order = sorted(registry.items(), key=lambda kv: str(kv[1].get("last_accessed") or ""))
+        order = sorted(entries.items(), key=lambda kv: str(kv[1].get("last_accessed") or ""))
         for key, entry in order:
             size = int(entry.get("total_size") or 0)
             reason = _protected(key, entry, in_use)
@@ -150,11 +149,11 @@ def collect_garbage(
             total -= size
             if not dry_run:
                 trash += _detach(models_dir, entry)
-                del registry[key]
+                del entries[key]
         report.total_after = total
         owned = {
             str(Path(e["install_path"]) / str(f.get("path")))
-            for e in registry.values()
+            for e in entries.values()
             if e.get("install_path")
             for f in e.get("files", [])
             if isinstance(f, dict)
@@ -179,8 +178,6 @@ def _protected(key: str, entry: Mapping[str, Any], in_use: frozenset[str]) -> st
 
 def _stale(since: Any) -> bool:
     """A ``pending`` older than this was left by a process that died mid-download."""
-    from datetime import UTC, datetime
-
     try:
         started = datetime.strptime(str(since), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError:

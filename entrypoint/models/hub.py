@@ -9,6 +9,10 @@ deletes on failure (a pod killed at 90 % starts again from zero), does not hash 
 streaming and would put unverified bytes at the final path. ``fetch_url`` resumes
 across restarts, hashes while streaming and publishes only verified bytes.
 
+huggingface_hub (and its HTTP client) is imported inside each method, never at the top:
+it is heavy, and a warm boot or a ``plan`` never asks the hub; only a cold provisioning,
+``models info`` or ``models license`` do.
+
 Every huggingface_hub error becomes one of ours here (E_NET, E_NOT_FOUND, E_PERM,
 E_LICENSE), with the repo named; 401/403/404 are never retried.
 """
@@ -16,7 +20,6 @@ E_LICENSE), with the repo named; 401/403/404 are never retried.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -50,12 +53,11 @@ class RemoteRepo:
 class Hub:
     """The hub (or a mirror) as *environ* configures it; no I/O until a method is called."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        env = os.environ if environ is None else environ
-        self.endpoint = (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.endpoint = (environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         # None lets huggingface_hub fall back to the token saved by `hf auth login`
-        self.token: str | None = env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None
-        self.cache_dir = hf_cache_dir(env)
+        self.token: str | None = environ.get("HF_TOKEN") or environ.get("HUGGING_FACE_HUB_TOKEN") or None
+        self.cache_dir = hf_cache_dir(environ)
 
     # -- remote -------------------------------------------------------------------------------
     def headers(self) -> dict[str, str]:
@@ -66,13 +68,13 @@ class Hub:
         return dict(build_hf_headers(token=self.token or None))
 
     def file_url(self, repo_id: str, filename: str, commit: str) -> str:
-        from huggingface_hub import hf_hub_url
+        from huggingface_hub import hf_hub_url  # deferred: heavy (see the module docstring)
 
         return str(hf_hub_url(repo_id, filename, revision=commit, endpoint=self.endpoint))
 
     def file(self, repo_id: str, filename: str, revision: str) -> tuple[RemoteFile, str]:
         """HEAD one file: its size, LFS sha256 and the commit *revision* points at."""
-        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url  # deferred: heavy (see the module docstring)
 
         url = hf_hub_url(repo_id, filename, revision=revision, endpoint=self.endpoint)
         with hub_errors(f"hf:{repo_id}/{filename}@{revision}", self.endpoint):
@@ -89,7 +91,7 @@ class Hub:
 
     def repo(self, repo_id: str, revision: str) -> RemoteRepo:
         """List a repo's files at *revision* with sizes and LFS sha256 (``/api/models``)."""
-        from huggingface_hub import HfApi
+        from huggingface_hub import HfApi  # deferred: heavy (see the module docstring)
 
         api = HfApi(endpoint=self.endpoint, token=self.token or None)
         with hub_errors(f"hf:{repo_id}@{revision}", self.endpoint):
@@ -108,7 +110,7 @@ class Hub:
     # -- the local HF cache (pre-seeded for air-gapped use) ------------------------------------
     def cached_file(self, repo_id: str, filename: str, revision: str) -> Path | None:
         """A file of the HF cache (``HF_HUB_CACHE``) for *revision*, without any network."""
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # deferred: heavy (see the module docstring)
 
         try:
             found = try_to_load_from_cache(repo_id, filename, cache_dir=self.cache_dir, revision=revision)
@@ -164,7 +166,7 @@ def _license_of(info: Any) -> str | None:
 @contextlib.contextmanager
 def hub_errors(what: str, endpoint: str) -> Iterator[None]:
     """Translate huggingface_hub's and httpx2's exceptions into ours, naming *what*."""
-    from huggingface_hub import errors as hf
+    from huggingface_hub import errors as hf  # deferred: heavy (see the module docstring)
 
     transport: tuple[type[Exception], ...] = (hf.FileMetadataError, OSError)  # requests' errors are OSErrors
     with contextlib.suppress(ImportError):

@@ -1,4 +1,4 @@
-"""Where provisioned models live (seed 002's deterministic layout), and what a file is.
+"""Where provisioned models live (a deterministic layout), and what a file is.
 
     models/llama-cpp/<owner>/<repo>/<path in repo>     repos that hold a *.gguf
     models/transformers/<owner>/<repo>/<path in repo>  every other repo
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from entrypoint.gguf_info import SPLIT_NAME, is_projector_name, shard_names
 from entrypoint.models.refs import ModelRef
@@ -23,7 +24,7 @@ LIBRARIES = (LLAMA_CPP, TRANSFORMERS)
 
 
 def library_for(filenames: Iterable[str]) -> str:
-    """``llama-cpp`` if any file is a GGUF, else ``transformers`` (seed 002's routing)."""
+    """``llama-cpp`` if any file is a GGUF, else ``transformers`` (llama.cpp reads only GGUF)."""
     return LLAMA_CPP if any(name.lower().endswith(".gguf") for name in filenames) else TRANSFORMERS
 
 
@@ -32,8 +33,6 @@ def install_dir(models_dir: Path, ref: ModelRef, library: str) -> Path:
         assert ref.owner and ref.repo
         return models_dir / library / ref.owner / ref.repo
     if ref.source == "https":
-        from urllib.parse import urlsplit
-
         host = urlsplit(ref.url or "").hostname or "unknown"
         return models_dir / library / "_url" / host / ref.url_hash()
     raise ValueError(f"{ref.text} is used in place: it has no install dir")

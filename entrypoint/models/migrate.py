@@ -6,7 +6,7 @@ Steps of :func:`migrate_store` (each fixes only drift; a second run changes noth
    ``llama-cpp/<repo>/`` folder without an owner) move to ``llama-cpp/local/<name>/``,
    split shards together; a file the active config names by path is left alone.
 2. ``*.corrupt`` leftovers are deleted.
-3. Records are completed to the current shape (seed 002 records gain state, pinned,
+3. Records are completed to the current shape (hand-written records gain state, pinned,
    last_accessed, total_size ...); a record whose folder vanished becomes ``failed``.
 4. ``llama-cpp/<owner>/<repo>`` and ``transformers/<owner>/<repo>`` folders that no record
    describes are catalogued (sizes and stat keys; ``models verify`` hashes them).
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +29,41 @@ from entrypoint.models import catalog, layout
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class MigrationReport:
+    """What ``models migrate`` changed (or, with ``--dry-run``, would change)."""
+
+    moved: list[dict[str, str]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    registered: list[str] = field(default_factory=list)
+    fixed: list[str] = field(default_factory=list)
+    mirrored: list[str] = field(default_factory=list)
+    kept: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return any((self.moved, self.removed, self.registered, self.fixed, self.mirrored))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "changed": self.changed}
+
+
 def migrate_store(
     models_dir: Path,
     *,
     dry_run: bool = False,
     protected_paths: frozenset[str] = frozenset(),
     lock_timeout: float = 600.0,
-) -> dict[str, Any]:
+) -> MigrationReport:
     models_dir = models_dir.absolute()
-    report: dict[str, Any] = {"moved": [], "removed": [], "registered": [], "fixed": [], "mirrored": [], "kept": []}
-    with catalog.edit_registry(models_dir, lock_timeout=lock_timeout) as registry:
-        _move_loose(models_dir, registry, report, dry_run, protected_paths)
+    report = MigrationReport()
+    with catalog.edit_catalog(models_dir, lock_timeout=lock_timeout) as entries:
+        _move_loose(models_dir, entries, report, dry_run, protected_paths)
         for corrupt in sorted(models_dir.rglob("*.corrupt")):
-            report["removed"].append(str(corrupt))
+            report.removed.append(str(corrupt))
             if not dry_run:
                 corrupt.unlink(missing_ok=True)
-        for key, entry in registry.items():
+        for key, entry in entries.items():
             changed = catalog.normalise_entry(key, entry)
             install = entry.get("install_path")
             if install and entry["source"] != "local" and not Path(install).exists() and entry["state"] != "failed":
@@ -52,19 +72,18 @@ def migrate_store(
                 entry["refs"] = {}
                 changed = True
             if changed:
-                report["fixed"].append(key)
-        _register_unknown(models_dir, registry, report)
-        for key, entry in registry.items():
+                report.fixed.append(key)
+        _register_unknown(models_dir, entries, report)
+        for key, entry in entries.items():
             _mirror(models_dir, key, entry, report, dry_run)
         if dry_run:
-            registry.clear()  # nothing is written: the context manager sees no change
-            registry.update(catalog.load_registry(models_dir))
-    report["changed"] = any(report[k] for k in ("moved", "removed", "registered", "fixed", "mirrored"))
+            entries.clear()  # nothing is written: the context manager sees no change
+            entries.update(catalog.load_catalog(models_dir))
     return report
 
 
 def _move_loose(
-    models_dir: Path, registry: dict[str, Any], report: dict[str, Any], dry_run: bool, protected: frozenset[str]
+    models_dir: Path, entries: dict[str, Any], report: MigrationReport, dry_run: bool, protected: frozenset[str]
 ) -> None:
     llama = models_dir / layout.LLAMA_CPP
     loose = [p for top in (models_dir, llama) if top.is_dir() for p in sorted(top.glob("*.gguf")) if p.is_file()]
@@ -74,7 +93,7 @@ def _move_loose(
                 loose += sorted(folder.glob("*.gguf"))  # <repo>/ without an owner level
     for path in loose:
         if str(path) in protected:
-            report["kept"].append({"path": str(path), "reason": "the config names it by path"})
+            report.kept.append({"path": str(path), "reason": "the config names it by path"})
             continue
         first = layout.first_shard(path.name)
         split = SPLIT_NAME.search(first)
@@ -82,7 +101,7 @@ def _move_loose(
         target = llama / "local" / stem / path.name
         if target == path:
             continue
-        report["moved"].append({"from": str(path), "to": str(target)})
+        report.moved.append({"from": str(path), "to": str(target)})
         if not dry_run:
             target.parent.mkdir(parents=True, exist_ok=True)
             path.replace(target)
@@ -91,8 +110,8 @@ def _move_loose(
                 path.parent.rmdir()  # the owner-less folder, once empty
 
 
-def _register_unknown(models_dir: Path, registry: dict[str, Any], report: dict[str, Any]) -> None:
-    known = {str(e.get("install_path")) for e in registry.values()}
+def _register_unknown(models_dir: Path, entries: dict[str, Any], report: MigrationReport) -> None:
+    known = {str(e.get("install_path")) for e in entries.values()}
     for library in layout.LIBRARIES:
         top = models_dir / library
         if not top.is_dir():
@@ -118,11 +137,11 @@ def _register_unknown(models_dir: Path, registry: dict[str, Any], report: dict[s
                 catalog.put_files(entry, records)
                 entry["state"] = "active"
                 entry["installed_at"] = entry["last_accessed"] = catalog.now_iso()
-                registry[key if key not in registry else str(repo)] = entry
-                report["registered"].append(key)
+                entries[key if key not in entries else str(repo)] = entry
+                report.registered.append(key)
 
 
-def _mirror(models_dir: Path, key: str, entry: dict[str, Any], report: dict[str, Any], dry_run: bool) -> None:
+def _mirror(models_dir: Path, key: str, entry: dict[str, Any], report: MigrationReport, dry_run: bool) -> None:
     install = entry.get("install_path")
     if not install or entry.get("source") == "local":
         return
@@ -133,6 +152,6 @@ def _mirror(models_dir: Path, key: str, entry: dict[str, Any], report: dict[str,
     data = config.read_bytes()
     if mirror.is_file() and mirror.read_bytes() == data:
         return
-    report["mirrored"].append(str(mirror))
+    report.mirrored.append(str(mirror))
     if not dry_run:
         atomic_write_bytes(mirror, data)

@@ -1,4 +1,4 @@
-"""Model references (SPEC section 4): what a user may write where a model is expected.
+"""Model references: what a user may write where a model is expected.
 
 - a plain path or ``file:`` (``file:/abs``, ``file:///abs``, ``file:rel``): used in place;
 - ``hf:owner/repo/path/in/repo.gguf[@rev]``: one file of a Hugging Face repo;
@@ -56,15 +56,6 @@ class ModelRef:
         if not path.is_absolute():
             path = (base_dir or Path.cwd()) / path
         return Path(os.path.normpath(path))
-
-    def catalog_key(self, base_dir: Path | None = None) -> str:
-        """The registry key: ``owner/repo``, the absolute path, or the URL."""
-        if self.source == "hf":
-            return self.repo_id
-        if self.source == "local":
-            return str(self.local_path(base_dir))
-        assert self.url is not None
-        return self.url
 
     def model_id(self, base_dir: Path | None = None) -> str:
         """A normalised identifier: ``hf:owner/repo/file@rev``, ``local:/abs/path``, the URL."""

@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from entrypoint.models import ProvisionedModel, check, ensure
+from entrypoint.settings import Settings
 from tests.helpers.httpserver import Server
 from tests.models.fakehub import FakeHub
 
@@ -16,6 +19,38 @@ from tiny_gguf import write_model
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def provision(
+    models_dir: Path,
+    ref: str,
+    *,
+    sha256: str | None = None,
+    offline: bool = False,
+    environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+    lock_timeout: float = 600.0,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    refresh: bool = False,
+) -> ProvisionedModel:
+    """:func:`entrypoint.models.ensure` with the settings a test varies, and defaults for the rest."""
+    settings = Settings(models_dir=models_dir, offline=offline, lock_timeout=lock_timeout)
+    return ensure(
+        ref,
+        sha256=sha256,
+        settings=settings,
+        environ=environ if environ is not None else {},
+        base_dir=base_dir or Path.cwd(),
+        include=include,
+        exclude=exclude,
+        refresh=refresh,
+    )
+
+
+def status(models_dir: Path, ref: str, *, sha256: str | None = None, base_dir: Path | None = None) -> dict[str, Any]:
+    """What plan shows for *ref*: :func:`entrypoint.models.check` as JSON."""
+    return check(ref, sha256=sha256, models_dir=models_dir, base_dir=base_dir or Path.cwd()).to_dict()
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint.models import collect_garbage, models_in_use, provision_model
-from entrypoint.models.catalog import edit_registry, load_registry
-from entrypoint.models.store import set_pinned
+from entrypoint.models import collect_garbage, models_in_use, set_pinned
+from entrypoint.models.catalog import edit_catalog, load_catalog
 from tests.helpers.httpserver import Server
+from tests.models.conftest import provision
 
 
 @pytest.fixture
@@ -19,19 +19,19 @@ def store(http_server: Server, models_dir: Path, tmp_path: Path, gguf_bytes: Cal
     urls = {}
     for i, name in enumerate("abcd"):
         urls[name] = http_server.add(f"/{name}.gguf", gguf_bytes(20 + i))
-        provision_model(models_dir, urls[name])
+        provision(models_dir, urls[name])
     local = tmp_path / "local.gguf"
     local.write_bytes(gguf_bytes(30))
-    provision_model(models_dir, str(local))
+    provision(models_dir, str(local))
     urls["local"] = str(local)
-    with edit_registry(models_dir) as registry:
+    with edit_catalog(models_dir) as registry:
         for i, name in enumerate(["local", "a", "b", "c", "d"]):
             registry[urls[name]]["last_accessed"] = f"2026-01-0{i + 1}T00:00:00Z"
     return urls
 
 
 def size_of(models_dir: Path, key: str) -> int:
-    return int(load_registry(models_dir)[key]["total_size"])
+    return int(load_catalog(models_dir)[key]["total_size"])
 
 
 def test_lru_under_quota_keeps_pinned_and_in_use(store: dict[str, str], models_dir: Path, tmp_path: Path) -> None:
@@ -45,13 +45,13 @@ def test_lru_under_quota_keeps_pinned_and_in_use(store: dict[str, str], models_d
     quota = total - size_of(models_dir, store["c"]) // 2  # one model must go
     dry = collect_garbage(models_dir, quota_bytes=quota, in_use=in_use, dry_run=True)
     assert [r["key"] for r in dry.removed] == [store["c"]]  # a pinned, b in use, local not ours: c is the LRU
-    assert store["c"] in load_registry(models_dir)  # dry run changed nothing
-    c_dir = Path(load_registry(models_dir)[store["c"]]["install_path"])
+    assert store["c"] in load_catalog(models_dir)  # dry run changed nothing
+    c_dir = Path(load_catalog(models_dir)[store["c"]]["install_path"])
     assert c_dir.exists()
 
     report = collect_garbage(models_dir, quota_bytes=quota, in_use=in_use)
     assert [r["key"] for r in report.removed] == [store["c"]] and not report.over_quota
-    assert not c_dir.exists() and store["c"] not in load_registry(models_dir)
+    assert not c_dir.exists() and store["c"] not in load_catalog(models_dir)
     reasons = {k["key"]: k["reason"] for k in report.kept}
     assert reasons[store["a"]] == "pinned" and reasons[store["b"]] == "in use by the config"
     assert reasons[store["local"]].startswith("local file")
@@ -63,7 +63,7 @@ def test_lru_under_quota_keeps_pinned_and_in_use(store: dict[str, str], models_d
 
 
 def test_partials_and_orphans_are_reported_not_removed(store: dict[str, str], models_dir: Path) -> None:
-    d_dir = Path(load_registry(models_dir)[store["d"]]["install_path"])
+    d_dir = Path(load_catalog(models_dir)[store["d"]]["install_path"])
     partial = d_dir / ".big.gguf.0123456789ab.part-deadbeef"
     partial.write_bytes(b"x" * 10)
     orphan = models_dir / "llama-cpp" / "someone" / "stray" / "old.gguf"
@@ -77,7 +77,7 @@ def test_partials_and_orphans_are_reported_not_removed(store: dict[str, str], mo
 
 
 def test_a_model_being_provisioned_is_never_collected(store: dict[str, str], models_dir: Path) -> None:
-    with edit_registry(models_dir) as registry:
+    with edit_catalog(models_dir) as registry:
         registry[store["a"]]["state"] = "pending"
     report = collect_garbage(models_dir, quota_bytes=0)
     assert store["a"] not in [r["key"] for r in report.removed]
@@ -86,10 +86,10 @@ def test_a_model_being_provisioned_is_never_collected(store: dict[str, str], mod
 def test_plain_path_into_a_downloaded_model_protects_it(
     store: dict[str, str], models_dir: Path, tmp_path: Path
 ) -> None:
-    inside = Path(load_registry(models_dir)[store["a"]]["install_path"]) / "a.gguf"
+    inside = Path(load_catalog(models_dir)[store["a"]]["install_path"]) / "a.gguf"
     config = tmp_path / "llama.toml"
     config.write_text(f'[instance.x.server]\nmodel = "{inside}"\n')
-    assert store["a"] in models_in_use(models_dir, config)
+    assert store["a"] in models_in_use(models_dir, config, environ={})
 
 
 def test_no_config_means_nothing_in_use(models_dir: Path) -> None:
@@ -97,7 +97,7 @@ def test_no_config_means_nothing_in_use(models_dir: Path) -> None:
 
 
 def test_a_pending_left_by_a_dead_process_is_collectable(store: dict[str, str], models_dir: Path) -> None:
-    with edit_registry(models_dir) as registry:
+    with edit_catalog(models_dir) as registry:
         registry[store["a"]]["state"] = "pending"
         registry[store["a"]]["pending_since"] = "2020-01-01T00:00:00Z"
     report = collect_garbage(models_dir, quota_bytes=0)

@@ -6,6 +6,7 @@ import pytest
 
 from entrypoint.errors import ConfigError
 from entrypoint.models import parse_model_ref
+from entrypoint.models.catalog import catalog_key
 
 
 def test_hf_file_ref_with_revision() -> None:
@@ -18,7 +19,7 @@ def test_hf_file_ref_with_revision() -> None:
         "v1.0",
     )
     assert ref.model_id() == "hf:TheBloke/Llama-2-7B-GGUF/sub/llama-2-7b.Q4_K_M.gguf@v1.0"
-    assert ref.catalog_key() == "TheBloke/Llama-2-7B-GGUF"
+    assert catalog_key(ref, None) == "TheBloke/Llama-2-7B-GGUF"
 
 
 def test_hf_repo_ref_defaults_to_main_and_keeps_pr_revisions() -> None:

@@ -11,10 +11,11 @@ import pytest
 
 from entrypoint import digest
 from entrypoint.errors import NetError, NotFoundError, PermError, VerifyError
-from entrypoint.models import model_status, provision_model
-from entrypoint.models.catalog import load_registry, read_provenance
+from entrypoint.models import ensure
+from entrypoint.models.catalog import load_catalog, read_provenance
+from entrypoint.settings import Settings
 from tests.helpers.httpserver import Server
-from tests.models.conftest import sha
+from tests.models.conftest import provision, sha, status
 
 
 def test_download_lands_in_the_layout_and_a_warm_call_asks_nothing(
@@ -22,17 +23,17 @@ def test_download_lands_in_the_layout_and_a_warm_call_asks_nothing(
 ) -> None:
     body = gguf_bytes(1)
     url = http_server.add("/files/m.gguf", body)
-    got = provision_model(models_dir, url, sha256=sha(body))
+    got = provision(models_dir, url, sha256=sha(body))
     assert got.path.read_bytes() == body and got.path.name == "m.gguf"
     assert got.path.is_relative_to(models_dir / "llama-cpp" / "_url" / "127.0.0.1")
     assert got.downloaded_bytes == len(body) and got.sha256 == sha(body)
-    assert load_registry(models_dir)[url]["state"] == "active"
-    assert model_status(models_dir, url, sha256=sha(body)) | {} == model_status(models_dir, url, sha256=sha(body))
-    assert model_status(models_dir, url)["state"] == "verified"
+    assert load_catalog(models_dir)[url]["state"] == "active"
+    assert status(models_dir, url, sha256=sha(body)) | {} == status(models_dir, url, sha256=sha(body))
+    assert status(models_dir, url)["state"] == "verified"
 
     requests, hashed = len(http_server.requests), digest.files_hashed
     opened = opened_under(got.path.parent)
-    again = provision_model(models_dir, url, sha256=sha(body), offline=True)
+    again = provision(models_dir, url, sha256=sha(body), offline=True)
     assert again.path == got.path and not again.hashed
     assert len(http_server.requests) == requests and digest.files_hashed == hashed and opened == []
     assert [p["result"] for p in read_provenance(models_dir)] == ["downloaded", "cached"]
@@ -43,7 +44,7 @@ BLOB = bytes(range(256)) * (3 * 4096 + 7)  # 3 MB: the streamer reads 1 MiB chun
 
 def test_cut_connection_is_resumed_with_range(http_server: Server, models_dir: Path) -> None:
     url = http_server.add("/w.bin", BLOB, cut_after=2_500_000, cuts=1)
-    got = provision_model(models_dir, url, sha256=sha(BLOB))
+    got = provision(models_dir, url, sha256=sha(BLOB))
     assert got.path.read_bytes() == BLOB and got.library == "transformers"
     ranges = [r.headers.get("Range") for r in http_server.requests_for("/w.bin")]
     assert ranges[0] is None and ranges[1] == f"bytes={2 * (1 << 20)}-"
@@ -52,16 +53,16 @@ def test_cut_connection_is_resumed_with_range(http_server: Server, models_dir: P
 def test_a_download_interrupted_in_a_previous_run_resumes(http_server: Server, models_dir: Path) -> None:
     url = interrupted_once(http_server, "/w.bin", BLOB)
     with pytest.raises(NotFoundError):
-        provision_model(models_dir, url, sha256=sha(BLOB))
+        provision(models_dir, url, sha256=sha(BLOB))
     partials = list(models_dir.rglob(".w.bin.*.part-*"))
     assert len(partials) == 1 and partials[0].stat().st_size == 1 << 20
-    assert load_registry(models_dir)[url]["state"] == "failed"
+    assert load_catalog(models_dir)[url]["state"] == "failed"
     http_server.routes["/w.bin"].handler = None
-    got = provision_model(models_dir, url, sha256=sha(BLOB))
+    got = provision(models_dir, url, sha256=sha(BLOB))
     assert got.path.read_bytes() == BLOB
     assert got.downloaded_bytes == len(BLOB) - (1 << 20)  # only the rest came over the wire
     assert http_server.requests_for("/w.bin")[-1].headers["Range"] == f"bytes={1 << 20}-"
-    assert load_registry(models_dir)[url]["state"] == "active"
+    assert load_catalog(models_dir)[url]["state"] == "active"
 
 
 def test_wrong_digest_leaves_nothing_at_the_final_path(
@@ -69,20 +70,20 @@ def test_wrong_digest_leaves_nothing_at_the_final_path(
 ) -> None:
     url = http_server.add("/m.gguf", gguf_bytes(4))
     with pytest.raises(VerifyError, match="sha256 mismatch") as info:
-        provision_model(models_dir, url, sha256="1" * 64)
+        provision(models_dir, url, sha256="1" * 64)
     assert info.value.exit_code == 65
-    status = model_status(models_dir, url, sha256="1" * 64)
-    assert not Path(status["path"]).exists()
-    assert list(Path(status["path"]).parent.glob("*part*")) == []  # no partial kept either
-    assert status["state"] == "failed"
-    assert load_registry(models_dir)[url]["state"] == "failed"
+    found = status(models_dir, url, sha256="1" * 64)
+    assert not Path(found["path"]).exists()
+    assert list(Path(found["path"]).parent.glob("*part*")) == []  # no partial kept either
+    assert found["state"] == "failed"
+    assert load_catalog(models_dir)[url]["state"] == "failed"
 
 
 def test_not_a_gguf_is_refused_and_removed(http_server: Server, models_dir: Path) -> None:
     url = http_server.add("/m.gguf", b"<html>please log in</html>")
     with pytest.raises(VerifyError, match="not a GGUF file"):
-        provision_model(models_dir, url)
-    assert not Path(model_status(models_dir, url)["path"]).exists()
+        provision(models_dir, url)
+    assert not Path(status(models_dir, url)["path"]).exists()
 
 
 def test_zero_length_final_file_from_a_crash_is_not_trusted(
@@ -90,24 +91,24 @@ def test_zero_length_final_file_from_a_crash_is_not_trusted(
 ) -> None:
     body = gguf_bytes(5)
     url = http_server.add("/m.gguf", body)
-    final = Path(model_status(models_dir, url)["path"])
+    final = Path(status(models_dir, url)["path"])
     final.parent.mkdir(parents=True)
     final.write_bytes(b"")
-    assert provision_model(models_dir, url).path.read_bytes() == body
+    assert provision(models_dir, url).path.read_bytes() == body
 
 
 @pytest.mark.parametrize(("status", "error"), [(404, NotFoundError), (403, PermError), (401, PermError)])
 def test_client_errors_fail_at_once(http_server: Server, models_dir: Path, status: int, error: type[Exception]) -> None:
     url = http_server.add("/m.gguf", status=status)
     with pytest.raises(error):
-        provision_model(models_dir, url)
+        provision(models_dir, url)
     assert len(http_server.requests_for("/m.gguf")) == 1
 
 
 def test_offline_without_the_model_is_e_net_naming_the_ref(http_server: Server, models_dir: Path) -> None:
     url = http_server.add("/m.gguf", b"x")
     with pytest.raises(NetError, match=f"offline: model {re.escape(url)}") as info:
-        provision_model(models_dir, url, offline=True)
+        provision(models_dir, url, offline=True)
     assert info.value.exit_code == 69 and http_server.requests == []
 
 
@@ -116,14 +117,14 @@ def test_split_gguf_over_https_is_provisioned_whole(
 ) -> None:
     for i in (1, 2):
         http_server.add(f"/s/big-{i:05d}-of-00002.gguf", gguf_bytes(10 + i))
-    got = provision_model(models_dir, http_server.url + "/s/big-00001-of-00002.gguf")
+    got = provision(models_dir, http_server.url + "/s/big-00001-of-00002.gguf")
     assert got.path.name == "big-00001-of-00002.gguf" and len(got.files) == 2
     assert all(f.exists() for f in got.files)
 
 
 def test_server_ignoring_range_restarts_from_zero(http_server: Server, models_dir: Path) -> None:
     url = http_server.add("/w.bin", BLOB, cut_after=1_500_000, cuts=1, ignore_range=True)
-    got = provision_model(models_dir, url, sha256=sha(BLOB))
+    got = provision(models_dir, url, sha256=sha(BLOB))
     assert got.path.read_bytes() == BLOB  # never appended the full body to the kept MiB
 
 
@@ -131,11 +132,11 @@ def test_complete_partial_answered_416_is_verified_and_published(http_server: Se
     from entrypoint.download import _partial_key
 
     url = http_server.add("/w.bin", BLOB)
-    final = Path(model_status(models_dir, url)["path"])
+    final = Path(status(models_dir, url)["path"])
     final.parent.mkdir(parents=True)
     partial = final.with_name(f".w.bin.{_partial_key(url, sha(BLOB))}.part-0011223344556677")
     partial.write_bytes(BLOB)  # a crash after the last byte, before the rename
-    got = provision_model(models_dir, url, sha256=sha(BLOB))
+    got = provision(models_dir, url, sha256=sha(BLOB))
     assert got.path.read_bytes() == BLOB and got.downloaded_bytes == 0
     assert [r.headers.get("Range") for r in http_server.requests_for("/w.bin")] == [f"bytes={len(BLOB)}-"]
 
@@ -145,19 +146,21 @@ def test_truncated_final_file_from_a_crash_is_replaced(
 ) -> None:
     body = gguf_bytes(6)
     url = http_server.add("/m.gguf", body)
-    final = Path(model_status(models_dir, url)["path"])
+    final = Path(status(models_dir, url)["path"])
     final.parent.mkdir(parents=True)
     final.write_bytes(body[:300_000])
-    assert model_status(models_dir, url)["state"] == "present"
-    got = provision_model(models_dir, url)
+    assert status(models_dir, url)["state"] == "present"
+    got = provision(models_dir, url)
     assert got.path.read_bytes() == body and got.downloaded_bytes == len(body)
 
 
 def test_offline_variables_in_the_environment_are_honoured(http_server: Server, models_dir: Path) -> None:
+    """Offline mode is read once, into Settings, from either variable; ensure() follows it."""
     url = http_server.add("/m.gguf", b"x")
     for env in ({"AUTO_INFER_OFFLINE": "1"}, {"HF_HUB_OFFLINE": "true"}):
+        settings = Settings.from_environ({**env, "AUTO_INFER_MODELS_DIR": str(models_dir)})
         with pytest.raises(NetError):
-            provision_model(models_dir, url, environ=env)
+            ensure(url, sha256=None, settings=settings, environ=env, base_dir=models_dir)
     assert http_server.requests == []
 
 
@@ -166,14 +169,14 @@ def test_lock_held_elsewhere_does_not_mark_the_model_failed(
 ) -> None:
     from entrypoint.errors import LockError
     from entrypoint.fsutil import file_lock
-    from entrypoint.models.provision import model_lock_path
+    from entrypoint.models.job import model_lock_path
 
     url = http_server.add("/m.gguf", gguf_bytes(1))
-    provision_model(models_dir, url)
-    Path(model_status(models_dir, url)["path"]).unlink()
+    provision(models_dir, url)
+    Path(status(models_dir, url)["path"]).unlink()
     with file_lock(model_lock_path(models_dir, url), timeout=1, what="test"), pytest.raises(LockError):
-        provision_model(models_dir, url, lock_timeout=0.2)
-    assert load_registry(models_dir)[url]["state"] == "active"
+        provision(models_dir, url, lock_timeout=0.2)
+    assert load_catalog(models_dir)[url]["state"] == "active"
 
 
 def test_a_new_digest_downloads_beside_the_old_file_which_stays_if_it_fails(
@@ -181,14 +184,14 @@ def test_a_new_digest_downloads_beside_the_old_file_which_stays_if_it_fails(
 ) -> None:
     old, new = gguf_bytes(1), gguf_bytes(2)
     url = http_server.add("/m.gguf", old)
-    path = provision_model(models_dir, url, sha256=sha(old)).path
+    path = provision(models_dir, url, sha256=sha(old)).path
     http_server.routes["/m.gguf"].body = new  # the publisher replaced the file
     with pytest.raises(VerifyError):
-        provision_model(models_dir, url, sha256="4" * 64)  # a wrong digest in the config
+        provision(models_dir, url, sha256="4" * 64)  # a wrong digest in the config
     assert path.read_bytes() == old  # the verified copy was not destroyed
     with pytest.raises(VerifyError, match="offline"):
-        provision_model(models_dir, url, sha256=sha(new), offline=True)
-    assert provision_model(models_dir, url, sha256=sha(new)).path.read_bytes() == new
+        provision(models_dir, url, sha256=sha(new), offline=True)
+    assert provision(models_dir, url, sha256=sha(new)).path.read_bytes() == new
 
 
 def interrupted_once(http_server: Server, path: str, body: bytes, **kwargs: object) -> str:
@@ -210,10 +213,10 @@ def interrupted_once(http_server: Server, path: str, body: bytes, **kwargs: obje
 def test_a_partial_left_for_another_digest_is_discarded(http_server: Server, models_dir: Path) -> None:
     url = interrupted_once(http_server, "/w.bin", BLOB)
     with pytest.raises(NotFoundError):
-        provision_model(models_dir, url, sha256="5" * 64)  # the config had another digest then
+        provision(models_dir, url, sha256="5" * 64)  # the config had another digest then
     assert len(list(models_dir.rglob(".w.bin.*.part-*"))) == 1
     http_server.routes["/w.bin"].handler = None
-    got = provision_model(models_dir, url, sha256=sha(BLOB))
+    got = provision(models_dir, url, sha256=sha(BLOB))
     assert got.path.read_bytes() == BLOB and got.downloaded_bytes == len(BLOB)  # from zero, never appended
     assert list(models_dir.rglob(".w.bin.*.part-*")) == []
 
@@ -221,10 +224,10 @@ def test_a_partial_left_for_another_digest_is_discarded(http_server: Server, mod
 def test_a_range_answer_starting_elsewhere_is_refused(http_server: Server, models_dir: Path) -> None:
     url = http_server.add("/w.bin", BLOB, cut_after=1_500_000, cuts=1, wrong_range_start=True)
     with pytest.raises(NetError, match="range starting at"):
-        provision_model(models_dir, url, sha256=sha(BLOB))
+        provision(models_dir, url, sha256=sha(BLOB))
     assert list(models_dir.rglob(".w.bin.*.part-*")) == []  # the misplaced bytes are not kept
     http_server.routes["/w.bin"].wrong_range_start = False
-    assert provision_model(models_dir, url, sha256=sha(BLOB)).path.read_bytes() == BLOB
+    assert provision(models_dir, url, sha256=sha(BLOB)).path.read_bytes() == BLOB
 
 
 def test_full_disk_during_a_download_is_e_disk_and_loses_nothing(
@@ -237,12 +240,12 @@ def test_full_disk_during_a_download_is_e_disk_and_loses_nothing(
 
     small = gguf_bytes(1)
     with tmpfs(tmp_path / "models", "1m") as models_dir:
-        first = provision_model(models_dir, http_server.add("/files/small.gguf", small), sha256=sha(small))
+        first = provision(models_dir, http_server.add("/files/small.gguf", small), sha256=sha(small))
         big_url = http_server.add("/files/big.gguf", BLOB)
         with pytest.raises(DiskError) as err:
-            provision_model(models_dir, big_url, sha256=sha(BLOB))
+            provision(models_dir, big_url, sha256=sha(BLOB))
         assert err.value.exit_code == 73
         assert not (first.path.parent / "big.gguf").exists()
-        assert load_registry(models_dir)[big_url]["state"] != "active"
-        again = provision_model(models_dir, first.ref, sha256=sha(small), offline=True)
+        assert load_catalog(models_dir)[big_url]["state"] != "active"
+        again = provision(models_dir, first.ref, sha256=sha(small), offline=True)
         assert again.path.read_bytes() == small and not again.hashed

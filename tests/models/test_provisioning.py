@@ -1,4 +1,5 @@
-"""Two processes (two pods on one volume) provisioning the same model at the same time."""
+"""Provisioning as a whole: two processes (two pods on one volume) on the same model at the
+same time, and a warm check that loads none of the cold path's heavy modules."""
 
 from __future__ import annotations
 
@@ -10,17 +11,19 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from entrypoint.models.catalog import load_registry, read_provenance
+from entrypoint.models.catalog import load_catalog, read_provenance
 from tests.helpers.cli import cli_env
 from tests.helpers.httpserver import Server
-from tests.models.conftest import sha
+from tests.models.conftest import provision, sha
 from tests.models.fakehub import FakeHub
 
 SCRIPT = """
-import json, sys
+import json, os, sys
 from pathlib import Path
-from entrypoint.models import provision_model
-got = provision_model(Path(sys.argv[1]), sys.argv[2], sha256=sys.argv[3], lock_timeout=60)
+from entrypoint.models import ensure
+from entrypoint.settings import Settings
+settings = Settings(models_dir=Path(sys.argv[1]), lock_timeout=60)
+got = ensure(sys.argv[2], sha256=sys.argv[3], settings=settings, environ=dict(os.environ), base_dir=Path.cwd())
 print(json.dumps(got.to_dict()))
 """
 
@@ -51,7 +54,7 @@ def test_two_processes_download_once_and_both_succeed(
     assert outs[0]["path"] == outs[1]["path"] and Path(outs[0]["path"]).read_bytes() == body
     assert len([r for r in http_server.requests_for("/m.gguf") if r.method == "GET"]) == 1
     assert sorted(o["hashed"] for o in outs) == [False, True]  # the second found it verified
-    assert load_registry(models_dir)[url]["state"] == "active"
+    assert load_catalog(models_dir)[url]["state"] == "active"
     assert sorted(p["result"] for p in read_provenance(models_dir)) == ["cached", "downloaded"]
 
 
@@ -84,3 +87,36 @@ def test_two_processes_pull_the_same_hf_model(
     assert hub.gets(cdn) == 1
     paths = {json.loads(out)["path"] for out, _ in results}
     assert len(paths) == 1 and Path(paths.pop()).read_bytes() == body
+
+
+WARM = """
+import json, sys
+from pathlib import Path
+from entrypoint.models import check, ensure
+from entrypoint.settings import Settings
+models_dir, url, digest = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+status = check(url, sha256=digest, models_dir=models_dir, base_dir=Path.cwd())
+got = ensure(url, sha256=digest, settings=Settings(models_dir=models_dir), environ={}, base_dir=Path.cwd())
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("huggingface_hub", "urllib3", "gguf", "httpx")
+               or m == "entrypoint.download")
+print(json.dumps({"state": status.state, "outcome": got.outcome, "heavy": heavy}))
+"""
+
+
+def test_check_and_a_warm_ensure_import_nothing_heavy(
+    http_server: Server, models_dir: Path, gguf_bytes: Callable[[int], bytes]
+) -> None:
+    """The warm boot path stays lean: no hub client, no download pipeline, no gguf package."""
+    body = gguf_bytes(9)
+    url = http_server.add("/warm.gguf", body)
+    provision(models_dir, url, sha256=sha(body))
+    done = subprocess.run(
+        [sys.executable, "-c", WARM, str(models_dir), url, sha(body)],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"state": "verified", "outcome": "cached", "heavy": []}

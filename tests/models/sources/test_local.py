@@ -11,20 +11,19 @@ import pytest
 
 from entrypoint import digest
 from entrypoint.errors import NotFoundError, VerifyError
-from entrypoint.models import model_status, provision_model
-from entrypoint.models.catalog import load_registry, read_provenance
-from tests.models.conftest import sha
+from entrypoint.models.catalog import load_catalog, read_provenance
+from tests.models.conftest import provision, sha, status
 
 
 def test_local_file_is_used_in_place_and_catalogued(tmp_path: Path, models_dir: Path, tiny_model: Path) -> None:
     model = tmp_path / "m.gguf"
     model.write_bytes(tiny_model.read_bytes())
-    got = provision_model(models_dir, str(model), sha256=sha(model.read_bytes()))
+    got = provision(models_dir, str(model), sha256=sha(model.read_bytes()))
     assert got.path == model and got.id == f"local:{model}" and got.source == "local"
     assert got.hashed and got.sha256 == sha(model.read_bytes())
     assert got.gguf is not None and got.gguf["architecture"] == "llama" and got.gguf["context_length"] == 2048
     assert list(models_dir.glob("llama-cpp/**/*.gguf")) == []  # never copied
-    entry = load_registry(models_dir)[str(model)]
+    entry = load_catalog(models_dir)[str(model)]
     assert entry["state"] == "active" and entry["files"][0]["sha256"] == got.sha256
     assert entry["total_size"] == model.stat().st_size and entry["last_accessed"]
     assert read_provenance(models_dir)[-1]["result"] == "verified"
@@ -33,7 +32,7 @@ def test_local_file_is_used_in_place_and_catalogued(tmp_path: Path, models_dir: 
 def test_relative_path_resolves_against_base_dir(tmp_path: Path, models_dir: Path, tiny_model: Path) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "m.gguf").write_bytes(tiny_model.read_bytes())
-    got = provision_model(models_dir, "file:sub/m.gguf", base_dir=tmp_path)
+    got = provision(models_dir, "file:sub/m.gguf", base_dir=tmp_path)
     assert got.path == tmp_path / "sub" / "m.gguf"
     assert not got.hashed  # no digest asked: the header is checked, the bytes are not hashed
 
@@ -45,15 +44,15 @@ def test_warm_call_neither_hashes_nor_opens_the_model(
     model.parent.mkdir()
     model.write_bytes(tiny_model.read_bytes())
     digest_hex = sha(model.read_bytes())
-    provision_model(models_dir, str(model), sha256=digest_hex)
+    provision(models_dir, str(model), sha256=digest_hex)
     before = digest.files_hashed
     opened = opened_under(model.parent)
-    got = provision_model(models_dir, str(model), sha256=digest_hex)
+    got = provision(models_dir, str(model), sha256=digest_hex)
     assert not got.hashed and digest.files_hashed == before
     assert opened == []
-    assert model_status(models_dir, str(model), sha256=digest_hex)["state"] == "verified"
+    assert status(models_dir, str(model), sha256=digest_hex)["state"] == "verified"
     os.utime(model)  # the control: once the stat key changes, the file is read again, and the hook sees it
-    provision_model(models_dir, str(model), sha256=digest_hex)
+    provision(models_dir, str(model), sha256=digest_hex)
     assert str(model) in opened
 
 
@@ -61,12 +60,12 @@ def test_touched_file_is_verified_again(tmp_path: Path, models_dir: Path, tiny_m
     model = tmp_path / "m.gguf"
     model.write_bytes(tiny_model.read_bytes())
     digest_hex = sha(model.read_bytes())
-    provision_model(models_dir, str(model), sha256=digest_hex)
+    provision(models_dir, str(model), sha256=digest_hex)
     st = model.stat()
     os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
-    assert model_status(models_dir, str(model), sha256=digest_hex)["state"] == "present"
+    assert status(models_dir, str(model), sha256=digest_hex)["state"] == "present"
     before = digest.files_hashed
-    assert provision_model(models_dir, str(model), sha256=digest_hex).hashed
+    assert provision(models_dir, str(model), sha256=digest_hex).hashed
     assert digest.files_hashed == before + 1
 
 
@@ -74,12 +73,12 @@ def test_digest_mismatch_fails_and_is_recorded(tmp_path: Path, models_dir: Path,
     model = tmp_path / "m.gguf"
     model.write_bytes(tiny_model.read_bytes())
     with pytest.raises(VerifyError, match="sha256 mismatch") as info:
-        provision_model(models_dir, str(model), sha256="0" * 64)
+        provision(models_dir, str(model), sha256="0" * 64)
     assert info.value.exit_code == 65
-    entry = load_registry(models_dir)[str(model)]
+    entry = load_catalog(models_dir)[str(model)]
     assert entry["state"] == "failed" and entry["error"]["code"] == "E_VERIFY"
     assert model.exists()  # the user's file is never deleted
-    assert model_status(models_dir, str(model), sha256="0" * 64)["state"] == "failed"
+    assert status(models_dir, str(model), sha256="0" * 64)["state"] == "failed"
     assert read_provenance(models_dir)[-1]["result"] == "failed"
 
 
@@ -87,7 +86,7 @@ def test_truncated_gguf_is_refused(tmp_path: Path, models_dir: Path, tiny_model:
     model = tmp_path / "cut.gguf"
     model.write_bytes(tiny_model.read_bytes()[:200_000])
     with pytest.raises(VerifyError, match="truncated GGUF"):
-        provision_model(models_dir, str(model))
+        provision(models_dir, str(model))
 
 
 def test_broken_header_and_non_gguf_are_refused(tmp_path: Path, models_dir: Path, tiny_model: Path) -> None:
@@ -96,22 +95,22 @@ def test_broken_header_and_non_gguf_are_refused(tmp_path: Path, models_dir: Path
     data[8:16] = (2**40).to_bytes(8, "little")  # tensor count nobody can have
     broken.write_bytes(bytes(data))
     with pytest.raises(VerifyError, match="broken GGUF header"):
-        provision_model(models_dir, str(broken))
+        provision(models_dir, str(broken))
     html = tmp_path / "page.gguf"
     html.write_text("<html>rate limited</html>")
     with pytest.raises(VerifyError, match="is not a GGUF file"):
-        provision_model(models_dir, str(html))
+        provision(models_dir, str(html))
     empty = tmp_path / "empty.gguf"
     empty.write_bytes(b"")
     with pytest.raises(VerifyError):
-        provision_model(models_dir, str(empty))
+        provision(models_dir, str(empty))
 
 
 def test_missing_path_is_not_found(tmp_path: Path, models_dir: Path) -> None:
     with pytest.raises(NotFoundError, match="does not exist") as info:
-        provision_model(models_dir, str(tmp_path / "nope.gguf"))
+        provision(models_dir, str(tmp_path / "nope.gguf"))
     assert info.value.exit_code == 66
-    assert model_status(models_dir, str(tmp_path / "nope.gguf"))["state"] == "missing"
+    assert status(models_dir, str(tmp_path / "nope.gguf"))["state"] == "missing"
 
 
 def test_split_gguf_needs_every_shard_and_is_referenced_by_the_first(
@@ -119,10 +118,10 @@ def test_split_gguf_needs_every_shard_and_is_referenced_by_the_first(
 ) -> None:
     for i in (1, 2, 3):
         (tmp_path / f"big-{i:05d}-of-00003.gguf").write_bytes(gguf_bytes(i))
-    got = provision_model(models_dir, str(tmp_path / "big-00002-of-00003.gguf"))
+    got = provision(models_dir, str(tmp_path / "big-00002-of-00003.gguf"))
     assert got.path == tmp_path / "big-00001-of-00003.gguf"
     assert len(got.files) == 3
-    roles = {f["path"]: f["role"] for f in load_registry(models_dir)[str(got.path)]["files"]}
+    roles = {f["path"]: f["role"] for f in load_catalog(models_dir)[str(got.path)]["files"]}
     assert roles == {
         "big-00001-of-00003.gguf": "model",
         "big-00002-of-00003.gguf": "shard",
@@ -130,7 +129,7 @@ def test_split_gguf_needs_every_shard_and_is_referenced_by_the_first(
     }
     (tmp_path / "big-00003-of-00003.gguf").unlink()
     with pytest.raises(NotFoundError, match=r"missing shards: big-00003-of-00003\.gguf"):
-        provision_model(models_dir, str(tmp_path / "big-00001-of-00003.gguf"))
+        provision(models_dir, str(tmp_path / "big-00001-of-00003.gguf"))
 
 
 def test_directory_with_model_and_projector(
@@ -138,7 +137,7 @@ def test_directory_with_model_and_projector(
 ) -> None:
     (tmp_path / "m.gguf").write_bytes(gguf_bytes(1))
     (tmp_path / "mmproj-m-f16.gguf").write_bytes(gguf_bytes(2))
-    got = provision_model(models_dir, str(tmp_path))
+    got = provision(models_dir, str(tmp_path))
     assert got.path == tmp_path / "m.gguf"
     assert got.projector == tmp_path / "mmproj-m-f16.gguf"
     registry = json.loads((models_dir / "model_registry.json").read_text())
@@ -152,13 +151,13 @@ def test_an_unwritable_models_dir_does_not_stop_a_local_model(
     """Tests run as root (modes do not stop root): a file where .locks/ must go makes writes fail."""
     model = tmp_path / "m.gguf"
     model.write_bytes(tiny_model.read_bytes())
-    provision_model(models_dir, str(model))  # catalogued while writable
+    provision(models_dir, str(model))  # catalogued while writable
     (models_dir / ".locks").rename(tmp_path / "old-locks")
     (models_dir / ".locks").write_text("not a folder")
-    assert provision_model(models_dir, str(model)).path == model  # warm: last_accessed not written
+    assert provision(models_dir, str(model)).path == model  # warm: last_accessed not written
     other = tmp_path / "n.gguf"
     other.write_bytes(tiny_model.read_bytes())
-    assert provision_model(models_dir, str(other)).path == other  # cold: not catalogued, still served
+    assert provision(models_dir, str(other)).path == other  # cold: not catalogued, still served
 
 
 def test_warm_use_rewrites_the_catalog_only_when_last_accessed_is_old(
@@ -169,14 +168,14 @@ def test_warm_use_rewrites_the_catalog_only_when_last_accessed_is_old(
 
     model = tmp_path / "m.gguf"
     model.write_bytes(tiny_model.read_bytes())
-    provision_model(models_dir, str(model))
+    provision(models_dir, str(model))
     registry = models_dir / "model_registry.json"
     before = registry.stat().st_mtime_ns, registry.read_text()
-    provision_model(models_dir, str(model))
+    provision(models_dir, str(model))
     assert (registry.stat().st_mtime_ns, registry.read_text()) == before
 
     data = json.loads(registry.read_text())
     data[str(model)]["last_accessed"] = "2026-01-01T00:00:00Z"
     registry.write_text(json.dumps(data))
-    provision_model(models_dir, str(model))
+    provision(models_dir, str(model))
     assert "2026-01-01T00:00:00Z" not in registry.read_text()

@@ -1,0 +1,95 @@
+"""Provision one model reference: present, verified, catalogued.
+
+Steps of :func:`ensure`:
+
+1. Parse the ref (E_CONFIG names it) and the expected sha256.
+2. Warm path: the catalog says this ref's files were verified and their (size,
+   mtime_ns, inode) are unchanged -> done. Nothing is hashed, opened or fetched; only
+   ``last_accessed`` is written (:meth:`Job.warm`).
+3. Otherwise the ref's source brings the bytes (``sources/local.py``, ``https.py``,
+   ``hf.py``). Offline, nothing touches the network: a missing file is E_NET naming
+   the ref.
+4. Every ``.gguf`` header is read (E_VERIFY if it is not a complete GGUF: the file is
+   removed from the final path); the catalog records sizes, sha256, stat keys and the
+   header; state ``pending`` -> ``active``, or ``failed`` with the error.
+5. One line per provisioning goes to ``models/provenance.jsonl``.
+
+A per-model lock avoids two pods downloading the same model; correctness never depends
+on it (unique partials, atomic renames, verification before publishing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from entrypoint.digest import parse_sha256
+from entrypoint.errors import AutoinferError, ConfigError
+from entrypoint.fsutil import file_lock
+from entrypoint.models.job import Job, ProvisionedModel, model_lock_path
+from entrypoint.models.refs import parse_model_ref
+from entrypoint.models.sources.hf import provision_hf
+from entrypoint.models.sources.https import provision_https
+from entrypoint.models.sources.local import provision_local
+from entrypoint.settings import Settings
+
+
+def ensure(
+    ref: str,
+    *,
+    sha256: str | None,
+    settings: Settings,
+    environ: Mapping[str, str],
+    base_dir: Path,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    revision: str | None = None,
+    refresh: bool = False,
+) -> ProvisionedModel:
+    """Ensure *ref* is present and verified (see the module docstring for the steps).
+
+    ``settings`` gives the models folder, offline mode and the lock timeout; *environ*
+    supplies ``HF_ENDPOINT``, ``HF_TOKEN`` and the HF cache variables; relative local
+    paths resolve against *base_dir*. *include*/*exclude* narrow a whole-repo ``hf:``
+    ref; *revision* is ``--revision``; *refresh* skips the warm path so that a moving
+    revision such as ``main`` is asked again (``models pull --refresh``).
+    """
+    parsed = parse_model_ref(ref, revision=revision)
+    expected = parse_sha256(sha256, "sha256") if sha256 else None
+    if (include or exclude) and not (parsed.source == "hf" and parsed.filename is None):
+        raise ConfigError(
+            f"model reference {parsed.text!r}: --include/--exclude apply to whole-repo refs (hf:owner/repo) only"
+        )
+    job = Job(
+        models_dir=settings.models_dir.absolute(),
+        ref=parsed,
+        expected=expected,
+        offline=settings.offline,
+        include=tuple(include),
+        exclude=tuple(exclude),
+        lock_timeout=settings.lock_timeout,
+        base_dir=base_dir,
+        environ=environ,
+    )
+    try:
+        if not refresh:
+            warm = job.warm()
+            if warm is not None:
+                return warm
+        return _cold(job)
+    except AutoinferError as exc:
+        job.record_failure(exc)
+        raise
+
+
+def _cold(job: Job) -> ProvisionedModel:
+    if job.ref.source == "local":
+        return provision_local(job)  # used in place: nothing to download, nothing to lock
+    lock = model_lock_path(job.models_dir, job.key)
+    with file_lock(lock, timeout=job.lock_timeout, what=f"model {job.ref.text}"):
+        warm = job.warm()  # another process may have just provisioned it
+        if warm is not None:
+            return warm
+        if job.ref.source == "https":
+            return provision_https(job)
+        return provision_hf(job)

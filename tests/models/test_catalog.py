@@ -1,0 +1,31 @@
+"""The model catalog: one key per model, whichever way a ref spells it; edits that survive a bad file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from entrypoint.models import parse_model_ref
+from entrypoint.models.catalog import CATALOG_FILE, catalog_key, edit_catalog, load_catalog
+
+
+def test_one_key_per_model(tmp_path: Path) -> None:
+    assert catalog_key(parse_model_ref("hf:acme/Tiny/q4/m.gguf@v1"), None) == "acme/Tiny"
+    assert catalog_key(parse_model_ref("https://example.org/m.gguf#x"), None) == "https://example.org/m.gguf"
+    shards = [f"file:{tmp_path}/big-0000{i}-of-00003.gguf" for i in (1, 2, 3)]
+    assert {catalog_key(parse_model_ref(s), None) for s in shards} == {str(tmp_path / "big-00001-of-00003.gguf")}
+    assert catalog_key(parse_model_ref("sub/m.gguf"), tmp_path) == str(tmp_path / "sub" / "m.gguf")
+
+
+def test_edit_writes_only_a_change_and_keeps_a_corrupt_file_aside(tmp_path: Path) -> None:
+    with edit_catalog(tmp_path) as entries:
+        assert entries == {}
+    assert not (tmp_path / CATALOG_FILE).exists()  # nothing changed: nothing written
+    with edit_catalog(tmp_path) as entries:
+        entries["acme/Tiny"] = {"state": "active"}
+    assert load_catalog(tmp_path) == {"acme/Tiny": {"state": "active"}}
+    (tmp_path / CATALOG_FILE).write_text("{not json")
+    assert load_catalog(tmp_path) == {}
+    with edit_catalog(tmp_path) as entries:
+        entries["acme/Other"] = {"state": "active"}
+    assert [p.name.split("-")[0] for p in tmp_path.glob(f"{CATALOG_FILE}.corrupt-*")] == [f"{CATALOG_FILE}.corrupt"]
+    assert load_catalog(tmp_path) == {"acme/Other": {"state": "active"}}
