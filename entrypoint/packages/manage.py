@@ -10,9 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from entrypoint import fsutil
+from entrypoint.config import load_config
 from entrypoint.errors import ArgsError, ConfigError, NotFoundError
 from entrypoint.packages import registry as regmod
 from entrypoint.packages.registry import Registry, Version
+from entrypoint.packages.release import index_for, installed_release, pick_asset
+from entrypoint.packages.repair import reconcile, trash
+from entrypoint.packages.variants import choose, os_names
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,6 @@ def config_pins(config: Path | None) -> list[Pin]:
     """``binary = "llama-cpp@..."`` pins of the config file (``[master]`` and every instance)."""
     if config is None:
         return []
-    from entrypoint.config import load_config
 
     cfg = load_config(config)
     pins = []
@@ -49,7 +52,7 @@ def pinned_by(version: Version, pins: list[Pin]) -> list[str]:
 
 @contextlib.contextmanager
 def _locked(root: Path, pkg: str, timeout: float) -> Iterator[None]:
-    with fsutil.file_lock(root / "run" / "locks" / f"pkg-{pkg}.lock", timeout=timeout, what=f"package {pkg}"):
+    with fsutil.file_lock(regmod.lock_path(root, pkg), timeout=timeout, what=f"package {pkg}"):
         yield
 
 
@@ -142,7 +145,7 @@ def remove(
             else:
                 with contextlib.suppress(FileNotFoundError):
                     link.unlink()
-        regmod.trash(version.dir(root))
+        trash(version.dir(root))
 
         regmod.update(root, lambda reg: reg.versions.pop(version.id, None))
     return {
@@ -206,7 +209,7 @@ def gc(
                     continue
                 report.removed.append(entry)
                 if not dry_run:
-                    regmod.trash(version.dir(root))
+                    trash(version.dir(root))
                     regmod.update(root, functools.partial(_forget_version, version.id))
     reg = Registry.load(root)
     used = {v.sha256 for v in reg.versions.values()}
@@ -226,7 +229,7 @@ def gc(
 
 
 def _repair_into(root: Path, pkg: str, done: list[str], reg: Registry) -> None:
-    done.extend(regmod.reconcile(root, pkg, reg))
+    done.extend(reconcile(root, pkg, reg))
 
 
 def _forget_version(vid: str, reg: Registry) -> None:
@@ -244,12 +247,7 @@ def latest(
     root: Path, *, releases_url: str, offline: bool, environ: Mapping[str, str], variant: str | None = None
 ) -> dict[str, Any]:
     """The newest llama.cpp release of the index, the asset that fits here, and whether it is installed."""
-    from entrypoint.packages.install import Installer
-    from entrypoint.packages.release_install import index_for, installed_release, pick_asset
-    from entrypoint.packages.variants import choose, os_names
-
-    installer = Installer(root, "llama-cpp")
-    index = index_for(installer, releases_url, environ, offline, "pkg latest")
+    index = index_for(root, releases_url, environ, offline, "pkg latest")
     release = index.latest()
     choice = choose(variant, environ)
     try:
@@ -263,7 +261,7 @@ def latest(
         }
     except NotFoundError:
         asset_info, chosen = None, None
-    found = installed_release(installer, Registry.load(root), release.tag, choice)
+    found = installed_release(root, "llama-cpp", Registry.load(root), release.tag, choice)
     return {
         "tag": release.tag,
         "published_at": release.published_at,

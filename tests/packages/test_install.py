@@ -15,6 +15,7 @@ from entrypoint.archive import Limits
 from entrypoint.errors import ArchiveError, DiskError, NotFoundError, VerifyError
 from entrypoint.packages import install_package
 from entrypoint.packages import registry as regmod
+from entrypoint.packages import repair as repmod
 from tests.helpers.fs import tmpfs
 from tests.packages.builders import member, release_archive, run_version, tar_with
 from tests.packages.conftest import assert_consistent, snapshot
@@ -218,7 +219,7 @@ def test_leftovers_of_a_crash_are_repaired(tmp_path: Path, root: Path) -> None:
     archive = release_archive(tmp_path, build=1)
     good = install_package(root, str(archive))
     base = root / "pkgs" / "llama-cpp"
-    name = regmod.staging_name().rsplit("-", 2)
+    name = repmod.staging_name().rsplit("-", 2)
     stale = base / f"{name[0]}-{_dead_pid()}-{'a' * 32}"
     (stale / "x").mkdir(parents=True)
     trash = base / ".trash-0000-abcd"
@@ -233,7 +234,7 @@ def test_leftovers_of_a_crash_are_repaired(tmp_path: Path, root: Path) -> None:
 
 def test_a_live_install_staging_dir_is_left_alone(tmp_path: Path, root: Path) -> None:
     install_package(root, str(release_archive(tmp_path, build=1)))
-    live = root / "pkgs" / "llama-cpp" / regmod.staging_name()  # our own pid: alive
+    live = root / "pkgs" / "llama-cpp" / repmod.staging_name()  # our own pid: alive
     live.mkdir()
     install_package(root, str(release_archive(tmp_path, build=2)))
     assert live.exists()
@@ -258,7 +259,7 @@ def test_marker_with_wrong_sha_is_reinstalled(tmp_path: Path, root: Path) -> Non
 def test_dangling_active_link_is_repaired(tmp_path: Path, root: Path) -> None:
     a = install_package(root, str(release_archive(tmp_path, build=1)))
     b = install_package(root, str(release_archive(tmp_path, build=2)))
-    regmod.trash(root / "pkgs" / "llama-cpp" / b.id)  # active version deleted behind our back
+    repmod.trash(root / "pkgs" / "llama-cpp" / b.id)  # active version deleted behind our back
     assert not (root / "llama-cpp").exists()
     result = install_package(root, str(release_archive(tmp_path, build=3)), activate=False)
     assert any("dangling" in line for line in result.repaired)

@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from entrypoint.packages import registry as regmod
+from entrypoint.packages import repair as repmod
 from entrypoint.packages.registry import Registry, Version, same_version
 
 
@@ -39,10 +39,10 @@ def test_a_corrupt_entry_is_skipped(tmp_path: Path) -> None:
 def test_staging_of_another_namespace_is_stale_only_when_old(tmp_path: Path) -> None:
     foreign = tmp_path / f".staging-ffffffff-1-1-{'0' * 32}"
     foreign.mkdir()
-    assert not regmod.staging_is_stale(foreign)
-    old = time.time() - regmod.STALE_FOREIGN_SECONDS - 10
+    assert not repmod.staging_is_stale(foreign)
+    old = time.time() - repmod.STALE_FOREIGN_SECONDS - 10
     os.utime(foreign, (old, old))
-    assert regmod.staging_is_stale(foreign)
-    mine = tmp_path / regmod.staging_name()
+    assert repmod.staging_is_stale(foreign)
+    mine = tmp_path / repmod.staging_name()
     mine.mkdir()
-    assert not regmod.staging_is_stale(mine)
+    assert not repmod.staging_is_stale(mine)

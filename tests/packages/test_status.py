@@ -1,21 +1,16 @@
-"""The calls plan and boot make: check_request, package_status, install_requested, resolve_binary."""
+"""The calls plan and boot make: check (validate and describe a request) and ensure (install it)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from entrypoint import digest
-from entrypoint.errors import ConfigError, NotFoundError
-from entrypoint.packages import (
-    check_request,
-    install_package,
-    install_requested,
-    package_status,
-    resolve_binary,
-)
+from entrypoint.errors import ConfigError
+from entrypoint.packages import InstallResult, check, ensure, install_package
 from entrypoint.settings import PackageRequest, Settings
 from tests.packages.builders import release_archive
 from tests.packages.conftest import snapshot
@@ -23,6 +18,20 @@ from tests.packages.conftest import snapshot
 
 def settings_for(root: Path, **env: str) -> Settings:
     return Settings.from_environ({"AUTO_INFER_ROOT": str(root), **env})
+
+
+def check_request(request: PackageRequest) -> None:
+    check(request, Settings(), {})
+
+
+def package_status(root: Path, request: PackageRequest, settings: Settings) -> dict[str, Any]:
+    assert settings.root == root
+    return check(request, settings, {}).to_dict()
+
+
+def install_requested(root: Path, request: PackageRequest, settings: Settings) -> InstallResult:
+    assert settings.root == root
+    return ensure(check(request, settings, {}), settings, {})
 
 
 def test_check_request_names_the_variable(tmp_path: Path) -> None:
@@ -78,25 +87,3 @@ def test_plan_notices_a_changed_archive_and_a_missing_source(tmp_path: Path) -> 
     )
     gone = PackageRequest("llama-cpp", on_boot=True, path=str(tmp_path / "gone.tar.gz"))
     assert package_status(root, gone, settings_for(root))["state"] == "source-missing"
-
-
-def test_resolve_binary_active_pinned_and_missing(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    assert resolve_binary(root, None) is None
-    with pytest.raises(NotFoundError, match="llama-cpp"):
-        resolve_binary(root, "llama-cpp")
-    a = install_package(root, str(release_archive(tmp_path, build=1)))
-    b = install_package(root, str(release_archive(tmp_path, build=2)))
-    active = resolve_binary(root, None)
-    assert active is not None and active.path == root / "llama-cpp" / "bin" / "llama-server"
-    assert active.version == "b2" and active.package_id == b.id
-    assert resolve_binary(root, "llama-cpp") == active
-    by_version = resolve_binary(root, "llama-cpp@b1")
-    assert by_version is not None and by_version.package_id == a.id
-    assert by_version.path == root / "pkgs" / "llama-cpp" / a.id / "bin" / "llama-server"
-    assert by_version.path.is_file()
-    by_id = resolve_binary(root, f"llama-cpp@{a.id}")
-    assert by_id == by_version
-    assert resolve_binary(root, "llama-cpp@1") == by_version  # b1 and 1 name the same build
-    with pytest.raises(NotFoundError, match="llama-cpp@b999"):
-        resolve_binary(root, "llama-cpp@b999")
