@@ -32,7 +32,7 @@ class PackageStatus:
 
     ``state``: ``installed`` (nothing to do, or only an activation: *activate*),
     ``install``, ``changed`` (the cached archive of that name differs from the source
-    now), ``source-missing``, or ``off`` (``GET_PKG_ON_BOOT`` is off: nothing is done).
+    now), or ``off`` (``GET_PKG_ON_BOOT`` is off: nothing is done).
     *id* and *version* name the installed version that satisfies the request.
     *variant*, *variant_reason* and *tag* are set for a request by version; *error*
     says why boot would fail (offline but the index is needed).

@@ -86,4 +86,7 @@ def test_plan_notices_a_changed_archive_and_a_missing_source(tmp_path: Path) -> 
         == "changed"
     )
     gone = PackageRequest("llama-cpp", on_boot=True, path=str(tmp_path / "gone.tar.gz"))
-    assert package_status(root, gone, settings_for(root))["state"] == "source-missing"
+    # A missing source used to be described as "source-missing" by the status alone, while
+    # plan refused it (check_request) first: check is now the one validation, so it refuses.
+    with pytest.raises(ConfigError, match=r"AUTO_INFER_LLAMA_CPP_PKG_PATH=.*gone\.tar\.gz: no such file"):
+        package_status(root, gone, settings_for(root))
