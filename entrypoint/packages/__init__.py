@@ -16,7 +16,7 @@ is), :mod:`.cache` (what is remembered of it), :mod:`.fetch` (into ``cache/``),
 versions, and the layout under the root), :mod:`.repair` and :mod:`.legacy` (what
 crashes and older installers left), :mod:`.release`/:mod:`.releases`/:mod:`.variants`
 (``llama-cpp@<version>``), :mod:`.installer` (the steps in order), :mod:`.status`,
-:mod:`.resolve` and :mod:`.manage`.
+:mod:`.resolve`, :mod:`.manage` and :mod:`.pins`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from entrypoint.packages.job import Hook, InstallResult, result_of
-from entrypoint.packages.manage import GcReport, Pin, activate, gc, info, latest, list_versions, load_pins, remove
+from entrypoint.packages.manage import GcReport, activate, gc, info, latest, list_versions, remove
+from entrypoint.packages.pins import Pin, load_pins
 from entrypoint.packages.registry import Registry, active_id, binary_path, intact
 from entrypoint.packages.resolve import ResolvedBinary, find_binary
 from entrypoint.packages.status import PackageStatus, check

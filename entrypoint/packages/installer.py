@@ -5,7 +5,8 @@ Steps of :func:`install_package` (a local path, ``file://`` or ``http(s)://`` ar
 
 1. Warm check, without the lock: the source's stat matches what the registry
    remembers, so does the cached copy's, and the version installed from that digest is
-   intact and active. Then nothing is copied, extracted or hashed, and nothing written.
+   intact and active, and nothing needs repair (the registry lists exactly the version
+   dirs on disk). Then nothing is copied, extracted or hashed, and nothing written.
 2. Take the package lock (it only avoids duplicate work; see below) and repair what a
    crash left: stale staging dirs, forgotten or broken versions, a dangling link
    (:mod:`repair`), and a directory installed the old way (:mod:`legacy`).

@@ -1,6 +1,6 @@
 """Normalise an extracted archive so that ``<version>/bin/<exe>`` runs, whatever its layout.
 
-Accepted, at the archive root or under one top folder (SPEC section 2):
+Accepted at the top of the archive or under one top folder, the layouts real releases use:
 
 - ``bin/<exe>``: kept as it is;
 - ``build/bin/<exe>`` (Windows-style release zips): kept, plus ``bin -> build/bin``;
@@ -54,7 +54,7 @@ def _find(tree: Path, exe: str, strict: bool) -> tuple[Path, str]:
                 return top, "bin"
     raise ArchiveError(
         f"no {exe} in the archive (looked for bin/{exe}, build/bin/{exe} and {exe}, "
-        "at the root or under one top folder)",
+        "at the top of the archive or under one top folder)",
         hint="is this the right package? pass --name to install another package",
     )
 
