@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,7 @@ from entrypoint import digest
 from entrypoint.errors import ConfigError
 from entrypoint.packages import InstallResult, check, ensure, install_package
 from entrypoint.settings import PackageRequest, Settings
+from tests.helpers.cli import cli_env
 from tests.packages.builders import release_archive
 from tests.packages.conftest import snapshot
 
@@ -90,3 +94,32 @@ def test_plan_notices_a_changed_archive_and_a_missing_source(tmp_path: Path) -> 
     # plan refused it (check_request) first: check is now the one validation, so it refuses.
     with pytest.raises(ConfigError, match=r"AUTO_INFER_LLAMA_CPP_PKG_PATH=.*gone\.tar\.gz: no such file"):
         package_status(root, gone, settings_for(root))
+
+
+WARM_BOOT = """
+import json, sys
+from entrypoint.settings import Settings
+from entrypoint import packages
+env = json.loads(sys.argv[1])
+settings = Settings.from_environ(env)
+request = settings.package("llama-cpp")
+result = packages.ensure(packages.check(request, settings, env), settings, env)
+heavy = ("entrypoint.archive", "entrypoint.download", "entrypoint.packages.installer", "urllib3", "zstandard")
+print(json.dumps({"changed": result.changed, "loaded": sorted(m for m in heavy if m in sys.modules)}))
+"""
+
+
+def test_a_warm_check_and_ensure_do_not_load_the_install_pipeline(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    archive = release_archive(tmp_path)
+    install_package(root, str(archive))
+    env = {
+        "AUTO_INFER_ROOT": str(root),
+        "AUTO_INFER_LLAMA_CPP_GET_PKG_ON_BOOT": "1",
+        "AUTO_INFER_LLAMA_CPP_PKG_PATH": str(archive),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", WARM_BOOT, json.dumps(env)], env=cli_env(), capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"changed": False, "loaded": []}
