@@ -22,6 +22,7 @@ crashes and older installers left), :mod:`.release`/:mod:`.releases`/:mod:`.vari
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,7 +64,11 @@ def ensure(status: PackageStatus, settings: Settings, environ: Mapping[str, str]
 
     When *status* found the request installed, active and nothing to repair, and the
     version is still intact, that is the answer: the installer is not even imported.
+    A status of a request with ``GET_PKG_ON_BOOT`` off is checked as if it were on
+    (asked to install, it must make sense).
     """
+    if status.state == "off":
+        status = check(replace(status.request, on_boot=True), settings, environ)
     request = status.request
     root = settings.root.absolute()
     if status.state == "installed" and status.id is not None and not status.activate and not status.needs_repair:

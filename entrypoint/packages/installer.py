@@ -91,7 +91,7 @@ def install_package(
         if name is not None and name != pkg:
             raise ConfigError(f"{source}: --name {name} contradicts the package named in the reference")
         return install_release(
-            Job(root, pkg, limits, hook=hook, lock_timeout=lock_timeout, locking=locking),
+            Job(root, pkg, limits, hook=hook, lock_timeout=lock_timeout, locking=locking, environ=env),
             wanted,
             variant=variant,
             sha256=parse_sha256(sha256, "--sha256") if sha256 else None,
@@ -108,7 +108,7 @@ def install_package(
     expected = parse_sha256(sha256, "--sha256") if sha256 else None
     src = Source.parse(source)
     src.require_file(requested_by, source)
-    job = Job(root, pkg, limits, hook=hook, lock_timeout=lock_timeout, locking=locking)
+    job = Job(root, pkg, limits, hook=hook, lock_timeout=lock_timeout, locking=locking, environ=env)
     done = warm(job, src, expected, activate=activate)
     if done is not None:
         return done

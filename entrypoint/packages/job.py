@@ -8,7 +8,7 @@ tested (the hook is a parameter, so the product never reads a test variable).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,6 +69,7 @@ class Job:
     hook: Hook | None = None
     lock_timeout: float = 600.0
     locking: bool = True
+    environ: Mapping[str, str] = field(default_factory=dict)  # PATH for `<exe> --version`
     repaired: list[str] = field(default_factory=list)
 
     @property

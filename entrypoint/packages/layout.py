@@ -15,6 +15,7 @@ import os
 import re
 import stat
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,11 +85,16 @@ def normalise(tree: Path, out: Path, pkg: str) -> Layout:
     return Layout(kind=kind, executables=tuple(executables))
 
 
-def probe_version(exe: Path, pkg: str, timeout: float = 10.0) -> str | None:
-    """Ask the executable: llama-server prints its build number to stderr (``--version``)."""
+def probe_version(exe: Path, pkg: str, environ: Mapping[str, str] | None = None, timeout: float = 10.0) -> str | None:
+    """Ask the executable: llama-server prints its build number to stderr (``--version``).
+
+    It runs with only PATH (from *environ*) and its own folder as LD_LIBRARY_PATH, so
+    the libraries it loads are the ones it shipped with.
+    """
     if not exe.is_file():
         return None
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LD_LIBRARY_PATH": str(exe.parent)}
+    path = (environ or {}).get("PATH") or "/usr/bin:/bin"
+    env = {"PATH": path, "LD_LIBRARY_PATH": str(exe.parent)}
     try:
         proc = subprocess.run(
             [str(exe), "--version"], capture_output=True, text=True, timeout=timeout, env=env, check=False

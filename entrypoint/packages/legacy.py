@@ -33,7 +33,7 @@ def adopt_legacy(job: Job, reg: Registry) -> None:
     entry = Version(
         id=vid,
         pkg=job.pkg,
-        version=probe_version(link / "bin" / exe, job.pkg)
+        version=probe_version(link / "bin" / exe, job.pkg, job.environ)
         or version_from_name(str(old.get("archive_name", "")), job.pkg),
         variant=None,
         sha256=str(old.get("sha256", "")),

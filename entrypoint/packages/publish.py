@@ -77,7 +77,7 @@ def publish(
         check_tree(out, src.basename)  # links that only worked from the old top folder now dangle
         exe = executable_for(job.pkg)
         # `--version` loads every .so: the syncer finishes the tree meanwhile
-        found = version if version is not None else probe_version(out / "bin" / exe, job.pkg)
+        found = version if version is not None else probe_version(out / "bin" / exe, job.pkg, job.environ)
         vid = new_id()
         now = time.time()
         entry = Version(

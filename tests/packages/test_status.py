@@ -123,3 +123,13 @@ def test_a_warm_check_and_ensure_do_not_load_the_install_pipeline(tmp_path: Path
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"changed": False, "loaded": []}
+
+
+def test_a_request_that_is_off_is_not_checked_but_ensure_checks_it(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    off = PackageRequest("llama-cpp", on_boot=False, path=str(tmp_path / "nope.tar.gz"))
+    status = check(off, settings_for(root), {})
+    assert status.state == "off" and status.to_dict()["on_boot"] is False
+    with pytest.raises(ConfigError, match=r"AUTO_INFER_LLAMA_CPP_PKG_PATH=.*nope\.tar\.gz: no such file"):
+        ensure(status, settings_for(root), {})
+    assert not root.exists()
