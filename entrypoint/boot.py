@@ -77,8 +77,8 @@ def prepare(settings: Settings, *, environ: Mapping[str, str], base_dir: Path | 
         log.warning("%s", warning)
     prepared = Prepared(plan=plan)
 
-    for request in plan.boot_packages:
-        result = packages.install_requested(settings.root, request, settings)
+    for status in plan.packages:
+        result = packages.ensure(status, settings, environ)
         prepared.installs.append(result)
         log.info(
             "package %s %s (%s): %s", result.name, result.version, result.id, ", ".join(result.actions) or "no change"

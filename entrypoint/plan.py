@@ -12,13 +12,16 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from entrypoint.config import Config, Instance, load_config
 from entrypoint.errors import ConfigError, NotFoundError
 from entrypoint.servers import ServerSpec
 from entrypoint.settings import PackageRequest, Settings
 from entrypoint.supervisor import StateLayout, check_state_dir
+
+if TYPE_CHECKING:
+    from entrypoint.packages import PackageStatus
 
 LLAMA_CPP = "llama-cpp"
 SERVER_EXE = "llama-server"
@@ -36,7 +39,7 @@ class Binary:
 class Plan:
     settings: Settings
     config: Config | None
-    packages: list[dict[str, Any]] = field(default_factory=list)
+    packages: list[PackageStatus] = field(default_factory=list)
     models: list[dict[str, Any]] = field(default_factory=list)
     servers: list[ServerSpec] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -58,7 +61,7 @@ class Plan:
             "offline": s.offline,
             "serving": s.serving,
             "config": str(s.llama_cpp_config) if s.llama_cpp_config else None,
-            "packages": self.packages,
+            "packages": [p.to_dict() for p in self.packages],
             "models": self.models,
             "servers": [spec.to_dict() for spec in self.servers],
             "supervisor": {
@@ -86,13 +89,7 @@ def make_plan(settings: Settings, *, environ: Mapping[str, str], base_dir: Path 
                     f"{request.var('GET_PKG_ON_BOOT')} is off: {request.name} is not installed on boot"
                 )
             continue
-        if not (request.path or request.version):
-            raise ConfigError(
-                f"{request.var('GET_PKG_ON_BOOT')} is on but neither {request.var('PKG_PATH')} "
-                f"nor {request.var('VERSION')} says what to install"
-            )
-        packages.check_request(request)
-        plan.packages.append(packages.package_status(settings.root, request, settings))
+        plan.packages.append(packages.check(request, settings, environ))
 
     if settings.llama_cpp_on_boot:
         if config is None:
@@ -177,22 +174,28 @@ def resolve_binary(settings: Settings, config: Config, pin: str | None, *, stric
 
     if pin:
         try:
-            found = packages.resolve_binary(settings.root, pin, SERVER_EXE)
+            found = packages.find_binary(settings.root, pin, SERVER_EXE)
         except NotFoundError:
             if strict or not _installs(settings, pin.split("@")[0]):
                 raise
             found = None
         if found is not None:
             return Binary(str(found.path), found.version, found.package_id, f"pinned {pin}")
-        return Binary(str(settings.root / LLAMA_CPP / "bin" / SERVER_EXE), None, None, f"{pin}, installed by this boot")
+        return Binary(
+            str(packages.binary_path(settings.root, LLAMA_CPP, SERVER_EXE)),
+            None,
+            None,
+            f"{pin}, installed by this boot",
+        )
     if config.llama_cpp_path:
         return Binary(config.llama_cpp_path, note="master.llama_cpp_path")
-    active = packages.resolve_binary(settings.root, None, SERVER_EXE)
+    active = packages.find_binary(settings.root, None, SERVER_EXE)
     if active is not None and (strict or not _installs(settings, LLAMA_CPP)):
         return Binary(str(active.path), active.version, active.package_id, "the active llama-cpp package")
     if not strict and _installs(settings, LLAMA_CPP):
         return Binary(
-            str(settings.root / LLAMA_CPP / "bin" / SERVER_EXE), note="the llama-cpp package this boot installs"
+            str(packages.binary_path(settings.root, LLAMA_CPP, SERVER_EXE)),
+            note="the llama-cpp package this boot installs",
         )
     on_path = shutil.which(SERVER_EXE)
     if on_path:

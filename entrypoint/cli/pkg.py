@@ -85,7 +85,7 @@ def install(
 @command
 def list_(app: App) -> Outcome:
     """List installed versions (* marks the active one)."""
-    from entrypoint.packages.manage import list_versions, load_pins
+    from entrypoint.packages import list_versions, load_pins
 
     settings, root = _root(app)
     data = list_versions(root, load_pins(settings.llama_cpp_config, force=True))
@@ -108,8 +108,8 @@ def list_(app: App) -> Outcome:
 @command
 def info(app: App, ref: str) -> Outcome:
     """Show one version: ID is an id (or prefix), a version, or <pkg>@<id|version>."""
-    from entrypoint.packages.manage import info as info_of
-    from entrypoint.packages.manage import load_pins
+    from entrypoint.packages import info as info_of
+    from entrypoint.packages import load_pins
 
     settings, root = _root(app)
     data = info_of(root, ref, load_pins(settings.llama_cpp_config, force=True))
@@ -122,7 +122,7 @@ def info(app: App, ref: str) -> Outcome:
 @command
 def activate(app: App, ref: str) -> Outcome:
     """Make ID the active version (one atomic symlink switch: the rollback)."""
-    from entrypoint.packages.manage import activate as do_activate
+    from entrypoint.packages import activate as do_activate
 
     settings, root = _root(app)
     data = do_activate(root, ref, lock_timeout=settings.lock_timeout)
@@ -137,8 +137,8 @@ def activate(app: App, ref: str) -> Outcome:
 @command
 def remove(app: App, ref: str, force: bool) -> Outcome:
     """Remove one version; refuses the active one and pinned ones unless --force."""
-    from entrypoint.packages.manage import load_pins
-    from entrypoint.packages.manage import remove as do_remove
+    from entrypoint.packages import load_pins
+    from entrypoint.packages import remove as do_remove
 
     settings, root = _root(app)
     data = do_remove(
@@ -158,8 +158,8 @@ def remove(app: App, ref: str, force: bool) -> Outcome:
 @command
 def gc(app: App, keep: int, dry_run: bool) -> Outcome:
     """Remove old versions: keeps the active, the pinned and the N newest of each package."""
-    from entrypoint.packages.manage import gc as do_gc
-    from entrypoint.packages.manage import load_pins
+    from entrypoint.packages import gc as do_gc
+    from entrypoint.packages import load_pins
 
     settings, root = _root(app)
     report = do_gc(
@@ -186,7 +186,7 @@ def gc(app: App, keep: int, dry_run: bool) -> Outcome:
 @command
 def latest(app: App, offline: bool, variant: str | None) -> Outcome:
     """Ask the release index (AUTO_INFER_LLAMA_CPP_RELEASES_URL) for the newest llama.cpp build."""
-    from entrypoint.packages.manage import latest as ask_latest
+    from entrypoint.packages import latest as ask_latest
 
     settings, root = _root(app)
     data = ask_latest(

@@ -1,6 +1,6 @@
 """Normalise an extracted archive so that ``<version>/bin/<exe>`` runs, whatever its layout.
 
-Accepted, at the archive root or under one top folder (SPEC section 2):
+Accepted at the top of the archive or under one top folder, the layouts real releases use:
 
 - ``bin/<exe>``: kept as it is;
 - ``build/bin/<exe>`` (Windows-style release zips): kept, plus ``bin -> build/bin``;
@@ -15,6 +15,7 @@ import os
 import re
 import stat
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def _find(tree: Path, exe: str, strict: bool) -> tuple[Path, str]:
                 return top, "bin"
     raise ArchiveError(
         f"no {exe} in the archive (looked for bin/{exe}, build/bin/{exe} and {exe}, "
-        "at the root or under one top folder)",
+        "at the top of the archive or under one top folder)",
         hint="is this the right package? pass --name to install another package",
     )
 
@@ -84,11 +85,16 @@ def normalise(tree: Path, out: Path, pkg: str) -> Layout:
     return Layout(kind=kind, executables=tuple(executables))
 
 
-def probe_version(exe: Path, pkg: str, timeout: float = 10.0) -> str | None:
-    """Ask the executable: llama-server prints its build number to stderr (``--version``)."""
+def probe_version(exe: Path, pkg: str, environ: Mapping[str, str] | None = None, timeout: float = 10.0) -> str | None:
+    """Ask the executable: llama-server prints its build number to stderr (``--version``).
+
+    It runs with only PATH (from *environ*) and its own folder as LD_LIBRARY_PATH, so
+    the libraries it loads are the ones it shipped with.
+    """
     if not exe.is_file():
         return None
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LD_LIBRARY_PATH": str(exe.parent)}
+    path = (environ or {}).get("PATH") or "/usr/bin:/bin"
+    env = {"PATH": path, "LD_LIBRARY_PATH": str(exe.parent)}
     try:
         proc = subprocess.run(
             [str(exe), "--version"], capture_output=True, text=True, timeout=timeout, env=env, check=False

@@ -1,4 +1,4 @@
-"""List, inspect, activate (roll back), remove and collect installed versions."""
+"""List, inspect, activate (roll back), remove and collect installed versions; ask for the latest release."""
 
 from __future__ import annotations
 
@@ -10,46 +10,28 @@ from pathlib import Path
 from typing import Any
 
 from entrypoint import fsutil
-from entrypoint.errors import ArgsError, ConfigError, NotFoundError
-from entrypoint.packages import registry as regmod
-from entrypoint.packages.registry import Registry, Version
-
-
-@dataclass(frozen=True)
-class Pin:
-    ref: str  # llama-cpp | llama-cpp@<id or version>
-    where: str  # [master] or [instance.<name>.control] of the config file
-
-
-def config_pins(config: Path | None) -> list[Pin]:
-    """``binary = "llama-cpp@..."`` pins of the config file (``[master]`` and every instance)."""
-    if config is None:
-        return []
-    from entrypoint.config import load_config
-
-    cfg = load_config(config)
-    pins = []
-    if cfg.binary:
-        pins.append(Pin(cfg.binary, f"{config} [master]"))
-    for inst in cfg.instances:
-        if inst.control.binary:
-            pins.append(Pin(inst.control.binary, f"{config} [instance.{inst.name}.control]"))
-    return pins
-
-
-def pinned_by(version: Version, pins: list[Pin]) -> list[str]:
-    """Where *version* is pinned (a version pin holds every install of that version)."""
-    out = []
-    for pin in pins:
-        pkg, _, ref = pin.ref.partition("@")
-        if pkg == version.pkg and ref and version.matches(ref):
-            out.append(pin.where)
-    return out
+from entrypoint.errors import ArgsError, NotFoundError
+from entrypoint.packages.pins import Pin, pinned_by
+from entrypoint.packages.registry import (
+    MARKER,
+    Registry,
+    Version,
+    active_id,
+    active_link,
+    intact,
+    link_target,
+    lock_path,
+    pkgs_dir,
+    update,
+)
+from entrypoint.packages.release import index_for, installed_release, pick_asset
+from entrypoint.packages.repair import reconcile, trash
+from entrypoint.packages.variants import choose, os_names
 
 
 @contextlib.contextmanager
 def _locked(root: Path, pkg: str, timeout: float) -> Iterator[None]:
-    with fsutil.file_lock(root / "run" / "locks" / f"pkg-{pkg}.lock", timeout=timeout, what=f"package {pkg}"):
+    with fsutil.file_lock(lock_path(root, pkg), timeout=timeout, what=f"package {pkg}"):
         yield
 
 
@@ -68,8 +50,8 @@ def resolve_ref(root: Path, reg: Registry, ref: str) -> Version:
 def describe(root: Path, version: Version, pins: list[Pin] | None = None) -> dict[str, Any]:
     body = version.to_dict()
     body["dir"] = str(version.dir(root))
-    body["active"] = regmod.active_id(root, version.pkg) == version.id
-    body["intact"] = regmod.intact(root, version)
+    body["active"] = active_id(root, version.pkg) == version.id
+    body["intact"] = intact(root, version)
     body["pinned_by"] = pinned_by(version, pins or [])
     return body
 
@@ -79,7 +61,7 @@ def list_versions(root: Path, pins: list[Pin] | None = None) -> dict[str, Any]:
     packages: dict[str, Any] = {}
     for pkg in sorted({v.pkg for v in reg.versions.values()}):
         packages[pkg] = {
-            "active": regmod.active_id(root, pkg),
+            "active": active_id(root, pkg),
             "versions": [describe(root, v, pins) for v in reg.of(pkg)],
         }
     return {"root": str(root), "packages": packages}
@@ -89,7 +71,7 @@ def info(root: Path, ref: str, pins: list[Pin] | None = None) -> dict[str, Any]:
     reg = Registry.load(root)
     version = resolve_ref(root, reg, ref)
     body = describe(root, version, pins)
-    body["marker"] = fsutil.read_json(version.dir(root) / regmod.MARKER)
+    body["marker"] = fsutil.read_json(version.dir(root) / MARKER)
     return body
 
 
@@ -97,14 +79,14 @@ def activate(root: Path, ref: str, *, lock_timeout: float = 600.0) -> dict[str, 
     """Switch ``<root>/<pkg>`` to *ref* (the rollback): one symlink rename."""
     version = resolve_ref(root, Registry.load(root), ref)
     with _locked(root, version.pkg, lock_timeout):
-        if not regmod.intact(root, version):
+        if not intact(root, version):
             raise NotFoundError(
                 f"{version.pkg} {version.id} is damaged (marker or executable missing); reinstall it",
                 hint=f"autoinfer pkg install <archive> --name {version.pkg}",
             )
-        previous = regmod.active_id(root, version.pkg)
+        previous = active_id(root, version.pkg)
         if previous != version.id:
-            fsutil.atomic_symlink(regmod.link_target(version.pkg, version.id), regmod.active_link(root, version.pkg))
+            fsutil.atomic_symlink(link_target(version.pkg, version.id), active_link(root, version.pkg))
     return {
         "id": version.id,
         "name": version.pkg,
@@ -121,7 +103,7 @@ def remove(
     version = resolve_ref(root, Registry.load(root), ref)
     pins = pins or []
     with _locked(root, version.pkg, lock_timeout):
-        active = regmod.active_id(root, version.pkg) == version.id
+        active = active_id(root, version.pkg) == version.id
         where = pinned_by(version, pins)
         if not force and active:
             raise ArgsError(
@@ -134,23 +116,23 @@ def remove(
             )
         switched_to = None
         if active:
-            others = [v for v in Registry.load(root).of(version.pkg) if v.id != version.id and regmod.intact(root, v)]
-            link = regmod.active_link(root, version.pkg)
+            others = [v for v in Registry.load(root).of(version.pkg) if v.id != version.id and intact(root, v)]
+            link = active_link(root, version.pkg)
             if others:
-                fsutil.atomic_symlink(regmod.link_target(version.pkg, others[0].id), link)
+                fsutil.atomic_symlink(link_target(version.pkg, others[0].id), link)
                 switched_to = others[0].id
             else:
                 with contextlib.suppress(FileNotFoundError):
                     link.unlink()
-        regmod.trash(version.dir(root))
+        trash(version.dir(root))
 
-        regmod.update(root, lambda reg: reg.versions.pop(version.id, None))
+        update(root, lambda reg: reg.versions.pop(version.id, None))
     return {
         "removed": version.id,
         "name": version.pkg,
         "version": version.version,
         "was_active": active,
-        "active": switched_to if active else regmod.active_id(root, version.pkg),
+        "active": switched_to if active else active_id(root, version.pkg),
         "pinned_by": where,
     }
 
@@ -188,9 +170,9 @@ def gc(
     for pkg in pkgs:
         with _locked(root, pkg, lock_timeout):
             if not dry_run:
-                regmod.update(root, functools.partial(_repair_into, root, pkg, report.repaired))
+                update(root, functools.partial(_repair_into, root, pkg, report.repaired))
             reg = Registry.load(root)
-            active = regmod.active_id(root, pkg)
+            active = active_id(root, pkg)
             for rank, version in enumerate(reg.of(pkg)):
                 reasons = []
                 if version.id == active:
@@ -206,8 +188,8 @@ def gc(
                     continue
                 report.removed.append(entry)
                 if not dry_run:
-                    regmod.trash(version.dir(root))
-                    regmod.update(root, functools.partial(_forget_version, version.id))
+                    trash(version.dir(root))
+                    update(root, functools.partial(_forget_version, version.id))
     reg = Registry.load(root)
     used = {v.sha256 for v in reg.versions.values()}
     for name, record in sorted(reg.archives.items()):
@@ -221,12 +203,12 @@ def gc(
             for name in report.cache_removed:
                 r.archives.pop(name, None)
 
-        regmod.update(root, forget)
+        update(root, forget)
     return report
 
 
 def _repair_into(root: Path, pkg: str, done: list[str], reg: Registry) -> None:
-    done.extend(regmod.reconcile(root, pkg, reg))
+    done.extend(reconcile(root, pkg, reg))
 
 
 def _forget_version(vid: str, reg: Registry) -> None:
@@ -234,7 +216,7 @@ def _forget_version(vid: str, reg: Registry) -> None:
 
 
 def _pkg_dirs(root: Path) -> set[str]:
-    base = regmod.pkgs_dir(root)
+    base = pkgs_dir(root)
     if not base.is_dir():
         return set()
     return {p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")}
@@ -244,12 +226,7 @@ def latest(
     root: Path, *, releases_url: str, offline: bool, environ: Mapping[str, str], variant: str | None = None
 ) -> dict[str, Any]:
     """The newest llama.cpp release of the index, the asset that fits here, and whether it is installed."""
-    from entrypoint.packages.install import Installer
-    from entrypoint.packages.release_install import index_for, installed_release, pick_asset
-    from entrypoint.packages.variants import choose, os_names
-
-    installer = Installer(root, "llama-cpp")
-    index = index_for(installer, releases_url, environ, offline, "pkg latest")
+    index = index_for(root, releases_url, environ, offline, "pkg latest")
     release = index.latest()
     choice = choose(variant, environ)
     try:
@@ -263,7 +240,7 @@ def latest(
         }
     except NotFoundError:
         asset_info, chosen = None, None
-    found = installed_release(installer, Registry.load(root), release.tag, choice)
+    found = installed_release(root, "llama-cpp", Registry.load(root), release.tag, choice)
     return {
         "tag": release.tag,
         "published_at": release.published_at,
@@ -273,16 +250,3 @@ def latest(
         "installed": found.id if found else None,
         "variants": release.variants(os_names()),
     }
-
-
-def load_pins(config: Path | None, *, force: bool) -> list[Pin]:
-    """Pins of the config; an unreadable config refuses (unless *force*: then no pins)."""
-    try:
-        return config_pins(config)
-    except (ConfigError, NotFoundError) as exc:
-        if force:
-            return []
-        raise ConfigError(
-            f"cannot read the pins of AUTO_INFER_LLAMA_CPP_CONFIG: {exc.message}",
-            hint="fix the config, or pass --force to ignore pins",
-        ) from exc

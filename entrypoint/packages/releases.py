@@ -89,6 +89,15 @@ def parse_ref(source: str) -> tuple[str, str] | None:
     return (match.group("pkg"), match.group("version")) if match else None
 
 
+def asset_variant(name: str) -> str | None:
+    """The canonical variant in a release asset's name; None when the name is not an asset's.
+
+    A name that looks like an asset but carries no valid variant is :class:`ConfigError`.
+    """
+    match = _ASSET.match(name)
+    return canonical(match.group("variant")) if match else None
+
+
 def parse_release(body: Any) -> Release:
     if not isinstance(body, dict) or "tag_name" not in body:
         raise NetError("the release index answered something that is not a release (no tag_name)")

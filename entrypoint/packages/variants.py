@@ -1,6 +1,7 @@
 """Which llama.cpp build variant fits this machine: CUDA, Vulkan or CPU.
 
-Variant names follow seed 001 (``cpu-x64``, ``vulkan-x64``, ``cuda-12.4-x64``). Release
+Variant names are ``<family>-<arch>`` (``cpu-x64``, ``vulkan-x64``, ``cuda-12.4-x64``), one
+name for a build whether it came from a release or a local archive. Release
 assets are named ``llama-<tag>-bin-<os>-<variant>.<ext>``; on Linux the CPU build is
 ``...-ubuntu-x64`` (no ``cpu-``), which :func:`canonical` maps to ``cpu-x64``.
 
@@ -161,7 +162,7 @@ def _nvidia(environ: Mapping[str, str], run: Runner) -> tuple[tuple[int, int], i
 
 
 def _vulkan(environ: Mapping[str, str], run: Runner) -> str | None:
-    import ctypes.util
+    import ctypes.util  # deferred: only a machine without nvidia-smi probes for Vulkan
 
     extra = [d for d in environ.get("LD_LIBRARY_PATH", "").split(":") if d]
     loader = [*glob.glob("/usr/lib*/libvulkan.so.1"), *glob.glob("/usr/lib/*/libvulkan.so.1")]

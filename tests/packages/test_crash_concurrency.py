@@ -19,7 +19,7 @@ import pytest
 
 from entrypoint.packages import install_package
 from entrypoint.packages import registry as regmod
-from entrypoint.packages.install import STEPS
+from entrypoint.packages.job import STEPS
 from entrypoint.packages.manage import activate
 from tests.helpers.cli import cli_env
 from tests.packages.builders import release_archive, run_version

@@ -10,7 +10,8 @@ import pytest
 from entrypoint.errors import ArgsError, ConfigError, NotFoundError
 from entrypoint.packages import install_package
 from entrypoint.packages import registry as regmod
-from entrypoint.packages.manage import activate, config_pins, gc, load_pins, remove
+from entrypoint.packages.manage import activate, gc, remove
+from entrypoint.packages.pins import config_pins, load_pins
 from tests.packages.builders import release_archive, run_version
 from tests.packages.conftest import assert_consistent
 

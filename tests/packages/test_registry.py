@@ -1,12 +1,9 @@
-"""Registry look-ups and staging ownership, on values built directly."""
+"""Registry look-ups, on values built directly."""
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
-from entrypoint.packages import registry as regmod
 from entrypoint.packages.registry import Registry, Version, same_version
 
 
@@ -34,15 +31,3 @@ def test_a_corrupt_entry_is_skipped(tmp_path: Path) -> None:
     (tmp_path / "pkgs").mkdir()
     (tmp_path / "pkgs" / "registry.json").write_text('{"versions": {"x": {"id": "x"}, "y": 3}, "archives": []}')
     assert Registry.load(tmp_path).versions == {}
-
-
-def test_staging_of_another_namespace_is_stale_only_when_old(tmp_path: Path) -> None:
-    foreign = tmp_path / f".staging-ffffffff-1-1-{'0' * 32}"
-    foreign.mkdir()
-    assert not regmod.staging_is_stale(foreign)
-    old = time.time() - regmod.STALE_FOREIGN_SECONDS - 10
-    os.utime(foreign, (old, old))
-    assert regmod.staging_is_stale(foreign)
-    mine = tmp_path / regmod.staging_name()
-    mine.mkdir()
-    assert not regmod.staging_is_stale(mine)

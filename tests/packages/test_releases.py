@@ -14,15 +14,16 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from entrypoint.errors import NetError, NotFoundError, VerifyError
-from entrypoint.packages import install_package, install_requested, package_status
+from entrypoint.packages import InstallResult, check, ensure, install_package
 from entrypoint.packages import registry as regmod
 from entrypoint.packages.releases import ReleaseIndex, parse_release
 from entrypoint.packages.variants import choose
-from entrypoint.settings import Settings
+from entrypoint.settings import PackageRequest, Settings
 from tests.helpers.httpserver import Server
 from tests.packages.builders import release_archive, run_version
 
@@ -154,6 +155,16 @@ def env_with(tmp: Path, nvidia: str | None = None) -> dict[str, str]:
         )
         smi.chmod(0o755)
     return {"PATH": str(bindir)}
+
+
+def package_status(root: Path, request: PackageRequest, settings: Settings) -> dict[str, Any]:
+    assert settings.root == root
+    return check(request, settings, {}).to_dict()
+
+
+def install_requested(root: Path, request: PackageRequest, settings: Settings) -> InstallResult:
+    assert settings.root == root
+    return ensure(check(request, settings, {}), settings, {})
 
 
 def test_install_by_version_then_no_network_at_all(tmp_path: Path, index: Index) -> None:

@@ -1,28 +1,41 @@
-"""The calls plan and boot make: check_request, package_status, install_requested, resolve_binary."""
+"""The calls plan and boot make: check (validate and describe a request) and ensure (install it)."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from entrypoint import digest
-from entrypoint.errors import ConfigError, NotFoundError
-from entrypoint.packages import (
-    check_request,
-    install_package,
-    install_requested,
-    package_status,
-    resolve_binary,
-)
+from entrypoint.errors import ConfigError
+from entrypoint.packages import InstallResult, check, ensure, install_package
 from entrypoint.settings import PackageRequest, Settings
+from tests.helpers.cli import cli_env
 from tests.packages.builders import release_archive
 from tests.packages.conftest import snapshot
 
 
 def settings_for(root: Path, **env: str) -> Settings:
     return Settings.from_environ({"AUTO_INFER_ROOT": str(root), **env})
+
+
+def check_request(request: PackageRequest) -> None:
+    check(request, Settings(), {})
+
+
+def package_status(root: Path, request: PackageRequest, settings: Settings) -> dict[str, Any]:
+    assert settings.root == root
+    return check(request, settings, {}).to_dict()
+
+
+def install_requested(root: Path, request: PackageRequest, settings: Settings) -> InstallResult:
+    assert settings.root == root
+    return ensure(check(request, settings, {}), settings, {})
 
 
 def test_check_request_names_the_variable(tmp_path: Path) -> None:
@@ -77,26 +90,46 @@ def test_plan_notices_a_changed_archive_and_a_missing_source(tmp_path: Path) -> 
         == "changed"
     )
     gone = PackageRequest("llama-cpp", on_boot=True, path=str(tmp_path / "gone.tar.gz"))
-    assert package_status(root, gone, settings_for(root))["state"] == "source-missing"
+    # A missing source used to be described as "source-missing" by the status alone, while
+    # plan refused it (check_request) first: check is now the one validation, so it refuses.
+    with pytest.raises(ConfigError, match=r"AUTO_INFER_LLAMA_CPP_PKG_PATH=.*gone\.tar\.gz: no such file"):
+        package_status(root, gone, settings_for(root))
 
 
-def test_resolve_binary_active_pinned_and_missing(tmp_path: Path) -> None:
+WARM_BOOT = """
+import json, sys
+from entrypoint.settings import Settings
+from entrypoint import packages
+env = json.loads(sys.argv[1])
+settings = Settings.from_environ(env)
+request = settings.package("llama-cpp")
+result = packages.ensure(packages.check(request, settings, env), settings, env)
+heavy = ("entrypoint.archive", "entrypoint.download", "entrypoint.packages.installer", "urllib3", "zstandard")
+print(json.dumps({"changed": result.changed, "loaded": sorted(m for m in heavy if m in sys.modules)}))
+"""
+
+
+def test_a_warm_check_and_ensure_do_not_load_the_install_pipeline(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    assert resolve_binary(root, None) is None
-    with pytest.raises(NotFoundError, match="llama-cpp"):
-        resolve_binary(root, "llama-cpp")
-    a = install_package(root, str(release_archive(tmp_path, build=1)))
-    b = install_package(root, str(release_archive(tmp_path, build=2)))
-    active = resolve_binary(root, None)
-    assert active is not None and active.path == root / "llama-cpp" / "bin" / "llama-server"
-    assert active.version == "b2" and active.package_id == b.id
-    assert resolve_binary(root, "llama-cpp") == active
-    by_version = resolve_binary(root, "llama-cpp@b1")
-    assert by_version is not None and by_version.package_id == a.id
-    assert by_version.path == root / "pkgs" / "llama-cpp" / a.id / "bin" / "llama-server"
-    assert by_version.path.is_file()
-    by_id = resolve_binary(root, f"llama-cpp@{a.id}")
-    assert by_id == by_version
-    assert resolve_binary(root, "llama-cpp@1") == by_version  # b1 and 1 name the same build
-    with pytest.raises(NotFoundError, match="llama-cpp@b999"):
-        resolve_binary(root, "llama-cpp@b999")
+    archive = release_archive(tmp_path)
+    install_package(root, str(archive))
+    env = {
+        "AUTO_INFER_ROOT": str(root),
+        "AUTO_INFER_LLAMA_CPP_GET_PKG_ON_BOOT": "1",
+        "AUTO_INFER_LLAMA_CPP_PKG_PATH": str(archive),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", WARM_BOOT, json.dumps(env)], env=cli_env(), capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"changed": False, "loaded": []}
+
+
+def test_a_request_that_is_off_is_not_checked_but_ensure_checks_it(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    off = PackageRequest("llama-cpp", on_boot=False, path=str(tmp_path / "nope.tar.gz"))
+    status = check(off, settings_for(root), {})
+    assert status.state == "off" and status.to_dict()["on_boot"] is False
+    with pytest.raises(ConfigError, match=r"AUTO_INFER_LLAMA_CPP_PKG_PATH=.*nope\.tar\.gz: no such file"):
+        ensure(status, settings_for(root), {})
+    assert not root.exists()

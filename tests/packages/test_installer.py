@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import tarfile
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from entrypoint import digest
 from entrypoint.archive import Limits
-from entrypoint.errors import ArchiveError, DiskError, NotFoundError, VerifyError
+from entrypoint.errors import ArchiveError, DiskError, VerifyError
 from entrypoint.packages import install_package
 from entrypoint.packages import registry as regmod
 from tests.helpers.fs import tmpfs
@@ -160,11 +159,6 @@ def test_no_activate_installs_side_by_side(tmp_path: Path, root: Path) -> None:
     assert (root / "pkgs" / "llama-cpp" / b.id / "bin" / "llama-server").is_file()
 
 
-def test_missing_source_is_not_found(root: Path, tmp_path: Path) -> None:
-    with pytest.raises(NotFoundError, match="no such file"):
-        install_package(root, str(tmp_path / "nope.tar.gz"))
-
-
 def test_version_from_the_name_when_the_binary_does_not_run(tmp_path: Path, root: Path) -> None:
     tree = tmp_path / "t" / "llama-b4242"
     tree.mkdir(parents=True)
@@ -203,88 +197,6 @@ def test_http_source_with_wrong_sha_is_refused(tmp_path: Path, root: Path, http_
         install_package(root, url, sha256="1" * 64)
     assert not (root / "cache" / "x.tar.gz").exists()
     assert not (root / "llama-cpp").exists()
-
-
-# -- broken states built directly -------------------------------------------------------------
-
-
-def _dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
-
-
-def test_leftovers_of_a_crash_are_repaired(tmp_path: Path, root: Path) -> None:
-    archive = release_archive(tmp_path, build=1)
-    good = install_package(root, str(archive))
-    base = root / "pkgs" / "llama-cpp"
-    name = regmod.staging_name().rsplit("-", 2)
-    stale = base / f"{name[0]}-{_dead_pid()}-{'a' * 32}"
-    (stale / "x").mkdir(parents=True)
-    trash = base / ".trash-0000-abcd"
-    trash.mkdir()
-    (root / ".llama-cpp.link-deadbeef").symlink_to("pkgs/nowhere")
-    other = install_package(root, str(release_archive(tmp_path, build=2)), activate=False)
-    assert not stale.exists() and not trash.exists() and not (root / ".llama-cpp.link-deadbeef").exists()
-    assert any("staging" in line for line in other.repaired)
-    assert regmod.active_id(root, "llama-cpp") == good.id
-    assert_consistent(root)
-
-
-def test_a_live_install_staging_dir_is_left_alone(tmp_path: Path, root: Path) -> None:
-    install_package(root, str(release_archive(tmp_path, build=1)))
-    live = root / "pkgs" / "llama-cpp" / regmod.staging_name()  # our own pid: alive
-    live.mkdir()
-    install_package(root, str(release_archive(tmp_path, build=2)))
-    assert live.exists()
-
-
-def test_marker_with_wrong_sha_is_reinstalled(tmp_path: Path, root: Path) -> None:
-    archive = release_archive(tmp_path)
-    first = install_package(root, str(archive))
-    marker = root / "llama-cpp" / regmod.MARKER
-    data = json.loads(marker.read_text())
-    data["sha256"] = "f" * 64
-    marker.write_text(json.dumps(data))
-    again = install_package(root, str(archive))
-    assert again.changed and again.id != first.id
-    assert regmod.intact(root, regmod.Registry.load(root).versions[again.id])
-    # the damaged one is removed by the next repair, once it is no longer active
-    install_package(root, str(release_archive(tmp_path, build=9)), activate=False)
-    assert first.id not in regmod.Registry.load(root).versions
-    assert_consistent(root)
-
-
-def test_dangling_active_link_is_repaired(tmp_path: Path, root: Path) -> None:
-    a = install_package(root, str(release_archive(tmp_path, build=1)))
-    b = install_package(root, str(release_archive(tmp_path, build=2)))
-    regmod.trash(root / "pkgs" / "llama-cpp" / b.id)  # active version deleted behind our back
-    assert not (root / "llama-cpp").exists()
-    result = install_package(root, str(release_archive(tmp_path, build=3)), activate=False)
-    assert any("dangling" in line for line in result.repaired)
-    assert regmod.active_id(root, "llama-cpp") == a.id
-    assert_consistent(root)
-
-
-def test_a_version_the_registry_forgot_is_adopted(tmp_path: Path, root: Path) -> None:
-    a = install_package(root, str(release_archive(tmp_path, build=1)))
-    (root / "pkgs" / "registry.json").write_text("{ not json")
-    result = install_package(root, str(release_archive(tmp_path, build=2)))
-    assert any(a.id in line and "adopted" in line for line in result.repaired)
-    assert_consistent(root)
-
-
-def test_legacy_directory_is_migrated(tmp_path: Path, root: Path) -> None:
-    legacy = root / "llama-cpp" / "bin"
-    legacy.mkdir(parents=True)
-    (legacy / "llama-server").write_bytes(b'#!/bin/sh\necho "version: 55 (x)" >&2\n')
-    (legacy / "llama-server").chmod(0o755)
-    (root / "llama-cpp" / ".installed-from.json").write_text(json.dumps({"archive_name": "old.tgz", "sha256": "ab"}))
-    result = install_package(root, str(release_archive(tmp_path, build=2)))
-    assert any("migrated" in line for line in result.repaired)
-    assert (root / "llama-cpp").is_symlink()
-    versions = {v.version for v in regmod.Registry.load(root).of("llama-cpp")}
-    assert versions == {"b55", "b2"}
 
 
 # -- disk full --------------------------------------------------------------------------------
