@@ -15,7 +15,7 @@ Steps of :func:`boot`:
 
 Why step 5 runs the init in this process rather than exec'ing it: each new Python
 interpreter costs tens of milliseconds before it does anything, and a warm boot's
-whole budget is a few hundred (issue 7: under 0.5 s over llama-server alone). The
+whole budget is a few hundred (under 0.5 s over llama-server alone: bench/README.md). The
 price is memory: PID 1 keeps what boot imported (about 15 MB more than a bare init).
 """
 
@@ -25,11 +25,13 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from entrypoint.plan import Plan, build_specs, make_plan, model_key, resolve_binary
+from entrypoint import models, packages, supervisor
+from entrypoint.errors import ConfigError
+from entrypoint.plan import ModelStep, Plan, choose_binary, make_plan, server_spec, swap_spec
 from entrypoint.servers import ServerSpec
 from entrypoint.settings import Settings
 
@@ -45,21 +47,26 @@ def exec_process(file: str, argv: Sequence[str], env: Mapping[str, str]) -> NoRe
 
 @dataclass
 class Prepared:
+    """What boot did: the plan it followed and the result of each step."""
+
     plan: Plan
-    installs: list[Any] = field(default_factory=list)
-    models: list[Any] = field(default_factory=list)
-    servers: list[ServerSpec] = field(default_factory=list)
-    files: Any = None
-    exec_argv: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+    installs: list[packages.InstallResult]
+    models: list[models.ProvisionedModel]
+    servers: list[ServerSpec]
+    files: supervisor.SupervisorFiles
+    seconds: float
     exit_status: int | None = None  # set once our init, run in this process, has finished
+
+    @property
+    def exec_argv(self) -> list[str]:
+        return supervisor.exec_argv(self.files)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "installs": [i.to_dict() for i in self.installs],
             "models": [m.to_dict() for m in self.models],
             "servers": [s.to_dict() for s in self.servers],
-            "supervisor_conf": str(self.files.conf) if self.files is not None else None,
+            "supervisor_conf": str(self.files.conf),
             "exec": self.exec_argv,
             "seconds": round(self.seconds, 3),
             "warnings": self.plan.warnings,
@@ -68,81 +75,66 @@ class Prepared:
 
 def prepare(settings: Settings, *, environ: Mapping[str, str], base_dir: Path | None = None) -> Prepared:
     """Steps 1 to 4 (see the module docstring)."""
-    from entrypoint import packages, supervisor
-
     started = time.monotonic()
     base_dir = base_dir or Path.cwd()
     plan = make_plan(settings, environ=environ, base_dir=base_dir)
     for warning in plan.warnings:
         log.warning("%s", warning)
-    prepared = Prepared(plan=plan)
-
+    installs = []
     for status in plan.packages:
         result = packages.ensure(status, settings, environ)
-        prepared.installs.append(result)
+        installs.append(result)
         log.info(
             "package %s %s (%s): %s", result.name, result.version, result.id, ", ".join(result.actions) or "no change"
         )
 
-    if settings.llama_cpp_on_boot and plan.config is not None:
-        config = plan.config
-        resolved = _provision(plan, settings, environ, base_dir)
-        prepared.models = list({m.id: m for m in resolved.values()}.values())
-        prepared.servers = build_specs(
-            config,
-            settings,
-            environ,
-            model_path=lambda inst: (
-                (str(resolved[model_key(inst)].path), resolved[model_key(inst)].id)
-                if model_key(inst) in resolved
-                else (None, None)
-            ),
-            binary=lambda pin: resolve_binary(settings, config, pin, strict=True),
-        )
-    if settings.llama_swap_on_boot:
-        from entrypoint import swap
-
-        prepared.servers.append(
-            swap.server_spec(
-                settings,
-                environ,
-                llama_server=settings.root / "llama-cpp" / "bin" / "llama-server",
-                swap_binary=settings.root / "llama-swap" / "bin" / "llama-swap",
+    provisioned = {(step.ref, step.sha256): _provision(step, settings, environ, base_dir) for step in plan.models}
+    servers = []
+    for server in plan.servers:
+        binary = server.binary
+        if binary.pending:  # installed by this boot: now it must be there
+            assert plan.config is not None
+            binary = choose_binary(
+                settings, plan.config, server.instance.control.binary or plan.config.binary, strict=True
+            )
+        model = provisioned[(server.model.ref, server.model.sha256)] if server.model is not None else None
+        servers.append(
+            server_spec(
+                server.instance,
+                binary,
+                str(model.path) if model else None,
+                model.id if model else None,
+                environ=environ,
             )
         )
+    if plan.swap is not None:
+        servers.append(swap_spec(settings, environ, dry_run=False))
 
-    prepared.files = supervisor.write_config(
-        supervisor.StateLayout(settings.state_dir), prepared.servers, log_format=settings.log_format
+    files = supervisor.write_config(plan.layout, servers, log_format=settings.log_format)
+    return Prepared(
+        plan=plan,
+        installs=installs,
+        models=list({m.id: m for m in provisioned.values()}.values()),
+        servers=servers,
+        files=files,
+        seconds=time.monotonic() - started,
     )
-    prepared.exec_argv = supervisor.exec_argv(prepared.files)
-    prepared.seconds = time.monotonic() - started
-    return prepared
 
 
-def _provision(plan: Plan, settings: Settings, environ: Mapping[str, str], base_dir: Path) -> dict[str, Any]:
-    from entrypoint import models
-    from entrypoint.errors import ConfigError
-
-    resolved: dict[str, Any] = {}
-    for status in plan.models:
-        model = models.ensure(
-            status["ref"],
-            sha256=status.get("sha256_expected"),
-            settings=settings,
-            environ=environ,
-            base_dir=base_dir,
+def _provision(
+    step: ModelStep, settings: Settings, environ: Mapping[str, str], base_dir: Path
+) -> models.ProvisionedModel:
+    model = models.ensure(step.ref, sha256=step.sha256, settings=settings, environ=environ, base_dir=base_dir)
+    if Path(model.path).is_dir():
+        # A whole-repo ref (hf:owner/repo) with no single model file: llama-server
+        # needs one file, and guessing among several quantizations would be wrong.
+        raise ConfigError(
+            f"model {step.ref} (instances {', '.join(step.instances)}) is a folder of "
+            "several or no GGUF models; name one file: hf:owner/repo/<file>.gguf",
+            hint=f"the files are in {model.path}",
         )
-        if Path(model.path).is_dir():
-            # A whole-repo ref (hf:owner/repo) with no single model file: llama-server
-            # needs one file, and guessing among several quantizations would be wrong.
-            raise ConfigError(
-                f"model {status['ref']} (instances {', '.join(status['instances'])}) is a folder of "
-                "several or no GGUF models; name one file: hf:owner/repo/<file>.gguf",
-                hint=f"the files are in {model.path}",
-            )
-        log.info("model %s -> %s (%s)", status["ref"], model.path, model.outcome)
-        resolved[status["key"]] = model
-    return resolved
+    log.info("model %s -> %s (%s)", step.ref, model.path, model.outcome)
+    return model
 
 
 def boot(
@@ -185,7 +177,6 @@ def boot(
         if not prepared.servers:
             log.info("no server to start: supervisord runs idle (set AUTO_INFER_LLAMA_CPP_ON_BOOT=1 to serve)")
         if preforked is not None or _single_threaded():
-            from entrypoint import supervisor
             from entrypoint.supervisor import init
 
             log.info("starting supervisord (%s)", prepared.files.conf)

@@ -3,57 +3,91 @@
 :func:`make_plan` is also boot's first step: it validates every variable, the config
 and every model reference before anything is installed or written, so a bad value
 stops the container at once with exit 78 and the previous good state untouched.
+
+The plan is typed: one step per thing boot acts on (see docs/architecture.md):
+
+- :class:`~entrypoint.packages.PackageStatus` per package asked for on boot;
+- :class:`ModelStep` per distinct (model ref, expected digest) the enabled instances use;
+- :class:`ServerStep` per enabled instance: its config, the llama-server it runs and
+  the model step it waits for.
+
+Boot executes these steps in order and builds each server's final argv with the same
+:func:`server_spec` that the plan used, so the plan shows exactly what will run.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from entrypoint import models, packages, supervisor
 from entrypoint.config import Config, Instance, load_config
 from entrypoint.errors import ConfigError, NotFoundError
 from entrypoint.servers import ServerSpec
-from entrypoint.settings import PackageRequest, Settings
-from entrypoint.supervisor import StateLayout, check_state_dir
-
-if TYPE_CHECKING:
-    from entrypoint.packages import PackageStatus
+from entrypoint.settings import Settings
 
 LLAMA_CPP = "llama-cpp"
+LLAMA_SWAP = "llama-swap"
 SERVER_EXE = "llama-server"
 
 
 @dataclass(frozen=True)
 class Binary:
+    """The llama-server an instance runs, and why that one."""
+
     path: str
     version: str | None = None
     package_id: str | None = None
     note: str | None = None  # why this one (for people reading the plan)
+    pending: bool = False  # installed by this boot: boot resolves it again once installed
+
+
+@dataclass(frozen=True)
+class ModelStep:
+    """One distinct (model ref, expected digest): provisioned once, shared by its instances."""
+
+    ref: str
+    sha256: str | None
+    instances: tuple[str, ...]
+    status: models.ModelStatus
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.status.to_dict(), "instances": list(self.instances), "sha256_expected": self.sha256}
+
+
+@dataclass(frozen=True)
+class ServerStep:
+    """One enabled instance: what it runs (as planned) and the model step it needs."""
+
+    instance: Instance
+    binary: Binary
+    model: ModelStep | None
+    spec: ServerSpec  # the planned program; boot rebuilds it with the provisioned paths
 
 
 @dataclass
 class Plan:
     settings: Settings
     config: Config | None
-    packages: list[PackageStatus] = field(default_factory=list)
-    models: list[dict[str, Any]] = field(default_factory=list)
-    servers: list[ServerSpec] = field(default_factory=list)
+    layout: supervisor.StateLayout
+    packages: list[packages.PackageStatus] = field(default_factory=list)
+    models: list[ModelStep] = field(default_factory=list)
+    servers: list[ServerStep] = field(default_factory=list)
+    swap: ServerSpec | None = None  # llama-swap as the supervised program (AUTO_INFER_LLAMA_SWAP_ON_BOOT)
     warnings: list[str] = field(default_factory=list)
 
     @property
-    def boot_packages(self) -> list[PackageRequest]:
-        return [p for p in self.settings.packages if p.on_boot]
-
-    @property
-    def supervisor_conf(self) -> Path:
-        return StateLayout(self.settings.state_dir).conf
+    def specs(self) -> list[ServerSpec]:
+        """Every supervised program as planned (llama-swap last)."""
+        return [step.spec for step in self.servers] + ([self.swap] if self.swap else [])
 
     def to_dict(self) -> dict[str, Any]:
         s = self.settings
+        specs = self.specs
         return {
             "root": str(s.root),
             "state_dir": str(s.state_dir),
@@ -62,11 +96,11 @@ class Plan:
             "serving": s.serving,
             "config": str(s.llama_cpp_config) if s.llama_cpp_config else None,
             "packages": [p.to_dict() for p in self.packages],
-            "models": self.models,
-            "servers": [spec.to_dict() for spec in self.servers],
+            "models": [m.to_dict() for m in self.models],
+            "servers": [spec.to_dict() for spec in specs],
             "supervisor": {
-                "conf": str(self.supervisor_conf),
-                "programs": [str(StateLayout(s.state_dir).program(x.name)) for x in self.servers],
+                "conf": str(self.layout.conf),
+                "programs": [str(self.layout.program(spec.name)) for spec in specs],
             },
             "warnings": self.warnings,
         }
@@ -74,13 +108,11 @@ class Plan:
 
 def make_plan(settings: Settings, *, environ: Mapping[str, str], base_dir: Path | None = None) -> Plan:
     """Validate everything and describe the boot (see the module docstring)."""
-    from entrypoint import packages  # deferred: keeps `autoinfer --help` light
-
     base_dir = base_dir or Path.cwd()
     config = _load(settings)
-    plan = Plan(settings=settings, config=config)
+    supervisor.check_state_dir(settings.state_dir)
+    plan = Plan(settings=settings, config=config, layout=supervisor.StateLayout(settings.state_dir))
     plan.warnings += [f"unknown variable {name} (ignored): a typo?" for name in settings.unknown]
-    check_state_dir(settings.state_dir)
 
     for request in settings.packages:
         if not request.on_boot:
@@ -94,15 +126,16 @@ def make_plan(settings: Settings, *, environ: Mapping[str, str], base_dir: Path 
     if settings.llama_cpp_on_boot:
         if config is None:
             raise ConfigError("AUTO_INFER_LLAMA_CPP_ON_BOOT is on but AUTO_INFER_LLAMA_CPP_CONFIG is not set")
-        plan.models = model_statuses(config.enabled_instances, settings, base_dir)
-        where = {m["key"]: m for m in plan.models}
-        plan.servers = build_specs(
-            config,
-            settings,
-            environ,
-            model_path=lambda inst: _planned_model(inst, where),
-            binary=lambda pin: resolve_binary(settings, config, pin, strict=False),
-        )
+        plan.models = model_steps(config.enabled_instances, settings, base_dir)
+        by_key = {(m.ref, m.sha256): m for m in plan.models}
+        for inst in config.enabled_instances:
+            binary = choose_binary(settings, config, inst.control.binary or config.binary, strict=False)
+            step = by_key.get((inst.model_ref, inst.control.model_sha256)) if inst.model_ref else None
+            path = str(step.status.path) if step else None
+            model_id = step.status.id if step else None
+            plan.servers.append(
+                ServerStep(inst, binary, step, server_spec(inst, binary, path, model_id, environ=environ))
+            )
         if not plan.servers:
             plan.warnings.append("the config enables no instance: supervisord will run with no server")
     elif config is not None:
@@ -110,17 +143,7 @@ def make_plan(settings: Settings, *, environ: Mapping[str, str], base_dir: Path 
             "AUTO_INFER_LLAMA_CPP_CONFIG is set but AUTO_INFER_LLAMA_CPP_ON_BOOT is off: no server starts"
         )
     if settings.llama_swap_on_boot:
-        from entrypoint import swap
-
-        plan.servers.append(
-            swap.server_spec(
-                settings,
-                environ,
-                llama_server=settings.root / "llama-cpp" / "bin" / "llama-server",
-                swap_binary=settings.root / "llama-swap" / "bin" / "llama-swap",
-                dry_run=True,
-            )
-        )
+        plan.swap = swap_spec(settings, environ, dry_run=True)
     return plan
 
 
@@ -133,45 +156,32 @@ def _load(settings: Settings) -> Config | None:
         raise ConfigError(f"AUTO_INFER_LLAMA_CPP_CONFIG: {exc.message}") from None
 
 
-def model_key(inst: Instance) -> str:
-    return f"{inst.model_ref}\0{inst.control.model_sha256 or ''}"
-
-
-def model_statuses(instances: Sequence[Instance], settings: Settings, base_dir: Path) -> list[dict[str, Any]]:
-    """One status per distinct (model ref, digest) the enabled instances use."""
-    from entrypoint import models
-
-    out: dict[str, dict[str, Any]] = {}
+def model_steps(instances: tuple[Instance, ...], settings: Settings, base_dir: Path) -> list[ModelStep]:
+    """One step per distinct (model ref, expected digest) the enabled instances use."""
+    users: dict[tuple[str, str | None], list[str]] = {}
     for inst in instances:
-        if inst.model_ref is None:
-            continue
-        key = model_key(inst)
-        if key in out:
-            out[key]["instances"].append(inst.name)
-            continue
-        status = models.check(
-            inst.model_ref, sha256=inst.control.model_sha256, models_dir=settings.models_dir, base_dir=base_dir
-        ).to_dict()
-        out[key] = {**status, "key": key, "instances": [inst.name], "sha256_expected": inst.control.model_sha256}
-    return list(out.values())
+        if inst.model_ref is not None:
+            users.setdefault((inst.model_ref, inst.control.model_sha256), []).append(inst.name)
+    return [
+        ModelStep(
+            ref=ref,
+            sha256=sha256,
+            instances=tuple(names),
+            status=models.check(ref, sha256=sha256, models_dir=settings.models_dir, base_dir=base_dir),
+        )
+        for (ref, sha256), names in users.items()
+    ]
 
 
-def _planned_model(inst: Instance, where: Mapping[str, Mapping[str, Any]]) -> tuple[str | None, str | None]:
-    status = where.get(model_key(inst))
-    if status is None:
-        return None, None
-    return str(status.get("path")) if status.get("path") else None, status.get("id")
+def choose_binary(settings: Settings, config: Config, pin: str | None, *, strict: bool) -> Binary:
+    """Which llama-server an instance runs.
 
-
-def resolve_binary(settings: Settings, config: Config, pin: str | None, *, strict: bool) -> Binary:
-    """Which llama-server an instance runs (SPEC section 3's order).
-
-    A pin (``binary = "llama-cpp@<id or version>"``) names an installed version; else
+    In this order (the README's "The config" section): a pin (``binary =
+    "llama-cpp@<id or version>"``) names an installed version; else
     ``master.llama_cpp_path``; else the active llama-cpp package; else llama-server on
     PATH. In a plan (*strict* False) a package that this boot will install counts.
     """
-    from entrypoint import packages
-
+    installed_by_boot = packages.binary_path(settings.root, LLAMA_CPP, SERVER_EXE)
     if pin:
         try:
             found = packages.find_binary(settings.root, pin, SERVER_EXE)
@@ -181,22 +191,14 @@ def resolve_binary(settings: Settings, config: Config, pin: str | None, *, stric
             found = None
         if found is not None:
             return Binary(str(found.path), found.version, found.package_id, f"pinned {pin}")
-        return Binary(
-            str(packages.binary_path(settings.root, LLAMA_CPP, SERVER_EXE)),
-            None,
-            None,
-            f"{pin}, installed by this boot",
-        )
+        return Binary(str(installed_by_boot), note=f"{pin}, installed by this boot", pending=True)
     if config.llama_cpp_path:
         return Binary(config.llama_cpp_path, note="master.llama_cpp_path")
     active = packages.find_binary(settings.root, None, SERVER_EXE)
     if active is not None and (strict or not _installs(settings, LLAMA_CPP)):
         return Binary(str(active.path), active.version, active.package_id, "the active llama-cpp package")
     if not strict and _installs(settings, LLAMA_CPP):
-        return Binary(
-            str(packages.binary_path(settings.root, LLAMA_CPP, SERVER_EXE)),
-            note="the llama-cpp package this boot installs",
-        )
+        return Binary(str(installed_by_boot), note="the llama-cpp package this boot installs", pending=True)
     on_path = shutil.which(SERVER_EXE)
     if on_path:
         return Binary(on_path, note="llama-server on PATH")
@@ -207,7 +209,7 @@ def resolve_binary(settings: Settings, config: Config, pin: str | None, *, stric
             hint="set AUTO_INFER_LLAMA_CPP_GET_PKG_ON_BOOT=1 with AUTO_INFER_LLAMA_CPP_PKG_PATH, "
             "or master.llama_cpp_path in the config",
         )
-    return Binary(SERVER_EXE, note="not found yet: boot will fail unless it appears")
+    return Binary(SERVER_EXE, note="not found yet: boot will fail unless it appears", pending=True)
 
 
 def _installs(settings: Settings, package: str) -> bool:
@@ -215,52 +217,58 @@ def _installs(settings: Settings, package: str) -> bool:
     return bool(request and request.on_boot)
 
 
-def build_specs(
-    config: Config,
-    settings: Settings,
-    environ: Mapping[str, str],
+def server_spec(
+    inst: Instance,
+    exe: Binary,
+    model_path: str | None,
+    model_id: str | None,
     *,
-    model_path: Callable[[Instance], tuple[str | None, str | None]],
-    binary: Callable[[str | None], Binary],
-) -> list[ServerSpec]:
-    """Turn every enabled instance into a :class:`ServerSpec` (argv, env, supervision)."""
-    specs = []
-    for inst in config.enabled_instances:
-        pin = inst.control.binary or config.binary
-        exe = binary(pin)
-        path, model_id = model_path(inst) if inst.model_ref is not None else (None, None)
-        env: dict[str, str] = {}
-        cuda = inst.control.cuda_visible_devices()
-        if cuda is not None:
-            env["CUDA_VISIBLE_DEVICES"] = cuda
-        # The binary's folder first: release archives ship their .so files beside it.
-        folder = os.path.dirname(exe.path)
-        inherited = environ.get("LD_LIBRARY_PATH", "")
-        if folder:
-            env["LD_LIBRARY_PATH"] = folder + (os.pathsep + inherited if inherited else "")
-        env.update(inst.control.env)
-        log_file = inst.control.log_file or (
-            str(Path(inst.control.log_dir) / f"{inst.name}.log") if inst.control.log_dir else None
-        )
-        specs.append(
-            ServerSpec(
-                name=inst.name,
-                argv=(exe.path, *inst.args(path)),
-                env=env,
-                host=inst.host,
-                port=inst.port,
-                model_ref=inst.model_ref,
-                model_path=path,
-                model_id=model_id,
-                binary=exe.path,
-                binary_version=exe.version,
-                binary_source=exe.note,
-                restart=inst.control.restart,
-                stop_timeout=inst.control.stop_timeout,
-                start_seconds=inst.control.start_seconds,
-                start_retries=inst.control.start_retries,
-                critical=inst.control.critical,
-                log_file=log_file,
-            )
-        )
-    return specs
+    environ: Mapping[str, str],
+) -> ServerSpec:
+    """One enabled instance as a supervised program: exact argv, environment, supervision."""
+    env: dict[str, str] = {}
+    cuda = inst.control.cuda_visible_devices()
+    if cuda is not None:
+        env["CUDA_VISIBLE_DEVICES"] = cuda
+    # The binary's folder first: release archives ship their .so files beside it.
+    folder = os.path.dirname(exe.path)
+    inherited = environ.get("LD_LIBRARY_PATH", "")
+    if folder:
+        env["LD_LIBRARY_PATH"] = folder + (os.pathsep + inherited if inherited else "")
+    env.update(inst.control.env)
+    log_file = inst.control.log_file or (
+        str(Path(inst.control.log_dir) / f"{inst.name}.log") if inst.control.log_dir else None
+    )
+    return ServerSpec(
+        name=inst.name,
+        argv=(exe.path, *inst.args(model_path)),
+        env=env,
+        host=inst.host,
+        port=inst.port,
+        model_ref=inst.model_ref,
+        model_path=model_path,
+        model_id=model_id,
+        binary=exe.path,
+        binary_version=exe.version,
+        binary_source=exe.note,
+        restart=inst.control.restart,
+        stop_timeout=inst.control.stop_timeout,
+        start_seconds=inst.control.start_seconds,
+        start_retries=inst.control.start_retries,
+        critical=inst.control.critical,
+        log_file=log_file,
+    )
+
+
+def swap_spec(settings: Settings, environ: Mapping[str, str], *, dry_run: bool) -> ServerSpec:
+    """llama-swap as the supervised program; syncs its config first (parses only when *dry_run*)."""
+    # Deferred: swap brings ruamel.yaml and the docker SDK, which only a llama-swap boot needs.
+    from entrypoint import swap
+
+    return swap.server_spec(
+        settings,
+        environ,
+        llama_server=packages.binary_path(settings.root, LLAMA_CPP, SERVER_EXE),
+        swap_binary=packages.binary_path(settings.root, LLAMA_SWAP, LLAMA_SWAP),
+        dry_run=dry_run,
+    )

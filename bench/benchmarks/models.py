@@ -1,6 +1,6 @@
-"""Warm model provisioning (issue 5): already-verified models must not be read again.
+"""Warm model provisioning: already-verified models must not be read again.
 
-``models.provision_model`` of every model, warm (each was verified once before the
+``models.ensure`` of every model, warm (each was verified once before the
 timing), in-process. Goal: under 100 ms for 20 GB of models (1 GB with --quick), i.e.
 independent of their size. Baseline: what a provisioner without a stat cache does on
 every boot, re-hashing each file (hashlib, the same library as ours).
@@ -14,7 +14,6 @@ one tiny GGUF; the catalog entries beyond the first are cloned, not provisioned 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import shutil
@@ -30,18 +29,14 @@ MB = 1 << 20
 
 
 def provisioner(models_dir: Path, base_dir: Path) -> Callable[[Path, str | None], Any]:
-    """``provision_model(models_dir, ref, sha256=...)`` with the keywords its signature takes."""
-    from entrypoint.models import provision_model
+    """``models.ensure(ref, sha256=...)`` offline, as boot calls it for one model."""
+    from entrypoint.models import ensure
+    from entrypoint.settings import Settings
 
-    params = inspect.signature(provision_model).parameters
-    extra: dict[str, Any] = {}
-    if "offline" in params:
-        extra["offline"] = True
-    if "base_dir" in params:
-        extra["base_dir"] = base_dir
+    settings = Settings(models_dir=models_dir, offline=True)
 
     def provision(path: Path, sha256: str | None) -> Any:
-        return provision_model(models_dir, str(path), sha256=sha256, **extra)
+        return ensure(str(path), sha256=sha256, settings=settings, environ={}, base_dir=base_dir)
 
     return provision
 

@@ -27,19 +27,19 @@ def render(app: App, write: bool) -> Outcome:
     plan = make_plan(settings, environ=app.environ, base_dir=Path.cwd())
     layout = StateLayout(settings.state_dir)
     if write:
-        files = write_config(layout, plan.servers, log_format=settings.log_format)
+        files = write_config(layout, plan.specs, log_format=settings.log_format)
         return Outcome(
             f"wrote {files.conf} and {len(files.programs)} program(s)",
             files.to_dict(),
             details=[f"removed {p}" for p in files.removed],
         )
-    contents = render_files(layout, plan.servers, log_format=settings.log_format)
+    contents = render_files(layout, plan.specs, log_format=settings.log_format)
     if app.json:
-        return Outcome(f"{len(plan.servers)} server(s)", {"files": {str(p): text for p, text in contents.items()}})
+        return Outcome(f"{len(plan.specs)} server(s)", {"files": {str(p): text for p, text in contents.items()}})
     details = []
     for path, text in contents.items():
         details += [f"# ---- {path}", text.rstrip("\n"), ""]
-    return Outcome(f"# {len(plan.servers)} server(s); nothing written (use --write)", details=details)
+    return Outcome(f"# {len(plan.specs)} server(s); nothing written (use --write)", details=details)
 
 
 @servers.command()
