@@ -1,7 +1,7 @@
 """One error tree for the whole package.
 
 Every failure that a user can cause or fix is an :class:`AutoinferError` subclass that
-carries its SPEC error code (``E_CONFIG`` ...) and its sysexits.h exit code. Only the CLI
+carries its error code (``E_CONFIG`` ..., listed in the README) and its sysexits.h exit code. Only the CLI
 turns these into a message, a hint and an exit status; everything below it raises.
 """
 

@@ -1,7 +1,7 @@
 """The CLI edge: the only place that turns results and errors into output and exit codes.
 
 Commands are thin: they build a keyword call into the core and return an
-:class:`Outcome`; :func:`command` renders it as text or as the SPEC's JSON object
+:class:`Outcome`; :func:`command` renders it as text or as the README's JSON object
 ``{"success", "message", "error_code", "data"}``, and maps every
 :class:`~entrypoint.errors.AutoinferError` to its exit code.
 """

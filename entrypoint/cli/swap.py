@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from entrypoint import packages
 from entrypoint.cli.edge import App, Outcome, command
 from entrypoint.errors import ConfigError
 from entrypoint.swap import (
@@ -96,7 +97,7 @@ def sync(
         "--reload-mode" if reload_mode else "LLAMA_SWAP_RELOAD_MODE",
     )
     # The llama-server the boot's entries run: where the llama-cpp package installs it.
-    llama_server = settings.root / "llama-cpp" / "bin" / "llama-server"
+    llama_server = packages.binary_path(settings.root, "llama-cpp", "llama-server")
     template = cmd_template or (
         boot_cmd_template(env, llama_server=llama_server) if on_boot else env.get("LLAMA_SWAP_CMD_TEMPLATE")
     )
