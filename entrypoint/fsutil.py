@@ -96,9 +96,10 @@ def _fsync_close(fd: int) -> None:
 def write_all(fd: int, data: bytes) -> None:
     """Write all of *data* to *fd*, however many short writes it takes.
 
-    ``os.write`` may write less than asked (a pipe, a signal, a nearly full disk); a
-    write of nothing at all would loop forever, so it raises ``OSError(ENOSPC)`` instead
-    (the only reason a regular file takes no byte without an error).
+    ``os.write`` may write less than asked (a pipe, a signal, a nearly full disk or a file
+    size limit); the rest is written by the next call, whose error, if any, is raised. A
+    call that writes nothing and reports no error would make the loop spin forever: it
+    raises ``OSError(ENOSPC)`` instead, as a device that takes no more bytes is full.
     """
     view = memoryview(data)
     while view:
