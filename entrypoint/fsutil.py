@@ -10,6 +10,7 @@ even when several containers share the volume and the lock below does not exclud
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import time
@@ -18,7 +19,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from entrypoint.errors import LockError, from_os_error
+from entrypoint.errors import DiskError, LockError, from_os_error
+
+#: Free space left over after a write that was checked with :func:`check_space`. What is
+#: written after the checked payload is small: the package marker, the registry and catalog
+#: JSON, logs (kilobytes each); 16 MiB covers them many times over plus the file system's
+#: own block and inode overhead. A larger margin (the models side once kept 64 MiB) gains
+#: no safety, since the write itself still reports ENOSPC as E_DISK, but refuses small
+#: volumes that would have worked, such as a 24 MiB emptyDir holding one llama.cpp build.
+SPACE_MARGIN = 16 << 20
 
 
 def temp_name(target: Path, tag: str = "tmp") -> Path:
@@ -84,6 +93,22 @@ def _fsync_close(fd: int) -> None:
         os.close(fd)
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of *data* to *fd*, however many short writes it takes.
+
+    ``os.write`` may write less than asked (a pipe, a signal, a nearly full disk or a file
+    size limit); the rest is written by the next call, whose error, if any, is raised. A
+    call that writes nothing and reports no error would make the loop spin forever: it
+    raises ``OSError(ENOSPC)`` instead, as a device that takes no more bytes is full.
+    """
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written == 0:
+            raise OSError(errno.ENOSPC, f"write to fd {fd} wrote nothing ({len(view)} bytes left)")
+        view = view[written:]
+
+
 def atomic_write_bytes(target: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Replace *target* with *data* atomically (temp file, fsync, rename, fsync dir)."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -91,9 +116,7 @@ def atomic_write_bytes(target: Path, data: bytes, *, mode: int = 0o644) -> None:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -208,3 +231,28 @@ def free_bytes(path: Path) -> int:
         probe = probe.parent
     st = os.statvfs(probe)
     return st.f_bavail * st.f_frsize
+
+
+def check_space(where: Path, need: int, what: str, *, margin: int = SPACE_MARGIN) -> None:
+    """Raise :class:`DiskError` unless the file system of *where* has *need* + *margin* bytes free.
+
+    *what* says what the space is for ("extracting llama.tar.gz"). Nothing is refused
+    when *need* is not positive (sizes not known in advance) or when the free space cannot
+    be read: the write itself then reports a full disk.
+    """
+    if need <= 0:
+        return
+    try:
+        free = free_bytes(where)
+    except OSError:
+        return
+    if need + margin > free:
+        raise DiskError(
+            f"not enough space for {what}: needs about {_mib(need)} MiB, {free >> 20} MiB free on {where}",
+            hint="free some space (`autoinfer pkg gc`, `autoinfer models gc --quota-gb N`) or use a larger volume",
+        )
+
+
+def _mib(n: int) -> str:
+    """Whole MiB, rounded up (a need of 100 KiB is 1 MiB, not 0)."""
+    return str(-(-n >> 20))
