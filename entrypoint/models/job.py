@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from entrypoint import fsutil
 from entrypoint.digest import StatKey, sha256_file
 from entrypoint.errors import (
     AutoinferError,
@@ -26,7 +27,6 @@ from entrypoint.errors import (
     PermError,
     VerifyError,
 )
-from entrypoint.fsutil import free_bytes
 from entrypoint.gguf_info import read_gguf_info
 from entrypoint.models import catalog, layout
 from entrypoint.models.catalog import file_unchanged
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 #: Free space kept on the models volume beyond a download itself. The package installer
 #: keeps its own (smaller) margin; the two are not unified yet.
-MODELS_DISK_MARGIN = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -165,15 +164,8 @@ class Job:
         )
 
     def check_disk_space(self, needed: int) -> None:
-        """E_DISK before a download that cannot fit (with :data:`MODELS_DISK_MARGIN` to spare)."""
-        if needed <= 0:
-            return
-        free = free_bytes(self.models_dir)
-        if free < needed + MODELS_DISK_MARGIN:
-            raise DiskError(
-                f"model {self.ref.text} needs {needed / 1e9:.2f} GB and {self.models_dir} has {free / 1e9:.2f} GB free",
-                hint="run `autoinfer models gc --quota-gb N`, narrow the download with --include, or grow the volume",
-            )
+        """E_DISK before a download that cannot fit (the margin is fsutil's, shared with packages)."""
+        fsutil.check_space(self.models_dir, needed, f"model {self.ref.text}")
 
     def reuse(self, target: Path, want: str | None, size: int | None) -> str | None:
         """Trust a final file the catalog does not know (a crash after publish) only if it checks out.

@@ -16,7 +16,6 @@ from entrypoint import fsutil
 from entrypoint.digest import StatKey, check_sha256, sha256_file
 from entrypoint.download import copy_file, fetch_url
 from entrypoint.packages.cache import cache_record, known_digest
-from entrypoint.packages.disk import check_space
 from entrypoint.packages.job import Job
 from entrypoint.packages.registry import Registry
 from entrypoint.packages.source import Source, same_file
@@ -49,7 +48,7 @@ def fetch(
         else:
             if job.locking:
                 drop_copy_leftovers(job, src.basename)
-            check_space(job.cache_dir, src.path.stat().st_size, f"copying {src.basename} to the cache")
+            fsutil.check_space(job.cache_dir, src.path.stat().st_size, f"copying {src.basename} to the cache")
             log.info("copying %s to %s (%d MB)", src.path, cached, src.path.stat().st_size // 1_000_000)
             sha = copy_file(src.path, cached, sha256=expected).sha256
             actions.append("copied to cache")

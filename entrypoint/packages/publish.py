@@ -19,7 +19,6 @@ from entrypoint import fsutil
 from entrypoint.archive import check_tree, detect_format, estimate_size, extract_archive
 from entrypoint.download import copy_times
 from entrypoint.errors import ConfigError, VerifyError, from_os_error
-from entrypoint.packages.disk import check_space
 from entrypoint.packages.job import Job
 from entrypoint.packages.layout import normalise, probe_version, version_from_name
 from entrypoint.packages.registry import MARKER, Version, active_link, executable_for, link_target, new_id
@@ -47,9 +46,9 @@ def publish(
     job.base.mkdir(parents=True, exist_ok=True)
     if cache_tmp is not None:
         job.cache_dir.mkdir(parents=True, exist_ok=True)
-        check_space(job.cache_dir, archive.stat().st_size, f"copying {src.basename} to the cache")
+        fsutil.check_space(job.cache_dir, archive.stat().st_size, f"copying {src.basename} to the cache")
         log.info("copying %s to %s (%d MB)", archive, cached, archive.stat().st_size // 1_000_000)
-    check_space(job.base, estimate_size(archive, fmt, job.limits), f"extracting {src.basename}")
+    fsutil.check_space(job.base, estimate_size(archive, fmt, job.limits), f"extracting {src.basename}")
     staging = job.base / staging_name()
     log.info("extracting %s (%s) for %s", src.basename, fmt, job.pkg)
     syncer = fsutil.Syncer()

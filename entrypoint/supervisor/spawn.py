@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from entrypoint import fsutil
+
 #: Signals our init forwards to supervisord (see init.py).
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -84,7 +86,7 @@ class Preforked:
         def start(env: dict[str, str]) -> int:
             order = json.dumps({"conf": str(conf), "env": env}).encode()
             try:
-                write_all_or_raise(self.order_fd, order)
+                fsutil.write_all(self.order_fd, order)
             finally:
                 os.close(self.order_fd)
             return self.pid
@@ -163,12 +165,6 @@ def _flush_stdio() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-
-
-def write_all_or_raise(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _close_fds_from(lowest: int, keep: int = -1) -> None:
