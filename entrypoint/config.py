@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from entrypoint.errors import ConfigError
-from entrypoint.safeio import read_small_file
+from entrypoint.safeio import printable, read_small_file
 
 MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: a config is a few KB; anything near this is not a config
 MAX_DEPTH = 16  # arrays and inline tables; the schema itself needs 2
@@ -188,21 +188,23 @@ def load_config(path: Path) -> Config:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise ConfigError(f"{printable(path)}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     return parse_config(text, str(path))
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:
     """Validate the TOML *text*; *source* names it in errors."""
     if len(text) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{source}: larger than {MAX_CONFIG_BYTES} bytes")
+        raise ConfigError(f"{printable(source)}: larger than {MAX_CONFIG_BYTES} bytes")
     prescan_toml(text, source)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}", data={"file": source}) from None
+        raise ConfigError(f"{printable(source)}: not valid TOML: {exc}", data={"file": source}) from None
     except (RecursionError, MemoryError):  # the pre-scan should have refused it first
-        raise ConfigError(f"{source}: too deeply nested or too large to parse", data={"file": source}) from None
+        raise ConfigError(
+            f"{printable(source)}: too deeply nested or too large to parse", data={"file": source}
+        ) from None
     return _Validator(text, source).config(data)
 
 
@@ -222,7 +224,7 @@ def prescan_toml(text: str, source: str = "<config>") -> None:
     line, i, n = 1, 0, len(text)
 
     def refuse(message: str) -> ConfigError:
-        return ConfigError(f"{source}:{line}: {message}", data={"file": source, "line": line})
+        return ConfigError(f"{printable(source)}:{line}: {message}", data={"file": source, "line": line})
 
     while True:
         match = _TOKEN.search(text, i)
@@ -295,8 +297,10 @@ class _Validator:
         where = f"{table}.{key}" if key else table
         line = self.locate(table, key) if len(where) <= _SHOWN_KEY else None
         at = f"{self.source}:{line}" if line else self.source
-        shown = where if len(where) <= _SHOWN_KEY else where[: _SHOWN_KEY - 3] + "..."
-        return ConfigError(f"{at}: {shown}: {message}", data={"key": shown, "line": line, "file": self.source})
+        shown = printable(where if len(where) <= _SHOWN_KEY else where[: _SHOWN_KEY - 3] + "...")
+        return ConfigError(
+            f"{printable(at)}: {shown}: {message}", data={"key": shown, "line": line, "file": self.source}
+        )
 
     def locate(self, table: str, key: str | None) -> int | None:
         """Best-effort line of *key* in ``[table]`` (tomllib gives no positions)."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from entrypoint.errors import NotFoundError, PermError, VerifyError
-from entrypoint.safeio import open_regular_file
+from entrypoint.safeio import open_regular_file, printable
 
 MAGIC = b"GGUF"
 SPLIT_NAME = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
@@ -96,9 +96,10 @@ class _Array:
 class _Reader:
     def __init__(self, fh: IO[bytes], path: Path, size: int) -> None:
         self.fh, self.path, self.size = fh, path, size
+        self.shown = printable(path)
 
     def broken(self, what: str) -> VerifyError:
-        return VerifyError(f"{self.path}: broken GGUF header ({what})", data={"file": str(self.path)})
+        return VerifyError(f"{self.shown}: broken GGUF header ({printable(what)})", data={"file": str(self.path)})
 
     def left(self) -> int:
         return self.size - self.fh.tell()
@@ -106,7 +107,7 @@ class _Reader:
     def read(self, n: int) -> bytes:
         data = self.fh.read(n) if n <= self.left() else b""
         if len(data) != n:
-            raise VerifyError(f"{self.path}: truncated GGUF header", hint="the file is incomplete; download it again")
+            raise VerifyError(f"{self.shown}: truncated GGUF header", hint="the file is incomplete; download it again")
         return data
 
     def unpack(self, fmt: str) -> Any:
@@ -157,10 +158,10 @@ def read_gguf_info(path: Path) -> GGUFInfo:
         with os.fdopen(fd, "rb") as fh:
             return _parse(_Reader(fh, path, os.fstat(fh.fileno()).st_size), path, fh)
     except OSError as exc:
-        raise VerifyError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        raise VerifyError(f"{printable(path)}: cannot read: {exc.strerror or exc}") from exc
     except (RecursionError, MemoryError, OverflowError, ValueError, struct.error) as exc:
         # every field is checked above; this is the net under those checks
-        raise VerifyError(f"{path}: broken GGUF header ({type(exc).__name__})") from None
+        raise VerifyError(f"{printable(path)}: broken GGUF header ({type(exc).__name__})") from None
 
 
 def _int_field(meta: dict[str, Any], r: _Reader, key: str, default: int, low: int, high: int) -> int:
@@ -179,12 +180,12 @@ def _parse(r: _Reader, path: Path, fh: IO[bytes]) -> GGUFInfo:
     magic = fh.read(4)
     if magic != MAGIC:
         raise VerifyError(
-            f"{path} is not a GGUF file (starts with {magic!r}, expected b'GGUF')",
+            f"{printable(path)} is not a GGUF file (starts with {magic!r}, expected b'GGUF')",
             hint="llama-server loads only .gguf models; convert the model or point at the .gguf file",
         )
     version = int(r.unpack("<I"))
     if version not in (2, 3):
-        raise VerifyError(f"{path}: unsupported GGUF version {version} (expected 2 or 3)")
+        raise VerifyError(f"{printable(path)}: unsupported GGUF version {version} (expected 2 or 3)")
     tensor_count = r.count("tensor count", 24)  # name length, dims, type, offset
     kv_count = r.count("key/value count", 13)  # key length, type, one byte
     meta: dict[str, Any] = {}
@@ -215,7 +216,7 @@ def _parse(r: _Reader, path: Path, fh: IO[bytes]) -> GGUFInfo:
     data_start = -(-fh.tell() // alignment) * alignment
     if tensor_count and data_start + data_end > size:
         raise VerifyError(
-            f"{path}: truncated GGUF ({size} bytes, the header promises {data_start + data_end})",
+            f"{printable(path)}: truncated GGUF ({size} bytes, the header promises {data_start + data_end})",
             hint="the file is incomplete; download it again",
         )
     split_count = _int_field(meta, r, "split.count", 1, 0, MAX_SPLITS) or 1

@@ -11,6 +11,7 @@ what counts.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -25,6 +26,14 @@ _KINDS = (
 )
 
 
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: object) -> str:
+    """*text* with control characters escaped (``\\n``): an error message stays one line."""
+    return _CONTROL_CHARS.sub(lambda m: repr(m.group())[1:-1], str(text))
+
+
 def kind_of(mode: int) -> str:
     """``"a FIFO"``, ``"a directory"``... for a non-regular *mode*."""
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
@@ -36,18 +45,19 @@ def open_regular_file(path: Path, *, what: str, error: type[AutoinferError] = Co
     A missing file is :class:`NotFoundError`, an unreadable one :class:`PermError`.
     The caller closes the descriptor.
     """
+    shown = printable(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise NotFoundError(f"{what} {path} does not exist") from None
+        raise NotFoundError(f"{what} {shown} does not exist") from None
     except PermissionError:
-        raise PermError(f"{what} {path} is not readable") from None
+        raise PermError(f"{what} {shown} is not readable") from None
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-        raise error(f"{what} {path}: cannot open: {getattr(exc, 'strerror', None) or exc}") from None
+        raise error(f"{what} {shown}: cannot open: {getattr(exc, 'strerror', None) or exc}") from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise error(f"{what} {path} is {kind_of(mode)}, not a regular file")
+            raise error(f"{what} {shown} is {kind_of(mode)}, not a regular file")
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
@@ -58,9 +68,10 @@ def open_regular_file(path: Path, *, what: str, error: type[AutoinferError] = Co
 def read_small_file(path: Path, *, limit: int, what: str, error: type[AutoinferError] = ConfigError) -> bytes:
     """The bytes of the regular file *path*, refused (*error*) if larger than *limit*."""
     fd = open_regular_file(path, what=what, error=error)
+    shown = printable(path)
     try:
         if os.fstat(fd).st_size > limit:
-            raise error(f"{what} {path} is larger than {limit} bytes")
+            raise error(f"{what} {shown} is larger than {limit} bytes")
         chunks: list[bytes] = []
         total = 0
         while total <= limit:  # the size may grow after the fstat: stop at limit + 1
@@ -70,9 +81,9 @@ def read_small_file(path: Path, *, limit: int, what: str, error: type[AutoinferE
             chunks.append(chunk)
             total += len(chunk)
     except OSError as exc:
-        raise error(f"{what} {path}: cannot read: {exc.strerror or exc}") from None
+        raise error(f"{what} {shown}: cannot read: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
     if total > limit:
-        raise error(f"{what} {path} is larger than {limit} bytes")
+        raise error(f"{what} {shown} is larger than {limit} bytes")
     return b"".join(chunks)
