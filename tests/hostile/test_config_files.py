@@ -144,7 +144,7 @@ def test_config_validate_refuses_runtime_file(name: str, volumes: Volumes, hosti
 @pytest.mark.parametrize("command", [("plan",), ("boot", "--prepare-only")], ids=["plan", "boot"])
 @pytest.mark.parametrize(
     "case",
-    sorted(THROUGH_BOOT) + ["dotted_key_20000_parts", "dev_zero_symlink", "fifo", "directory"],
+    [*sorted(THROUGH_BOOT), "dotted_key_20000_parts", "dev_zero_symlink", "fifo", "directory"],
 )
 def test_plan_and_boot_refuse_before_changing_anything(
     command: tuple[str, ...], case: str, volumes: Volumes, hostile_dir: Path
