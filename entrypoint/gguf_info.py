@@ -170,8 +170,8 @@ def _int_field(meta: dict[str, Any], r: _Reader, key: str, default: int, low: in
         return default
     value = meta[key]
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        shown = value if isinstance(value, (int, float)) else type(value).__name__
-        raise r.broken(f"{key} = {shown!r}; expected an integer from {low} to {high}")
+        found = {str: "is a string", _Array: "is an array"}.get(type(value), f"= {value!r}")
+        raise r.broken(f"{key} {found}; expected an integer from {low} to {high}")
     return value
 
 

@@ -18,6 +18,7 @@ from typing import Literal
 
 from entrypoint.digest import parse_sha256
 from entrypoint.errors import ConfigError
+from entrypoint.safeio import printable
 
 PREFIX = "AUTO_INFER_"
 DEFAULT_ROOT = Path("/soft/app")
@@ -129,7 +130,7 @@ class Settings:
     releases_url: str = DEFAULT_RELEASES_URL
     lock_timeout: float = 600.0
     packages: tuple[PackageRequest, ...] = ()
-    unknown: tuple[str, ...] = field(default=())
+    unknown: tuple[str, ...] = field(default=())  # names of unknown AUTO_INFER_*, escaped for a message
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], *, root: Path | None = None) -> Settings:
@@ -169,7 +170,11 @@ class Settings:
             lock_timeout=lock_timeout,
             packages=_packages(environ),
             unknown=tuple(
-                sorted(k for k in environ if k.startswith(PREFIX) and k not in KNOWN and not _PKG_VAR.fullmatch(k))
+                sorted(
+                    printable(k)
+                    for k in environ
+                    if k.startswith(PREFIX) and k not in KNOWN and not _PKG_VAR.fullmatch(k)
+                )
             ),
         )
 
