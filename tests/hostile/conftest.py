@@ -42,8 +42,10 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
-def run_bounded(*args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Run:
-    """``python -m entrypoint ARGS`` under :data:`MEMORY_LIMIT` and :data:`WALL_LIMIT`.
+def run_bounded(
+    *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None, wall: float = WALL_LIMIT
+) -> Run:
+    """``python -m entrypoint ARGS`` under :data:`MEMORY_LIMIT` and *wall* seconds.
 
     The child is reaped with ``wait4`` to learn its peak memory; on the wall limit it is
     killed and the test fails as a hang.
@@ -64,11 +66,11 @@ def run_bounded(*args: str, env: Mapping[str, str] | None = None, cwd: Path | No
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            if time.monotonic() - start > WALL_LIMIT:
+            if time.monotonic() - start > wall:
                 proc.kill()
                 os.wait4(proc.pid, 0)
                 proc.returncode = -9
-                pytest.fail(f"autoinfer {' '.join(args)} hung for more than {WALL_LIMIT} s")
+                pytest.fail(f"autoinfer {' '.join(args)} hung for more than {wall} s")
             time.sleep(0.01)
         proc.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.monotonic() - start
