@@ -1,4 +1,4 @@
-"""The llama.cpp TOML config (SPEC section 3): parse, validate, merge, turn into argv.
+"""The llama.cpp TOML config: parse, validate, merge, turn into argv.
 
 It is infer-dev's contract, extended. One table of fields (:data:`MASTER`,
 :data:`CONTROL`) drives both the validation and the JSON Schema that
@@ -503,7 +503,10 @@ def json_schema() -> dict[str, Any]:
             if spec.minimum is not None:
                 prop["minimum"] = spec.minimum
             if spec.type == "object":
-                prop["additionalProperties"] = {"type": "string"}
+                prop["additionalProperties"] = {"type": "string", "maxLength": MAX_TEXT}
+                prop["propertyNames"] = {"pattern": ENV_KEY.pattern, "maxLength": MAX_NAME}
+            elif spec.type == "string":
+                prop["maxLength"] = MAX_TEXT
             out[name] = prop
         return out
 
@@ -519,6 +522,7 @@ def json_schema() -> dict[str, Any]:
                 "type": "object",
                 "description": "Reserved keys: control and server (defaults); every other key is an instance.",
                 "additionalProperties": False,
+                "propertyNames": {"maxLength": MAX_NAME},
                 "properties": {
                     "control": {"$ref": "#/$defs/control"},
                     "server": {"$ref": "#/$defs/server"},
@@ -547,6 +551,7 @@ def json_schema() -> dict[str, Any]:
                         "description": "Raw arguments, passed first.",
                     },
                 },
+                "propertyNames": {"pattern": SERVER_KEY.pattern, "maxLength": MAX_NAME},
                 "additionalProperties": {"anyOf": [*scalar, {"type": "array", "items": {"anyOf": scalar}}]},
             },
             "instance": {

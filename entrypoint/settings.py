@@ -33,6 +33,7 @@ _PKG_FIELDS = ("GET_PKG_ON_BOOT", "PKG_PATH", "PKG_SHA256", "VERSION", "VARIANT"
 _PKG_VAR = re.compile(rf"{PREFIX}([A-Z0-9][A-Z0-9_]*?)_({'|'.join(_PKG_FIELDS)})")  # always fullmatch
 _PKG_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")  # always fullmatch
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f-\x9f]+", re.IGNORECASE)
 
 #: AUTO_INFER_LOCK_TIMEOUT's accepted range in seconds: 0 tries once, a day is plenty.
 LOCK_TIMEOUT_RANGE = (0.0, 86400.0)
@@ -89,6 +90,24 @@ def parse_path(name: str, value: str | None) -> Path | None:
     if bad:
         raise ConfigError(f"{name}={value!r} contains the control character {bad.group()!r}")
     return Path(value)
+
+
+def parse_url(name: str, value: str | None) -> str | None:
+    """An http(s) URL without spaces or control characters; None if unset or empty."""
+    if not value:
+        return None
+    if not _URL.fullmatch(value):
+        raise ConfigError(f"{name}={value[:200]!r} is not an http:// or https:// URL")
+    return value
+
+
+def _text(name: str, value: str | None) -> str | None:
+    """*value* stripped; None if empty; control characters inside are refused."""
+    text = (value or "").strip()
+    bad = _CONTROL_CHARS.search(text)
+    if bad:
+        raise ConfigError(f"{name}={text[:200]!r} contains the control character {bad.group()!r}")
+    return text or None
 
 
 def env_name(package: str) -> str:
@@ -166,7 +185,8 @@ class Settings:
             llama_cpp_config=parse_path("AUTO_INFER_LLAMA_CPP_CONFIG", get("AUTO_INFER_LLAMA_CPP_CONFIG")),
             llama_swap_on_boot=parse_bool("AUTO_INFER_LLAMA_SWAP_ON_BOOT", get("AUTO_INFER_LLAMA_SWAP_ON_BOOT")),
             llama_swap_config=parse_path("AUTO_INFER_LLAMA_SWAP_CONFIG", get("AUTO_INFER_LLAMA_SWAP_CONFIG")),
-            releases_url=get("AUTO_INFER_LLAMA_CPP_RELEASES_URL") or DEFAULT_RELEASES_URL,
+            releases_url=parse_url("AUTO_INFER_LLAMA_CPP_RELEASES_URL", get("AUTO_INFER_LLAMA_CPP_RELEASES_URL"))
+            or DEFAULT_RELEASES_URL,
             lock_timeout=lock_timeout,
             packages=_packages(environ),
             unknown=tuple(
@@ -215,10 +235,10 @@ def _packages(environ: Mapping[str, str]) -> tuple[PackageRequest, ...]:
         request = PackageRequest(
             name=name,
             on_boot=parse_bool(prefix + "GET_PKG_ON_BOOT", values.get("GET_PKG_ON_BOOT")),
-            path=values.get("PKG_PATH", "").strip() or None,
+            path=_text(prefix + "PKG_PATH", values.get("PKG_PATH")),
             sha256=parse_sha256(sha, prefix + "PKG_SHA256") if sha else None,
-            version=values.get("VERSION", "").strip() or None,
-            variant=values.get("VARIANT", "").strip() or None,
+            version=_text(prefix + "VERSION", values.get("VERSION")),
+            variant=_text(prefix + "VARIANT", values.get("VARIANT")),
         )
         if request.on_boot and request.path and request.version:
             raise ConfigError(f"{prefix}PKG_PATH and {prefix}VERSION are both set: choose one source for {name}")

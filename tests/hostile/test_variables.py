@@ -21,6 +21,10 @@ REFUSED = {
     "config_path_with_newline": {"AUTO_INFER_LLAMA_CPP_CONFIG": "/etc/a.toml\n"},
     "log_format_unknown": {"AUTO_INFER_LOG_FORMAT": "xml"},
     "offline_not_a_boolean": {"AUTO_INFER_OFFLINE": "2"},
+    "releases_url_with_newline": {"AUTO_INFER_LLAMA_CPP_RELEASES_URL": "https://x/\r\nHost: y"},
+    "releases_url_not_http": {"AUTO_INFER_LLAMA_CPP_RELEASES_URL": "ftp://mirror/releases"},
+    "package_version_with_inner_newline": {"AUTO_INFER_LLAMA_CPP_VERSION": "b1\nb2"},
+    "package_path_with_escape": {"AUTO_INFER_LLAMA_CPP_PKG_PATH": "/pkg\x1b[2J.tar.gz"},
     "package_sha256_with_inner_newline": {"AUTO_INFER_LLAMA_CPP_PKG_SHA256": "a" * 32 + "\n" + "a" * 32},
 }
 

@@ -1,4 +1,4 @@
-"""Settings.from_environ: every SPEC section 1 variable, and errors that name the variable."""
+"""Settings.from_environ: every AUTO_INFER_* variable, and errors that name the variable."""
 
 from __future__ import annotations
 
@@ -123,3 +123,17 @@ def test_paths_with_control_characters_are_refused(name: str) -> None:
 def test_package_variables_are_matched_whole() -> None:
     s = Settings.from_environ({"AUTO_INFER_LLAMA_CPP_VERSION\n": "b1"})
     assert s.packages == () and s.unknown == ("AUTO_INFER_LLAMA_CPP_VERSION\\n",)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("AUTO_INFER_LLAMA_CPP_RELEASES_URL", "ftp://mirror/x"),
+        ("AUTO_INFER_LLAMA_CPP_RELEASES_URL", "https://x/\r\nHost: y"),
+        ("AUTO_INFER_LLAMA_CPP_VERSION", "b1\nb2"),
+        ("AUTO_INFER_LLAMA_CPP_VARIANT", "cpu\x00"),
+    ],
+)
+def test_urls_and_package_values_are_checked(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_environ({name: value})
