@@ -36,18 +36,20 @@ MAX_KEYS = 10_000  # key = value pairs in the file
 MAX_NAME = 64  # an instance name: a supervisord program name and a file name
 MAX_TEXT = 64 * 1024  # one string value; Linux refuses a single argument over 128 KiB
 
+# Patterns are always used with fullmatch: "$" alone would accept a trailing newline.
 INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SERVER_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # becomes --<key> on the command line
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Characters a supervisord config line or an argv entry cannot carry (a tab can).
-CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
-_SHOWN_KEY = 200  # a longer key path is cut in messages (and not looked up)
-_HERE = "%(here)s"  # supervisord expands it in every value, even after %-escaping
 GPU_IDS = re.compile(r"^(all|none|\d+(,\d+)*)$")
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 BINARY_REF = re.compile(r"^[a-z0-9][a-z0-9-]*(@[A-Za-z0-9._-]+)?$")
+# Characters a supervisord config line or an argv entry cannot carry (a tab can).
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 RESERVED = frozenset({"control", "server"})
 DEFAULT_PORT = 8080  # llama-server's own default
+
+_SHOWN_KEY = 200  # a longer key path is cut in messages (and not looked up)
+_HERE = "%(here)s"  # supervisord expands it in every value, even after %-escaping
 
 
 @dataclass(frozen=True)
@@ -261,6 +263,17 @@ def prescan_toml(text: str, source: str = "<config>") -> None:
             i += 1
 
 
+# The body of each kind of TOML string, up to (not including) its closing quotes. The
+# alternatives start with different characters and the repeats are possessive (never
+# backtrack), so each match is linear.
+_STRING_BODY = {
+    '"': re.compile(r'(?:[^"\\\n]++|\\[^\n])*+'),
+    "'": re.compile(r"[^'\n]*+"),
+    '"""': re.compile(r'(?:[^"\\]++|\\.|"(?!""))*+', re.DOTALL),
+    "'''": re.compile(r"(?:[^']++|'(?!''))*+"),
+}
+
+
 def _string_end(text: str, start: int) -> int:
     """The index after the string that opens at *start* (basic or literal, one or three quotes).
 
@@ -269,23 +282,16 @@ def _string_end(text: str, start: int) -> int:
     """
     quote = text[start]
     delim = quote * 3 if text.startswith(quote * 3, start) else quote
-    i, n = start + len(delim), len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\" and quote == '"':
-            i += 2
-        elif c == "\n" and len(delim) == 1:
-            return i
-        elif text.startswith(delim, i):
-            i += len(delim)
-            if len(delim) == 3:  # up to two more quotes belong to the string
-                extra = 0
-                while extra < 2 and i < n and text[i] == quote:
-                    i, extra = i + 1, extra + 1
-            return i
-        else:
-            i += 1
-    return n
+    body = _STRING_BODY[delim].match(text, start + len(delim))
+    i = body.end() if body else start + len(delim)
+    if not text.startswith(delim, i):
+        return i
+    i += len(delim)
+    if len(delim) == 3:  # up to two more quotes belong to the string
+        for _ in range(2):
+            if text.startswith(quote, i):
+                i += 1
+    return i
 
 
 class _Validator:
