@@ -1,4 +1,4 @@
-"""The llama.cpp TOML config (SPEC section 3): parse, validate, merge, turn into argv.
+"""The llama.cpp TOML config: parse, validate, merge, turn into argv.
 
 It is infer-dev's contract, extended. One table of fields (:data:`MASTER`,
 :data:`CONTROL`) drives both the validation and the JSON Schema that
@@ -6,8 +6,15 @@ It is infer-dev's contract, extended. One table of fields (:data:`MASTER`,
 free-form llama-server flags: ``ctx_size`` -> ``--ctx-size``; ``true`` -> bare flag;
 ``false`` -> omitted; a list repeats the flag; ``extra_args`` go first, raw.
 
-Everything here is pure: text in, dataclasses out. Resolving the binary and the model
-to paths on disk is the plan's job.
+Everything here is pure: text in, dataclasses out (only :func:`load_config` reads the
+file). Resolving the binary and the model to paths on disk is the plan's job.
+
+The file may come from anyone who can set a variable, so it is bounded before it is
+parsed: at most :data:`MAX_CONFIG_BYTES`, a regular file (a FIFO or device is refused
+without waiting), arrays and inline tables nested at most :data:`MAX_DEPTH` deep, dotted
+keys of at most :data:`MAX_KEY_PARTS` parts, at most :data:`MAX_KEYS` keys. Every value
+that reaches supervisord or llama-server's argv is checked here too (names whole, no
+control characters, bounded length), so a config is refused before anything is installed.
 """
 
 from __future__ import annotations
@@ -19,14 +26,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from entrypoint.errors import ConfigError, NotFoundError, PermError
+from entrypoint.errors import ConfigError
+from entrypoint.safeio import printable, read_small_file
 
+MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: a config is a few KB; anything near this is not a config
+MAX_DEPTH = 16  # arrays and inline tables; the schema itself needs 2
+MAX_KEY_PARTS = 32  # parts of one dotted key (tomllib's cost grows with their square)
+MAX_KEYS = 10_000  # key = value pairs in the file
+MAX_NAME = 64  # an instance name: a supervisord program name and a file name
+MAX_TEXT = 64 * 1024  # one string value; Linux refuses a single argument over 128 KiB
+
+# Patterns are always used with fullmatch: "$" alone would accept a trailing newline.
 INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+SERVER_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # becomes --<key> on the command line
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 GPU_IDS = re.compile(r"^(all|none|\d+(,\d+)*)$")
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 BINARY_REF = re.compile(r"^[a-z0-9][a-z0-9-]*(@[A-Za-z0-9._-]+)?$")
+# Characters a supervisord config line or an argv entry cannot carry (a tab can).
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 RESERVED = frozenset({"control", "server"})
 DEFAULT_PORT = 8080  # llama-server's own default
+
+_SHOWN_KEY = 200  # a longer key path is cut in messages (and not looked up)
+_HERE = "%(here)s"  # supervisord expands it in every value, even after %-escaping
 
 
 @dataclass(frozen=True)
@@ -158,26 +181,117 @@ def server_flags(server: Mapping[str, Any]) -> list[str]:
 
 
 def load_config(path: Path) -> Config:
-    """Read and validate the config file at *path* (errors name file, key and line)."""
+    """Read and validate the config file at *path* (errors name file, key and line).
+
+    Missing is :class:`NotFoundError`, unreadable :class:`PermError`; a FIFO, device or
+    directory, a file over :data:`MAX_CONFIG_BYTES` or not UTF-8 is :class:`ConfigError`.
+    """
+    data = read_small_file(path, limit=MAX_CONFIG_BYTES, what="config file")
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise NotFoundError(f"config file {path} does not exist") from None
-    except PermissionError:
-        raise PermError(f"config file {path} is not readable") from None
-    except IsADirectoryError:
-        raise NotFoundError(f"config file {path} is a directory") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+        raise ConfigError(f"{printable(path)}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     return parse_config(text, str(path))
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:
+    """Validate the TOML *text*; *source* names it in errors."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{printable(source)}: larger than {MAX_CONFIG_BYTES} bytes")
+    prescan_toml(text, source)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{printable(source)}: not valid TOML: {exc}", data={"file": source}) from None
+    except (RecursionError, MemoryError):  # the pre-scan should have refused it first
+        raise ConfigError(
+            f"{printable(source)}: too deeply nested or too large to parse", data={"file": source}
+        ) from None
     return _Validator(text, source).config(data)
+
+
+_TOKEN = re.compile(r"""[\n#"'\[\]{}=.,]""")
+
+
+def prescan_toml(text: str, source: str = "<config>") -> None:
+    """Refuse TOML that would exhaust tomllib before tomllib sees it.
+
+    tomllib recurses once per nested array or inline table (so 500 levels end in a
+    RecursionError) and its cost grows with the square of a dotted key's parts (20,000
+    parts take gigabytes). This walks the text once, skipping strings and comments, and
+    counts: the nesting of ``[``/``{``, the dots of one key (a run between ``=``, ``,``,
+    brackets and newlines) and the ``=`` signs. Syntax errors are left to tomllib.
+    """
+    depth = dots = keys = 0
+    line, i, n = 1, 0, len(text)
+
+    def refuse(message: str) -> ConfigError:
+        return ConfigError(f"{printable(source)}:{line}: {message}", data={"file": source, "line": line})
+
+    while True:
+        match = _TOKEN.search(text, i)
+        if match is None:
+            return
+        i = match.start()
+        c = text[i]
+        if c == "\n":
+            line, dots, i = line + 1, 0, i + 1
+        elif c == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+        elif c in "\"'":
+            end = _string_end(text, i)
+            line += text.count("\n", i, end)
+            i = end
+        elif c == ".":
+            dots += 1
+            if dots >= MAX_KEY_PARTS:
+                raise refuse(f"a dotted key of more than {MAX_KEY_PARTS} parts")
+            i += 1
+        else:
+            dots = 0
+            if c in "[{":
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise refuse(f"arrays or inline tables nested more than {MAX_DEPTH} deep")
+            elif c in "]}":
+                depth = max(depth - 1, 0)
+            elif c == "=":
+                keys += 1
+                if keys > MAX_KEYS:
+                    raise refuse(f"more than {MAX_KEYS} keys")
+            i += 1
+
+
+# The body of each kind of TOML string, up to (not including) its closing quotes. The
+# alternatives start with different characters and the repeats are possessive (never
+# backtrack), so each match is linear.
+_STRING_BODY = {
+    '"': re.compile(r'(?:[^"\\\n]++|\\[^\n])*+'),
+    "'": re.compile(r"[^'\n]*+"),
+    '"""': re.compile(r'(?:[^"\\]++|\\.|"(?!""))*+', re.DOTALL),
+    "'''": re.compile(r"(?:[^']++|'(?!''))*+"),
+}
+
+
+def _string_end(text: str, start: int) -> int:
+    """The index after the string that opens at *start* (basic or literal, one or three quotes).
+
+    An unterminated one-line string ends at the newline, an unterminated multi-line one
+    at the end of the text: tomllib reports both.
+    """
+    quote = text[start]
+    delim = quote * 3 if text.startswith(quote * 3, start) else quote
+    body = _STRING_BODY[delim].match(text, start + len(delim))
+    i = body.end() if body else start + len(delim)
+    if not text.startswith(delim, i):
+        return i
+    i += len(delim)
+    if len(delim) == 3:  # up to two more quotes belong to the string
+        for _ in range(2):
+            if text.startswith(quote, i):
+                i += 1
+    return i
 
 
 class _Validator:
@@ -187,18 +301,21 @@ class _Validator:
 
     def error(self, table: str, key: str | None, message: str) -> ConfigError:
         where = f"{table}.{key}" if key else table
-        line = self.locate(table, key)
+        line = self.locate(table, key) if len(where) <= _SHOWN_KEY else None
         at = f"{self.source}:{line}" if line else self.source
-        return ConfigError(f"{at}: {where}: {message}", data={"key": where, "line": line, "file": self.source})
+        shown = printable(where if len(where) <= _SHOWN_KEY else where[: _SHOWN_KEY - 3] + "...")
+        return ConfigError(
+            f"{printable(at)}: {shown}: {message}", data={"key": shown, "line": line, "file": self.source}
+        )
 
     def locate(self, table: str, key: str | None) -> int | None:
         """Best-effort line of *key* in ``[table]`` (tomllib gives no positions)."""
         current = ""
-        header = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
+        header = re.compile(r"\s*\[([^\[\]]*)\]")  # no nested quantifiers: linear on any line
         for number, line in enumerate(self.lines, 1):
             match = header.match(line)
-            if match:
-                current = re.sub(r"\s*\.\s*", ".", match.group(1)).replace('"', "").replace("'", "")
+            if match and match.group(1).strip():
+                current = re.sub(r"\s*\.\s*", ".", match.group(1).strip()).replace('"', "").replace("'", "")
                 if key is None and (current == table or current.startswith(table + ".")):
                     return number
                 continue
@@ -223,8 +340,13 @@ class _Validator:
             if name in RESERVED:
                 continue
             prefix = f"instance.{name}"
-            if not INSTANCE_NAME.match(name):
-                raise self.error(prefix, None, f"instance name {name!r} must match {INSTANCE_NAME.pattern}")
+            if not INSTANCE_NAME.fullmatch(name) or len(name) > MAX_NAME:
+                raise self.error(
+                    prefix,
+                    None,
+                    f"instance name {_show(name)} must match {INSTANCE_NAME.pattern} "
+                    f"and have at most {MAX_NAME} characters",
+                )
             body = self.table(body, prefix)
             for key in body:
                 if key not in RESERVED:
@@ -259,28 +381,62 @@ class _Validator:
         types: dict[str, type[Any]] = {"boolean": bool, "string": str, "integer": int, "object": dict}
         expected = types[spec.type]
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise self.error(table, key, f"expected {spec.type}, found {_kind(value)} {value!r}")
-        if spec.pattern is not None and not spec.pattern.match(value):
-            raise self.error(table, key, f"{value!r} does not match {spec.pattern.pattern}")
+            raise self.error(table, key, f"expected {spec.type}, found {_kind(value)} {_show(value)}")
+        if isinstance(value, str):
+            self.text(value, table, key)
+            if _HERE in value:
+                raise self.error(table, key, f"{_show(value)} contains {_HERE}, which supervisord always expands")
+        if spec.pattern is not None and not spec.pattern.fullmatch(value):
+            raise self.error(table, key, f"{_show(value)} does not match {spec.pattern.pattern}")
         if spec.enum is not None and value not in spec.enum:
-            raise self.error(table, key, f"{value!r} is not one of {', '.join(spec.enum)}")
+            raise self.error(table, key, f"{_show(value)} is not one of {', '.join(spec.enum)}")
         if spec.minimum is not None and value < spec.minimum:
             raise self.error(table, key, f"{value} is below the minimum {spec.minimum}")
+        if spec.type == "integer" and value > _INT_MAX:
+            raise self.error(table, key, f"{value} is above the maximum {_INT_MAX}")
         if spec.type == "object":
             for name, item in value.items():
+                if not ENV_KEY.fullmatch(name) or len(name) > MAX_NAME:
+                    raise self.error(
+                        table,
+                        key,
+                        f"{_show(name)} is not an environment variable name "
+                        f"({ENV_KEY.pattern}, at most {MAX_NAME} characters)",
+                    )
                 if not isinstance(item, str):
-                    raise self.error(table, key, f"{name} must be a string, found {_kind(item)} {item!r}")
+                    raise self.error(table, key, f"{name} must be a string, found {_kind(item)} {_show(item)}")
+                self.text(item, table, f"{key}.{name}")
+
+    def text(self, value: str, table: str, key: str) -> None:
+        """Refuse a string that supervisord's config or an argv entry cannot carry."""
+        if len(value) > MAX_TEXT:
+            raise self.error(table, key, f"a string of {len(value)} characters (at most {MAX_TEXT})")
+        bad = CONTROL_CHARS.search(value)
+        if bad:
+            raise self.error(
+                table,
+                key,
+                f"contains the control character {bad.group()!r} at offset {bad.start()}, "
+                "which a supervisord config or a command line cannot carry",
+            )
 
     def server(self, values: Mapping[str, Any], table: str) -> None:
         for key, value in values.items():
+            if not SERVER_KEY.fullmatch(key) or len(key) > MAX_NAME:
+                raise self.error(
+                    table, None, f"server key {_show(key)} must match {SERVER_KEY.pattern} (it becomes --{{key}})"
+                )
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, str):
+                    self.text(item, table, key)
             if key == "extra_args":
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                    raise self.error(table, key, f"expected a list of strings, found {value!r}")
+                    raise self.error(table, key, f"expected a list of strings, found {_show(value)}")
             elif key == "port":
                 if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
-                    raise self.error(table, key, f"expected an integer from 1 to 65535, found {value!r}")
+                    raise self.error(table, key, f"expected an integer from 1 to 65535, found {_show(value)}")
             elif key in ("model", "host") and not isinstance(value, str):
-                raise self.error(table, key, f"expected string, found {_kind(value)} {value!r}")
+                raise self.error(table, key, f"expected string, found {_kind(value)} {_show(value)}")
             elif isinstance(value, list):
                 if not all(isinstance(v, _SCALAR) for v in value):
                     raise self.error(table, key, "a list may hold only strings, numbers and booleans")
@@ -322,6 +478,15 @@ class _Validator:
             seen[inst.port] = inst.name
 
 
+_INT_MAX = 2**31 - 1  # seconds and counts; supervisord has no use for more
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    """``repr`` cut to *limit* characters: an error message stays one short line."""
+    text = repr(value) if not isinstance(value, (list, dict)) or len(value) < 100 else f"<{_kind(value)}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _kind(value: Any) -> str:
     return {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}.get(
         type(value), type(value).__name__
@@ -344,7 +509,10 @@ def json_schema() -> dict[str, Any]:
             if spec.minimum is not None:
                 prop["minimum"] = spec.minimum
             if spec.type == "object":
-                prop["additionalProperties"] = {"type": "string"}
+                prop["additionalProperties"] = {"type": "string", "maxLength": MAX_TEXT}
+                prop["propertyNames"] = {"pattern": ENV_KEY.pattern, "maxLength": MAX_NAME}
+            elif spec.type == "string":
+                prop["maxLength"] = MAX_TEXT
             out[name] = prop
         return out
 
@@ -360,6 +528,7 @@ def json_schema() -> dict[str, Any]:
                 "type": "object",
                 "description": "Reserved keys: control and server (defaults); every other key is an instance.",
                 "additionalProperties": False,
+                "propertyNames": {"maxLength": MAX_NAME},
                 "properties": {
                     "control": {"$ref": "#/$defs/control"},
                     "server": {"$ref": "#/$defs/server"},
@@ -388,6 +557,7 @@ def json_schema() -> dict[str, Any]:
                         "description": "Raw arguments, passed first.",
                     },
                 },
+                "propertyNames": {"pattern": SERVER_KEY.pattern, "maxLength": MAX_NAME},
                 "additionalProperties": {"anyOf": [*scalar, {"type": "array", "items": {"anyOf": scalar}}]},
             },
             "instance": {

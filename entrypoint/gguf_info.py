@@ -6,17 +6,25 @@ and fixed (magic, version, key/values, tensor infos), so we read just that, skip
 big arrays (token lists) without decoding them, and check that the tensor data the
 header promises is really in the file (a truncated download is caught here, not by
 llama-server at start).
+
+The file may be hostile, so every number read is checked before it is used: counts and
+lengths against the bytes left in the file, arrays nested at most :data:`MAX_ARRAY_DEPTH`
+deep, ``general.alignment`` an integer power of two, ``split.count``/``split.no``
+integers in range. Any violation is a :class:`VerifyError` naming the file and the field;
+a FIFO or device named ``*.gguf`` is refused without being read.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from entrypoint.errors import VerifyError
+from entrypoint.errors import NotFoundError, PermError, VerifyError
+from entrypoint.safeio import open_regular_file, printable
 
 MAGIC = b"GGUF"
 SPLIT_NAME = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
@@ -25,6 +33,10 @@ SPLIT_NAME = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
 _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
 _LIMIT = 1 << 24  # more keys, tensors or array items than this is a broken header
+_INTEGERS = (0, 1, 2, 3, 4, 5, 10, 11)  # value types that hold integers
+MAX_ARRAY_DEPTH = 8  # GGUF allows arrays of arrays; real files nest at most 2
+MAX_ALIGNMENT = 1 << 16  # ggml uses 32; the data section starts at a multiple of it
+MAX_SPLITS = 99_999  # shard names carry five digits (-00001-of-00003)
 
 # ggml tensor type -> (elements per block, bytes per block)
 _BLOCKS = {
@@ -73,84 +85,121 @@ class GGUFInfo:
         return {**asdict(self), "size_label": self.size_label}
 
 
+@dataclass(frozen=True)
+class _Array:
+    """A skipped array value: its item type and length (never its items)."""
+
+    item_type: int
+    length: int
+
+
 class _Reader:
-    def __init__(self, fh: IO[bytes], path: Path) -> None:
-        self.fh, self.path = fh, path
+    def __init__(self, fh: IO[bytes], path: Path, size: int) -> None:
+        self.fh, self.path, self.size = fh, path, size
+        self.shown = printable(path)
+
+    def broken(self, what: str) -> VerifyError:
+        return VerifyError(f"{self.shown}: broken GGUF header ({printable(what)})", data={"file": str(self.path)})
+
+    def left(self) -> int:
+        return self.size - self.fh.tell()
 
     def read(self, n: int) -> bytes:
-        data = self.fh.read(n)
+        data = self.fh.read(n) if n <= self.left() else b""
         if len(data) != n:
-            raise VerifyError(f"{self.path}: truncated GGUF header", hint="the file is incomplete; download it again")
+            raise VerifyError(f"{self.shown}: truncated GGUF header", hint="the file is incomplete; download it again")
         return data
 
     def unpack(self, fmt: str) -> Any:
         return struct.unpack(fmt, self.read(struct.calcsize(fmt)))[0]
 
-    def count(self, what: str) -> int:
+    def count(self, what: str, item_bytes: int) -> int:
+        """A count of items of at least *item_bytes* each: they must fit in the file."""
         value = int(self.unpack("<Q"))
-        if value > _LIMIT:
-            raise VerifyError(f"{self.path}: broken GGUF header ({what} = {value})")
+        if value > _LIMIT or value * item_bytes > self.left():
+            raise self.broken(f"{what} = {value}, more than the file's {self.size} bytes can hold")
         return value
 
-    def string(self) -> str:
+    def string(self, what: str) -> str:
         length = int(self.unpack("<Q"))
-        if length > _LIMIT:
-            raise VerifyError(f"{self.path}: broken GGUF header (a string of {length} bytes)")
+        if length > _LIMIT or length > self.left():
+            raise self.broken(f"{what}: a string of {length} bytes")
         return self.read(length).decode("utf-8", errors="replace")
 
-    def value(self, vtype: int, keep: bool) -> Any:
+    def value(self, vtype: int, what: str, depth: int = 0) -> Any:
+        """The value of type *vtype*; an array is skipped and returned as :class:`_Array`."""
         if vtype in _SCALAR:
             return self.unpack(_SCALAR[vtype])
         if vtype == _STRING:
-            return self.string()
-        if vtype == _ARRAY:
-            item_type = int(self.unpack("<I"))
-            n = self.count("array length")
-            if item_type in _SCALAR:
-                size = struct.calcsize(_SCALAR[item_type])
-                if not keep:
-                    self.fh.seek(n * size, 1)
-                    return n
-                return [self.unpack(_SCALAR[item_type]) for _ in range(n)]
-            items = [self.value(item_type, keep) for _ in range(n)]
-            return items if keep else n
-        raise VerifyError(f"{self.path}: broken GGUF header (unknown value type {vtype})")
+            return self.string(what)
+        if vtype != _ARRAY:
+            raise self.broken(f"{what}: unknown value type {vtype}")
+        if depth >= MAX_ARRAY_DEPTH:
+            raise self.broken(f"{what}: arrays nested more than {MAX_ARRAY_DEPTH} deep")
+        item_type = int(self.unpack("<I"))
+        if item_type in _SCALAR:
+            item_size = struct.calcsize(_SCALAR[item_type])
+            n = self.count(f"{what}: array length", item_size)
+            self.fh.seek(n * item_size, os.SEEK_CUR)
+        else:
+            n = self.count(f"{what}: array length", 8 if item_type == _STRING else 12)
+            for _ in range(n):
+                self.value(item_type, what, depth + 1)
+        return _Array(item_type, n)
 
 
 def read_gguf_info(path: Path) -> GGUFInfo:
     """Parse *path*'s header; raise :class:`VerifyError` if it is not a complete GGUF."""
     try:
-        with open(path, "rb") as fh:
-            return _parse(_Reader(fh, path), path, fh)
+        fd = open_regular_file(path, what="model file", error=VerifyError)
+    except (NotFoundError, PermError) as exc:  # callers treat every unreadable model as unverified
+        raise VerifyError(exc.message) from None
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            return _parse(_Reader(fh, path, os.fstat(fh.fileno()).st_size), path, fh)
     except OSError as exc:
-        raise VerifyError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        raise VerifyError(f"{printable(path)}: cannot read: {exc.strerror or exc}") from exc
+    except (RecursionError, MemoryError, OverflowError, ValueError, struct.error) as exc:
+        # every field is checked above; this is the net under those checks
+        raise VerifyError(f"{printable(path)}: broken GGUF header ({type(exc).__name__})") from None
+
+
+def _int_field(meta: dict[str, Any], r: _Reader, key: str, default: int, low: int, high: int) -> int:
+    """The integer *key* of the header, within [*low*, *high*]; *default* when absent."""
+    if key not in meta:
+        return default
+    value = meta[key]
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        found = {str: "is a string", _Array: "is an array"}.get(type(value), f"= {value!r}")
+        raise r.broken(f"{key} {found}; expected an integer from {low} to {high}")
+    return value
 
 
 def _parse(r: _Reader, path: Path, fh: IO[bytes]) -> GGUFInfo:
-    size = path.stat().st_size
+    size = r.size
     magic = fh.read(4)
     if magic != MAGIC:
         raise VerifyError(
-            f"{path} is not a GGUF file (starts with {magic!r}, expected b'GGUF')",
+            f"{printable(path)} is not a GGUF file (starts with {magic!r}, expected b'GGUF')",
             hint="llama-server loads only .gguf models; convert the model or point at the .gguf file",
         )
     version = int(r.unpack("<I"))
     if version not in (2, 3):
-        raise VerifyError(f"{path}: unsupported GGUF version {version} (expected 2 or 3)")
-    tensor_count = r.count("tensor count")
-    kv_count = r.count("key/value count")
+        raise VerifyError(f"{printable(path)}: unsupported GGUF version {version} (expected 2 or 3)")
+    tensor_count = r.count("tensor count", 24)  # name length, dims, type, offset
+    kv_count = r.count("key/value count", 13)  # key length, type, one byte
     meta: dict[str, Any] = {}
     for _ in range(kv_count):
-        key = r.string()
+        key = r.string("a key")
         vtype = int(r.unpack("<I"))
-        meta[key] = r.value(vtype, keep=False)
+        meta[key] = r.value(vtype, key[:100])
     arch = meta.get("general.architecture")
     params, data_end = 0, 0
     for _ in range(tensor_count):
-        r.string()  # tensor name
+        r.string("a tensor name")
         n_dims = int(r.unpack("<I"))
         if n_dims > 8:
-            raise VerifyError(f"{path}: broken GGUF header (a tensor with {n_dims} dimensions)")
+            raise r.broken(f"a tensor with {n_dims} dimensions")
         dims = [int(r.unpack("<Q")) for _ in range(n_dims)]
         ttype = int(r.unpack("<I"))
         offset = int(r.unpack("<Q"))
@@ -161,20 +210,26 @@ def _parse(r: _Reader, path: Path, fh: IO[bytes]) -> GGUFInfo:
         block = _BLOCKS.get(ttype)
         nbytes = elements // block[0] * block[1] if block else 0
         data_end = max(data_end, offset + nbytes)
-    alignment = int(meta.get("general.alignment", 32)) or 32
+    alignment = _int_field(meta, r, "general.alignment", 32, 1, MAX_ALIGNMENT)
+    if alignment & (alignment - 1):
+        raise r.broken(f"general.alignment = {alignment}; expected a power of two")
     data_start = -(-fh.tell() // alignment) * alignment
     if tensor_count and data_start + data_end > size:
         raise VerifyError(
-            f"{path}: truncated GGUF ({size} bytes, the header promises {data_start + data_end})",
+            f"{printable(path)}: truncated GGUF ({size} bytes, the header promises {data_start + data_end})",
             hint="the file is incomplete; download it again",
         )
-    split_count = int(meta.get("split.count", 1) or 1)
-    split_no = int(meta.get("split.no", 0) or 0)
+    split_count = _int_field(meta, r, "split.count", 1, 0, MAX_SPLITS) or 1
+    split_no = _int_field(meta, r, "split.no", 0, 0, split_count - 1)
     match = SPLIT_NAME.search(path.name)
     if match and split_count == 1:
         split_no, split_count = int(match.group(1)) - 1, int(match.group(2))
     ctx = meta.get(f"{arch}.context_length") if isinstance(arch, str) else None
+    if isinstance(ctx, bool) or (isinstance(ctx, int) and ctx < 0):
+        raise r.broken(f"{arch}.context_length = {ctx!r}; expected a count of tokens")
     file_type = meta.get("general.file_type")
+    if isinstance(file_type, bool):
+        file_type = None
     return GGUFInfo(
         path=str(path),
         version=version,

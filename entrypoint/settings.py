@@ -1,12 +1,15 @@
-"""Typed settings built once from an environment mapping (SPEC section 1).
+"""Typed settings built once from an environment mapping.
 
 Nothing here reads ``os.environ``: the CLI passes it in, tests pass a dict. Every
-converter names the variable and the value it rejects (E_CONFIG, exit 78).
+converter names the variable and the value it rejects (E_CONFIG, exit 78): numbers must
+be finite and in range, paths free of control characters (they end up in supervisord's
+config), names matched whole.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +18,7 @@ from typing import Literal
 
 from entrypoint.digest import parse_sha256
 from entrypoint.errors import ConfigError
+from entrypoint.safeio import printable
 
 PREFIX = "AUTO_INFER_"
 DEFAULT_ROOT = Path("/soft/app")
@@ -26,8 +30,13 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 # AUTO_INFER_<PKG>_<FIELD>: the package family. Longest suffixes first, so that
 # ..._GET_PKG_ON_BOOT is never read as package "<PKG>_GET_PKG" with field ON_BOOT.
 _PKG_FIELDS = ("GET_PKG_ON_BOOT", "PKG_PATH", "PKG_SHA256", "VERSION", "VARIANT")
-_PKG_VAR = re.compile(rf"^{PREFIX}([A-Z0-9][A-Z0-9_]*?)_({'|'.join(_PKG_FIELDS)})$")
-_PKG_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_PKG_VAR = re.compile(rf"{PREFIX}([A-Z0-9][A-Z0-9_]*?)_({'|'.join(_PKG_FIELDS)})")  # always fullmatch
+_PKG_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")  # always fullmatch
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f-\x9f]+", re.IGNORECASE)
+
+#: AUTO_INFER_LOCK_TIMEOUT's accepted range in seconds: 0 tries once, a day is plenty.
+LOCK_TIMEOUT_RANGE = (0.0, 86400.0)
 
 #: Variables read directly (the package family is matched by pattern).
 KNOWN = frozenset(
@@ -57,6 +66,48 @@ def parse_bool(name: str, value: str | None, default: bool = False) -> bool:
     if text in _FALSE:
         return False
     raise ConfigError(f"{name}={value!r} is not a boolean (expected 1/true/yes/on or 0/false/no/off)")
+
+
+def parse_seconds(name: str, value: str | None, default: float, limits: tuple[float, float]) -> float:
+    """A finite number of seconds within *limits*; empty or unset is *default*."""
+    if value is None or value.strip() == "":
+        return default
+    low, high = limits
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or not low <= seconds <= high:
+        raise ConfigError(f"{name}={value!r} is not a number of seconds from {low:g} to {high:g}")
+    return seconds
+
+
+def parse_path(name: str, value: str | None) -> Path | None:
+    """*value* as a path; None if unset or empty; control characters are refused."""
+    if not value:
+        return None
+    bad = _CONTROL_CHARS.search(value)
+    if bad:
+        raise ConfigError(f"{name}={value!r} contains the control character {bad.group()!r}")
+    return Path(value)
+
+
+def parse_url(name: str, value: str | None) -> str | None:
+    """An http(s) URL without spaces or control characters; None if unset or empty."""
+    if not value:
+        return None
+    if not _URL.fullmatch(value):
+        raise ConfigError(f"{name}={value[:200]!r} is not an http:// or https:// URL")
+    return value
+
+
+def _text(name: str, value: str | None) -> str | None:
+    """*value* stripped; None if empty; control characters inside are refused."""
+    text = (value or "").strip()
+    bad = _CONTROL_CHARS.search(text)
+    if bad:
+        raise ConfigError(f"{name}={text[:200]!r} contains the control character {bad.group()!r}")
+    return text or None
 
 
 def env_name(package: str) -> str:
@@ -98,30 +149,30 @@ class Settings:
     releases_url: str = DEFAULT_RELEASES_URL
     lock_timeout: float = 600.0
     packages: tuple[PackageRequest, ...] = ()
-    unknown: tuple[str, ...] = field(default=())
+    unknown: tuple[str, ...] = field(default=())  # names of unknown AUTO_INFER_*, escaped for a message
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], *, root: Path | None = None) -> Settings:
         """Build settings from *environ*; *root* (``--root``) wins over AUTO_INFER_ROOT."""
         get = environ.get
-        root = root or Path(get("AUTO_INFER_ROOT") or DEFAULT_ROOT)
+        root = root or parse_path("AUTO_INFER_ROOT", get("AUTO_INFER_ROOT")) or DEFAULT_ROOT
+        if _CONTROL_CHARS.search(str(root)):
+            raise ConfigError(f"the root {str(root)!r} contains a control character")
         if not root.is_absolute():
             root = root.absolute()
-        models_dir = Path(get("AUTO_INFER_MODELS_DIR") or root / "models").absolute()
-        state_dir = Path(get("AUTO_INFER_STATE_DIR") or default_state_dir(root, get("TMPDIR"))).absolute()
+        models_dir = (parse_path("AUTO_INFER_MODELS_DIR", get("AUTO_INFER_MODELS_DIR")) or root / "models").absolute()
+        state_dir = (
+            parse_path("AUTO_INFER_STATE_DIR", get("AUTO_INFER_STATE_DIR"))
+            or default_state_dir(root, str(parse_path("TMPDIR", get("TMPDIR")) or "") or None)
+        ).absolute()
 
         log_format = (get("AUTO_INFER_LOG_FORMAT") or "text").strip().lower()
         if log_format not in ("text", "json"):
             raise ConfigError(f"AUTO_INFER_LOG_FORMAT={log_format!r} is not text or json")
 
-        config = get("AUTO_INFER_LLAMA_CPP_CONFIG")
-        swap_config = get("AUTO_INFER_LLAMA_SWAP_CONFIG")
-        try:
-            lock_timeout = float(get("AUTO_INFER_LOCK_TIMEOUT") or 600)
-        except ValueError:
-            raise ConfigError(
-                f"AUTO_INFER_LOCK_TIMEOUT={get('AUTO_INFER_LOCK_TIMEOUT')!r} is not a number of seconds"
-            ) from None
+        lock_timeout = parse_seconds(
+            "AUTO_INFER_LOCK_TIMEOUT", get("AUTO_INFER_LOCK_TIMEOUT"), 600.0, LOCK_TIMEOUT_RANGE
+        )
 
         return cls(
             root=root,
@@ -131,14 +182,19 @@ class Settings:
             or parse_bool("HF_HUB_OFFLINE", get("HF_HUB_OFFLINE")),
             log_format="json" if log_format == "json" else "text",
             llama_cpp_on_boot=parse_bool("AUTO_INFER_LLAMA_CPP_ON_BOOT", get("AUTO_INFER_LLAMA_CPP_ON_BOOT")),
-            llama_cpp_config=Path(config) if config else None,
+            llama_cpp_config=parse_path("AUTO_INFER_LLAMA_CPP_CONFIG", get("AUTO_INFER_LLAMA_CPP_CONFIG")),
             llama_swap_on_boot=parse_bool("AUTO_INFER_LLAMA_SWAP_ON_BOOT", get("AUTO_INFER_LLAMA_SWAP_ON_BOOT")),
-            llama_swap_config=Path(swap_config) if swap_config else None,
-            releases_url=get("AUTO_INFER_LLAMA_CPP_RELEASES_URL") or DEFAULT_RELEASES_URL,
+            llama_swap_config=parse_path("AUTO_INFER_LLAMA_SWAP_CONFIG", get("AUTO_INFER_LLAMA_SWAP_CONFIG")),
+            releases_url=parse_url("AUTO_INFER_LLAMA_CPP_RELEASES_URL", get("AUTO_INFER_LLAMA_CPP_RELEASES_URL"))
+            or DEFAULT_RELEASES_URL,
             lock_timeout=lock_timeout,
             packages=_packages(environ),
             unknown=tuple(
-                sorted(k for k in environ if k.startswith(PREFIX) and k not in KNOWN and not _PKG_VAR.match(k))
+                sorted(
+                    printable(k)
+                    for k in environ
+                    if k.startswith(PREFIX) and k not in KNOWN and not _PKG_VAR.fullmatch(k)
+                )
             ),
         )
 
@@ -166,23 +222,23 @@ def default_state_dir(root: Path, tmpdir: str | None = None) -> Path:
 def _packages(environ: Mapping[str, str]) -> tuple[PackageRequest, ...]:
     fields: dict[str, dict[str, str]] = {}
     for key, value in environ.items():
-        match = _PKG_VAR.match(key)
+        match = _PKG_VAR.fullmatch(key)
         if match:
             fields.setdefault(match.group(1), {})[match.group(2)] = value
     requests = []
     for env_part, values in sorted(fields.items()):
         name = package_name(env_part)
         prefix = f"{PREFIX}{env_part}_"
-        if not _PKG_NAME.match(name):
-            raise ConfigError(f"{prefix}*: {name!r} is not a valid package name")
+        if not _PKG_NAME.fullmatch(name):
+            raise ConfigError(f"{prefix[:80]}*: {name[:80]!r} is not a valid package name ({_PKG_NAME.pattern})")
         sha = values.get("PKG_SHA256", "").strip()
         request = PackageRequest(
             name=name,
             on_boot=parse_bool(prefix + "GET_PKG_ON_BOOT", values.get("GET_PKG_ON_BOOT")),
-            path=values.get("PKG_PATH", "").strip() or None,
+            path=_text(prefix + "PKG_PATH", values.get("PKG_PATH")),
             sha256=parse_sha256(sha, prefix + "PKG_SHA256") if sha else None,
-            version=values.get("VERSION", "").strip() or None,
-            variant=values.get("VARIANT", "").strip() or None,
+            version=_text(prefix + "VERSION", values.get("VERSION")),
+            variant=_text(prefix + "VARIANT", values.get("VARIANT")),
         )
         if request.on_boot and request.path and request.version:
             raise ConfigError(f"{prefix}PKG_PATH and {prefix}VERSION are both set: choose one source for {name}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from pathlib import Path
 
@@ -187,3 +188,69 @@ def test_schema_rejects_what_the_validator_rejects() -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"instance": {"x": {"server": {"port": 0}}}}, schema)
     assert json.loads(json.dumps(schema)) == schema
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("x = " + "[" * 17 + "]" * 17, r"cfg.toml:1: arrays or inline tables nested more than 16 deep"),
+        ("a = 1\nx = " + "{a=" * 17 + "1" + "}" * 17, r"cfg.toml:2: arrays or inline tables nested"),
+        ("a" + ".a" * 32 + " = 1", r"cfg.toml:1: a dotted key of more than 32 parts"),
+        ("".join(f"k{i} = 1\n" for i in range(10_001)), r"cfg.toml:10001: more than 10000 keys"),
+    ],
+)
+def test_prescan_refuses_what_would_exhaust_tomllib(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        parse_config(text, "cfg.toml")
+
+
+def test_prescan_skips_strings_and_comments() -> None:
+    nested = "[" * 40
+    cfg = parse_config(
+        f'[instance.a.server]\nalias = "{nested}"\n# {nested}\nchat_template = """\n{nested}\\""" """\n'
+        f"x = '{'.' * 40}'\ny = '''a''''\n"
+    )
+    assert cfg.instances[0].server["alias"] == nested
+    assert cfg.instances[0].server["y"] == "a'"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[instance."a\\n".server]\nport = 1\n', r"instance\.a\\n: instance name 'a\\n' must match"),
+        (f"[instance.{'a' * 65}.server]\nport = 1\n", r"at most 64 characters"),
+        ('[instance.a.control]\nenv = { "A\\n" = "1" }\n', r"'A\\n' is not an environment variable name"),
+        (
+            '[instance.a.control]\nenv = { A = "1\\r" }\n',
+            r"instance\.a\.control\.env\.A: contains the control character '\\r'",
+        ),
+        ('[instance.a.server]\nalias = "x\\u0000"\n', r"cfg.toml:2: instance\.a\.server\.alias: contains the control"),
+        ('[instance.a.server]\nextra_args = ["a\\nb"]\n', r"instance\.a\.server\.extra_args: contains the control"),
+        ('[instance.a.server]\n"ctx size" = 1\n', r"server key 'ctx size' must match"),
+        ('[instance.a.control]\ngpu_ids = "0\\n"\n', r"gpu_ids: contains the control character"),
+        ('[instance.a.control]\nlog_file = "%(here)s/a.log"\n', r"log_file: .* contains %\(here\)s"),
+        ("[instance.a.control]\nstop_timeout = 4294967296\n", r"stop_timeout: 4294967296 is above the maximum"),
+        (f'[instance.a.server]\nalias = "{"x" * 70_000}"\n', r"alias: a string of 70000 characters"),
+    ],
+)
+def test_values_supervisord_or_argv_cannot_carry_are_refused(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected) as info:
+        parse_config(text, "cfg.toml")
+    assert "\n" not in info.value.message
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero", "directory", "too_big", "not_utf8"])
+def test_config_file_must_be_a_small_regular_text_file(kind: str, tmp_path: Path) -> None:
+    path = tmp_path / "cfg.toml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev_zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "too_big":
+        path.write_text("#" * (1 << 20) + "\n")
+    else:
+        path.write_bytes(b"\xff")
+    with pytest.raises(ConfigError, match=r"cfg\.toml"):
+        load_config(path)

@@ -9,6 +9,7 @@ import pytest
 
 from entrypoint.errors import VerifyError
 from entrypoint.gguf_info import read_gguf_info, shard_names
+from tests.hostile.make_corpus import ARRAY, F32, STRING, U32, gguf, gstr, kv, nested_arrays
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from tiny_gguf import write_model
@@ -58,3 +59,19 @@ def test_projector_and_shards_are_recognised(tmp_path: Path) -> None:
     info = read_gguf_info(first)
     assert (info.split_no, info.split_count) == (0, 3)
     assert [p.name for p in shard_names(first)] == [f"big-0000{i}-of-00003.gguf" for i in (1, 2, 3)]
+
+
+def test_header_fields_are_typed_and_bounded(tmp_path: Path) -> None:
+    """Each checked field, broken in the smallest way, is a VerifyError naming it."""
+    cases = {
+        "general.alignment is a string": kv("general.alignment", STRING, gstr("32")),
+        "general.alignment = nan": kv("general.alignment", F32, b"\x00\x00\xc0\x7f"),
+        "general.alignment = 48; expected a power of two": kv("general.alignment", U32, (48).to_bytes(4, "little")),
+        "split.count is a string": kv("split.count", STRING, gstr("many")),
+        "arrays nested more than 8 deep": kv("deep", ARRAY, nested_arrays(900)),
+    }
+    for expected, field in cases.items():
+        path = tmp_path / "bad.gguf"
+        path.write_bytes(gguf(field))
+        with pytest.raises(VerifyError, match=expected):
+            read_gguf_info(path)

@@ -1,4 +1,4 @@
-"""Settings.from_environ: every SPEC section 1 variable, and errors that name the variable."""
+"""Settings.from_environ: every AUTO_INFER_* variable, and errors that name the variable."""
 
 from __future__ import annotations
 
@@ -100,3 +100,40 @@ def test_state_dir_is_per_container_and_per_root() -> None:
     assert a.state_dir.parent == Path("/ctmp/autoinfer") and a.state_dir != b.state_dir
     assert Settings.from_environ({}).state_dir.parent == Path("/tmp/autoinfer")
     assert Settings.from_environ({"AUTO_INFER_STATE_DIR": "/s"}).state_dir == Path("/s")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-5", "1e400", "86401", "5s"])
+def test_lock_timeout_must_be_finite_and_in_range(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"AUTO_INFER_LOCK_TIMEOUT=.* from 0 to 86400"):
+        Settings.from_environ({"AUTO_INFER_LOCK_TIMEOUT": value})
+
+
+def test_lock_timeout_accepts_its_range() -> None:
+    assert Settings.from_environ({"AUTO_INFER_LOCK_TIMEOUT": "0"}).lock_timeout == 0
+    assert Settings.from_environ({"AUTO_INFER_LOCK_TIMEOUT": " 2.5 "}).lock_timeout == 2.5
+    assert Settings.from_environ({"AUTO_INFER_LOCK_TIMEOUT": ""}).lock_timeout == 600
+
+
+@pytest.mark.parametrize("name", ["AUTO_INFER_ROOT", "AUTO_INFER_STATE_DIR", "AUTO_INFER_LLAMA_CPP_CONFIG"])
+def test_paths_with_control_characters_are_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_environ({name: "/a\n[program:x]"})
+
+
+def test_package_variables_are_matched_whole() -> None:
+    s = Settings.from_environ({"AUTO_INFER_LLAMA_CPP_VERSION\n": "b1"})
+    assert s.packages == () and s.unknown == ("AUTO_INFER_LLAMA_CPP_VERSION\\n",)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("AUTO_INFER_LLAMA_CPP_RELEASES_URL", "ftp://mirror/x"),
+        ("AUTO_INFER_LLAMA_CPP_RELEASES_URL", "https://x/\r\nHost: y"),
+        ("AUTO_INFER_LLAMA_CPP_VERSION", "b1\nb2"),
+        ("AUTO_INFER_LLAMA_CPP_VARIANT", "cpu\x00"),
+    ],
+)
+def test_urls_and_package_values_are_checked(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_environ({name: value})
