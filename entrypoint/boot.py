@@ -105,6 +105,7 @@ def prepare(settings: Settings, *, environ: Mapping[str, str], base_dir: Path | 
                 str(model.path) if model else None,
                 model.id if model else None,
                 environ=environ,
+                layout=plan.layout,
             )
         )
     if plan.swap is not None:

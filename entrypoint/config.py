@@ -15,6 +15,12 @@ without waiting), arrays and inline tables nested at most :data:`MAX_DEPTH` deep
 keys of at most :data:`MAX_KEY_PARTS` parts, at most :data:`MAX_KEYS` keys. Every value
 that reaches supervisord or llama-server's argv is checked here too (names whole, no
 control characters, bounded length), so a config is refused before anything is installed.
+
+Secrets (the README's "Secrets"): ``api_key`` in a server table never becomes
+``--api-key VALUE`` (:meth:`Instance.args` leaves it out; the plan writes it to a 0600 key
+file and passes ``--api-key-file``); ``control.env`` takes variables by name from the
+container's environment (``env = ["HF_TOKEN"]`` or ``HF_TOKEN = "${HF_TOKEN}"``), so their
+values are written nowhere; literal values are kept apart (:meth:`Control.env_literals`).
 """
 
 from __future__ import annotations
@@ -40,12 +46,15 @@ MAX_TEXT = 64 * 1024  # one string value; Linux refuses a single argument over 1
 INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SERVER_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # becomes --<key> on the command line
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")  # "${NAME}": NAME's value from the container
 GPU_IDS = re.compile(r"^(all|none|\d+(,\d+)*)$")
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 BINARY_REF = re.compile(r"^[a-z0-9][a-z0-9-]*(@[A-Za-z0-9._-]+)?$")
 # Characters a supervisord config line or an argv entry cannot carry (a tab can).
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 RESERVED = frozenset({"control", "server"})
+API_KEY = "api_key"  # the one server key that never becomes a flag
+_SECRET_FLAGS = ("--api-key", "--hf-token", "-hft")  # refused in extra_args: they would show in ps
 DEFAULT_PORT = 8080  # llama-server's own default
 
 _SHOWN_KEY = 200  # a longer key path is cut in messages (and not looked up)
@@ -56,7 +65,7 @@ _HERE = "%(here)s"  # supervisord expands it in every value, even after %-escapi
 class Field:
     """One known key: its JSON type, default and description (and optional checks)."""
 
-    type: str  # "boolean" | "string" | "integer" | "object"
+    type: str  # "boolean" | "string" | "integer" | "env" (a table of variables or a list of names)
     default: Any
     description: str
     pattern: re.Pattern[str] | None = None
@@ -86,7 +95,13 @@ CONTROL: dict[str, Field] = {
     "critical": Field("boolean", True, "A FATAL instance stops the container with a non-zero exit."),
     "model_sha256": Field("string", None, "Enforced sha256 of the model file.", SHA256),
     "binary": Field("string", None, "Package pin: 'llama-cpp@<id or version>'.", BINARY_REF),
-    "env": Field("object", {}, "Extra environment variables for this server."),
+    "env": Field(
+        "env",
+        {},
+        "Extra environment variables for this server: a list of names passed from the container's "
+        "environment, or a table NAME = value where '${OTHER}' passes OTHER's value and any other "
+        "value is a literal (kept in a 0600 file, shown as ***).",
+    ),
     "log_file": Field("string", None, "Also keep the server's log in this file."),
     "log_dir": Field("string", None, "Also keep logs as <log_dir>/<instance>.log (log_file wins)."),
     "background": Field("boolean", True, "Accepted for infer-dev compatibility; supervisord always runs servers."),
@@ -110,6 +125,14 @@ class Control:
     log_file: str | None = None
     log_dir: str | None = None
     background: bool = True
+
+    def env_passed(self) -> dict[str, str]:
+        """Variables taken from the container's environment at start: ``{NAME: SOURCE_NAME}``."""
+        return {k: m.group(1) for k, v in self.env.items() if (m := ENV_REFERENCE.fullmatch(v))}
+
+    def env_literals(self) -> dict[str, str]:
+        """Variables with a value written in the config (a secret, as far as we know)."""
+        return {k: v for k, v in self.env.items() if not ENV_REFERENCE.fullmatch(v)}
 
     def cuda_visible_devices(self) -> str | None:
         """None leaves the variable alone ("all" = the system's default)."""
@@ -144,11 +167,28 @@ class Instance:
         model = self.server.get("model")
         return str(model) if model is not None else None
 
-    def args(self, model_path: str | None = None) -> list[str]:
-        """llama-server's arguments (no binary); *model_path* replaces the model ref."""
-        server = dict(self.server)
+    @property
+    def api_key(self) -> str | None:
+        """The literal ``api_key``: never on a command line (see :meth:`args`)."""
+        key = self.server.get(API_KEY)
+        return str(key) if key is not None else None
+
+    @property
+    def api_key_file(self) -> str | None:
+        key_file = self.server.get("api_key_file")
+        return str(key_file) if key_file is not None else None
+
+    def args(self, model_path: str | None = None, *, api_key_file: str | None = None) -> list[str]:
+        """llama-server's arguments (no binary); *model_path* replaces the model ref.
+
+        A literal ``api_key`` is left out: the caller writes it to a file and passes that
+        file as *api_key_file* (``--api-key-file``), so the key is not in ``ps``.
+        """
+        server = {k: v for k, v in self.server.items() if k != API_KEY}
         if model_path is not None and "model" in server:
             server["model"] = model_path
+        if api_key_file is not None:
+            server["api_key_file"] = api_key_file
         return [*self.extra_args, *server_flags(server)]
 
 
@@ -378,7 +418,10 @@ class _Validator:
             self.check(spec, value, table, key)
 
     def check(self, spec: Field, value: Any, table: str, key: str) -> None:
-        types: dict[str, type[Any]] = {"boolean": bool, "string": str, "integer": int, "object": dict}
+        if spec.type == "env":
+            self.env(value, table, key)
+            return
+        types: dict[str, type[Any]] = {"boolean": bool, "string": str, "integer": int}
         expected = types[spec.type]
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise self.error(table, key, f"expected {spec.type}, found {_kind(value)} {_show(value)}")
@@ -394,18 +437,32 @@ class _Validator:
             raise self.error(table, key, f"{value} is below the minimum {spec.minimum}")
         if spec.type == "integer" and value > _INT_MAX:
             raise self.error(table, key, f"{value} is above the maximum {_INT_MAX}")
-        if spec.type == "object":
+
+    def env(self, value: Any, table: str, key: str) -> None:
+        """``env``: a table NAME = value (``"${OTHER}"`` passes OTHER's value) or a list of names."""
+        if isinstance(value, list):
+            names = value
+        elif isinstance(value, dict):
+            names = list(value)
+        else:
+            raise self.error(
+                table, key, f"expected a table of NAME = value or a list of names, found {_kind(value)} {_show(value)}"
+            )
+        for name in names:
+            if not isinstance(name, str) or not ENV_KEY.fullmatch(name) or len(name) > MAX_NAME:
+                raise self.error(
+                    table,
+                    key,
+                    f"{_show(name)} is not an environment variable name "
+                    f"({ENV_KEY.pattern}, at most {MAX_NAME} characters)",
+                )
+        if isinstance(value, dict):
             for name, item in value.items():
-                if not ENV_KEY.fullmatch(name) or len(name) > MAX_NAME:
-                    raise self.error(
-                        table,
-                        key,
-                        f"{_show(name)} is not an environment variable name "
-                        f"({ENV_KEY.pattern}, at most {MAX_NAME} characters)",
-                    )
                 if not isinstance(item, str):
                     raise self.error(table, key, f"{name} must be a string, found {_kind(item)} {_show(item)}")
                 self.text(item, table, f"{key}.{name}")
+                if _HERE in item:
+                    raise self.error(table, f"{key}.{name}", f"contains {_HERE}, which supervisord always expands")
 
     def text(self, value: str, table: str, key: str) -> None:
         """Refuse a string that supervisord's config or an argv entry cannot carry."""
@@ -429,9 +486,29 @@ class _Validator:
             for item in value if isinstance(value, list) else [value]:
                 if isinstance(item, str):
                     self.text(item, table, key)
+            if key.replace("-", "_") in (API_KEY, "api_key_file", "hf_token") and key not in (API_KEY, "api_key_file"):
+                raise self.error(
+                    table,
+                    key,
+                    "write api_key (kept out of the command line) or api_key_file; "
+                    "pass HF_TOKEN by name in control.env",
+                )
             if key == "extra_args":
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise self.error(table, key, f"expected a list of strings, found {_show(value)}")
+                for arg in value:
+                    if arg.split("=", 1)[0] in _SECRET_FLAGS:
+                        raise self.error(
+                            table,
+                            key,
+                            f"{arg.split('=', 1)[0]} would show its value in ps: set api_key "
+                            "(or api_key_file) in the server table, or pass HF_TOKEN by name in control.env",
+                        )
+            elif key in (API_KEY, "api_key_file"):
+                if not isinstance(value, str) or not value or value.strip() != value:
+                    raise self.error(
+                        table, key, f"expected a non-empty string without surrounding spaces, found {_kind(value)}"
+                    )
             elif key == "port":
                 if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
                     raise self.error(table, key, f"expected an integer from 1 to 65535, found {_show(value)}")
@@ -456,9 +533,12 @@ class _Validator:
             old = merged.get(key)
             merged[key] = [*old, *value] if isinstance(old, list) and isinstance(value, list) else value
         extra = tuple(merged.pop("extra_args", []))
+        if API_KEY in merged and "api_key_file" in merged:
+            where = f"instance.{name}.server" if API_KEY in server or "api_key_file" in server else "instance.server"
+            raise self.error(where, API_KEY, "api_key and api_key_file are both set: choose one")
         ctl = {**default_control, **control}
-        if isinstance(default_control.get("env"), dict) and isinstance(control.get("env"), dict):
-            ctl["env"] = {**default_control["env"], **control["env"]}
+        if "env" in default_control or "env" in control:
+            ctl["env"] = {**_env_table(default_control.get("env", {})), **_env_table(control.get("env", {}))}
         if "model_sha256" in ctl:
             ctl["model_sha256"] = ctl["model_sha256"].lower()
         return Instance(name=name, control=Control(**ctl), server=merged, extra_args=extra)
@@ -481,6 +561,11 @@ class _Validator:
 _INT_MAX = 2**31 - 1  # seconds and counts; supervisord has no use for more
 
 
+def _env_table(value: dict[str, str] | list[str]) -> dict[str, str]:
+    """``["HF_TOKEN"]`` -> ``{"HF_TOKEN": "${HF_TOKEN}"}``: the list form is the table form's shorthand."""
+    return {name: f"${{{name}}}" for name in value} if isinstance(value, list) else dict(value)
+
+
 def _show(value: Any, limit: int = 80) -> str:
     """``repr`` cut to *limit* characters: an error message stays one short line."""
     text = repr(value) if not isinstance(value, (list, dict)) or len(value) < 100 else f"<{_kind(value)}>"
@@ -500,7 +585,7 @@ def json_schema() -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, spec in fields.items():
             prop: dict[str, Any] = {"type": spec.type, "description": spec.description}
-            if spec.default is not None and spec.type != "object":
+            if spec.default is not None and spec.type != "env":
                 prop["default"] = spec.default
             if spec.pattern is not None:
                 prop["pattern"] = spec.pattern.pattern
@@ -508,9 +593,17 @@ def json_schema() -> dict[str, Any]:
                 prop["enum"] = list(spec.enum)
             if spec.minimum is not None:
                 prop["minimum"] = spec.minimum
-            if spec.type == "object":
-                prop["additionalProperties"] = {"type": "string", "maxLength": MAX_TEXT}
-                prop["propertyNames"] = {"pattern": ENV_KEY.pattern, "maxLength": MAX_NAME}
+            if spec.type == "env":
+                del prop["type"]
+                var = {"type": "string", "pattern": ENV_KEY.pattern, "maxLength": MAX_NAME}
+                prop["anyOf"] = [
+                    {
+                        "type": "object",
+                        "additionalProperties": {"type": "string", "maxLength": MAX_TEXT},
+                        "propertyNames": {"pattern": ENV_KEY.pattern, "maxLength": MAX_NAME},
+                    },
+                    {"type": "array", "items": var},
+                ]
             elif spec.type == "string":
                 prop["maxLength"] = MAX_TEXT
             out[name] = prop
@@ -555,6 +648,17 @@ def json_schema() -> dict[str, Any]:
                         "type": "array",
                         "items": {"type": "string"},
                         "description": "Raw arguments, passed first.",
+                    },
+                    "api_key": {
+                        "type": "string",
+                        "minLength": 1,
+                        "description": "The server's API key: written to a 0600 file in the state dir "
+                        "and passed as --api-key-file, never on the command line.",
+                    },
+                    "api_key_file": {
+                        "type": "string",
+                        "minLength": 1,
+                        "description": "A file of API keys, one per line (passed as --api-key-file).",
                     },
                 },
                 "propertyNames": {"pattern": SERVER_KEY.pattern, "maxLength": MAX_NAME},

@@ -17,6 +17,7 @@ Steps of :func:`fetch_url`:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import logging
@@ -28,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from entrypoint import digest as digestmod
 from entrypoint.errors import (
@@ -180,7 +182,13 @@ def fetch_url(
     timeout: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Fetched:
-    """Download *url* to *target* (see the module docstring for the steps)."""
+    """Download *url* to *target* (see the module docstring for the steps).
+
+    A URL's userinfo (``https://user:pass@host/...``) is sent as HTTP basic auth (urllib3
+    ignores it otherwise) and is dropped from the URL, so it is in no message nor the
+    partial's key; an explicit ``Authorization`` in *headers* wins.
+    """
+    url, headers = _userinfo_as_auth(url, headers or {})
     if offline:
         raise NetError(
             f"offline mode: not downloading {url}",
@@ -195,6 +203,19 @@ def fetch_url(
             return _download(url, target, partial, sha256, size, headers or {}, attempts, backoff, timeout, sleep)
         except OSError as exc:
             raise from_os_error(exc, f"write {partial}") from exc
+
+
+def _userinfo_as_auth(url: str, headers: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    scheme, sep, rest = url.partition("://")
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if not sep or "@" not in netloc:
+        return url, dict(headers)
+    userinfo, _, host = netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+    if any(k.lower() == "authorization" for k in headers):
+        return f"{scheme}://{host}{rest[len(netloc) :]}", dict(headers)
+    return f"{scheme}://{host}{rest[len(netloc) :]}", {**headers, "Authorization": f"Basic {token}"}
 
 
 def _download(

@@ -27,12 +27,15 @@ from typing import Any
 from entrypoint import models, packages, supervisor
 from entrypoint.config import Config, Instance, load_config
 from entrypoint.errors import ConfigError, NotFoundError
+from entrypoint.redact import redact_text
 from entrypoint.servers import ServerSpec
 from entrypoint.settings import Settings
 
 LLAMA_CPP = "llama-cpp"
 LLAMA_SWAP = "llama-swap"
 SERVER_EXE = "llama-server"
+#: Where llama-server also finds a key (its own environment variables), besides the config.
+KEY_VARIABLES = ("LLAMA_API_KEY", "LLAMA_ARG_API_KEY_FILE")
 
 
 @dataclass(frozen=True)
@@ -133,9 +136,11 @@ def make_plan(settings: Settings, *, environ: Mapping[str, str], base_dir: Path 
             step = by_key.get((inst.model_ref, inst.control.model_sha256)) if inst.model_ref else None
             path = str(step.status.path) if step else None
             model_id = step.status.id if step else None
-            plan.servers.append(
-                ServerStep(inst, binary, step, server_spec(inst, binary, path, model_id, environ=environ))
-            )
+            spec = server_spec(inst, binary, path, model_id, environ=environ, layout=plan.layout)
+            plan.servers.append(ServerStep(inst, binary, step, spec))
+            warning = open_without_key(inst, environ)
+            if warning:
+                plan.warnings.append(warning)
         if not plan.servers:
             plan.warnings.append("the config enables no instance: supervisord will run with no server")
     elif config is not None:
@@ -217,6 +222,20 @@ def _installs(settings: Settings, package: str) -> bool:
     return bool(request and request.on_boot)
 
 
+def open_without_key(inst: Instance, environ: Mapping[str, str]) -> str | None:
+    """A warning when *inst* listens beyond loopback and nothing gives it an API key."""
+    host = inst.host.strip("[]").lower()
+    if host in ("localhost", "::1") or host.startswith("127."):
+        return None
+    passed = {*inst.control.env_literals(), *inst.control.env_passed()}
+    if inst.api_key or inst.api_key_file or any(v in environ or v in passed for v in KEY_VARIABLES):
+        return None
+    return (
+        f"instance {inst.name} listens on {inst.host or '*'}:{inst.port} without an API key: anyone who "
+        "reaches that port can use it (set api_key or api_key_file in its server table, or LLAMA_API_KEY)"
+    )
+
+
 def server_spec(
     inst: Instance,
     exe: Binary,
@@ -224,8 +243,15 @@ def server_spec(
     model_id: str | None,
     *,
     environ: Mapping[str, str],
+    layout: supervisor.StateLayout,
 ) -> ServerSpec:
-    """One enabled instance as a supervised program: exact argv, environment, supervision."""
+    """One enabled instance as a supervised program: exact argv, environment, supervision.
+
+    Secrets stay out of the argv and of what supervisord's config carries: a literal
+    ``api_key`` becomes ``--api-key-file <layout.key_file>`` (supervisor writes that file,
+    0600), literal ``control.env`` values go to the spec's ``secret_env`` (a 0600 file),
+    variables passed by name to ``env_passed`` (no value written at all).
+    """
     env: dict[str, str] = {}
     cuda = inst.control.cuda_visible_devices()
     if cuda is not None:
@@ -235,17 +261,20 @@ def server_spec(
     inherited = environ.get("LD_LIBRARY_PATH", "")
     if folder:
         env["LD_LIBRARY_PATH"] = folder + (os.pathsep + inherited if inherited else "")
-    env.update(inst.control.env)
+    key_file = str(layout.key_file(inst.name)) if inst.api_key else None
     log_file = inst.control.log_file or (
         str(Path(inst.control.log_dir) / f"{inst.name}.log") if inst.control.log_dir else None
     )
     return ServerSpec(
         name=inst.name,
-        argv=(exe.path, *inst.args(model_path)),
+        argv=(exe.path, *inst.args(model_path, api_key_file=key_file)),
         env=env,
+        env_passed=inst.control.env_passed(),
+        secret_env=inst.control.env_literals(),
+        api_key=inst.api_key,
         host=inst.host,
         port=inst.port,
-        model_ref=inst.model_ref,
+        model_ref=redact_text(inst.model_ref) if inst.model_ref else None,
         model_path=model_path,
         model_id=model_id,
         binary=exe.path,

@@ -6,6 +6,12 @@
 - ``http://…`` or ``https://…``: one file.
 
 Parsing is pure (no I/O): errors name the reference and what is wrong (E_CONFIG).
+
+A URL may carry a credential (``user:pass@``, ``?token=``, a signed query string): only
+:attr:`ModelRef.url` keeps it, to fetch with. What is shown, logged and stored is
+credential-free: :attr:`ModelRef.text` is the URL with each secret as ``***`` and
+:meth:`ModelRef.model_id` (the catalog key, the install folder's hash) is the URL without
+them (entrypoint/redact.py says what a stored URL can and cannot fetch again).
 """
 
 from __future__ import annotations
@@ -13,12 +19,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from entrypoint.errors import ConfigError
+from entrypoint.redact import redact_url, storable_url
 
 Source = Literal["local", "hf", "https"]
 
@@ -39,7 +46,7 @@ class ModelRef:
     repo: str | None = None
     filename: str | None = None  # path inside the repo
     revision: str | None = None  # as written; None means "main"
-    url: str | None = None
+    url: str | None = field(default=None, repr=False)  # http(s): as written, credentials included
 
     @property
     def repo_id(self) -> str:
@@ -65,7 +72,7 @@ class ModelRef:
         if self.source == "local":
             return f"local:{self.local_path(base_dir)}"
         assert self.url is not None
-        return self.url
+        return storable_url(self.url)
 
     @property
     def basename(self) -> str:
@@ -77,8 +84,9 @@ class ModelRef:
         return self.path.name if self.path else ""
 
     def url_hash(self) -> str:
+        """The install folder's name: a hash of the URL without its credentials (they may rotate)."""
         assert self.url is not None
-        return hashlib.sha256(self.url.encode()).hexdigest()[:12]
+        return hashlib.sha256(storable_url(self.url).encode()).hexdigest()[:12]
 
 
 def parse_model_ref(text: str, *, revision: str | None = None) -> ModelRef:
@@ -137,12 +145,13 @@ def _parse_hf(raw: str, body: str) -> ModelRef:
 
 def _parse_url(raw: str) -> ModelRef:
     parts = urlsplit(raw)
+    shown = redact_url(raw)
     if not parts.netloc or not parts.hostname:
-        raise ConfigError(f"model reference {raw!r}: the URL has no host")
+        raise ConfigError(f"model reference {shown!r}: the URL has no host")
     name = unquote(parts.path.rsplit("/", 1)[-1])
     if not name:
-        raise ConfigError(f"model reference {raw!r}: the URL does not end with a file name")
+        raise ConfigError(f"model reference {shown!r}: the URL does not end with a file name")
     if name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
-        raise ConfigError(f"model reference {raw!r}: {name!r} cannot be a file name")
+        raise ConfigError(f"model reference {shown!r}: {name!r} cannot be a file name")
     url = parts._replace(fragment="").geturl()
-    return ModelRef(text=raw, source="https", url=url)
+    return ModelRef(text=shown, source="https", url=url)

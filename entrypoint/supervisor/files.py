@@ -17,6 +17,7 @@ from entrypoint.servers import ServerSpec
 from entrypoint.supervisor.handoff import render_handoff, render_init_config, spec_from_handoff
 from entrypoint.supervisor.layout import StateLayout
 from entrypoint.supervisor.render import render_program, render_supervisord
+from entrypoint.supervisor.secrets import write_secret_files
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ def write_config(layout: StateLayout, specs: Sequence[ServerSpec], *, log_format
     contents = render_files(layout, specs, log_format=log_format, user="root" if os.geteuid() == 0 else None)
     for folder in (layout.conf_d, layout.engines, layout.pipes, layout.logs):
         folder.mkdir(parents=True, exist_ok=True)
+    write_secret_files(layout, specs)  # 0600 under run/keys/, before any program that reads them
     for path, text in contents.items():
         _write_if_changed(path, text)
 

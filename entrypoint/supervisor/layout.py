@@ -82,6 +82,19 @@ class StateLayout:
         """``run/engines/<name>.json``: what runs where, for other tools."""
         return self.engines / f"{name}.json"
 
+    @property
+    def keys(self) -> Path:
+        """``run/keys/`` (0700): the servers' API keys and literal environment values, each file 0600."""
+        return self.run / "keys"
+
+    def key_file(self, name: str) -> Path:
+        """``run/keys/<name>.key``: one server's API key(s), one per line (``--api-key-file``)."""
+        return self.keys / f"{name}.key"
+
+    def env_file(self, name: str) -> Path:
+        """``run/keys/<name>.env``: one server's environment values written in the config."""
+        return self.keys / f"{name}.env"
+
     def pipe(self, name: str, stream: str) -> Path:
         """The FIFO one server's *stream* (stdout or stderr) is written to."""
         return self.pipes / f"{name}.{stream}"

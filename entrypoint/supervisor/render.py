@@ -36,6 +36,7 @@ from entrypoint.supervisor.quoting import (
     render_environment,
     split_env,
 )
+from entrypoint.supervisor.secrets import with_env_file
 
 GROUP = "servers"
 LISTENER = "autoinfer-watch"
@@ -68,7 +69,7 @@ def render_program(spec: ServerSpec, layout: StateLayout) -> str:
     lines = [
         f"; rendered by autoinfer for instance {spec.name}; changes are overwritten at boot",
         f"[program:{spec.name}]",
-        f"command={p(render_command(program_argv(spec)))}",
+        f"command={p(render_command(program_argv(with_env_file(spec, layout))))}",
     ]
     if plain:
         lines.append(f"environment={p(render_environment(plain))}")

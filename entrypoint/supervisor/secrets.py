@@ -1,0 +1,95 @@
+"""The servers' secret files under ``run/keys/``: API keys and the config's literal environment values.
+
+Neither goes into supervisord's config, a command line or a handoff:
+
+- a literal ``api_key`` is written to ``run/keys/<instance>.key`` (one key per line, as
+  llama-server's ``--api-key-file`` reads them; the plan already put that flag in argv);
+- the environment values a config writes literally (``control.env``), and the variables
+  it passes under another name (``TOKEN = "${HF_TOKEN}"``), go to
+  ``run/keys/<instance>.env``, which ``/bin/sh`` reads just before it execs the server
+  (same pid: signals and the exit status stay the server's). A rename is written as
+  ``${HF_TOKEN}``, so the value itself is still written nowhere.
+
+The folder is 0700 and each file 0600, written atomically; files of instances that are
+gone are removed. A variable passed under its own name needs no file at all: the server
+inherits it from supervisord, which inherits the container's environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from entrypoint.fsutil import atomic_write_text
+from entrypoint.servers import ServerSpec
+from entrypoint.supervisor.layout import StateLayout
+
+SHELL = "/bin/sh"
+# $0 is the env file, "$@" the server's argv: set -a exports what the file assigns.
+_SOURCE_AND_EXEC = 'set -a && . "$0" && set +a && exec "$@"'
+
+
+def needs_env_file(spec: ServerSpec) -> bool:
+    return bool(spec.secret_env) or any(key != name for key, name in spec.env_passed.items())
+
+
+def with_env_file(spec: ServerSpec, layout: StateLayout) -> ServerSpec:
+    """*spec* as supervisord runs it: behind ``sh``, which reads its env file, when it has one."""
+    if not needs_env_file(spec):
+        return spec
+    return replace(spec, argv=(SHELL, "-c", _SOURCE_AND_EXEC, str(layout.env_file(spec.name)), *spec.argv))
+
+
+def render_env_file(spec: ServerSpec) -> str:
+    """The env file's text: ``KEY='literal'`` lines and ``KEY="${NAME}"`` for renamed variables."""
+    lines = ["# written by autoinfer at boot (0600); sourced by /bin/sh just before the server starts"]
+    for key, name in sorted(spec.env_passed.items()):
+        if key != name:  # only if NAME is set: an unset NAME leaves KEY unset too
+            lines.append(f'if [ -n "${{{name}+set}}" ]; then {key}="${{{name}}}"; fi')
+    for key, value in sorted(spec.secret_env.items()):
+        lines.append(f"{key}={_sh_quote(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def render_key_file(api_key: str) -> str:
+    """One key per line: ``api_key = "a,b"`` means two keys, as ``--api-key a,b`` would."""
+    return "".join(key.strip() + "\n" for key in api_key.split(",") if key.strip())
+
+
+def write_secret_files(layout: StateLayout, specs: Sequence[ServerSpec]) -> list[Path]:
+    """Write each server's key and env file (0600 in a 0700 folder); remove the stale ones."""
+    wanted: dict[Path, str] = {}
+    for spec in specs:
+        if spec.api_key:
+            wanted[layout.key_file(spec.name)] = render_key_file(spec.api_key)
+        if needs_env_file(spec):
+            wanted[layout.env_file(spec.name)] = render_env_file(spec)
+    if wanted:
+        layout.keys.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(layout.keys, 0o700)  # mkdir's mode is masked by the umask, and the folder may be older
+    for path, text in wanted.items():
+        if _unchanged(path, text):
+            continue
+        atomic_write_text(path, text, mode=0o600)
+    if layout.keys.is_dir():
+        for stale in sorted(layout.keys.iterdir()):
+            if stale not in wanted and stale.suffix in (".key", ".env"):
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
+    return list(wanted)
+
+
+def _unchanged(path: Path, text: str) -> bool:
+    try:
+        st = path.lstat()
+        return (st.st_mode & 0o777) == 0o600 and path.read_text() == text
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _sh_quote(value: str) -> str:
+    """Single quotes: the shell expands nothing inside (a ``'`` is closed, escaped, reopened)."""
+    return "'" + value.replace("'", "'\\''") + "'"
