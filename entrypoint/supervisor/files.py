@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from entrypoint.errors import VerifyError
 from entrypoint.fsutil import atomic_write_text
+from entrypoint.safeio import printable, read_small_file
 from entrypoint.servers import ServerSpec
 from entrypoint.supervisor.handoff import render_handoff, render_init_config, spec_from_handoff
 from entrypoint.supervisor.layout import StateLayout
@@ -118,14 +120,28 @@ def read_handoffs(layout: StateLayout) -> list[ServerSpec]:
     """The servers the last boot started, read back from ``run/engines/*.json``.
 
     Enough for status and health (name, where it listens, model, version); a probe
-    does not re-validate the whole config every few seconds.
+    does not re-validate the whole config every few seconds. A handoff that cannot be
+    read is :class:`VerifyError` naming it: skipping it would let a health check pass
+    with a server missing.
     """
     specs = []
     for path in sorted(layout.engines.glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            log.warning("skipping unreadable handoff %s: %s", path, exc)
-            continue
-        specs.append(spec_from_handoff(data, name=path.stem))
+        specs.append(_read_handoff(path))
     return specs
+
+
+HANDOFF_LIMIT = 1 << 20  # a handoff is a few hundred bytes; anything near this is not ours
+
+
+def _read_handoff(path: Path) -> ServerSpec:
+    raw = read_small_file(path, limit=HANDOFF_LIMIT, what="handoff file", error=VerifyError)
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON {type(data).__name__}, not an object")
+        return spec_from_handoff(data, name=path.stem)
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+        raise VerifyError(
+            f"handoff file {path} is corrupt: {printable(exc)[:200]}",
+            hint="run `autoinfer boot` again (or `autoinfer servers render --write`) to rewrite it",
+        ) from None
