@@ -304,9 +304,10 @@ def test_default_user_is_non_root_and_a_fresh_named_volume_is_writable(
     assert (root / "pkgs").stat().st_uid == uid, "the install was not made by the container's user"
 
 
-def test_image_metadata(image: str) -> None:
+def test_image_metadata(image: str, note: Callable[[str, str], None]) -> None:
     data = json.loads(podman("image", "inspect", image).stdout)[0]
     config = data["Config"]
+    assert config["User"] == "10001:0", "the image must run as its non-root user unless told otherwise"
     assert config["Entrypoint"] == ["autoinfer", "boot"]
     assert config["StopSignal"] == "SIGTERM"
     assert data["Healthcheck"]["Test"] == ["CMD", "autoinfer", "-q", "servers", "health"]
@@ -317,3 +318,12 @@ def test_image_metadata(image: str) -> None:
     run = ["run", "--rm", "--network", "none", *ulimit_flags(), "--entrypoint", "autoinfer"]
     out = podman(*run, image, "--version").stdout
     assert "0.1.0" in out
+
+    # Runtime dependencies only: no installer, no test-only or unused packages.
+    absent = ("pip", "setuptools", "numpy", "gguf", "hf_xet")
+    probe = f"import importlib.util as u; print(*[m for m in {absent!r} if u.find_spec(m)])"
+    python = ["run", "--rm", "--network", "none", *ulimit_flags(), "--entrypoint", "python", image]
+    assert podman(*python, "-c", probe).stdout.strip() == ""
+    history = podman("history", "--format", "{{.Size}}\t{{.CreatedBy}}", image).stdout
+    layers = "\n".join(line[:110] for line in history.splitlines() if not line.startswith("0 B"))
+    note("image size (recorded, not asserted)", f"{image}: {data['Size'] / 1e6:.1f} MB\n{layers}")

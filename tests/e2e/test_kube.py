@@ -90,6 +90,8 @@ class Kube:
     env: dict[str, str]
     deployment: str
     names: dict[str, str]  # shipped object name -> the copy's
+    server: Server  # serves the llama.cpp archive and the model
+    port: int  # the server's port in the copy's config
     log: list[str] = field(default_factory=list)
 
     def podman(self, *args: str, timeout: float = 300) -> tuple[int, str, float]:
@@ -126,7 +128,7 @@ class Kube:
 
 
 @pytest.fixture
-def kube(image: str, llama_release: LlamaRelease, tiny_model: Path, tmp_path: Path) -> Iterator[tuple[Kube, int]]:
+def kube(image: str, llama_release: LlamaRelease, tiny_model: Path, tmp_path: Path) -> Iterator[Kube]:
     server = Server().start()
     suffix = uuid.uuid4().hex[:8]
     port = free_port()
@@ -145,9 +147,11 @@ def kube(image: str, llama_release: LlamaRelease, tiny_model: Path, tmp_path: Pa
         env={**os.environ, "CONTAINERS_CONF": str(conf)},
         deployment=names["autoinfer"],
         names={k: v for k, v in names.items() if k != "autoinfer"},
+        server=server,
+        port=port,
     )
     try:
-        yield made, port
+        yield made
     finally:
         made.cleanup()
         server.stop()
@@ -169,11 +173,11 @@ def wait_health(main: str, port: int, timeout: float = 180) -> float:
 
 
 def test_kube_play_runs_the_shipped_deployment_to_health_and_it_stops_within_the_grace_period(
-    kube: tuple[Kube, int],
+    kube: Kube,
     figure: Callable[[str, float], None],
     note: Callable[[str, str], None],
 ) -> None:
-    made, port = kube
+    made, port = kube, kube.port
     deployment = next(d for d in yaml.safe_load_all(made.file.read_text()) if d["kind"] == "Deployment")
     grace = int(deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"])
     try:
@@ -196,6 +200,9 @@ def test_kube_play_runs_the_shipped_deployment_to_health_and_it_stops_within_the
         logs = out.stdout + out.stderr
         assert re.search(r"package llama-cpp \S+ \(\S+\): already installed", logs), logs[-3000:]
         assert podman("exec", main, "id", "-u").stdout.strip() == "10001"
+        fetched = {path: len(made.server.requests_for(path)) for path in made.server.routes}
+        made.log.append(f"local HTTP server: GET requests per file {fetched}")
+        assert all(count >= 1 for count in fetched.values()), fetched
 
         # The probes' command (startup, readiness and liveness all run it), as the kubelet
         # would exec it. podman turns the livenessProbe into a healthcheck but runs no
