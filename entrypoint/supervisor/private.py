@@ -5,9 +5,9 @@ says. Whoever can put a file in the state dir, or swap one of its folders for a 
 runs commands as root or makes boot overwrite and delete files wherever the link points.
 So (see docs/security.md):
 
-- every existing folder above the state dir can be changed only by root or by us: owned
-  by one of us, and writable by group or others only with the sticky bit (as ``/tmp``),
-  or someone else could rename the state dir away and put theirs in its place;
+- every existing folder above the state dir is owned by root or by us, and writable by
+  others only with the sticky bit (as ``/tmp``): else someone could rename the state
+  dir away and put theirs in its place;
 - the state dir and each folder in it is a real folder (not a symlink), owned by us and
   writable by nobody else; we create them 0700 and tighten our own to 0700;
 - a file we write there is opened relative to its folder's descriptor with
@@ -58,8 +58,9 @@ def check_parents(path: Path) -> None:
                 continue  # its target is on the resolved chain
             if not stat.S_ISDIR(st.st_mode):
                 raise refuse(folder, st, "not a folder")
-            if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-                raise refuse(folder, st, "a folder above the state dir is writable by group or others")
+            # Group-writable is let through: volumes shared by a pod's containers (fsGroup) are 2775.
+            if st.st_mode & 0o002 and not st.st_mode & stat.S_ISVTX:
+                raise refuse(folder, st, "a folder above the state dir is writable by others without the sticky bit")
 
 
 def check_folder(path: Path, st: os.stat_result) -> None:

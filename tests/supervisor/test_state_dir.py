@@ -212,7 +212,7 @@ def test_a_symlink_inside_the_state_dir_is_refused(
     assert snapshot(state) == state_before  # refused before anything was written
 
 
-def test_a_folder_above_the_state_dir_that_others_can_write_is_refused(
+def test_a_folder_above_the_state_dir_that_anyone_can_write_is_refused(
     setup: tuple[Path, dict[str, str]], short_state_dir: Path
 ) -> None:
     """Someone who can write the parent can rename the state dir away and put theirs in its place."""
@@ -224,6 +224,8 @@ def test_a_folder_above_the_state_dir_that_others_can_write_is_refused(
     refused(env, parent)
     assert not (parent / "state").exists()
     parent.chmod(0o1777)  # sticky, as /tmp: others cannot rename what is ours
+    assert run_cli("boot", "--prepare-only", env=env).returncode == 0
+    parent.chmod(0o2775)  # group-writable, as a volume a pod's containers share (fsGroup)
     assert run_cli("boot", "--prepare-only", env=env).returncode == 0
 
 
