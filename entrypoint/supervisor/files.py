@@ -131,7 +131,7 @@ def _open_folders(layout: StateLayout) -> dict[Path, PrivateDir]:
 
 
 def _write_if_changed(folder: PrivateDir, name: str, text: str) -> None:
-    """A warm boot rewrites nothing: each atomic write costs two fsyncs (~100 files at 50 servers)."""
+    """A warm boot rewrites only supervisord.conf (new credentials): each write costs two fsyncs."""
     if folder.read_private(name) != text:
         folder.write_text(name, text)
 

@@ -22,11 +22,14 @@ from typing import Any
 
 import pytest
 
+from entrypoint.errors import PermError
 from entrypoint.settings import Settings, default_state_dir
-from entrypoint.supervisor import StateLayout, read_credentials
+from entrypoint.supervisor import StateLayout, read_credentials, write_config
 from entrypoint.supervisor.control import supervisor_rpc
+from entrypoint.supervisor.private import PrivateDir
 from tests.conftest import LlamaRelease
 from tests.helpers.cli import autoinfer_argv, cli_env, run_cli
+from tests.supervisor.conftest import spec
 
 NOBODY = 65534
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a folder to another user")
@@ -227,6 +230,64 @@ def test_a_folder_above_the_state_dir_that_anyone_can_write_is_refused(
     assert run_cli("boot", "--prepare-only", env=env).returncode == 0
     parent.chmod(0o2775)  # group-writable, as a volume a pod's containers share (fsGroup)
     assert run_cli("boot", "--prepare-only", env=env).returncode == 0
+
+
+# ---- the writer itself (its callers check first; it does not rely on that)
+
+
+def test_write_config_refuses_a_symlinked_folder_without_writing_through_it(short_state_dir: Path) -> None:
+    state = short_state_dir / "state"
+    victim = short_state_dir / "victim"
+    victim.mkdir()
+    (victim / "other.conf").write_text("precious\n")
+    (state / "supervisor").mkdir(parents=True, mode=0o700)
+    state.chmod(0o700)
+    (state / "supervisor" / "conf.d").symlink_to(victim)
+    before = snapshot(victim)
+    with pytest.raises(PermError, match=r"conf\.d"):
+        write_config(StateLayout(state), [spec("a")], log_format="text")
+    assert snapshot(victim) == before
+    assert not (state / "supervisor" / "supervisord.conf").exists()
+
+
+def test_write_config_refuses_a_symlinked_file_before_writing_any(short_state_dir: Path) -> None:
+    state = short_state_dir / "state"
+    victim = short_state_dir / "passwd"
+    victim.write_text("root:x:0:0\n")
+    layout = StateLayout(state)
+    write_config(layout, [spec("a")], log_format="text")
+    conf = layout.conf.read_text()
+    layout.handoff("a").unlink()
+    layout.handoff("a").symlink_to(victim)
+    with pytest.raises(PermError, match=r"a\.json"):
+        write_config(layout, [spec("a", port=9)], log_format="text")
+    assert victim.read_text() == "root:x:0:0\n"
+    assert layout.conf.read_text() == conf  # checked all, then wrote: nothing changed
+
+
+def test_a_stale_symlink_is_removed_not_followed(short_state_dir: Path) -> None:
+    layout = StateLayout(short_state_dir / "state")
+    write_config(layout, [spec("a")], log_format="text")
+    victim = short_state_dir / "keep.conf"
+    victim.write_text("precious\n")
+    layout.program("old").symlink_to(victim)
+    files = write_config(layout, [spec("a")], log_format="text")
+    assert layout.program("old") in files.removed and not layout.program("old").is_symlink()
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_write_replaces_a_symlink_planted_after_the_check(short_state_dir: Path) -> None:
+    """The window between check and write: the rename replaces the link, the target stays."""
+    victim = short_state_dir / "victim"
+    victim.write_text("precious\n")
+    with PrivateDir.open(short_state_dir / "state") as folder:
+        os.symlink(victim, "x.conf", dir_fd=folder.fd)
+        assert folder.read_private("x.conf") is None  # O_NOFOLLOW: not read through the link
+        folder.write_text("x.conf", "ours\n")
+    written = short_state_dir / "state" / "x.conf"
+    assert not written.is_symlink() and written.read_text() == "ours\n"
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    assert victim.read_text() == "precious\n"
 
 
 # ---- what boot writes
