@@ -1,4 +1,4 @@
-"""Typed settings built once from an environment mapping.
+"""Typed settings built once from an environment mapping (the variables are listed in README.md).
 
 Nothing here reads ``os.environ``: the CLI passes it in, tests pass a dict. Every
 converter names the variable and the value it rejects (E_CONFIG, exit 78): numbers must
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,8 +164,7 @@ class Settings:
             root = root.absolute()
         models_dir = (parse_path("AUTO_INFER_MODELS_DIR", get("AUTO_INFER_MODELS_DIR")) or root / "models").absolute()
         state_dir = (
-            parse_path("AUTO_INFER_STATE_DIR", get("AUTO_INFER_STATE_DIR"))
-            or default_state_dir(root, str(parse_path("TMPDIR", get("TMPDIR")) or "") or None)
+            parse_path("AUTO_INFER_STATE_DIR", get("AUTO_INFER_STATE_DIR")) or default_state_dir(root, environ)
         ).absolute()
 
         log_format = (get("AUTO_INFER_LOG_FORMAT") or "text").strip().lower()
@@ -207,16 +208,42 @@ class Settings:
         return self.llama_cpp_on_boot or self.llama_swap_on_boot
 
 
-def default_state_dir(root: Path, tmpdir: str | None = None) -> Path:
+def default_state_dir(
+    root: Path, environ: Mapping[str, str], *, uid: int | None = None, run_dir: Path = Path("/run")
+) -> Path:
     """Where this container keeps supervisord's config, socket, pipes and handoff files.
 
     Not in the root: ``/soft/app`` is often a volume shared by several containers or
     pods, and this state belongs to one of them (two supervisords on one socket, or one
-    pod removing the other's programs, would break both). The container's own temp
-    folder is private to it; the root's hash keeps two roots on one host apart.
+    pod removing the other's programs, would break both); the root's hash keeps two
+    roots on one host apart. And in a place of the user's own, since whoever writes in
+    it runs commands through supervisord (docs/security.md), the first of:
+
+    1. ``$XDG_RUNTIME_DIR/autoinfer/<hash>`` when that folder is ours and 0700;
+    2. ``/run/autoinfer/<hash>`` when we can write in /run (root in a container);
+    3. ``$TMPDIR/autoinfer-<uid>/<hash>`` (TMPDIR defaults to /tmp), named after the
+       user so that another one's folder is never ours.
+
+    Only a choice of path: the supervisor capability creates it 0700, and refuses a
+    folder on it that is not ours.
     """
+    uid = os.geteuid() if uid is None else uid
     digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
-    return Path(tmpdir or "/tmp") / "autoinfer" / digest  # noqa: S108 - per-container, named by the root's hash
+    runtime = parse_path("XDG_RUNTIME_DIR", environ.get("XDG_RUNTIME_DIR"))
+    if runtime is not None and runtime.is_absolute() and _private_to(runtime, uid):
+        return runtime / "autoinfer" / digest
+    if os.path.isdir(run_dir) and os.access(run_dir, os.W_OK):
+        return run_dir / "autoinfer" / digest
+    tmpdir = parse_path("TMPDIR", environ.get("TMPDIR")) or Path("/tmp")  # noqa: S108 - a folder of our own below it, checked before use
+    return tmpdir / f"autoinfer-{uid}" / digest
+
+
+def _private_to(folder: Path, uid: int) -> bool:
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not st.st_mode & 0o077
 
 
 def _packages(environ: Mapping[str, str]) -> tuple[PackageRequest, ...]:
