@@ -281,8 +281,9 @@ def _download(
                         raise_for_status=_raise_for_status,
                         progress=lambda total, done: Progress(f"downloading {target.name}", total, done),
                     )
-                    if body is None:
-                        continue  # the server ignored the Range requests: one stream after all
+                    if body is None:  # the server ignored the Range requests: one stream after all
+                        connections = 1
+                        continue
                     actual = _verify(body.path, body.hasher, body.size, sha256, expected_size, url)
                     _publish(body.path, target)
                     digestmod.files_hashed += 1

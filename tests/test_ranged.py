@@ -1,0 +1,180 @@
+"""Downloads over several ranged connections, against real HTTP servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import urllib3
+
+from entrypoint import ranged
+from entrypoint.download import fetch_url
+from entrypoint.errors import ConfigError, NetError, VerifyError
+from tests.helpers.httpserver import Server
+
+REPO = Path(__file__).resolve().parent.parent
+MIB = 1 << 20
+BODY = os.urandom(24 * MIB)  # a few pieces per connection, so that ranges are stolen at the end
+BODY_SHA = hashlib.sha256(BODY).hexdigest()
+
+
+def range_starts(server: Server, path: str, since: int = 0) -> list[int]:
+    found = (re.match(r"bytes=(\d+)-", r.headers.get("Range", "")) for r in server.requests_for(path)[since:])
+    return [int(m.group(1)) for m in found if m]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name not in ("f.bin", ".f.bin.lock"))
+
+
+def test_a_throttled_server_gives_eight_ranges_at_once(http_server: Server, tmp_path: Path) -> None:
+    url = http_server.add("/f.bin", BODY, rate=4e6)
+    got = fetch_url(url, tmp_path / "f.bin", sha256=BODY_SHA, connections=8, backoff=0.01)
+    assert (tmp_path / "f.bin").read_bytes() == BODY and got.sha256 == BODY_SHA and got.size == len(BODY)
+    route = http_server.routes["/f.bin"]
+    assert route.most_in_flight >= 6  # the ranges ran side by side, not one after another
+    assert len(set(range_starts(http_server, "/f.bin"))) > 8  # pieces, then halves taken from the slowest
+    assert route.sent < len(BODY) + 8 * MIB  # the first answer's body was dropped, not downloaded
+    assert leftovers(tmp_path) == []  # no part, no journal
+
+
+def test_files_below_16_mib_and_a_setting_of_one_use_a_single_stream(http_server: Server, tmp_path: Path) -> None:
+    small = BODY[: 15 * MIB]
+    url = http_server.add("/f.bin", small)
+    fetch_url(url, tmp_path / "f.bin", sha256=hashlib.sha256(small).hexdigest())
+    url = http_server.add("/g.bin", BODY)
+    fetch_url(url, tmp_path / "g.bin", sha256=BODY_SHA, environ={ranged.ENV: "1"})
+    assert [r.headers.get("Range") for r in http_server.requests] == [None, None]
+    assert (tmp_path / "g.bin").read_bytes() == BODY
+
+
+def test_by_size_a_large_file_gets_several_connections() -> None:
+    assert ranged.connection_count(15 * MIB, None) == 1
+    assert ranged.connection_count(16 * MIB, None) == 2
+    assert ranged.connection_count(10 << 30, None) == 8
+    assert ranged.connection_count(10 << 30, 32) == 32
+    assert ranged.connection_count(3 * MIB, 8) == 3  # never pieces under 1 MiB
+
+
+CHILD = """
+import sys
+from pathlib import Path
+from entrypoint.download import fetch_url
+fetch_url(sys.argv[1], Path(sys.argv[2]), sha256=sys.argv[3], connections=8, backoff=0.01)
+"""
+
+
+def test_kill_9_with_eight_ranges_in_flight_resumes_every_range(http_server: Server, tmp_path: Path) -> None:
+    url = http_server.add("/f.bin", BODY, rate=1e6)
+    target = tmp_path / "f.bin"
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(CHILD), url, str(target), BODY_SHA],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while written(tmp_path) < 8 * MIB:
+            assert child.poll() is None and time.monotonic() < deadline, "the child ended before it was killed"
+            time.sleep(0.05)
+        assert http_server.routes["/f.bin"].in_flight >= 6
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    journal = json.loads(next(tmp_path.glob(".f.bin.ranges.*.part-*.journal")).read_text())
+    done = [tuple(span) for span in journal["done"]]
+    kept = sum(b - a for a, b in done)
+    assert journal["total"] == len(BODY) and kept >= 8 * MIB and not target.exists()
+
+    route = http_server.routes["/f.bin"]
+    while route.in_flight:  # the killed connections' last writes
+        time.sleep(0.01)
+    first_run, route.rate = route.sent, 5e6  # faster now, still counted write by write
+    asked_before = len(http_server.requests_for("/f.bin"))
+    got = fetch_url(url, target, sha256=BODY_SHA, connections=8, backoff=0.01)
+
+    assert target.read_bytes() == BODY and got.resumed_from == kept
+    # Only what was missing came again, and a little more: what the server had sent of the
+    # first answer (dropped unread) and of ranges cut short when another connection took their end.
+    assert route.sent - first_run < min(len(BODY), len(BODY) - kept + 4 * MIB)
+    starts = set(range_starts(http_server, "/f.bin", since=asked_before))
+    ends = {b for _, b in done if b < len(BODY)}
+    assert ends <= starts  # every piece written in part resumed at its journalled offset
+    assert not any(a <= s < b for s in starts for a, b in done)  # nothing written was asked for again
+    assert leftovers(tmp_path) == []
+
+
+def written(folder: Path) -> int:
+    for journal in folder.glob(".f.bin.ranges.*.part-*.journal"):
+        try:
+            return sum(b - a for a, b in json.loads(journal.read_text())["done"])
+        except (OSError, ValueError):
+            return 0
+    return 0
+
+
+def test_a_server_that_ignores_range_is_read_as_one_stream(http_server: Server, tmp_path: Path) -> None:
+    url = http_server.add("/f.bin", BODY, ignore_range=True)  # still says Accept-Ranges: bytes
+    got = fetch_url(url, tmp_path / "f.bin", sha256=BODY_SHA, connections=4, backoff=0.01)
+    assert (tmp_path / "f.bin").read_bytes() == BODY and got.sha256 == BODY_SHA
+    asked = [r.headers.get("Range") for r in http_server.requests_for("/f.bin")]
+    assert asked[0] is None and asked[-1] is None and any(asked)  # tried ranges, then one plain stream
+    assert leftovers(tmp_path) == []
+
+
+def test_a_server_without_ranges_or_length_is_never_split() -> None:
+    assert not ranged.splits({"Content-Length": str(len(BODY))}, 8)
+    assert not ranged.splits({"Accept-Ranges": "bytes"}, 8)
+    assert not ranged.splits({"Accept-Ranges": "none", "Content-Length": str(len(BODY))}, 8)
+    assert not ranged.splits({"Accept-Ranges": "bytes", "Content-Length": "9", "Content-Encoding": "gzip"}, 8)
+    assert ranged.splits(urllib3.HTTPHeaderDict({"accept-ranges": "bytes", "content-length": str(len(BODY))}), 8)
+
+
+def test_a_range_answered_for_other_bytes_is_refused(http_server: Server, tmp_path: Path) -> None:
+    url = http_server.add("/f.bin", BODY, wrong_range_start=True)
+    with pytest.raises(NetError, match="refused") as info:
+        fetch_url(url, tmp_path / "f.bin", sha256=BODY_SHA, connections=4, attempts=3, backoff=0.01)
+    assert info.value.code == "E_NET"
+    assert not (tmp_path / "f.bin").exists()
+    (part,) = [p for p in tmp_path.glob(".f.bin.ranges.*.part-*") if not p.name.endswith(".journal")]
+    assert part.read_bytes().count(0) == len(BODY)  # not one byte of the shifted answers was written
+    assert json.loads(Path(f"{part}.journal").read_text())["done"] == []
+
+
+def test_a_wrong_sha256_publishes_nothing_and_deletes_the_part(http_server: Server, tmp_path: Path) -> None:
+    url = http_server.add("/f.bin", BODY)
+    with pytest.raises(VerifyError, match="sha256 mismatch") as info:
+        fetch_url(url, tmp_path / "f.bin", sha256="1" * 64, connections=8, backoff=0.01)
+    assert info.value.code == "E_VERIFY"
+    assert not (tmp_path / "f.bin").exists() and leftovers(tmp_path) == []
+
+
+def test_a_cut_range_resumes_where_it_stopped(http_server: Server, tmp_path: Path) -> None:
+    # The first three answers are cut: the plain GET (dropped anyway) and two ranges.
+    url = http_server.add("/f.bin", BODY, cut_after=3 * MIB // 2, cuts=3)
+    got = fetch_url(url, tmp_path / "f.bin", sha256=BODY_SHA, connections=4, backoff=0.01)
+    assert got.sha256 == BODY_SHA and (tmp_path / "f.bin").read_bytes() == BODY
+    starts = range_starts(http_server, "/f.bin")
+    piece = ranged.MIN_PIECE
+    assert any(s % piece for s in starts)  # a range asked again from inside its piece, not from its start
+
+
+@pytest.mark.parametrize("value", ["nan", "0", "99", "-1", "4.0", "inf", "1e3"])
+def test_a_bad_connection_count_is_a_config_error(http_server: Server, tmp_path: Path, value: str) -> None:
+    url = http_server.add("/f.bin", BODY)
+    with pytest.raises(ConfigError, match=f"{ranged.ENV}={value!r}") as info:
+        fetch_url(url, tmp_path / "f.bin", environ={ranged.ENV: value})
+    assert info.value.exit_code == 78 and http_server.requests == []
+    with pytest.raises(ConfigError, match="connections"):
+        fetch_url(url, tmp_path / "f.bin", connections=0)
+    assert ranged.connections_setting({ranged.ENV: " 12 "}) == 12
+    assert ranged.connections_setting({ranged.ENV: ""}) is None
+    assert ranged.connections_setting({ranged.ENV: "3"}, 5) == 5  # a flag wins over the variable
