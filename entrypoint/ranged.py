@@ -14,9 +14,10 @@ a body over to :func:`fetch_ranges` when the server's first answer offers ranges
    piece is left, an idle worker takes the upper half of the largest piece still in flight,
    so that every connection is busy until the end.
 3. Meanwhile the calling thread hashes the contiguous prefix as it grows (reading back only
-   the new bytes, still in the page cache), reports progress, and every second flushes the
-   part (``fdatasync``) and then rewrites the journal of written spans (temp file, fsync,
-   rename): a kill -9 or a power cut loses at most the last second of every piece.
+   the new bytes, still in the page cache) and reports progress; another thread, every
+   second, flushes the part (``fdatasync``) and then rewrites the journal of written spans
+   (temp file, fsync, rename): a kill -9 or a power cut loses at most the last second of
+   every piece, and little is left to flush at the end.
 4. A 200 to a range request means the server ignores ranges: part and journal are deleted
    and ``None`` is returned, for the caller to stream the body once. A cut or stalled
    connection resumes its piece where it stopped, with backoff; a piece that keeps failing
@@ -39,7 +40,6 @@ import logging
 import os
 import re
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -58,7 +58,7 @@ MAX_CONNECTIONS = 32
 AUTO_MAX_CONNECTIONS = 8
 MIB = 1 << 20
 PER_CONNECTION = 8 * MIB  # by size: one connection per 8 MiB, so below 16 MiB a single stream
-READ = 256 << 10  # one socket read; also the margin a thief leaves before a piece's writer
+READ = 1 * MIB  # one socket read; also the margin a thief leaves before a piece's writer
 HASH_BLOCK = 1 * MIB
 MIN_PIECE, MAX_PIECE = 4 * MIB, 64 * MIB
 MIN_STEAL = 1 * MIB
@@ -167,6 +167,7 @@ class _Plan:
     received: int = 0
     error: BaseException | None = None
     ignores_ranges: bool = False
+    closed: bool = False  # the caller is done, for better or worse: every thread ends
     workers_left: int = 0
 
     def __post_init__(self) -> None:
@@ -176,7 +177,12 @@ class _Plan:
 
     @property
     def stopped(self) -> bool:
-        return self.error is not None or self.ignores_ranges
+        return self.error is not None or self.ignores_ranges or self.closed
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
 
     def take(self) -> _Piece | None:
         with self.cond:
@@ -447,23 +453,32 @@ def fetch_ranges(
     fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
     meter = progress(total, resumed)
     threads: list[threading.Thread] = []
+    hasher = None
     try:
         if not done:
-            _preallocate(fd, total)
+            try:
+                _preallocate(fd, total)
+            except OSError:
+                _remove(part)  # nothing written yet: give the space back
+                raise
             _write_journal(part, total, validator, [])
         fetcher = _Fetcher(http, url, headers, fd, plan, validator, attempts, backoff, sleep, raise_for_status)
         threads = [threading.Thread(target=fetcher.work, name=f"range-{i}", daemon=True) for i in range(count)]
+        threads.append(threading.Thread(target=_keep_journal, args=(fd, part, plan, validator), daemon=True))
         for thread in threads:
             thread.start()
-        hasher = _hash_while_fetching(fd, part, plan, validator, meter)
+        hasher = _hash_while_fetching(fd, plan, meter)
     finally:
-        plan.fail(NetError(f"download of {url} was stopped"))  # no-op after the first error; ends idle workers
+        plan.close()
         for thread in threads:
             thread.join()
+        if threads and hasher is None and not plan.ignores_ranges:
+            with contextlib.suppress(OSError):  # keep what is on disk for the next run, if the disk lets us
+                _save(fd, part, plan, validator)
         os.close(fd)
         meter.close()
         http.clear()
-    if hasher is None:
+    if plan.ignores_ranges:
         log.info("%s ignored the Range request; downloading it as one stream", url)
         _remove(part)
         return None
@@ -471,33 +486,29 @@ def fetch_ranges(
     return Body(part, hasher, total, resumed)
 
 
-def _hash_while_fetching(fd: int, part: Path, plan: _Plan, validator: str, meter: ProgressLike) -> Any | None:
-    """Hash the prefix as it becomes contiguous, report progress, keep the journal; None if ranges are ignored."""
+def _hash_while_fetching(fd: int, plan: _Plan, meter: ProgressLike) -> Any | None:
+    """Hash the prefix as it becomes contiguous and report progress; None if ranges are ignored.
+
+    The bytes are read back from the page cache, where their writer has just put them:
+    a second copy in memory, not a second read from disk.
+    """
     hasher = hashlib.sha256()
     hashed, reported = 0, 0
     block = memoryview(bytearray(HASH_BLOCK))
-    journalled = time.monotonic()
     while True:
         with plan.cond:
-            while not (
-                plan.stopped
-                or plan.workers_left == 0
-                or plan.frontier() > hashed
-                or time.monotonic() - journalled >= JOURNAL_EVERY
-            ):
-                plan.cond.wait(JOURNAL_EVERY)
+            while not (plan.stopped or plan.workers_left == 0 or plan.frontier() > hashed):
+                plan.cond.wait()
             received, stopped, idle = plan.received, plan.stopped, plan.workers_left == 0
         if plan.ignores_ranges:
             return None
         if plan.error is not None:
-            with contextlib.suppress(OSError):  # keep what is on disk for the next run, if the disk lets us
-                _save(fd, part, plan, validator)
             raise plan.error
         frontier = plan.frontier()
         while hashed < frontier:
             n = os.preadv(fd, [block[: min(HASH_BLOCK, frontier - hashed)]], hashed)
             if n <= 0:
-                raise NetError(f"{part} is shorter than the bytes written to it")
+                raise NetError(f"the part file is shorter than the {frontier} bytes written to it")
             hasher.update(block[:n])
             hashed += n
         meter.update(received - reported)
@@ -506,9 +517,18 @@ def _hash_while_fetching(fd: int, part: Path, plan: _Plan, validator: str, meter
             return hasher
         if idle and not stopped:
             raise NetError(f"download stopped at {frontier} of {plan.total} bytes with no connection left")
-        if time.monotonic() - journalled >= JOURNAL_EVERY:
+
+
+def _keep_journal(fd: int, part: Path, plan: _Plan, validator: str) -> None:
+    """Every JOURNAL_EVERY seconds, on its own thread (an fdatasync takes a while): flush, then journal."""
+    try:
+        while True:
+            with plan.cond:
+                if plan.cond.wait_for(lambda: plan.stopped, timeout=JOURNAL_EVERY):
+                    return
             _save(fd, part, plan, validator)
-            journalled = time.monotonic()
+    except OSError as exc:  # a disk error: the download cannot go on either
+        plan.fail(exc)
 
 
 def _save(fd: int, part: Path, plan: _Plan, validator: str) -> None:
