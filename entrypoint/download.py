@@ -271,7 +271,7 @@ def _download(
                     body = ranged.fetch_ranges(
                         url,
                         partial,
-                        resp.headers,
+                        resp,
                         headers=headers,
                         connections=connections,
                         attempts=attempts,

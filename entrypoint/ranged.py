@@ -45,6 +45,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urljoin
 
 from entrypoint.errors import ConfigError, NetError
 
@@ -329,6 +330,8 @@ class _Fetcher:
     backoff: float
     sleep: Callable[[float], None]
     raise_for_status: Callable[[int, str], None]
+    source: str = ""  # where the first answer came from, after redirects: asked directly
+    source_headers: Mapping[str, str] = field(default_factory=dict)
 
     def work(self) -> None:
         try:
@@ -352,15 +355,16 @@ class _Fetcher:
         failures = 0
         while (room := self.plan.room(piece)) > 0:
             asked = f"bytes={piece.pos}-{piece.pos + room - 1}"
+            source, headers = (self.source, self.source_headers) if self.source else (self.url, self.headers)
             try:
                 resp = self.http.request(
-                    "GET", self.url, headers={**self.headers, "Range": asked}, preload_content=False, redirect=True
+                    "GET", source, headers={**headers, "Range": asked}, preload_content=False, redirect=True
                 )
             except urllib3.exceptions.HTTPError as exc:
                 failures = self._failed(piece, failures, f"cannot reach {self.url}: {exc}")
                 continue
             try:
-                self._check(resp, piece.pos, asked)
+                self._check(resp, piece.pos, asked, source)
                 while (room := self.plan.room(piece)) > 0:
                     chunk = resp.read(min(READ, room), decode_content=False)
                     if not chunk:
@@ -372,6 +376,9 @@ class _Fetcher:
                     failures = self._failed(piece, failures, f"{self.url} ended the range {asked} early")
             except _Refused as exc:
                 failures = self._failed(piece, failures, str(exc))
+            except _SourceGone as exc:
+                self.source = ""  # a signed address that expired: through the original URL again
+                failures = self._failed(piece, failures, str(exc))
             except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as exc:
                 failures = self._failed(piece, failures, f"connection to {self.url} cut in {asked}: {exc}")
             finally:
@@ -379,9 +386,11 @@ class _Fetcher:
                     resp.close()
                 resp.release_conn()
 
-    def _check(self, resp: urllib3.BaseHTTPResponse, start: int, asked: str) -> None:
+    def _check(self, resp: urllib3.BaseHTTPResponse, start: int, asked: str, source: str) -> None:
         if resp.status == 200:
             raise _IgnoresRanges
+        if source != self.url and resp.status in (401, 403, 404, 410):
+            raise _SourceGone(f"{source} answered HTTP {resp.status} to {asked!r}")
         self.raise_for_status(resp.status, self.url)
         value = resp.headers.get("Content-Range", "")
         match = _CONTENT_RANGE.match(value)
@@ -406,10 +415,38 @@ class _Refused(Exception):
     """A 206 for bytes other than those asked for: nothing of it is written."""
 
 
+class _SourceGone(Exception):
+    """The redirected address refused a range (its signature expired, say)."""
+
+
+_UNSAFE_ACROSS_HOSTS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def _direct(url: str, first: urllib3.BaseHTTPResponse, headers: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """Where *first* really came from, and the headers that may go there.
+
+    Asking the final address of a redirect (a CDN's signed URL) saves every range a round
+    trip through the origin; credentials stay with the origin's host, as urllib3's own
+    redirects keep them (its ``remove_headers_on_redirect``).
+    """
+    import urllib3  # deferred with the rest of the HTTP stack (see download.py)
+
+    final = url
+    for hop in first.retries.history if first.retries is not None else ():
+        if hop.redirect_location:
+            final = urljoin(final, hop.redirect_location)
+    if final == url:
+        return "", {}
+    there, here = urllib3.util.parse_url(final), urllib3.util.parse_url(url)
+    if (there.scheme, there.host, there.port) == (here.scheme, here.host, here.port):
+        return final, dict(headers)
+    return final, {k: v for k, v in headers.items() if k.lower() not in _UNSAFE_ACROSS_HOSTS}
+
+
 def fetch_ranges(
     url: str,
     partial: Path,
-    first: Mapping[str, str],
+    first: urllib3.BaseHTTPResponse,
     *,
     headers: Mapping[str, str],
     connections: int | None,
@@ -422,15 +459,16 @@ def fetch_ranges(
 ) -> Body | None:
     """Fetch *url*'s body into a part file beside *partial* over several ranges (module docstring).
 
-    *first* is the headers of the server's 200 to a plain GET (size, validator);
+    *first* is the server's 200 to a plain GET (size, validator, final address; its body unread);
     *partial* the single-stream part name, whose ``.<name>.<key>`` prefix names ours.
     *progress* makes a progress reporter from (total, bytes already on disk).
     Returns None when the server turns out to ignore ranges.
     """
     import urllib3  # deferred with the rest of the HTTP stack (see download.py)
 
-    total = int(first["Content-Length"])
-    validator = _validator(first)
+    total = int(first.headers["Content-Length"])
+    validator = _validator(first.headers)
+    source, source_headers = _direct(url, first, headers)
     count = connection_count(total, connections)
     name, _, key = partial.name.rsplit(".part-", 1)[0].rpartition(".")
     part, done = _claim(f"{name}.ranges.{key}", partial.parent, total, validator)
@@ -462,7 +500,9 @@ def fetch_ranges(
                 _remove(part)  # nothing written yet: give the space back
                 raise
             _write_journal(part, total, validator, [])
-        fetcher = _Fetcher(http, url, headers, fd, plan, validator, attempts, backoff, sleep, raise_for_status)
+        fetcher = _Fetcher(
+            http, url, headers, fd, plan, validator, attempts, backoff, sleep, raise_for_status, source, source_headers
+        )
         threads = [threading.Thread(target=fetcher.work, name=f"range-{i}", daemon=True) for i in range(count)]
         threads.append(threading.Thread(target=_keep_journal, args=(fd, part, plan, validator), daemon=True))
         for thread in threads:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,45 @@ def test_a_bad_connection_count_is_a_config_error(http_server: Server, tmp_path:
     assert ranged.connections_setting({ranged.ENV: " 12 "}) == 12
     assert ranged.connections_setting({ranged.ENV: ""}) is None
     assert ranged.connections_setting({ranged.ENV: "3"}, 5) == 5  # a flag wins over the variable
+
+
+def test_ranges_go_to_the_redirect_target_without_the_token_and_resign_when_it_expires(
+    http_server: Server, tmp_path: Path
+) -> None:
+    cdn = Server().start()
+    try:
+        signed: list[int] = []
+
+        def hub(handler: BaseHTTPRequestHandler) -> bool:
+            signed.append(len(signed) + 1)
+            handler.send_response(302)
+            handler.send_header("Location", f"{cdn.url}/f.bin?sig={signed[-1]}")
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return True
+
+        def expiring(handler: BaseHTTPRequestHandler) -> bool:
+            if "sig=1" in handler.path and "Range" in handler.headers:  # signature 1 expires after the first GET
+                handler.send_response(403)
+                handler.send_header("Content-Length", "0")
+                handler.end_headers()
+                return True
+            return False
+
+        url = http_server.add("/hub.bin", handler=hub)
+        cdn.add("/f.bin", BODY, handler=expiring)
+        got = fetch_url(
+            url,
+            tmp_path / "f.bin",
+            sha256=BODY_SHA,
+            headers={"Authorization": "Bearer secret"},
+            connections=4,
+            backoff=0.01,
+        )
+        assert got.sha256 == BODY_SHA and (tmp_path / "f.bin").read_bytes() == BODY
+        assert not any("Authorization" in r.headers for r in cdn.requests)  # the token stays with the hub
+        assert all(r.headers.get("Authorization") == "Bearer secret" for r in http_server.requests)
+        assert 2 <= len(signed) < len(cdn.requests)  # signed again once, not through the hub for every range
+        assert any("sig=2" in r.path and "Range" in r.headers for r in cdn.requests)
+    finally:
+        cdn.stop()
