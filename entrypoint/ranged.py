@@ -120,11 +120,14 @@ def splits(headers: Mapping[str, str], setting: int | None) -> bool:
 
 
 def _validator(headers: Mapping[str, str]) -> str:
+    """What identifies this version of the file: its strong ETag and its Last-Modified."""
     etag = headers.get("ETag", "")
-    return etag if etag and not etag.startswith("W/") else headers.get("Last-Modified", "")
+    return f"{'' if etag.startswith('W/') else etag}|{headers.get('Last-Modified', '')}"
 
 
-# --------------------------------------------------------------------------- the plan of pieces
+def _changed(validator: str, headers: Mapping[str, str]) -> bool:
+    """Whether *headers* name another version than *validator* (each part compared when both sides have it)."""
+    return any(a and b and a != b for a, b in zip(validator.split("|"), _validator(headers).split("|"), strict=True))
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -237,9 +240,6 @@ class _Plan:
         return spans[0][1] if spans and spans[0][0] == 0 else 0
 
 
-# --------------------------------------------------------------------------- files
-
-
 def _leftovers(stem: str, folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob(f"{stem}.part-*") if not p.name.endswith((".journal", ".tmp")))
 
@@ -309,9 +309,6 @@ def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
     while data:
         n = os.pwrite(fd, data, offset)
         data, offset = data[n:], offset + n
-
-
-# --------------------------------------------------------------------------- the transfer
 
 
 class _IgnoresRanges(Exception):
@@ -396,8 +393,9 @@ class _Fetcher:
         match = _CONTENT_RANGE.match(value)
         if match is None or int(match.group(1)) != start or int(match.group(3)) != self.plan.total:
             raise _Refused(f"{self.url} answered {value!r} to {asked!r} (size {self.plan.total}): refused")
-        if self.validator and _validator(resp.headers) not in ("", self.validator):
-            raise _Refused(f"{self.url} changed during the download (validator {_validator(resp.headers)!r})")
+        if _changed(self.validator, resp.headers):
+            now = _validator(resp.headers)
+            raise _Refused(f"{self.url} changed during the download (was {self.validator!r}, now {now!r})")
 
     def _failed(self, piece: _Piece, failures: int, why: str) -> int:
         failures += 1

@@ -221,3 +221,42 @@ def test_ranges_go_to_the_redirect_target_without_the_token_and_resign_when_it_e
         assert any("sig=2" in r.path and "Range" in r.headers for r in cdn.requests)
     finally:
         cdn.stop()
+
+
+def test_a_stalled_range_is_asked_again_from_where_it_stopped(http_server: Server, tmp_path: Path) -> None:
+    stalled: list[str] = []
+
+    def stall_once(handler: BaseHTTPRequestHandler) -> bool:
+        asked = re.match(r"bytes=0-(\d+)$", handler.headers.get("Range", ""))
+        if asked is None or stalled:
+            return False
+        stalled.append(handler.path)
+        end = int(asked.group(1))
+        handler.send_response(206)
+        handler.send_header("Content-Range", f"bytes 0-{end}/{len(BODY)}")
+        handler.send_header("Content-Length", str(end + 1))
+        handler.end_headers()
+        handler.wfile.write(BODY[:MIB])
+        time.sleep(3)  # then nothing: the client's read timeout must notice
+        handler.close_connection = True
+        return True
+
+    url = http_server.add("/f.bin", BODY, handler=stall_once)
+    started = time.monotonic()
+    got = fetch_url(url, tmp_path / "f.bin", sha256=BODY_SHA, connections=4, timeout=0.5, backoff=0.01)
+    assert got.sha256 == BODY_SHA and (tmp_path / "f.bin").read_bytes() == BODY
+    assert stalled and MIB in range_starts(http_server, "/f.bin")  # the stalled range went on from 1 MiB
+    assert time.monotonic() - started < 3  # without waiting for the stalled connection
+
+
+def test_a_file_changed_since_the_last_run_starts_again(http_server: Server, tmp_path: Path) -> None:
+    url = http_server.add("/f.bin", BODY, headers={"ETag": '"v1"'}, wrong_range_start=True)
+    with pytest.raises(NetError):
+        fetch_url(url, tmp_path / "f.bin", sha256=BODY_SHA, connections=4, attempts=1, backoff=0.01)
+    (journal,) = tmp_path.glob(".f.bin.ranges.*.part-*.journal")
+    part = Path(str(journal).removesuffix(".journal"))
+    journal.write_text(json.dumps({"total": len(BODY), "validator": '"v0"|', "done": [[0, 8 * MIB]]}))
+    http_server.add("/f.bin", BODY, headers={"ETag": '"v1"'})
+    got = fetch_url(url, tmp_path / "f.bin", sha256=BODY_SHA, connections=4, backoff=0.01)
+    assert got.resumed_from == 0 and got.sha256 == BODY_SHA  # the old part was not trusted
+    assert not part.exists() and leftovers(tmp_path) == []
