@@ -11,6 +11,8 @@ Steps of :func:`fetch_url`:
    offset is refused. A 416 on a complete partial means "nothing left": verify it.
 4. Stream, hashing as we write; a cut connection resumes from the current offset with
    backoff; 401/403/404 fail at once with a clear message (no retry loop).
+   A large body whose server offers ranges goes to :mod:`entrypoint.ranged` instead
+   (several connections at once), which hands back a complete, hashed part file.
 5. Check size and sha256; only then fsync, rename onto the target and fsync the folder.
    A partial that fails verification is deleted.
 """
