@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from entrypoint import digest as digestmod
-from entrypoint import ranged
 from entrypoint.errors import (
     NetError,
     NotFoundError,
@@ -190,6 +189,8 @@ def fetch_url(
     *connections* (else ``AUTO_INFER_DOWNLOAD_CONNECTIONS`` in *environ*, else chosen by
     size) is how many ranges a large body is fetched as at once (:mod:`entrypoint.ranged`).
     """
+    from entrypoint import ranged  # deferred: the warm boot path imports this module but never downloads
+
     wanted = ranged.connections_setting(environ or {}, connections)
     if offline:
         raise NetError(
@@ -223,6 +224,8 @@ def _download(
     connections: int | None = None,
 ) -> Fetched:
     import urllib3  # deferred: only a download pays for the HTTP stack
+
+    from entrypoint import ranged  # deferred: as urllib3
 
     http = urllib3.PoolManager(
         retries=urllib3.Retry(
