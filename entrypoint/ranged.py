@@ -361,7 +361,7 @@ class _Fetcher:
                 failures = self._failed(piece, failures, f"cannot reach {self.url}: {exc}")
                 continue
             try:
-                self._check(resp, piece.pos, asked, source)
+                promised = self._check(resp, piece.pos, asked, source)
                 while (room := self.plan.room(piece)) > 0:
                     chunk = resp.read(min(READ, room), decode_content=False)
                     if not chunk:
@@ -369,7 +369,7 @@ class _Fetcher:
                     _pwrite_all(self.fd, memoryview(chunk), piece.pos)
                     self.plan.advance(piece, len(chunk))
                     failures = 0
-                if self.plan.room(piece) > 0 and not self.plan.stopped:
+                if self.plan.room(piece) > 0 and not self.plan.stopped and piece.pos < promised:
                     failures = self._failed(piece, failures, f"{self.url} ended the range {asked} early")
             except _Refused as exc:
                 failures = self._failed(piece, failures, str(exc))
@@ -383,7 +383,11 @@ class _Fetcher:
                     resp.close()
                 resp.release_conn()
 
-    def _check(self, resp: urllib3.BaseHTTPResponse, start: int, asked: str, source: str) -> None:
+    def _check(self, resp: urllib3.BaseHTTPResponse, start: int, asked: str, source: str) -> int:
+        """Refuse an answer for other bytes or another version; return where the promised bytes end.
+
+        A server may send less than asked (some cap a range's length): the rest is asked next.
+        """
         if resp.status == 200:
             raise _IgnoresRanges
         if source != self.url and resp.status in (401, 403, 404, 410):
@@ -396,6 +400,7 @@ class _Fetcher:
         if _changed(self.validator, resp.headers):
             now = _validator(resp.headers)
             raise _Refused(f"{self.url} changed during the download (was {self.validator!r}, now {now!r})")
+        return int(match.group(2)) + 1
 
     def _failed(self, piece: _Piece, failures: int, why: str) -> int:
         failures += 1

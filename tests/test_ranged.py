@@ -260,3 +260,13 @@ def test_a_file_changed_since_the_last_run_starts_again(http_server: Server, tmp
     got = fetch_url(url, tmp_path / "f.bin", sha256=BODY_SHA, connections=4, backoff=0.01)
     assert got.resumed_from == 0 and got.sha256 == BODY_SHA  # the old part was not trusted
     assert not part.exists() and leftovers(tmp_path) == []
+
+
+def test_a_server_that_answers_shorter_ranges_is_asked_for_the_rest(
+    http_server: Server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = http_server.add("/f.bin", BODY, max_range=3 * MIB)
+    got = fetch_url(url, tmp_path / "f.bin", sha256=BODY_SHA, connections=4, backoff=0.01)
+    assert got.sha256 == BODY_SHA and (tmp_path / "f.bin").read_bytes() == BODY
+    assert len(range_starts(http_server, "/f.bin")) >= len(BODY) // (3 * MIB)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # a short 206 is not a failure

@@ -3,9 +3,10 @@
 It serves byte strings registered under URL paths, honours ``Range`` (``bytes=a-`` and
 ``bytes=a-b``: 206 with Content-Range, 416 past the end) and can misbehave per route:
 ignore ranges, cut the connection after N bytes (once or always), answer a fixed status
-with headers, send a Content-Range that starts elsewhere, or cap each connection's speed
-(as content delivery networks do). Every request is logged for assertions, and each route
-counts the body bytes it sent and the most requests it served at once.
+with headers, send a Content-Range that starts elsewhere, answer less than a range asked
+for, or cap each connection's speed (as content delivery networks do). Every request is
+logged for assertions, and each route counts the body bytes it sent and the most requests
+it served at once.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Route:
     wrong_range_start: bool = False
     handler: Callable[[BaseHTTPRequestHandler], bool] | None = None  # return True if handled
     rate: float | None = None  # bytes per second per connection
+    max_range: int | None = None  # answer at most this many bytes to a Range request (a valid 206)
     sent: int = 0  # body bytes written (counted per write, so a cut or killed client counts what left)
     in_flight: int = 0
     most_in_flight: int = 0
@@ -119,6 +121,8 @@ class Server:
                         return
                     if match.group(2):
                         end = min(len(body), int(match.group(2)) + 1)
+                    if route.max_range is not None:
+                        end = min(end, start + route.max_range)
                     status = 206
                     shown = start + 1 if route.wrong_range_start else start
                     headers["Content-Range"] = f"bytes {shown}-{end - 1}/{len(body)}"
