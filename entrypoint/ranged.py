@@ -6,8 +6,8 @@ a body over to :func:`fetch_ranges` when the server's first answer offers ranges
 (``Accept-Ranges: bytes``) and a size worth splitting (:func:`splits`). Steps:
 
 1. Resume the part file of an earlier run of the same source (``.<name>.ranges.<key>.part-<id>``)
-   if its journal (the same name plus ``.journal``) matches this file's size and validator
-   (ETag or Last-Modified); otherwise start one, preallocated to the full size.
+   if its journal (the same name plus ``.journal``) matches this file's size and version
+   (strong ETag and Last-Modified); otherwise start one, preallocated to the full size.
 2. Cut what is still missing into pieces, in file order. Each worker thread takes the next
    piece, asks for it with ``Range: bytes=a-b``, checks that the 206's ``Content-Range``
    starts at ``a`` with the right total, and writes the bytes in place (``pwrite``). When no
