@@ -39,7 +39,9 @@ def leftovers(folder: Path) -> list[str]:
 
 def test_a_throttled_server_gives_eight_ranges_at_once(http_server: Server, tmp_path: Path) -> None:
     url = http_server.add("/f.bin", BODY, rate=4e6)
+    started = time.monotonic()
     got = fetch_url(url, tmp_path / "f.bin", sha256=BODY_SHA, connections=8, backoff=0.01)
+    assert time.monotonic() - started < len(BODY) / 4e6 / 2  # one capped connection would take 6.3 s
     assert (tmp_path / "f.bin").read_bytes() == BODY and got.sha256 == BODY_SHA and got.size == len(BODY)
     route = http_server.routes["/f.bin"]
     assert route.most_in_flight >= 6  # the ranges ran side by side, not one after another
