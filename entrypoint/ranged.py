@@ -498,11 +498,10 @@ def fetch_ranges(
     try:
         if not done:
             try:
-                _preallocate(fd, total)
+                _preallocate(fd, total)  # no journal yet: a part without one is never resumed
             except OSError:
                 _remove(part)  # nothing written yet: give the space back
                 raise
-            _write_journal(part, total, validator, [])
         fetcher = _Fetcher(
             http, url, headers, fd, plan, validator, attempts, backoff, sleep, raise_for_status, source, source_headers
         )
