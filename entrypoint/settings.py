@@ -20,6 +20,7 @@ from typing import Literal
 
 from entrypoint.digest import parse_sha256
 from entrypoint.errors import ConfigError
+from entrypoint.ranged import connections_setting
 from entrypoint.safeio import printable
 
 PREFIX = "AUTO_INFER_"
@@ -54,6 +55,7 @@ KNOWN = frozenset(
         "AUTO_INFER_LLAMA_SWAP_CONFIG",
         "AUTO_INFER_LOCK_TIMEOUT",
         "AUTO_INFER_STATE_DIR",
+        "AUTO_INFER_DOWNLOAD_CONNECTIONS",
     }
 )
 
@@ -150,6 +152,7 @@ class Settings:
     llama_swap_config: Path | None = None
     releases_url: str = DEFAULT_RELEASES_URL
     lock_timeout: float = 600.0
+    download_connections: int | None = None  # AUTO_INFER_DOWNLOAD_CONNECTIONS; None: chosen by size
     packages: tuple[PackageRequest, ...] = ()
     unknown: tuple[str, ...] = field(default=())  # names of unknown AUTO_INFER_*, escaped for a message
 
@@ -189,6 +192,7 @@ class Settings:
             releases_url=parse_url("AUTO_INFER_LLAMA_CPP_RELEASES_URL", get("AUTO_INFER_LLAMA_CPP_RELEASES_URL"))
             or DEFAULT_RELEASES_URL,
             lock_timeout=lock_timeout,
+            download_connections=connections_setting(environ),
             packages=_packages(environ),
             unknown=tuple(
                 sorted(
