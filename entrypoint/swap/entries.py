@@ -18,7 +18,7 @@ from typing import Any
 from entrypoint.errors import ConfigError
 from entrypoint.swap.discover import ModelFile
 from entrypoint.swap.ids import entry_id
-from entrypoint.swap.scaffold import ENTRY_KEYS, PATH_FIELD
+from entrypoint.swap.scaffold import AUDIT_KEYS, PATH_FIELD
 from entrypoint.swap.yamledit import (
     content_end,
     fields,
@@ -108,14 +108,15 @@ def assign_files(entries: list[Entry], models: list[ModelFile], models_dir: Path
         entry.rel = by_id.get(entry.key)
 
 
-def missing_keys(entry: Entry) -> list[str]:
-    """The scaffold keys *entry* lacks, in scaffold order; none for an entry not ours to
-    rewrite (a flow mapping or an alias ``*ref``)."""
+def missing_keys(entry: Entry, config: Path) -> list[str]:
+    """The keys the audit adds that *entry* lacks, in scaffold order; none for an entry
+    not ours to rewrite (a flow mapping or an alias ``*ref``). Keys it merges
+    (``<<: *base``) are present."""
     value = entry.value
     if not is_mapping(value) or value.flow_style or value.start_mark.index < entry.key_node.end_mark.index:
         return []
-    present = set(fields(value)) | merged_keys(value)
-    return [k for k in ENTRY_KEYS if k not in present]
+    present = set(fields(value)) | merged_keys(value, config)
+    return [k for k in AUDIT_KEYS if k not in present]
 
 
 def aliases(entries: list[Entry]) -> set[str]:
@@ -139,8 +140,12 @@ def named_outside_groups(top: list[tuple[Any, Any]], gone: set[str], config: Pat
     preload, ``matrix`` vars): pruning edits groups only, the rest is the user's to edit."""
     warnings = []
     stack = [v for k, v in top if k.value not in ("models", "groups")]
+    seen: set[int] = set()  # an aliased node is read once (nested merges, shared anchors)
     while stack:
         node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
         if is_scalar(node):
             if str(node.value) in gone:
                 warnings.append(f"{config}:{node.start_mark.line + 1}: pruned model {node.value!r} is still named here")

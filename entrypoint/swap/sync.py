@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from entrypoint.gguf_info import GGUFInfo, read_gguf_info
 from entrypoint.swap.discover import ModelFile, discover_models
 from entrypoint.swap.edits import NEW_FILE_HEADER, ConfigEdits, style_of
 from entrypoint.swap.entries import (
+    Entry,
     aliases,
     assign_files,
     missing_keys,
@@ -49,7 +51,17 @@ from entrypoint.swap.scaffold import (
     render_entry,
     render_values,
 )
-from entrypoint.swap.yamledit import compose, line_end, line_start, mapping_items, refuse_duplicates, unified_diff
+from entrypoint.swap.yamledit import (
+    Aliases,
+    alias_map,
+    anchor_name,
+    compose,
+    line_end,
+    line_start,
+    mapping_items,
+    refuse_duplicates,
+    unified_diff,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +118,7 @@ def sync_config(
     max_backups: int = DEFAULT_MAX_BACKUPS,
     models_mount: str | None = None,
     lock_timeout: float = 60.0,
+    ttl: int | None = None,
 ) -> SyncResult:
     """Bring *config* in line with the models under *models_dir*.
 
@@ -138,7 +151,7 @@ def sync_config(
         )
     mount = (models_mount or str(models_dir)).rstrip("/") or "/"
     models = discover_models(models_dir)
-    options = {"prune": prune, "template": template, "mount": mount, "models_dir": str(models_dir)}
+    options = {"prune": prune, "template": template, "mount": mount, "models_dir": str(models_dir), "ttl": ttl}
     inputs = fingerprint(models, options)
 
     lock = contextlib.nullcontext() if dry_run else config_lock(config, lock_timeout)
@@ -150,10 +163,20 @@ def sync_config(
             return result
         text = original or ""
         edits = _edit_config(
-            text, config, models, models_dir=models_dir, mount=mount, template=template, prune=prune, result=result
+            text,
+            config,
+            models,
+            models_dir=models_dir,
+            mount=mount,
+            template=template,
+            prune=prune,
+            ttl=ttl,
+            result=result,
         )
         new_text = edits.apply()
         result.changed = new_text != text or original is None
+        if new_text != text:
+            _reparse(new_text, config, result)
         if original is None and not new_text:
             new_text = NEW_FILE_HEADER + "models: {}\n"
             result.diff = whole_diff(config, text, new_text)
@@ -178,6 +201,7 @@ def _edit_config(
     mount: str,
     template: str,
     prune: bool,
+    ttl: int | None,
     result: SyncResult,
 ) -> ConfigEdits:
     """The edits that bring *text* in line with *models*; *result* lists what they do.
@@ -197,10 +221,12 @@ def _edit_config(
         block_end = line_start(text, top[models_pos + 1][0].start_mark.index)
     models_line_end = line_end(text, top[models_pos][0].start_mark.index) if models_pos is not None else 0
     entries = read_entries(text, models_node, block_end, config)
+    refs = alias_map(root, text, {id(e.key_node): i for i, e in enumerate(entries)}, config)
 
     by_rel = {m.rel: m for m in models}
     assign_files(entries, models, models_dir, mount)
     doomed = {i for i, e in enumerate(entries) if prune and e.owned and e.rel not in by_rel}
+    result.warnings.extend(_keep_anchored(entries, doomed, refs, text, config))
     pruned = [e for i, e in enumerate(entries) if i in doomed]
     kept = [e for i, e in enumerate(entries) if i not in doomed]
     served = {e.rel for e in kept if e.rel is not None}
@@ -210,7 +236,15 @@ def _edit_config(
     style = style_of(text, entries)
     for entry in kept:
         model = by_rel.get(entry.rel) if entry.rel is not None else None
-        if model is None or not (missing := missing_keys(entry)):
+        if model is None or not (missing := missing_keys(entry, config)):
+            continue
+        if refs.is_aliased(entry.value):
+            # Keys inserted here would reach every entry that merges this mapping
+            # (``<<: *base``): they get what they lack themselves, this one is left alone.
+            result.warnings.append(
+                f"{config}:{entry.key_node.start_mark.line + 1}: not completing {entry.key!r}: other entries "
+                f"merge its mapping ({anchor_name(entry.value, text)}); missing: {', '.join(missing)}"
+            )
             continue
         scaffold = entry_values(entry.key, model, None, mount=mount, template=template)
         column = entry.value.value[0][0].start_mark.column
@@ -229,7 +263,8 @@ def _edit_config(
         result.added.append(new_id)
         if style.blank_between and (entries or new_lines):
             new_lines.append("")
-        new_lines.extend(render_entry(new_id, entry_values(new_id, model, info, mount=mount, template=template), style))
+        values = entry_values(new_id, model, info, mount=mount, template=template, ttl=ttl)
+        new_lines.extend(render_entry(new_id, values, style))
     for i in sorted(doomed):
         edits.cut_entry(entries[i], entries[i - 1].content_end if i else models_line_end)
         result.removed.append(entries[i].key)
@@ -237,10 +272,58 @@ def _edit_config(
         gone = {e.key for e in pruned}
         edits.cut_group_members(top, gone)
         result.warnings.extend(named_outside_groups(top, gone, config))
-        for warning in sorted(result.warnings):
-            log.warning("%s", warning)
+    for warning in sorted(result.warnings):
+        log.warning("%s", warning)
     edits.place_new_entries(new_lines, top, models_pos, models_node, kept, pruned)
     return edits
+
+
+def _keep_anchored(entries: list[Entry], doomed: set[int], refs: Aliases, text: str, config: Path) -> list[str]:
+    """Take back from *doomed* every entry that defines an anchor still used by a kept
+    entry or outside ``models`` (cutting it would leave ``*alias`` pointing nowhere);
+    repeated until stable, since a kept entry may use anchors of other doomed ones."""
+    warnings: list[str] = []
+    changed = True
+    while changed:
+        changed = False
+        for i in sorted(doomed):
+            users = [
+                (node, others)
+                for node, others in refs.used_outside(i)
+                if any(r is None or r not in doomed for r in others)
+            ]
+            if not users:
+                continue
+            node, others = users[0]
+            who = sorted("the file outside models" if r is None else repr(entries[r].key) for r in others)
+            warnings.append(
+                f"{config}:{node.start_mark.line + 1}: not pruning {entries[i].key!r} although its file is gone: "
+                f"its anchor {anchor_name(node, text)} is still used by {', '.join(who)}"
+            )
+            doomed.discard(i)
+            changed = True
+            break
+    return warnings
+
+
+def _reparse(new_text: str, config: Path, result: SyncResult) -> None:
+    """Parse the text about to replace the file, and find the entries it should have:
+    a sync never writes a file llama-swap cannot load (a cut anchor, a broken indent)."""
+    try:
+        root = compose(new_text, config)
+        top = mapping_items(root, config, "the top level")
+        models_node = next((v for k, v in top if k.value == "models"), None)
+        keys = {str(k.value) for k, _ in mapping_items(models_node, config, "models")} if models_node else set()
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{config}: the synced text would not be valid YAML ({exc.message}); the file was not changed",
+            hint="sync with --dry-run to see the edit, and report it with the config",
+        ) from None
+    lost = sorted(set(result.added) - keys)
+    if lost:
+        raise ConfigError(
+            f"{config}: the synced text lacks the new entries {', '.join(lost)}; the file was not changed"
+        )
 
 
 def _header(path: Path) -> GGUFInfo | None:
@@ -250,4 +333,8 @@ def _header(path: Path) -> GGUFInfo | None:
         return read_gguf_info(path)
     except AutoinferError as exc:
         log.warning("%s: naming the entry after its file", exc.message)
-        return None
+    except (OSError, ValueError, OverflowError, MemoryError, struct.error) as exc:
+        # A hostile header the reader did not word as VerifyError: skip the header,
+        # never the sync.
+        log.warning("%s: unreadable GGUF header (%s): naming the entry after its file", path, exc)
+    return None
