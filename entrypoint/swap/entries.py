@@ -135,12 +135,54 @@ def aliases(entries: list[Entry]) -> set[str]:
     return found
 
 
-def named_outside_groups(top: list[tuple[Any, Any]], gone: set[str], config: Path) -> list[str]:
-    """Warnings for pruned IDs still named outside ``models`` and ``groups`` (``hooks``
-    preload, ``matrix`` vars): pruning edits groups only, the rest is the user's to edit."""
+def routing_blocks(top: list[tuple[Any, Any]], config: Path) -> tuple[list[Any], list[Any]]:
+    """The ``groups`` mappings and ``matrix`` mappings that name models.
+
+    llama-swap reads groups at the top level (the older form) or under
+    ``routing.router.settings.groups``, and a ``matrix`` at the top level or beside
+    those groups. The older top-level groups mixed with either newer form is an error
+    in llama-swap: refused here too, with both lines.
+    """
+    top_items = {str(k.value): (k, v) for k, v in top}
+    node: Any = top_items.get("routing", (None, None))[1]
+    for step in ("router", "settings"):
+        node = _item(node, step)[1]
+    settings = {str(k.value): (k, v) for k, v in node.value if is_scalar(k)} if node is not None else {}
+    legacy = _present(top_items.get("groups"))
+    newer = [item for item in (_present(settings.get("groups")), _present(top_items.get("matrix"))) if item]
+    newer += [item for item in [_present(settings.get("matrix"))] if item]
+    if legacy is not None and newer:
+        raise ConfigError(
+            f"{config}:{legacy[0].start_mark.line + 1}: top-level groups and the routing groups or matrix "
+            f"(line {newer[0][0].start_mark.line + 1}) are both set; llama-swap accepts one of them",
+            hint="move the top-level groups under routing.router.settings.groups, or remove one",
+        )
+    groups = [g[1] for g in (legacy, _present(settings.get("groups"))) if g is not None and is_mapping(g[1])]
+    matrices = [
+        m[1]
+        for m in (_present(top_items.get("matrix")), _present(settings.get("matrix")))
+        if m is not None and is_mapping(m[1])
+    ]
+    return groups, matrices
+
+
+def _item(node: Any, name: str) -> tuple[Any, Any]:
+    if node is None or not is_mapping(node):
+        return None, None
+    return next(((k, v) for k, v in node.value if is_scalar(k) and k.value == name), (None, None))
+
+
+def _present(item: tuple[Any, Any] | None) -> tuple[Any, Any] | None:
+    return None if item is None or item[1] is None or is_null(item[1]) else item
+
+
+def named_outside_groups(top: list[tuple[Any, Any]], gone: set[str], config: Path, handled: list[Any]) -> list[str]:
+    """Warnings for pruned IDs still named outside ``models`` and the *handled* groups
+    and matrices (``hooks`` preload, ``peers``): pruning edits groups and matrices
+    only, the rest is the user's to edit."""
     warnings = []
-    stack = [v for k, v in top if k.value not in ("models", "groups")]
-    seen: set[int] = set()  # an aliased node is read once (nested merges, shared anchors)
+    stack = [v for k, v in top if k.value != "models"]
+    seen = {id(n) for n in handled}  # an aliased node is read once (nested merges, shared anchors)
     while stack:
         node = stack.pop()
         if id(node) in seen:

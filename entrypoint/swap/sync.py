@@ -32,6 +32,7 @@ from entrypoint.swap.entries import (
     missing_keys,
     named_outside_groups,
     read_entries,
+    routing_blocks,
 )
 from entrypoint.swap.files import (
     DEFAULT_MAX_BACKUPS,
@@ -222,6 +223,7 @@ def _edit_config(
     models_line_end = line_end(text, top[models_pos][0].start_mark.index) if models_pos is not None else 0
     entries = read_entries(text, models_node, block_end, config)
     refs = alias_map(root, text, {id(e.key_node): i for i, e in enumerate(entries)}, config)
+    groups, matrices = routing_blocks(top, config)
 
     by_rel = {m.rel: m for m in models}
     assign_files(entries, models, models_dir, mount)
@@ -270,8 +272,10 @@ def _edit_config(
         result.removed.append(entries[i].key)
     if pruned:
         gone = {e.key for e in pruned}
-        edits.cut_group_members(top, gone)
-        result.warnings.extend(named_outside_groups(top, gone, config))
+        edits.cut_group_members(groups, gone)
+        for matrix in matrices:
+            result.warnings.extend(edits.cut_matrix_vars(matrix, gone, config))
+        result.warnings.extend(named_outside_groups(top, gone, config, [*groups, *matrices]))
     for warning in sorted(result.warnings):
         log.warning("%s", warning)
     edits.place_new_entries(new_lines, top, models_pos, models_node, kept, pruned)
