@@ -43,6 +43,7 @@ class Entry:
     span_end: int  # start of the next entry's key line (or the end of the models block)
     rel: str | None = None  # the file it serves, relative to the models folder
     owned: bool = False  # rel known for certain (recorded, or its cmd path is under the folder)
+    why: str | None = None  # why a prune cannot tell whether its file is gone
 
 
 def read_entries(text: str, models_node: Any, block_end: int, config: Path) -> list[Entry]:
@@ -72,12 +73,14 @@ def read_entries(text: str, models_node: Any, block_end: int, config: Path) -> l
 
 
 def assign_files(entries: list[Entry], models: list[ModelFile], models_dir: Path, mount: str) -> None:
-    """Set each entry's ``rel`` and ``owned`` (module docstring: recorded path, cmd, ID)."""
+    """Set each entry's ``rel`` and ``owned`` (module docstring: recorded path, cmd, ID),
+    and for an entry a prune cannot judge, ``why`` in words."""
     by_rel = {m.rel for m in models}
     by_id = {entry_id(m.rel): m.rel for m in models}
     prefixes = sorted({mount, str(models_dir), os.path.realpath(models_dir)}, key=len, reverse=True)
     for entry in entries:
         if not is_mapping(entry.value):
+            entry.why = "its value is not a mapping"
             continue
         entry_fields = fields(entry.value)
         recorded = entry_fields.get("metadata")
@@ -86,8 +89,7 @@ def assign_files(entries: list[Entry], models: list[ModelFile], models_dir: Path
             if path is not None and is_scalar(path) and path.value:
                 entry.rel, entry.owned = _normal_rel(str(path.value)), True
                 continue
-        cmd = entry_fields.get("cmd")
-        model_arg = _model_arg(str(cmd.value)) if cmd is not None and is_scalar(cmd) else None
+        model_arg = model_path_of(entry)
         if model_arg:
             for prefix in prefixes:
                 base = prefix.rstrip("/") + "/"
@@ -97,15 +99,80 @@ def assign_files(entries: list[Entry], models: list[ModelFile], models_dir: Path
                     # written by llama-swap-sync): a hand-named entry may run the file in
                     # a container of its own, where /models means something else.
                     entry.owned = entry.key == entry_id(entry.rel)
+                    if not entry.owned:
+                        entry.why = (
+                            f"named by hand and its file {entry.rel} is not in the models folder: pruned only "
+                            f"once metadata.{PATH_FIELD} records its file"
+                        )
                     break
             else:
                 # A path through a macro (${models}/x.gguf): it serves a file we see,
                 # but we cannot tell that a file it names is gone, so it is never pruned.
                 parts = model_arg.split("/")
                 entry.rel = next((r for i in range(1, len(parts)) if (r := "/".join(parts[i:])) in by_rel), None)
+                if "${" in model_arg:
+                    entry.why = f"its model path {model_arg} goes through a macro"
+                else:
+                    entry.why = (
+                        f"its model path {model_arg} is outside the models folder ({mount}); "
+                        "pass --models-mount if llama-swap sees the folder at another path"
+                    )
             if entry.rel is not None:
                 continue
+        else:
+            entry.why = "no --model path in its cmd (not served from the models folder)"
         entry.rel = by_id.get(entry.key)
+
+
+def model_path_of(entry: Entry) -> str | None:
+    """The ``--model``/``-m`` path of the entry's own ``cmd`` (None without one)."""
+    cmd = fields(entry.value).get("cmd") if is_mapping(entry.value) else None
+    return _model_arg(str(cmd.value)) if cmd is not None and is_scalar(cmd) else None
+
+
+def infer_mount(entries: list[Entry], models: list[ModelFile], models_dir: Path) -> tuple[str | None, list[str]]:
+    """The folder the entries' model paths are under, as llama-swap sees the models
+    folder (its container mounts it elsewhere, e.g. ``/models``), or None.
+
+    A path is evidence for a mount when its end is a model of the folder (or the path
+    the entry records): ``/models/qwen/x.gguf`` with ``qwen/x.gguf`` found says
+    ``/models``. No evidence, or an entry that names the folder's own path: None. Two
+    different mounts: a ConfigError asking for ``--models-mount``. Returns the mount and
+    the entries that point to it.
+    """
+    rels = {m.rel for m in models}
+    local = [str(models_dir).rstrip("/") + "/", os.path.realpath(models_dir).rstrip("/") + "/"]
+    found: dict[str, list[str]] = {}
+    for entry in entries:
+        arg = model_path_of(entry)
+        if not arg or not arg.startswith("/") or "${" in arg:
+            continue
+        if arg.startswith(tuple(local)):
+            return None, []  # written for a llama-swap that sees the folder where we do
+        recorded = fields(fields(entry.value).get("metadata")) if _has_metadata(entry) else {}
+        path = recorded.get(PATH_FIELD)
+        known = {_normal_rel(str(path.value))} if path is not None and is_scalar(path) else set()
+        parts = arg.split("/")
+        for i in range(2, len(parts)):
+            if (rel := "/".join(parts[i:])) in rels or rel in known:
+                found.setdefault("/".join(parts[:i]) or "/", []).append(entry.key)
+                break
+    if len(found) > 1:
+        listed = "; ".join(f"{m} ({', '.join(keys[:3])})" for m, keys in sorted(found.items()))
+        raise ConfigError(
+            f"the entries' model paths are under several folders: {listed}; which one is the models "
+            f"folder {models_dir} as llama-swap sees it?",
+            hint="pass --models-mount (or LLAMA_SWAP_MODELS_MOUNT), e.g. --models-mount /models",
+        )
+    if not found:
+        return None, []
+    ((mount, keys),) = found.items()
+    return mount, keys
+
+
+def _has_metadata(entry: Entry) -> bool:
+    meta = fields(entry.value).get("metadata")
+    return meta is not None and is_mapping(meta)
 
 
 def missing_keys(entry: Entry, config: Path) -> list[str]:

@@ -23,12 +23,14 @@ from typing import Any
 
 from entrypoint.errors import AutoinferError, ConfigError, NotFoundError
 from entrypoint.gguf_info import GGUFInfo, read_gguf_info
+from entrypoint.swap.configdir import Neighbours, own_file, read_neighbours
 from entrypoint.swap.discover import ModelFile, discover_models
 from entrypoint.swap.edits import NEW_FILE_HEADER, ConfigEdits, style_of
 from entrypoint.swap.entries import (
     Entry,
     aliases,
     assign_files,
+    infer_mount,
     missing_keys,
     named_outside_groups,
     read_entries,
@@ -81,6 +83,8 @@ class SyncResult:
     dry_run: bool = False
     models: int = 0  # models found in the folder
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # choices made for the user (the mount taken)
+    unchecked: list[str] = field(default_factory=list)  # "key: why" of entries a prune could not judge
 
     @property
     def written(self) -> bool:
@@ -105,6 +109,8 @@ class SyncResult:
             "backup": str(self.backup) if self.backup else None,
             "models": self.models,
             "warnings": self.warnings,
+            "notes": self.notes,
+            "unchecked": self.unchecked,
             "diff": self.diff,
         }
 
@@ -120,6 +126,7 @@ def sync_config(
     models_mount: str | None = None,
     lock_timeout: float = 60.0,
     ttl: int | None = None,
+    neighbours: Neighbours | None = None,
 ) -> SyncResult:
     """Bring *config* in line with the models under *models_dir*.
 
@@ -135,7 +142,12 @@ def sync_config(
        *max_backups* kept), write the new one atomically, stamp.
 
     *models_mount* is the models folder as llama-swap sees it (another path when it runs
-    in a container that mounts the folder elsewhere); it defaults to *models_dir*.
+    in a container that mounts the folder elsewhere). Without it, the existing entries'
+    model paths tell (all under ``/models`` while the folder is elsewhere: ``/models``,
+    and ``result.notes`` says so; under two different folders: a ConfigError asking for
+    it); with no such evidence it is *models_dir*. *ttl* is written into new entries
+    only when given (an absent ttl is llama-swap's "use globalTTL"). *neighbours* are
+    the user's files beside *config* in a ``--config-dir`` (:func:`sync_config_dir`).
     """
     template = cmd_template or default_cmd_template()
     check_template(template)
@@ -150,17 +162,27 @@ def sync_config(
             f"models folder {models_dir} does not exist: refusing to prune every entry",
             hint="check --models-dir / LLAMA_SWAP_MODELS_DIR (or mount the folder)",
         )
-    mount = (models_mount or str(models_dir)).rstrip("/") or "/"
+    mount = (models_mount.rstrip("/") or "/") if models_mount else None
     models = discover_models(models_dir)
-    options = {"prune": prune, "template": template, "mount": mount, "models_dir": str(models_dir), "ttl": ttl}
+    options = {
+        "prune": prune,
+        "template": template,
+        "mount": mount,
+        "models_dir": str(models_dir),
+        "ttl": ttl,
+        "neighbours": neighbours.digest if neighbours is not None else None,
+    }
     inputs = fingerprint(models, options)
 
     lock = contextlib.nullcontext() if dry_run else config_lock(config, lock_timeout)
     with lock:
         original = read_config(config)
         result = SyncResult(config=config, dry_run=dry_run, models=len(models))
-        if original is not None and stamp_matches(config, original, inputs):
+        remembered = stamp_matches(config, original, inputs) if original is not None else None
+        if remembered is not None:
             log.debug("%s unchanged since the last sync and so are the models: nothing to do", config)
+            result.notes = remembered.get("notes", [])
+            result.unchecked = remembered.get("unchecked", [])
             return result
         text = original or ""
         edits = _edit_config(
@@ -172,6 +194,7 @@ def sync_config(
             template=template,
             prune=prune,
             ttl=ttl,
+            neighbours=neighbours or Neighbours(),
             result=result,
         )
         new_text = edits.apply()
@@ -185,12 +208,20 @@ def sync_config(
             result.diff = unified_diff(text, edits.edits, str(config), f"{config} (synced)")
         if dry_run or not result.changed:
             if not dry_run and original is not None:
-                write_stamp(config, original, inputs)
+                write_stamp(config, original, inputs, _remembered(result))
             return result
         result.backup = replace_config(config, original, new_text, max_backups)
-        write_stamp(config, new_text, inputs)
+        write_stamp(config, new_text, inputs, _remembered(result))
         log.debug("%s", result.summary())  # the caller reports it (CLI message, boot log)
         return result
+
+
+def sync_config_dir(config_dir: Path, models_dir: Path, **options: Any) -> SyncResult:
+    """:func:`sync_config` of our own file in *config_dir* (llama-swap's ``--config-dir``):
+    the user's files there are read (IDs taken, files served, IDs their groups name),
+    never written; a prune acts on our file only. *options* are sync_config's."""
+    config_dir = Path(os.path.realpath(config_dir))
+    return sync_config(own_file(config_dir), models_dir, neighbours=read_neighbours(config_dir), **options)
 
 
 def _edit_config(
@@ -199,10 +230,11 @@ def _edit_config(
     models: list[ModelFile],
     *,
     models_dir: Path,
-    mount: str,
+    mount: str | None,
     template: str,
     prune: bool,
     ttl: int | None,
+    neighbours: Neighbours,
     result: SyncResult,
 ) -> ConfigEdits:
     """The edits that bring *text* in line with *models*; *result* lists what they do.
@@ -226,13 +258,38 @@ def _edit_config(
     groups, matrices = routing_blocks(top, config)
 
     by_rel = {m.rel: m for m in models}
-    assign_files(entries, models, models_dir, mount)
+    others = neighbours.entries
+    if mount is None:
+        mount, pointing = infer_mount(entries + others, models, models_dir)
+        if mount is not None:
+            result.notes.append(
+                f"taking {mount} as the models folder as llama-swap sees it: the model paths of "
+                f"{len(pointing)} entries ({', '.join(pointing[:3])}{', ...' if len(pointing) > 3 else ''}) "
+                "are under it; pass --models-mount to choose"
+            )
+        else:
+            mount = str(models_dir)
+    assign_files(entries + others, models, models_dir, mount)
     doomed = {i for i, e in enumerate(entries) if prune and e.owned and e.rel not in by_rel}
+    for i, entry in enumerate(entries):
+        if entry.key in neighbours.defined:  # the user's own entry wins; two would not load
+            doomed.add(i)
+            result.warnings.append(
+                f"{config}: removing our entry {entry.key!r}: {neighbours.defined[entry.key]} defines it too"
+            )
+        elif i in doomed and entry.key in neighbours.named:
+            doomed.discard(i)
+            result.warnings.append(
+                f"not pruning {entry.key!r} although its file is gone: {neighbours.named[entry.key]} names it "
+                "(your file, which --config-dir never edits)"
+            )
+    if prune:
+        result.unchecked = [f"{e.key}: {e.why}" for e in entries if not e.owned and e.rel not in by_rel and e.why]
     result.warnings.extend(_keep_anchored(entries, doomed, refs, text, config))
     pruned = [e for i, e in enumerate(entries) if i in doomed]
     kept = [e for i, e in enumerate(entries) if i not in doomed]
-    served = {e.rel for e in kept if e.rel is not None}
-    taken = {e.key for e in entries} | aliases(entries)
+    served = {e.rel for e in kept + others if e.rel is not None}
+    taken = {e.key for e in entries + others} | aliases(entries + others)
 
     edits = ConfigEdits(text)
     style = style_of(text, entries)
@@ -308,6 +365,10 @@ def _keep_anchored(entries: list[Entry], doomed: set[int], refs: Aliases, text: 
             changed = True
             break
     return warnings
+
+
+def _remembered(result: SyncResult) -> dict[str, list[str]]:
+    return {"notes": result.notes, "unchecked": result.unchecked}
 
 
 def _reparse(new_text: str, config: Path, result: SyncResult) -> None:
