@@ -41,6 +41,7 @@ KNOWN = frozenset(
         "AUTO_INFER_LLAMA_CPP_RELEASES_URL",
         "AUTO_INFER_LLAMA_SWAP_ON_BOOT",
         "AUTO_INFER_LLAMA_SWAP_CONFIG",
+        "AUTO_INFER_LLAMA_SWAP_CONFIG_DIR",
         "AUTO_INFER_LOCK_TIMEOUT",
         "AUTO_INFER_STATE_DIR",
     }
@@ -95,6 +96,7 @@ class Settings:
     llama_cpp_config: Path | None = None
     llama_swap_on_boot: bool = False
     llama_swap_config: Path | None = None
+    llama_swap_config_dir: Path | None = None  # llama-swap --config-dir: the sync writes a file of its own there
     releases_url: str = DEFAULT_RELEASES_URL
     lock_timeout: float = 600.0
     packages: tuple[PackageRequest, ...] = ()
@@ -116,6 +118,7 @@ class Settings:
 
         config = get("AUTO_INFER_LLAMA_CPP_CONFIG")
         swap_config = get("AUTO_INFER_LLAMA_SWAP_CONFIG")
+        swap_config_dir = get("AUTO_INFER_LLAMA_SWAP_CONFIG_DIR")
         try:
             lock_timeout = float(get("AUTO_INFER_LOCK_TIMEOUT") or 600)
         except ValueError:
@@ -134,6 +137,7 @@ class Settings:
             llama_cpp_config=Path(config) if config else None,
             llama_swap_on_boot=parse_bool("AUTO_INFER_LLAMA_SWAP_ON_BOOT", get("AUTO_INFER_LLAMA_SWAP_ON_BOOT")),
             llama_swap_config=Path(swap_config) if swap_config else None,
+            llama_swap_config_dir=Path(swap_config_dir) if swap_config_dir else None,
             releases_url=get("AUTO_INFER_LLAMA_CPP_RELEASES_URL") or DEFAULT_RELEASES_URL,
             lock_timeout=lock_timeout,
             packages=_packages(environ),
