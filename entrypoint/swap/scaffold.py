@@ -81,6 +81,35 @@ def check_template(template: str) -> None:
             )
     if "{model}" not in template and "{model_rel}" not in template:
         raise ConfigError("cmd template: it must contain {model} (the model's path)")
+    check_no_literal_secret(template, "cmd template")
+
+
+#: llama-server flags whose value is a secret, and the variable it is usually kept in.
+SECRET_FLAGS = {"--api-key": "LLAMA_API_KEY", "--hf-token": "HF_TOKEN", "-hft": "HF_TOKEN"}
+_SECRET_NAME = re.compile(r"^[A-Z0-9_]*(?:TOKEN|API_KEY|SECRET|PASSWORD)[A-Z0-9_]*$")
+_MACRO_ONLY = re.compile(r"^['\"]?\$\{[A-Za-z0-9_.-]+\}['\"]?$")
+
+
+def check_no_literal_secret(text: str, what: str) -> None:
+    """Refuse a secret written out in *text* (a cmd): the config is read by anyone who can
+    read the models' settings, and llama-swap expands ``${env.NAME}`` from its own
+    environment. A flag of :data:`SECRET_FLAGS` or a ``NAME=value`` assignment of a
+    secret-looking NAME must take a ``${...}`` macro as its value."""
+    words = text.replace("\n", " ").split()
+    for i, word in enumerate(words):
+        flag, eq, value = word.partition("=")
+        if flag in SECRET_FLAGS:
+            value = value if eq else (words[i + 1] if i + 1 < len(words) else "")
+            if value and not _MACRO_ONLY.match(value):
+                raise ConfigError(
+                    f"{what}: {flag} is given a literal secret; write {flag} ${{env.{SECRET_FLAGS[flag]}}} "
+                    "so that llama-swap reads it from its environment and the config never holds it"
+                )
+        elif eq and _SECRET_NAME.match(flag) and value and not _MACRO_ONLY.match(value):
+            raise ConfigError(
+                f"{what}: {flag}= holds a literal secret; write {flag}=${{env.{flag}}} "
+                "so that llama-swap reads it from its environment and the config never holds it"
+            )
 
 
 def render_cmd(template: str, values: Mapping[str, str]) -> list[str]:
