@@ -115,3 +115,27 @@ def test_a_self_merge_is_e_config_with_its_line(tmp_path: Path, models: Path, te
         sync(config, models)
     assert time.monotonic() - started < 10
     assert config.read_text() == text
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"GGUF" + (3).to_bytes(4, "little") + (2**63).to_bytes(8, "little") * 2,  # absurd counts
+        b"GGUF" + (3).to_bytes(4, "little") + (0).to_bytes(8, "little") + (1).to_bytes(8, "little")
+        + (2**62).to_bytes(8, "little"),  # a key of 2**62 bytes
+        b"GGUF" + (99).to_bytes(4, "little"),  # unknown version
+        b"GGUF",  # cut short
+    ],
+)  # fmt: skip
+def test_a_bad_gguf_header_is_skipped_with_a_warning(
+    tmp_path: Path, header: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    models = tmp_path / "models"
+    (models / "bad").mkdir(parents=True)
+    (models / "bad" / "broken-Q4_K_M.gguf").write_bytes(header)
+    config = tmp_path / "config.yaml"
+    started = time.monotonic()
+    result = sync(config, models)
+    assert time.monotonic() - started < 10
+    assert result.added == ["bad--broken-Q4_K_M"]  # named after its file
+    assert "bad/broken-Q4_K_M.gguf" in caplog.text and "naming the entry after its file" in caplog.text

@@ -97,7 +97,8 @@ def test_template_from_a_file(tmp_path: Path, models: Path) -> None:
 def test_help_lists_the_flags() -> None:
     proc = run_cli("swap", "sync", "--help")
     for flag in ("--config", "--models-dir", "--prune", "--dry-run", "--container", "--no-restart", "--reload-mode",
-                 "--cmd-template", "LLAMA_SWAP_CONFIG", "LLAMA_SWAP_CONTAINER", "LLAMA_SWAP_MAX_BACKUPS"):  # fmt: skip
+                 "--cmd-template", "LLAMA_SWAP_CONFIG", "LLAMA_SWAP_CONTAINER", "LLAMA_SWAP_MAX_BACKUPS",
+                 "--config-dir", "--ttl", "--verbose", "--quiet", "--models-mount"):  # fmt: skip
         assert flag in proc.stdout
 
 
