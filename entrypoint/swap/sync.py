@@ -62,6 +62,7 @@ from entrypoint.swap.yamledit import (
     line_end,
     line_start,
     mapping_items,
+    model_keys_of,
     refuse_duplicates,
     unified_diff,
 )
@@ -375,10 +376,7 @@ def _reparse(new_text: str, config: Path, result: SyncResult) -> None:
     """Parse the text about to replace the file, and find the entries it should have:
     a sync never writes a file llama-swap cannot load (a cut anchor, a broken indent)."""
     try:
-        root = compose(new_text, config)
-        top = mapping_items(root, config, "the top level")
-        models_node = next((v for k, v in top if k.value == "models"), None)
-        keys = {str(k.value) for k, _ in mapping_items(models_node, config, "models")} if models_node else set()
+        keys = model_keys_of(new_text, config)
     except ConfigError as exc:
         raise ConfigError(
             f"{config}: the synced text would not be valid YAML ({exc.message}); the file was not changed",
