@@ -155,13 +155,27 @@ class ConfigEdits:
             if {f"+{n}" for n in emptied} <= drop:
                 break
             drop |= {f"+{n}" for n in emptied}
-        self._cut_items(sets, emptied)
+        rewritten: dict[str, str] = {}
         for name, (value, tree) in trees.items():
-            if name in emptied or not (names_in(tree) & drop):
-                continue
-            new = without(tree, drop)
-            assert new is not None  # emptied sets were cut above
-            self.edit(value.start_mark.index, value.end_mark.index, _set_scalar(render_set(new), value.style))
+            if name not in emptied and names_in(tree) & drop:
+                new = without(tree, drop)
+                assert new is not None  # not emptied
+                rewritten[name] = _set_scalar(render_set(new), value.style)
+        if sets.flow_style:  # one edit for the whole {...}: the cut and the rewrites
+            text = self.text
+            items = [
+                text[k.start_mark.index : k.end_mark.index] + ": " + rewritten[str(k.value)]
+                if str(k.value) in rewritten
+                else text[k.start_mark.index : v.end_mark.index]
+                for k, v in sets.value
+                if str(k.value) not in emptied
+            ]
+            self.edit(sets.start_mark.index, sets.end_mark.index, "{" + ", ".join(items) + "}")
+            return warnings
+        self._cut_items(sets, emptied)
+        for name, new_text in rewritten.items():
+            value = trees[name][0]
+            self.edit(value.start_mark.index, value.end_mark.index, new_text)
         return warnings
 
     def _cut_items(self, mapping: Any, keys: set[str]) -> None:

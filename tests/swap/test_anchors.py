@@ -81,7 +81,7 @@ def test_a_result_that_would_not_parse_is_refused(tmp_path: Path, models: Path) 
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".bak")]  # no backup either
 
 
-def _nested_merges(levels: int, width: int = 4) -> str:
+def _nested_merges(levels: int, width: int = 8) -> str:
     lines = ["m0: &m0 {a: 1}"]
     for level in range(1, levels + 1):
         refs = ", ".join([f"*m{level - 1}"] * width)

@@ -140,3 +140,35 @@ def test_the_audit_never_adds_ttl(tmp_path: Path, models: Path) -> None:
     result = sync(config, models, models_mount=MOUNT, ttl=60)
     assert result.updated == ["mine"]
     assert "ttl" not in valid(config.read_text())["models"]["mine"]
+
+
+@pytest.mark.parametrize("variant", ["crlf", "indent-4", "no-blank-lines"])
+def test_routing_golden_in_other_styles(tmp_path: Path, models: Path, variant: str) -> None:
+    from tests.swap.test_sync_variants import VARIANTS, patch
+
+    text = VARIANTS[variant]((ROUTING / "config.yaml").read_text())
+    config = tmp_path / "config.yaml"
+    config.write_bytes(text.encode())
+    result = sync_config(config, models, prune=True, dry_run=False, cmd_template=None, models_mount=MOUNT)
+    after = config.read_bytes().decode()
+    loaded = valid(after)
+    assert loaded["matrix"]["sets"] == {"chat": "q & v", "both": "v", "alone": "q"}
+    assert loaded["routing"]["router"]["settings"]["groups"]["speech"]["members"] == ["voice"]
+    assert patch(text, result.diff) == after
+    if variant == "crlf":
+        assert "\n" not in after.replace("\r\n", "")
+
+
+def test_a_flow_matrix_loses_the_pruned_var(tmp_path: Path, models: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "models:\n"
+        "  old--a:\n    cmd: llama-server --port ${PORT} --model /models/old/a.gguf\n"
+        "    metadata: {model_path: old/a.gguf}\n"
+        "routing:\n  router:\n    settings:\n"
+        "      matrix: {vars: {a: old--a, t: tiny--tiny-llama-F32}, evict_costs: {a: 3}, sets: {s: 'a | t', only: a}}\n"
+    )
+    result = sync(config, models, prune=True, models_mount=MOUNT)
+    assert result.removed == ["old--a"]
+    matrix = valid(config.read_text())["routing"]["router"]["settings"]["matrix"]
+    assert matrix == {"vars": {"t": "tiny--tiny-llama-F32"}, "evict_costs": {}, "sets": {"s": "t"}}
