@@ -4,7 +4,11 @@ What decides which file an entry serves, first match wins: its recorded
 ``metadata.model_path``; the ``--model``/``-m`` path in its ``cmd`` (under the models
 folder); its key equal to the entry ID we would give a file. Entries that serve no file
 of the models folder (a docker ``cmd``, a remote ``proxy``) are never audited or pruned,
-and a hand-named entry is pruned only once its path is recorded (the audit records it).
+and a hand-named entry is pruned only once its path is recorded (the audit records it);
+each says why (``Entry.why``), so a prune can name what it did not check. The mount
+(the folder as a llama-swap in a container sees it) can be read off the entries'
+paths, and the groups and matrices that name entries are found in both of llama-swap's
+forms (top level, or under ``routing.router.settings``).
 """
 
 from __future__ import annotations

@@ -136,10 +136,11 @@ def sync_config(
     2. take the config's lock (not for a dry run, which writes nothing);
     3. if the config and the models are exactly as the last sync left them (the stamp
        beside the config), stop: nothing to parse, nothing to do;
-    4. compose the YAML (refused with line and column if it does not parse) and collect
-       the edits: new entries (headers read for these only), missing keys, pruned
-       entries and their group memberships;
-    5. dry run: return the unified diff. Otherwise back the old file up (newest
+    4. compose the YAML (refused with line and column if it does not parse, or if an
+       alias is recursive) and collect the edits: new entries (headers read for these
+       only), missing keys, pruned entries, their group memberships and matrix vars;
+    5. parse the result again: one that would not parse is refused, the file untouched;
+    6. dry run: return the unified diff. Otherwise back the old file up (newest
        *max_backups* kept), write the new one atomically, stamp.
 
     *models_mount* is the models folder as llama-swap sees it (another path when it runs
@@ -240,10 +241,13 @@ def _edit_config(
 ) -> ConfigEdits:
     """The edits that bring *text* in line with *models*; *result* lists what they do.
 
-    Steps: compose the file and find its ``models`` block and entries; decide which
-    file each entry serves; complete the kept entries that serve a file; render an
-    entry for each file no entry serves; cut the pruned entries and their group
-    memberships (warning about other mentions); place the new entries.
+    Steps: compose the file and find its ``models`` block, entries, anchors and aliases,
+    groups and matrices; take the mount (given, or the entries' one); decide which file
+    each entry serves (the user's files beside ours in a config folder too); keep back
+    from the prune every entry whose anchor is still used; complete the kept entries
+    that serve a file, except a mapping others merge; render an entry for each file no
+    entry serves; cut the pruned entries, their group memberships and matrix vars
+    (warning about other mentions); place the new entries.
     """
     root = compose(text, config)
     top = mapping_items(root, config, "the top level") if root is not None else []

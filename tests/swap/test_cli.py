@@ -160,3 +160,11 @@ def test_ttl_flag(tmp_path: Path, models: Path) -> None:
     assert {e["ttl"] for e in yaml.safe_load(config.read_text())["models"].values()} == {300}
     bad = run_cli("swap", "sync", "--config", str(config), "--models-dir", str(models), env={"LLAMA_SWAP_TTL": "soon"})
     assert bad.returncode == 78 and "LLAMA_SWAP_TTL" in bad.stderr
+
+
+def test_a_self_merge_exits_78_with_its_line(tmp_path: Path, models: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("x: 1\nbase: &b {<<: *b, cmd: x}\nmodels:\n  a:\n    <<: *b\n")
+    proc = run_cli("swap", "sync", "--config", str(config), "--models-dir", str(models), "--no-restart")
+    assert proc.returncode == 78, proc.stderr
+    assert f"{config}:2: " in proc.stderr and "E_CONFIG" in proc.stderr
