@@ -105,6 +105,7 @@ def _keys_from_events(text: str) -> set[str] | None:
     """model_keys_of() from libyaml's events; None when compose() must decide (no
     libyaml, an error to word, an undefined alias, several documents)."""
     try:
+        # PyYAML is a heavy import, needed only when a sync writes: kept off the boot path.
         import yaml  # type: ignore[import-untyped,unused-ignore]
 
         loader = yaml.CBaseLoader
