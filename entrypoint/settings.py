@@ -53,6 +53,7 @@ KNOWN = frozenset(
         "AUTO_INFER_LLAMA_CPP_RELEASES_URL",
         "AUTO_INFER_LLAMA_SWAP_ON_BOOT",
         "AUTO_INFER_LLAMA_SWAP_CONFIG",
+        "AUTO_INFER_LLAMA_SWAP_CONFIG_DIR",
         "AUTO_INFER_LOCK_TIMEOUT",
         "AUTO_INFER_STATE_DIR",
         "AUTO_INFER_DOWNLOAD_CONNECTIONS",
@@ -150,6 +151,7 @@ class Settings:
     llama_cpp_config: Path | None = None
     llama_swap_on_boot: bool = False
     llama_swap_config: Path | None = None
+    llama_swap_config_dir: Path | None = None  # llama-swap --config-dir: the sync writes a file of its own there
     releases_url: str = DEFAULT_RELEASES_URL
     lock_timeout: float = 600.0
     download_connections: int | None = None  # AUTO_INFER_DOWNLOAD_CONNECTIONS; None: chosen by size
@@ -191,6 +193,9 @@ class Settings:
             llama_swap_config=parse_path("AUTO_INFER_LLAMA_SWAP_CONFIG", get("AUTO_INFER_LLAMA_SWAP_CONFIG")),
             releases_url=parse_url("AUTO_INFER_LLAMA_CPP_RELEASES_URL", get("AUTO_INFER_LLAMA_CPP_RELEASES_URL"))
             or DEFAULT_RELEASES_URL,
+            llama_swap_config_dir=parse_path(
+                "AUTO_INFER_LLAMA_SWAP_CONFIG_DIR", get("AUTO_INFER_LLAMA_SWAP_CONFIG_DIR")
+            ),
             lock_timeout=lock_timeout,
             download_connections=connections_setting(environ),
             packages=_packages(environ),
