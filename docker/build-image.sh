@@ -2,10 +2,11 @@
 # Build the autoinfer image from wheels built on this host (`make image`).
 #
 # Steps:
-#   1. Wheels: `pip wheel . -w dist/wheels` builds the project and every dependency
-#      (SOURCE_DATE_EPOCH makes the project wheel reproducible, so an unchanged tree gives
-#      the same bytes); deps.sha256 lists the dependency wheels (the Dockerfile keys its
-#      dependency layer on it).
+#   1. Wheels: `pip wheel . -w dist/wheels` builds the project and every runtime dependency
+#      of pyproject.toml's `[project] dependencies` (SOURCE_DATE_EPOCH makes the project
+#      wheel reproducible, so an unchanged tree gives the same bytes), minus LEAVE_OUT;
+#      deps.sha256 lists the dependency wheels and project.sha256 the project's (the
+#      Dockerfile keys its two layers on them).
 #   2. Base: BASE_IMAGE if given, else the local Debian base (docker/make-base-image.sh,
 #      made once and cached), because no registry may be reachable.
 #   3. Key: a hash of the wheels, the Dockerfile and the base image id. An image already
@@ -15,6 +16,10 @@
 #
 # Variables: IMAGE (default localhost/autoinfer:latest), BASE_IMAGE, ENGINE (podman|docker),
 # PYTHON (the host python; its minor version must match the base image's), FORCE=1.
+#
+# LEAVE_OUT: wheels a dependency pulls in that autoinfer never imports. hf-xet comes with
+# huggingface_hub for Xet-backed downloads (11 MB); autoinfer asks the hub for metadata
+# only and downloads the bytes itself, and huggingface_hub imports without it.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,6 +28,7 @@ IMAGE="${IMAGE:-localhost/autoinfer:latest}"
 ENGINE="${ENGINE:-podman}"
 PYTHON="${PYTHON:-python3}"
 WHEELS="$REPO/dist/wheels"
+LEAVE_OUT="${LEAVE_OUT:-hf-xet}"
 
 if [[ "$ENGINE" == podman ]]; then
     # crun fails on some hosts' cgroups; runc with cgroupfs works everywhere we run.
@@ -43,12 +49,20 @@ log "building wheels into dist/wheels"
 shopt -s nullglob
 project=("$WHEELS"/autoinfer-*.whl)
 [[ ${#project[@]} -eq 1 ]] || { log "expected one autoinfer wheel, found ${#project[@]}"; exit 1; }
+for name in $LEAVE_OUT; do
+    # Wheel file names spell a project's name with underscores (hf-xet -> hf_xet-1.8.0-...).
+    for w in "$WHEELS/${name//-/_}"-*.whl; do
+        log "leaving out $(basename "$w")"
+        rm -f "$w"
+    done
+done
 (cd "$WHEELS" && for w in *.whl; do [[ "$w" == autoinfer-* ]] || sha256sum "$w"; done | sort -k2) > "$WHEELS/deps.sha256"
+(cd "$WHEELS" && sha256sum "$(basename "${project[0]}")") > "$WHEELS/project.sha256"
 log "$(wc -l < "$WHEELS/deps.sha256") dependency wheels + $(basename "${project[0]}")"
 
 # 2. Base image.
 if [[ -z "${BASE_IMAGE:-}" ]]; then
-    BASE_IMAGE=localhost/autoinfer-base:bookworm
+    BASE_IMAGE=localhost/autoinfer-base:bookworm-slim
     if [[ "$ENGINE" == podman ]]; then
         bash "$HERE/make-base-image.sh"
     fi
@@ -74,7 +88,7 @@ else
         --build-arg VERSION="$(basename "${project[0]}" | cut -d- -f2)" \
         --build-arg REVISION="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
         --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-        ${AUTOINFER_USER:+--build-arg AUTOINFER_USER="$AUTOINFER_USER"} \
+        --build-arg LEAVE_OUT="$LEAVE_OUT" \
         -t "$cached" -f "$HERE/Dockerfile" "$REPO" >&2
 fi
 [[ "$IMAGE" == "$cached" ]] || "${ENG[@]}" tag "$cached" "$IMAGE"

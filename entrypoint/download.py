@@ -11,6 +11,8 @@ Steps of :func:`fetch_url`:
    offset is refused. A 416 on a complete partial means "nothing left": verify it.
 4. Stream, hashing as we write; a cut connection resumes from the current offset with
    backoff; 401/403/404 fail at once with a clear message (no retry loop).
+   A large body whose server offers ranges goes to :mod:`entrypoint.ranged` instead
+   (several connections at once), which hands back a complete, hashed part file.
 5. Check size and sha256; only then fsync, rename onto the target and fsync the folder.
    A partial that fails verification is deleted.
 """
@@ -181,14 +183,22 @@ def fetch_url(
     backoff: float = 0.5,
     timeout: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
+    connections: int | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Fetched:
     """Download *url* to *target* (see the module docstring for the steps).
 
     A URL's userinfo (``https://user:pass@host/...``) is sent as HTTP basic auth (urllib3
     ignores it otherwise) and is dropped from the URL, so it is in no message nor the
     partial's key; an explicit ``Authorization`` in *headers* wins.
+
+    *connections* (else ``AUTO_INFER_DOWNLOAD_CONNECTIONS`` in *environ*, else chosen by
+    size) is how many ranges a large body is fetched as at once (:mod:`entrypoint.ranged`).
     """
+    from entrypoint import ranged  # deferred: the warm boot path imports this module but never downloads
+
     url, headers = _userinfo_as_auth(url, headers or {})
+    wanted = ranged.connections_setting(environ or {}, connections)
     if offline:
         raise NetError(
             f"offline mode: not downloading {url}",
@@ -200,7 +210,9 @@ def fetch_url(
         _discard_foreign_partials(target, key)
         partial = _claim_partial(target, key)
         try:
-            return _download(url, target, partial, sha256, size, headers or {}, attempts, backoff, timeout, sleep)
+            return _download(
+                url, target, partial, sha256, size, headers or {}, attempts, backoff, timeout, sleep, wanted
+            )
         except OSError as exc:
             raise from_os_error(exc, f"write {partial}") from exc
 
@@ -229,8 +241,11 @@ def _download(
     backoff: float,
     timeout: float,
     sleep: Callable[[float], None],
+    connections: int | None = None,
 ) -> Fetched:
     import urllib3  # deferred: only a download pays for the HTTP stack
+
+    from entrypoint import ranged  # deferred: as urllib3
 
     http = urllib3.PoolManager(
         retries=urllib3.Retry(
@@ -276,6 +291,28 @@ def _download(
                     hasher, offset = hashlib.sha256(), 0
                     continue
                 _raise_for_status(status, url)
+                if status == 200 and not offset and ranged.splits(resp.headers, connections):
+                    resp.close()  # the body comes over several connections instead
+                    body = ranged.fetch_ranges(
+                        url,
+                        partial,
+                        resp,
+                        headers=headers,
+                        connections=connections,
+                        attempts=attempts,
+                        backoff=backoff,
+                        timeout=timeout,
+                        sleep=sleep,
+                        raise_for_status=_raise_for_status,
+                        progress=lambda total, done: Progress(f"downloading {target.name}", total, done),
+                    )
+                    if body is None:  # the server ignored the Range requests: one stream after all
+                        connections = 1
+                        continue
+                    actual = _verify(body.path, body.hasher, body.size, sha256, expected_size, url)
+                    _publish(body.path, target)
+                    digestmod.files_hashed += 1
+                    return Fetched(target, actual, body.size, body.resumed_from)
                 if status == 200 and offset:
                     log.info("%s ignored the Range request; starting again from 0", url)
                     hasher, offset = hashlib.sha256(), 0

@@ -1,4 +1,4 @@
-"""Typed settings built once from an environment mapping.
+"""Typed settings built once from an environment mapping (the variables are listed in README.md).
 
 Nothing here reads ``os.environ``: the CLI passes it in, tests pass a dict. Every
 converter names the variable and the value it rejects (E_CONFIG, exit 78): numbers must
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Literal
 
 from entrypoint.digest import parse_sha256
 from entrypoint.errors import ConfigError
+from entrypoint.ranged import connections_setting
 from entrypoint.safeio import printable
 
 PREFIX = "AUTO_INFER_"
@@ -50,8 +53,10 @@ KNOWN = frozenset(
         "AUTO_INFER_LLAMA_CPP_RELEASES_URL",
         "AUTO_INFER_LLAMA_SWAP_ON_BOOT",
         "AUTO_INFER_LLAMA_SWAP_CONFIG",
+        "AUTO_INFER_LLAMA_SWAP_CONFIG_DIR",
         "AUTO_INFER_LOCK_TIMEOUT",
         "AUTO_INFER_STATE_DIR",
+        "AUTO_INFER_DOWNLOAD_CONNECTIONS",
     }
 )
 
@@ -146,8 +151,10 @@ class Settings:
     llama_cpp_config: Path | None = None
     llama_swap_on_boot: bool = False
     llama_swap_config: Path | None = None
+    llama_swap_config_dir: Path | None = None  # llama-swap --config-dir: the sync writes a file of its own there
     releases_url: str = DEFAULT_RELEASES_URL
     lock_timeout: float = 600.0
+    download_connections: int | None = None  # AUTO_INFER_DOWNLOAD_CONNECTIONS; None: chosen by size
     packages: tuple[PackageRequest, ...] = ()
     unknown: tuple[str, ...] = field(default=())  # names of unknown AUTO_INFER_*, escaped for a message
 
@@ -162,8 +169,7 @@ class Settings:
             root = root.absolute()
         models_dir = (parse_path("AUTO_INFER_MODELS_DIR", get("AUTO_INFER_MODELS_DIR")) or root / "models").absolute()
         state_dir = (
-            parse_path("AUTO_INFER_STATE_DIR", get("AUTO_INFER_STATE_DIR"))
-            or default_state_dir(root, str(parse_path("TMPDIR", get("TMPDIR")) or "") or None)
+            parse_path("AUTO_INFER_STATE_DIR", get("AUTO_INFER_STATE_DIR")) or default_state_dir(root, environ)
         ).absolute()
 
         log_format = (get("AUTO_INFER_LOG_FORMAT") or "text").strip().lower()
@@ -187,7 +193,11 @@ class Settings:
             llama_swap_config=parse_path("AUTO_INFER_LLAMA_SWAP_CONFIG", get("AUTO_INFER_LLAMA_SWAP_CONFIG")),
             releases_url=parse_url("AUTO_INFER_LLAMA_CPP_RELEASES_URL", get("AUTO_INFER_LLAMA_CPP_RELEASES_URL"))
             or DEFAULT_RELEASES_URL,
+            llama_swap_config_dir=parse_path(
+                "AUTO_INFER_LLAMA_SWAP_CONFIG_DIR", get("AUTO_INFER_LLAMA_SWAP_CONFIG_DIR")
+            ),
             lock_timeout=lock_timeout,
+            download_connections=connections_setting(environ),
             packages=_packages(environ),
             unknown=tuple(
                 sorted(
@@ -207,16 +217,42 @@ class Settings:
         return self.llama_cpp_on_boot or self.llama_swap_on_boot
 
 
-def default_state_dir(root: Path, tmpdir: str | None = None) -> Path:
+def default_state_dir(
+    root: Path, environ: Mapping[str, str], *, uid: int | None = None, run_dir: Path = Path("/run")
+) -> Path:
     """Where this container keeps supervisord's config, socket, pipes and handoff files.
 
     Not in the root: ``/soft/app`` is often a volume shared by several containers or
     pods, and this state belongs to one of them (two supervisords on one socket, or one
-    pod removing the other's programs, would break both). The container's own temp
-    folder is private to it; the root's hash keeps two roots on one host apart.
+    pod removing the other's programs, would break both); the root's hash keeps two
+    roots on one host apart. And in a place of the user's own, since whoever writes in
+    it runs commands through supervisord (docs/security.md), the first of:
+
+    1. ``$XDG_RUNTIME_DIR/autoinfer/<hash>`` when that folder is ours and 0700;
+    2. ``/run/autoinfer/<hash>`` when we can write in /run (root in a container);
+    3. ``$TMPDIR/autoinfer-<uid>/<hash>`` (TMPDIR defaults to /tmp), named after the
+       user so that another one's folder is never ours.
+
+    Only a choice of path: the supervisor capability creates it 0700, and refuses a
+    folder on it that is not ours.
     """
+    uid = os.geteuid() if uid is None else uid
     digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
-    return Path(tmpdir or "/tmp") / "autoinfer" / digest  # noqa: S108 - per-container, named by the root's hash
+    runtime = parse_path("XDG_RUNTIME_DIR", environ.get("XDG_RUNTIME_DIR"))
+    if runtime is not None and runtime.is_absolute() and _private_to(runtime, uid):
+        return runtime / "autoinfer" / digest
+    if os.path.isdir(run_dir) and os.access(run_dir, os.W_OK):
+        return run_dir / "autoinfer" / digest
+    tmpdir = parse_path("TMPDIR", environ.get("TMPDIR")) or Path("/tmp")  # noqa: S108 - a folder of our own below it, checked before use
+    return tmpdir / f"autoinfer-{uid}" / digest
+
+
+def _private_to(folder: Path, uid: int) -> bool:
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not st.st_mode & 0o077
 
 
 def _packages(environ: Mapping[str, str]) -> tuple[PackageRequest, ...]:

@@ -229,7 +229,7 @@ def test_help_lists_every_command() -> None:
 def test_two_containers_sharing_a_root_keep_their_own_supervisor_state(
     tmp_path: Path, llama_release: LlamaRelease, tiny_model: Path
 ) -> None:
-    """Two boots on one root (a shared volume), each with its own temp folder as in a container:
+    """Two boots on one root (a shared volume), each with its own runtime folder as in a container:
     one package install, and each keeps its own programs, socket and handoffs."""
     root = tmp_path / "shared-root"
     results = []
@@ -238,8 +238,9 @@ def test_two_containers_sharing_a_root_keep_their_own_supervisor_state(
         tmp = Path(tempfile.mkdtemp(prefix=f"c{index}-", dir="/tmp"))  # short: a socket path has 107 bytes
         cleanup.append(tmp)
         config = write_config(tmp_path / f"c{index}.toml", tiny_model, port)
-        env = boot_env(root, llama_release, config, TMPDIR=str(tmp))
-        del env["AUTO_INFER_STATE_DIR"]  # the default: the container's own temp folder
+        # mkdtemp's folder is ours and 0700: a usable XDG_RUNTIME_DIR, which the default prefers
+        env = boot_env(root, llama_release, config, XDG_RUNTIME_DIR=str(tmp))
+        del env["AUTO_INFER_STATE_DIR"]  # the default: the container's own runtime folder
         result = run_cli("--json", "boot", "--prepare-only", env=env)
         assert result.returncode == 0, result.stdout
         results.append(json.loads(result.stdout)["data"])

@@ -275,7 +275,15 @@ def test_dockerfile_contract() -> None:
     assert "STOPSIGNAL SIGTERM" in text
     assert "--no-index" in text, "the build must not reach an index"
     # Dependencies before the project, so a code change reuses the dependency layer.
-    assert text.index("deps.sha256") < text.index("autoinfer-*.whl")
+    assert text.index("deps.sha256") < text.index("project.sha256")
+    # The final image runs as the non-root user unless told otherwise (--user 0), by
+    # number so that Kubernetes' runAsNonRoot can check it.
+    users = re.findall(r"^USER (\S+)$", text, re.MULTILINE)
+    assert users == ["${AUTOINFER_UID}:0"], users
+    assert int(_dockerfile_arg("AUTOINFER_UID")) > 0
+    # No pip in the image (pip runs from the tools stage), and byte-compiled at build.
+    assert "venv --without-pip /opt/autoinfer" in text
+    assert "compileall" in text
     for label in ("title", "description", "version", "revision", "created", "licenses"):
         assert f"org.opencontainers.image.{label}=" in text
 

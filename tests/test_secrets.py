@@ -27,6 +27,7 @@ from entrypoint.config import json_schema, parse_config
 from entrypoint.errors import ConfigError
 from entrypoint.servers import ServerSpec
 from entrypoint.supervisor import StateLayout, render_program
+from entrypoint.supervisor.private import PrivateDir
 from entrypoint.supervisor.secrets import render_env_file, render_key_file, write_secret_files
 from tests.conftest import LlamaRelease
 from tests.helpers.cli import autoinfer_argv, cli_env, run_cli
@@ -272,7 +273,8 @@ def test_secret_files_render_and_stale_ones_go(tmp_path: Path) -> None:
     program = render_program(spec, layout)
     assert "it's" not in program and "k1" not in program and "environment=" not in program
     assert str(layout.env_file("a")) in program
-    write_secret_files(layout, [spec, ServerSpec(name="b", argv=("/x",))])
+    with PrivateDir.open(layout.run) as run:
+        write_secret_files(run, layout, [spec, ServerSpec(name="b", argv=("/x",))])
     assert sorted(p.name for p in layout.keys.iterdir()) == ["a.env", "a.key"]
     # the value as sh sees it: exactly the literal, and the renamed variable from the environment
     shell = subprocess.run(
@@ -283,7 +285,8 @@ def test_secret_files_render_and_stale_ones_go(tmp_path: Path) -> None:
         check=True,
     ).stdout.splitlines()
     assert "LIT=it's $HOME" in shell and "TOKEN=o-value" in shell
-    write_secret_files(layout, [ServerSpec(name="b", argv=("/x",))])
+    with PrivateDir.open(layout.run) as run:
+        write_secret_files(run, layout, [ServerSpec(name="b", argv=("/x",))])
     assert list(layout.keys.iterdir()) == []
     shown = spec.to_dict()
     assert shown["env"] == {"TOKEN": "${OTHER}", "HF_TOKEN": "${HF_TOKEN}", "LIT": "***"}

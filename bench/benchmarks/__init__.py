@@ -4,6 +4,7 @@
 from bench.benchmarks import (  # noqa: F401  (imported to register)
     startup,
     files,
+    downloads,
     config_scale,
     packages,
     models,

@@ -19,15 +19,20 @@ def servers() -> None:
 @click.option("--write", is_flag=True, help="Write the files (as boot does) instead of printing them.")
 @command
 def render(app: App, write: bool) -> Outcome:
-    """Show the supervisord config, programs and handoff files boot would write now."""
+    """Show the supervisord config, programs and handoff files boot would write now.
+
+    Shown, the socket's password is a placeholder: the real one is only in the file.
+    """
     from entrypoint.plan import make_plan
-    from entrypoint.supervisor import StateLayout, render_files, write_config
+    from entrypoint.supervisor import StateLayout, read_credentials, render_files, write_config
 
     settings = app.settings()
     plan = make_plan(settings, environ=app.environ, base_dir=Path.cwd())
     layout = StateLayout(settings.state_dir)
     if write:
-        files = write_config(layout, plan.specs, log_format=settings.log_format)
+        # Keep the running supervisord's credentials: new ones would lock status out until a restart.
+        credentials = read_credentials(layout)
+        files = write_config(layout, plan.specs, log_format=settings.log_format, credentials=credentials)
         return Outcome(
             f"wrote {files.conf} and {len(files.programs)} program(s)",
             files.to_dict(),

@@ -62,6 +62,7 @@ def fetch(
             headers=headers,
             offline=offline,
             lock_timeout=job.lock_timeout,
+            environ=job.environ,
         )
         sha = fetched.sha256
         actions.append(

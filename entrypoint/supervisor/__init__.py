@@ -9,8 +9,10 @@ as a script, see ``listener.py``).
 
 The modules, in the order of a boot:
 
-- ``layout``: where everything lives under the state dir (:class:`StateLayout`).
-- ``quoting``, ``render``, ``handoff``: the files as strings (no I/O).
+- ``layout``: where everything lives under the state dir (:class:`StateLayout`);
+  ``private``: why and how it stays private (0700 folders, 0600 files, no symlinks).
+- ``quoting``, ``render``, ``handoff``: the files as strings (no I/O); ``credentials``:
+  the socket's per-boot username and password.
 - ``files``: writes them, reads the handoffs back.
 - ``init`` (with ``spawn`` and ``pipes``): our PID 1, which runs supervisord, forwards
   signals, reaps, and carries the servers' log lines.
@@ -21,10 +23,12 @@ The modules, in the order of a boot:
 from __future__ import annotations
 
 from entrypoint.supervisor.control import HealthReport, InstanceHealth, ServerStatus, check_health, server_status
+from entrypoint.supervisor.credentials import Credentials
 from entrypoint.supervisor.files import (
     SupervisorFiles,
     exec_argv,
     init_args,
+    read_credentials,
     read_handoffs,
     render_files,
     write_config,
@@ -34,6 +38,7 @@ from entrypoint.supervisor.layout import StateLayout, check_state_dir
 from entrypoint.supervisor.render import render_program, render_supervisord
 
 __all__ = [
+    "Credentials",
     "HealthReport",
     "InstanceHealth",
     "ServerStatus",
@@ -43,6 +48,7 @@ __all__ = [
     "check_state_dir",
     "exec_argv",
     "init_args",
+    "read_credentials",
     "read_handoffs",
     "render_files",
     "render_handoff",

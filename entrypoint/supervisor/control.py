@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from entrypoint.servers import ServerSpec
+from entrypoint.supervisor.files import read_credentials
 from entrypoint.supervisor.layout import StateLayout
 
 READY = "ready"  # /health answered 200
@@ -17,14 +18,20 @@ ERROR = "error"  # it answered, with something else
 
 
 def supervisor_rpc(layout: StateLayout) -> Any:
-    """An XML-RPC proxy to supervisord over its unix socket."""
+    """An XML-RPC proxy to supervisord over its unix socket, with the credentials of its config.
+
+    They are read from the 0600 ``supervisord.conf`` boot wrote (we run as its owner),
+    never from the command line or the environment.
+    """
     # Deferred: supervisor.xmlrpc pulls in supervisor.* and http.client, only status needs them.
     import xmlrpc.client
 
     from supervisor.xmlrpc import SupervisorTransport
 
-    url = f"unix://{layout.socket}"
-    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=SupervisorTransport(None, None, url))
+    credentials = read_credentials(layout)
+    username, password = (credentials.username, credentials.password) if credentials else (None, None)
+    transport = SupervisorTransport(username, password, f"unix://{layout.socket}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
 
 
 @dataclass(frozen=True)

@@ -1,21 +1,27 @@
-"""Write the rendered supervisord files and the handoff files; read the handoffs back."""
+"""Write the rendered supervisord files and the handoff files; read the handoffs back.
+
+Every write goes through ``private.py``: folders 0700, files 0600, nothing through a symlink.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
+import stat
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from entrypoint.fsutil import atomic_write_text
+from entrypoint.errors import VerifyError
+from entrypoint.safeio import printable, read_small_file
 from entrypoint.servers import ServerSpec
+from entrypoint.supervisor.credentials import PLACEHOLDER, Credentials, parse_credentials
 from entrypoint.supervisor.handoff import render_handoff, render_init_config, spec_from_handoff
 from entrypoint.supervisor.layout import StateLayout
+from entrypoint.supervisor.private import PrivateDir, opened
 from entrypoint.supervisor.render import render_program, render_supervisord
 from entrypoint.supervisor.secrets import write_secret_files
 
@@ -43,10 +49,19 @@ class SupervisorFiles:
 
 
 def render_files(
-    layout: StateLayout, specs: Sequence[ServerSpec], *, log_format: str, user: str | None = None
+    layout: StateLayout,
+    specs: Sequence[ServerSpec],
+    *,
+    log_format: str,
+    user: str | None = None,
+    credentials: Credentials = PLACEHOLDER,
 ) -> dict[Path, str]:
-    """Every file :func:`write_config` writes, path -> content (no I/O)."""
-    files = {layout.conf: render_supervisord(layout, specs, user=user, log_format=log_format)}
+    """Every file :func:`write_config` writes, path -> content (no I/O).
+
+    Shown as they are (``servers render``) they carry a placeholder for the socket's
+    password; :func:`write_config` passes the real one.
+    """
+    files = {layout.conf: render_supervisord(layout, specs, user=user, log_format=log_format, credentials=credentials)}
     for spec in specs:
         files[layout.program(spec.name)] = render_program(spec, layout)
     files[layout.init_config] = render_init_config(layout, specs, log_format=log_format)
@@ -55,50 +70,84 @@ def render_files(
     return files
 
 
-def write_config(layout: StateLayout, specs: Sequence[ServerSpec], *, log_format: str) -> SupervisorFiles:
+def write_config(
+    layout: StateLayout, specs: Sequence[ServerSpec], *, log_format: str, credentials: Credentials | None = None
+) -> SupervisorFiles:
     """Write supervisord's config, one program per server, and the handoff files.
 
     Steps:
     1. Render everything (a value supervisord cannot carry raises E_CONFIG before
-       anything is written).
-    2. Create the folders supervisord checks when it parses the config (run/, the
-       pipes' folder, logs/).
-    3. Write each file that changed atomically (a reader sees the old file or the new one).
-    4. Remove the program and handoff files of instances that are gone, so a removed
+       anything is written), with *credentials* for supervisord's socket: by default a
+       new random pair, so each boot has its own.
+    2. Open the state dir and its folders, creating them 0700 (supervisord checks run/,
+       the pipes' folder and logs/ when it parses the config); refuse a symlink or a
+       folder that is not ours (E_PERM).
+    3. Check every file about to be written, and supervisord's pid file and socket: a
+       symlink or another user's file stops here, before any write.
+    4. Write each file that changed, 0600 and atomically (a reader sees the old file or
+       the new one).
+    5. Remove the program and handoff files of instances that are gone, so a removed
        instance neither starts again nor shows up in status and health.
     """
-    contents = render_files(layout, specs, log_format=log_format, user="root" if os.geteuid() == 0 else None)
-    for folder in (layout.conf_d, layout.engines, layout.pipes, layout.logs):
-        folder.mkdir(parents=True, exist_ok=True)
-    write_secret_files(layout, specs)  # 0600 under run/keys/, before any program that reads them
-    for path, text in contents.items():
-        _write_if_changed(path, text)
-
-    files = SupervisorFiles(
-        conf=layout.conf,
-        init=layout.init_config,
-        programs=[layout.program(s.name) for s in specs],
-        handoffs=[layout.handoff(s.name) for s in specs],
+    contents = render_files(
+        layout,
+        specs,
+        log_format=log_format,
+        user="root" if os.geteuid() == 0 else None,
+        credentials=credentials or Credentials.generate(),
     )
-    keep = set(contents)
-    for folder, pattern in ((layout.conf_d, "*.conf"), (layout.engines, "*.json")):
-        for stale in sorted(folder.glob(pattern)):
-            if stale not in keep:
-                with contextlib.suppress(FileNotFoundError):
-                    stale.unlink()
-                files.removed.append(stale)
-                log.info("removed %s (instance no longer enabled)", stale)
+    with opened(_open_folders(layout)) as folders:
+        for path in [*contents, layout.pidfile, layout.exit_marker]:
+            folders[path.parent].check(path.name)
+        folders[layout.run].check(layout.socket.name, kinds=(stat.S_IFSOCK,))
+        write_secret_files(folders[layout.run], layout, specs)  # run/keys/: before the programs that read them
+        for path, text in contents.items():
+            _write_if_changed(folders[path.parent], path.name, text)
+
+        files = SupervisorFiles(
+            conf=layout.conf,
+            init=layout.init_config,
+            programs=[layout.program(s.name) for s in specs],
+            handoffs=[layout.handoff(s.name) for s in specs],
+        )
+        for folder, suffix in ((layout.conf_d, ".conf"), (layout.engines, ".json")):
+            for name in folders[folder].names():
+                stale = folder / name
+                if name.endswith(suffix) and not name.startswith(".") and stale not in contents:
+                    folders[folder].remove(name)
+                    files.removed.append(stale)
+                    log.info("removed %s (instance no longer enabled)", stale)
     return files
 
 
-def _write_if_changed(path: Path, text: str) -> None:
-    """A warm boot rewrites nothing: each atomic write costs two fsyncs (~100 files at 50 servers)."""
+def _open_folders(layout: StateLayout) -> dict[Path, PrivateDir]:
+    """Each folder of the layout, open and checked (step 2 of :func:`write_config`)."""
+    first, *rest = layout.folders
+    folders = {first: PrivateDir.open(first)}
     try:
-        if path.read_text() == text:
-            return
-    except (OSError, UnicodeDecodeError):
-        pass
-    atomic_write_text(path, text)
+        for folder in rest:
+            folders[folder] = folders[folder.parent].folder(folder.name)
+    except BaseException:
+        for opened_folder in folders.values():
+            opened_folder.close()
+        raise
+    return folders
+
+
+def _write_if_changed(folder: PrivateDir, name: str, text: str) -> None:
+    """A warm boot rewrites only supervisord.conf (new credentials): each write costs two fsyncs."""
+    if folder.read_private(name) != text:
+        folder.write_text(name, text)
+
+
+def read_credentials(layout: StateLayout) -> Credentials | None:
+    """The socket's credentials from the supervisord.conf boot wrote (0600: its owner reads it)."""
+    try:
+        fd = os.open(layout.conf, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as file:
+        return parse_credentials(file.read().decode(errors="replace"))
 
 
 def init_args(files: SupervisorFiles) -> list[str]:
@@ -120,14 +169,28 @@ def read_handoffs(layout: StateLayout) -> list[ServerSpec]:
     """The servers the last boot started, read back from ``run/engines/*.json``.
 
     Enough for status and health (name, where it listens, model, version); a probe
-    does not re-validate the whole config every few seconds.
+    does not re-validate the whole config every few seconds. A handoff that cannot be
+    read is :class:`VerifyError` naming it: skipping it would let a health check pass
+    with a server missing.
     """
     specs = []
     for path in sorted(layout.engines.glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            log.warning("skipping unreadable handoff %s: %s", path, exc)
-            continue
-        specs.append(spec_from_handoff(data, name=path.stem))
+        specs.append(_read_handoff(path))
     return specs
+
+
+HANDOFF_LIMIT = 1 << 20  # a handoff is a few hundred bytes; anything near this is not ours
+
+
+def _read_handoff(path: Path) -> ServerSpec:
+    raw = read_small_file(path, limit=HANDOFF_LIMIT, what="handoff file", error=VerifyError)
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON {type(data).__name__}, not an object")
+        return spec_from_handoff(data, name=path.stem)
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+        raise VerifyError(
+            f"handoff file {path} is corrupt: {printable(exc)[:200]}",
+            hint="run `autoinfer boot` again (or `autoinfer servers render --write`) to rewrite it",
+        ) from None

@@ -43,11 +43,19 @@ def spec_from_handoff(data: dict[str, Any], *, name: str) -> ServerSpec:
     *name* (the file's stem) stands in when the file has no ``instance``.
     """
     model = data.get("model") or {}
+    if not isinstance(model, dict):
+        raise TypeError("model is not an object")
+    flags = data.get("flags", [])
+    if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+        raise TypeError("flags is not a list of strings")
+    port = data.get("port") or 8080
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError(f"port {port!r} is not a TCP port")
     return ServerSpec(
         name=data.get("instance") or name,
-        argv=(data.get("binary") or data.get("engine") or "llama-server", *data.get("flags", [])),
+        argv=(str(data.get("binary") or data.get("engine") or "llama-server"), *flags),
         host=data.get("host") or "127.0.0.1",
-        port=int(data.get("port") or 8080),
+        port=port,
         model_ref=model.get("ref"),
         model_path=model.get("path"),
         model_id=model.get("id"),

@@ -2,15 +2,19 @@
 
 The state dir (``AUTO_INFER_STATE_DIR``, see settings) belongs to one container, never to
 the shared ``AUTO_INFER_ROOT``: two supervisords on one socket, or one container removing the other's
-programs, is what a per-container dir prevents.
+programs, is what a per-container dir prevents. It is also private to the user we run as
+(``private.py``, docs/security.md): whoever can write in it runs commands through supervisord.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from entrypoint.errors import ConfigError
+from entrypoint.supervisor.private import check_entry, check_folder, check_parents, lstat
 
 #: sun_path holds 108 bytes with its NUL; a longer socket path fails only at bind time.
 SOCKET_MAX = 107
@@ -21,6 +25,11 @@ class StateLayout:
     """Every path under one state dir: supervisord's config, its run files, our handoffs."""
 
     state_dir: Path
+
+    @property
+    def folders(self) -> tuple[Path, ...]:
+        """Every folder boot creates (0700), each after the one that holds it."""
+        return (self.state_dir, self.supervisor_dir, self.conf_d, self.run, self.engines, self.pipes, self.logs)
 
     @property
     def supervisor_dir(self) -> Path:
@@ -100,7 +109,7 @@ class StateLayout:
         return self.pipes / f"{name}.{stream}"
 
 
-def check_state_dir(state_dir: Path) -> None:
+def check_socket_path(state_dir: Path) -> None:
     """A unix socket path has at most 107 bytes: refuse a longer one before anything runs."""
     socket = StateLayout(state_dir).socket
     if len(str(socket).encode()) > SOCKET_MAX:
@@ -108,3 +117,32 @@ def check_state_dir(state_dir: Path) -> None:
             f"AUTO_INFER_STATE_DIR: the supervisord socket path {socket} is longer than {SOCKET_MAX} bytes",
             hint="set AUTO_INFER_STATE_DIR (or TMPDIR) to a shorter path",
         )
+
+
+def check_state_dir(state_dir: Path) -> None:
+    """Refuse a state dir boot could not use safely, before anything is written (reads only).
+
+    Steps:
+    1. The socket path fits in 107 bytes (E_CONFIG, exit 78).
+    2. The folders above it can be changed only by root or us; it and each of its
+       folders that exists is a real folder, ours, writable by nobody else; no symlink
+       or other user's file stands where boot writes or supervisord reads (E_PERM, exit 77).
+    """
+    check_socket_path(state_dir)
+    check_parents(state_dir)
+    layout = StateLayout(state_dir)
+    for folder in layout.folders:
+        st = lstat(folder)
+        if st is not None:
+            check_folder(folder, st)
+    entries = [layout.conf, layout.init_config, layout.pidfile, layout.exit_marker]
+    for folder in (layout.conf_d, layout.engines):
+        if os.path.isdir(folder):
+            entries += [folder / name for name in os.listdir(folder)]
+    for path in entries:
+        st = lstat(path)
+        if st is not None:
+            check_entry(path, st)
+    st = lstat(layout.socket)
+    if st is not None:
+        check_entry(layout.socket, st, kinds=(stat.S_IFSOCK,))

@@ -117,7 +117,9 @@ class Watch:
         say(f"instance {name} {why}; stopping the container", "error")
         try:
             atomic_write_json(
-                self.marker, {"exit_code": FATAL_EXIT_CODE, "instance": name, "message": f"instance {name} {why}"}
+                self.marker,
+                {"exit_code": FATAL_EXIT_CODE, "instance": name, "message": f"instance {name} {why}"},
+                mode=0o600,  # the state dir's files are private (see private.py)
             )
         except Exception as exc:  # the stop matters more than the marker
             say(f"cannot write {self.marker}: {exc}")

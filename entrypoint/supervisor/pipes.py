@@ -127,11 +127,11 @@ def open_pipes(config: Mapping[str, Any]) -> list[Pipe]:
     pipes = []
     for item in config.get("pipes", []):
         pipe = Pipe(Path(item["path"]), item["instance"], item["stream"], item.get("log_file"))
-        pipe.path.parent.mkdir(parents=True, exist_ok=True)
+        pipe.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             pipe.path.unlink()  # a file or a FIFO left by an earlier run
         os.mkfifo(pipe.path, 0o600)
-        pipe.fd = os.open(pipe.path, os.O_RDWR | os.O_NONBLOCK)
+        pipe.fd = os.open(pipe.path, os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW)
         if pipe.log_file:
             try:
                 Path(pipe.log_file).parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from entrypoint.errors import ConfigError
 
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SAFE_WORD = re.compile(r"^[\w@%+=:,./-]+$", re.ASCII)
 _HERE = "%(here)s"
 
@@ -81,7 +81,7 @@ def split_env(name: str, env: Mapping[str, str]) -> tuple[dict[str, str], dict[s
     plain: dict[str, str] = {}
     via_env: dict[str, str] = {}
     for key, value in sorted(env.items()):
-        if not _ENV_KEY.match(key):
+        if not _ENV_KEY.fullmatch(key):
             raise ConfigError(f"instance {name}: environment variable name {key!r} is not valid")
         check_text(f"instance {name}: environment variable {key}", value)
         if env_value(value) is None:

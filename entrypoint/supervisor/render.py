@@ -2,7 +2,8 @@
 
 What the rendered config does, and why:
 
-- ``supervisord.conf``: a unix socket and a pid file under the state dir's ``run/``,
+- ``supervisord.conf``: a unix socket (0700, with this boot's username and password,
+  see ``credentials.py``) and a pid file under the state dir's ``run/``,
   ``nodaemon``, its own log to the container's stdout (``/dev/fd/1`` needs
   ``logfile_maxbytes=0``: rotation seeks, and a pipe cannot seek), ``silent`` so a
   foreground supervisord does not print every line twice, and the rpcinterface and
@@ -27,7 +28,8 @@ from pathlib import Path
 
 from entrypoint.errors import ConfigError
 from entrypoint.servers import ServerSpec
-from entrypoint.supervisor.layout import StateLayout, check_state_dir
+from entrypoint.supervisor.credentials import PLACEHOLDER, Credentials
+from entrypoint.supervisor.layout import StateLayout, check_socket_path
 from entrypoint.supervisor.quoting import (
     check_text,
     env_value,
@@ -121,6 +123,7 @@ def render_supervisord(
     python_path: str | None = None,
     user: str | None = None,
     log_format: str = "text",
+    credentials: Credentials = PLACEHOLDER,
 ) -> str:
     """``supervisord.conf``: the daemon, its socket, the servers' group and the listener.
 
@@ -129,9 +132,13 @@ def render_supervisord(
     ``entrypoint`` however autoinfer was installed. *user* (``root`` when we run as
     root) only silences supervisord's warning that it did not drop privileges. With
     *log_format* ``json`` supervisord's own log goes through our init too, which makes
-    each line a JSON object, so a log collector sees nothing but JSON.
+    each line a JSON object, so a log collector sees nothing but JSON. *credentials*
+    guard the socket; the default is a placeholder for showing the file, the file boot
+    writes gets the boot's own (``files.write_config``).
     """
-    check_state_dir(layout.state_dir)
+    check_socket_path(layout.state_dir)
+    for what, value in (("username", credentials.username), ("password", credentials.password)):
+        check_text(f"the supervisord {what}", value)
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ConfigError(f"instance names must be unique: {', '.join(names)}")
@@ -160,9 +167,13 @@ def render_supervisord(
         "[unix_http_server]",
         f"file={p(str(layout.socket))}",
         "chmod=0700",
+        f"username={p(credentials.username)}",
+        f"password={p(credentials.password)}",
         "",
         "[supervisorctl]",
         f"serverurl=unix://{p(str(layout.socket))}",
+        f"username={p(credentials.username)}",
+        f"password={p(credentials.password)}",
         "",
         "[rpcinterface:supervisor]",
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",

@@ -10,22 +10,21 @@ Neither goes into supervisord's config, a command line or a handoff:
   (same pid: signals and the exit status stay the server's). A rename is written as
   ``${HF_TOKEN}``, so the value itself is still written nowhere.
 
-The folder is 0700 and each file 0600, written atomically; files of instances that are
-gone are removed. A variable passed under its own name needs no file at all: the server
-inherits it from supervisord, which inherits the container's environment.
+The folder is 0700 and each file 0600, written atomically through ``private.py`` (never
+through a symlink); files of instances that are gone are removed. A variable passed under
+its own name needs no file at all: the server inherits it from supervisord, which
+inherits the container's environment.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from entrypoint.fsutil import atomic_write_text
 from entrypoint.servers import ServerSpec
 from entrypoint.supervisor.layout import StateLayout
+from entrypoint.supervisor.private import PrivateDir
 
 SHELL = "/bin/sh"
 # $0 is the env file, "$@" the server's argv: set -a exports what the file assigns.
@@ -59,35 +58,29 @@ def render_key_file(api_key: str) -> str:
     return "".join(key.strip() + "\n" for key in api_key.split(",") if key.strip())
 
 
-def write_secret_files(layout: StateLayout, specs: Sequence[ServerSpec]) -> list[Path]:
-    """Write each server's key and env file (0600 in a 0700 folder); remove the stale ones."""
-    wanted: dict[Path, str] = {}
+def write_secret_files(run: PrivateDir, layout: StateLayout, specs: Sequence[ServerSpec]) -> list[Path]:
+    """Write each server's key and env file in *run*'s ``keys/`` (0700, files 0600); remove stale ones.
+
+    *run* is the state dir's ``run/``, open and checked (``files.write_config``); the
+    folder is made only when a server needs it or it already exists.
+    """
+    wanted: dict[str, str] = {}
     for spec in specs:
         if spec.api_key:
-            wanted[layout.key_file(spec.name)] = render_key_file(spec.api_key)
+            wanted[layout.key_file(spec.name).name] = render_key_file(spec.api_key)
         if needs_env_file(spec):
-            wanted[layout.env_file(spec.name)] = render_env_file(spec)
-    if wanted:
-        layout.keys.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(layout.keys, 0o700)  # mkdir's mode is masked by the umask, and the folder may be older
-    for path, text in wanted.items():
-        if _unchanged(path, text):
-            continue
-        atomic_write_text(path, text, mode=0o600)
-    if layout.keys.is_dir():
-        for stale in sorted(layout.keys.iterdir()):
-            if stale not in wanted and stale.suffix in (".key", ".env"):
-                with contextlib.suppress(FileNotFoundError):
-                    stale.unlink()
-    return list(wanted)
-
-
-def _unchanged(path: Path, text: str) -> bool:
-    try:
-        st = path.lstat()
-        return (st.st_mode & 0o777) == 0o600 and path.read_text() == text
-    except (OSError, UnicodeDecodeError):
-        return False
+            wanted[layout.env_file(spec.name).name] = render_env_file(spec)
+    if not wanted and layout.keys.name not in run.names():
+        return []
+    with run.folder(layout.keys.name) as keys:
+        for name, text in wanted.items():
+            keys.check(name)
+            if keys.read_private(name) != text:
+                keys.write_text(name, text)
+        for name in keys.names():
+            if name not in wanted and name.endswith((".key", ".env")) and not name.startswith("."):
+                keys.remove(name)
+    return [layout.keys / name for name in wanted]
 
 
 def _sh_quote(value: str) -> str:

@@ -6,9 +6,12 @@ Three kinds of ``.gguf`` files are not models of their own:
   shard, the one llama-server is given (it finds the others next to it);
 - multimodal projectors (``mmproj-*.gguf``): attached to the models of their folder,
   which llama-server loads with ``--mmproj``;
-- anything reached through a symlink that points outside the models folder, or a
-  folder already visited (a symlink loop): skipped, so a link can neither leak a file
-  from elsewhere into the config nor make the walk endless.
+- anything reached through a symlink that points outside the models folder: skipped, so
+  a link cannot leak a file from elsewhere into the config;
+- symlinked folders: never followed. Their target is inside the models folder, so the
+  walk visits it under its real path, whatever the names' sort order: a model's key
+  never depends on a link (and a link loop cannot make the walk endless). A folder
+  reached twice all the same (a bind mount) is visited once.
 
 Discovery reads names only (no header, no hash): it stays cheap on 10,000 files.
 """
@@ -49,8 +52,9 @@ def is_projector_name(name: str) -> bool:
 def discover_models(models_dir: Path) -> list[ModelFile]:
     """All models under *models_dir*, sorted by relative path.
 
-    Steps: walk the tree (hidden entries skipped, symlinks followed only inside the
-    folder, each real folder visited once); per folder, fold split shards into their
+    Steps: walk the tree (hidden entries skipped, symlinked files followed only inside
+    the folder, symlinked folders never: each real folder is visited once, under its
+    real path); per folder, fold split shards into their
     first shard and set projectors aside; attach each folder's projectors to its models.
     A missing *models_dir* is an empty list (the folder may not be mounted yet).
     """
@@ -102,6 +106,12 @@ def _walk(models_dir: Path) -> dict[str, list[str]]:
                         log.warning("skipping %s: its symlink points outside %s", entry.path, models_dir)
                         continue
                 if entry.is_dir():
+                    if real is not None:
+                        # The real folder is inside the models folder (checked above), so
+                        # the walk reaches it under its own path: a key never depends on
+                        # a link, nor on whether the link sorts before the folder.
+                        log.debug("not following %s: a symlinked folder (its target is walked itself)", entry.path)
+                        continue
                     st = entry.stat()
                     if (st.st_dev, st.st_ino) in seen_dirs:
                         log.debug("skipping %s: folder already visited (symlink loop or alias)", entry.path)

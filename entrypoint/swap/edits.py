@@ -8,14 +8,20 @@ spacing between entries.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+from entrypoint.errors import ConfigError
 from entrypoint.swap.entries import Entry
+from entrypoint.swap.matrix import Node as SetNode
+from entrypoint.swap.matrix import names_in, parse_set, render_set, without
 from entrypoint.swap.scaffold import Style
 from entrypoint.swap.yamledit import (
     Edit,
     apply_edits,
     blank,
+    fields,
     has_blank_line,
     is_blank_line_before,
     is_mapping,
@@ -88,31 +94,113 @@ class ConfigEdits:
                 end = line_end(text, end)
         self.edit(start, end, "")
 
-    def cut_group_members(self, top: list[tuple[Any, Any]], gone: set[str]) -> None:
-        """Remove the pruned IDs from ``groups.<name>.members``; nothing else in groups."""
+    def cut_group_members(self, groups_nodes: list[Any], gone: set[str]) -> None:
+        """Remove the pruned IDs from ``<groups>.<name>.members`` of each groups mapping
+        (top-level or ``routing.router.settings.groups``); nothing else in groups."""
         text = self.text
-        groups = next((v for k, v in top if k.value == "groups"), None)
-        if groups is None or not is_mapping(groups):
-            return
-        for _, group in groups.value:
-            if not is_mapping(group):
+        for groups in groups_nodes:
+            for _, group in groups.value:
+                if not is_mapping(group):
+                    continue
+                for key_node, members in group.value:
+                    if key_node.value != "members" or not is_sequence(members):
+                        continue
+                    doomed = [item for item in members.value if is_scalar(item) and str(item.value) in gone]
+                    if not doomed:
+                        continue
+                    if members.flow_style:
+                        kept = [text[i.start_mark.index : i.end_mark.index] for i in members.value if i not in doomed]
+                        self.edit(members.start_mark.index, members.end_mark.index, "[" + ", ".join(kept) + "]")
+                        continue
+                    for item in doomed:  # the item's lines, a quoted item may span several
+                        last = max(item.start_mark.index, item.end_mark.index - 1)
+                        self.edit(line_start(text, item.start_mark.index), line_end(text, last), "")
+                    if len(doomed) == len(members.value):
+                        colon = text.index(":", key_node.end_mark.index)
+                        self.edit(colon + 1, colon + 1, " []")
+
+    def cut_matrix_vars(self, matrix: Any, gone: set[str], config: Path) -> list[str]:
+        """Take the pruned IDs out of a ``matrix``: their ``vars`` and ``evict_costs``
+        items, and their names in the ``sets`` expressions (matrix.py); a set left empty
+        goes. Returns warnings for sets that could not be read (left alone)."""
+        found = fields(matrix)
+        var_map = found.get("vars")
+        if var_map is None or not is_mapping(var_map):
+            return []
+        dead = {str(k.value) for k, v in var_map.value if is_scalar(k) and is_scalar(v) and str(v.value) in gone}
+        if not dead:
+            return []
+        self._cut_items(var_map, dead)
+        costs = found.get("evict_costs")
+        if costs is not None and is_mapping(costs):
+            self._cut_items(costs, dead)
+        sets = found.get("sets")
+        if sets is None or not is_mapping(sets):
+            return []
+        warnings: list[str] = []
+        trees: dict[str, tuple[Any, SetNode]] = {}
+        for key_node, value in sets.value:
+            if not (is_scalar(key_node) and is_scalar(value)):
                 continue
-            for key_node, members in group.value:
-                if key_node.value != "members" or not is_sequence(members):
-                    continue
-                doomed = [item for item in members.value if is_scalar(item) and str(item.value) in gone]
-                if not doomed:
-                    continue
-                if members.flow_style:
-                    kept = [text[i.start_mark.index : i.end_mark.index] for i in members.value if i not in doomed]
-                    self.edit(members.start_mark.index, members.end_mark.index, "[" + ", ".join(kept) + "]")
-                    continue
-                for item in doomed:  # the item's lines, a quoted item may span several
-                    last = max(item.start_mark.index, item.end_mark.index - 1)
-                    self.edit(line_start(text, item.start_mark.index), line_end(text, last), "")
-                if len(doomed) == len(members.value):
-                    colon = text.index(":", key_node.end_mark.index)
-                    self.edit(colon + 1, colon + 1, " []")
+            try:
+                trees[str(key_node.value)] = (value, parse_set(str(value.value)))
+            except ConfigError as exc:
+                warnings.append(f"{config}:{value.start_mark.line + 1}: {exc.message}; left as it is")
+        drop = set(dead)
+        emptied: set[str] = set()
+        while True:  # a set left empty takes its +name uses with it
+            for name, (_, tree) in trees.items():
+                if name not in emptied and without(tree, drop) is None:
+                    emptied.add(name)
+            if {f"+{n}" for n in emptied} <= drop:
+                break
+            drop |= {f"+{n}" for n in emptied}
+        rewritten: dict[str, str] = {}
+        for name, (value, tree) in trees.items():
+            if name not in emptied and names_in(tree) & drop:
+                new = without(tree, drop)
+                assert new is not None  # not emptied
+                rewritten[name] = _set_scalar(render_set(new), value.style)
+        if sets.flow_style:  # one edit for the whole {...}: the cut and the rewrites
+            text = self.text
+            items = [
+                text[k.start_mark.index : k.end_mark.index] + ": " + rewritten[str(k.value)]
+                if str(k.value) in rewritten
+                else text[k.start_mark.index : v.end_mark.index]
+                for k, v in sets.value
+                if str(k.value) not in emptied
+            ]
+            self.edit(sets.start_mark.index, sets.end_mark.index, "{" + ", ".join(items) + "}")
+            return warnings
+        self._cut_items(sets, emptied)
+        for name, new_text in rewritten.items():
+            value = trees[name][0]
+            self.edit(value.start_mark.index, value.end_mark.index, new_text)
+        return warnings
+
+    def _cut_items(self, mapping: Any, keys: set[str]) -> None:
+        """Cut the items of *mapping* whose key is in *keys*: their lines in a block
+        mapping (``{}`` when none is left), or the rewritten ``{...}`` of a flow one."""
+        text = self.text
+        doomed = [(k, v) for k, v in mapping.value if is_scalar(k) and str(k.value) in keys]
+        if not doomed:
+            return
+        if mapping.flow_style:
+            kept = [
+                text[k.start_mark.index : v.end_mark.index]
+                for k, v in mapping.value
+                if not (is_scalar(k) and str(k.value) in keys)
+            ]
+            self.edit(mapping.start_mark.index, mapping.end_mark.index, "{" + ", ".join(kept) + "}")
+            return
+        for key_node, value in doomed:
+            last = max(key_node.start_mark.index, value.end_mark.index - 1)
+            self.edit(line_start(text, key_node.start_mark.index), line_end(text, last), "")
+        if len(doomed) == len(mapping.value):
+            key_line = line_start(text, mapping.start_mark.index)
+            colon = text.rfind(":", 0, key_line)
+            if colon >= 0:
+                self.edit(colon + 1, colon + 1, " {}")
 
     def place_new_entries(
         self,
@@ -166,3 +254,12 @@ class ConfigEdits:
             prefix = NEW_FILE_HEADER.replace("\n", self.newline)
         body = new_lines[1:] if new_lines and new_lines[0] == "" else new_lines
         self.edit(len(text), len(text), prefix + self.lines(["models:", *body]))
+
+
+def _set_scalar(expression: str, style: str | None) -> str:
+    """A set expression as a YAML scalar in its old quoting (plain only when it reads back)."""
+    if style == "'":
+        return "'" + expression.replace("'", "''") + "'"
+    if not style and expression[:1].isalnum() and ": " not in expression and " #" not in expression:
+        return expression
+    return json.dumps(expression)

@@ -106,21 +106,32 @@ def fingerprint(models: list[ModelFile], options: Mapping[str, Any]) -> str:
     return digest.hexdigest()
 
 
-def stamp_matches(config: Path, text: str, inputs: str) -> bool:
-    """True when *text* and the *inputs* fingerprint are exactly what the last sync left."""
+def stamp_matches(config: Path, text: str, inputs: str) -> dict[str, list[str]] | None:
+    """What the last sync remembered (its notes, the entries it could not check) when
+    *text* and the *inputs* fingerprint are exactly what it left; else None."""
     try:
         stamp = json.loads(stamp_path(config).read_text())
     except (OSError, ValueError):
-        return False
-    return bool(
+        return None
+    if not isinstance(stamp, dict) or not (
         stamp.get("inputs") == inputs and stamp.get("config_sha256") == hashlib.sha256(text.encode("utf-8")).hexdigest()
-    )
+    ):
+        return None
+    remembered = stamp.get("remembered")
+    if not isinstance(remembered, dict):
+        return {}
+    return {k: [str(x) for x in v] for k, v in remembered.items() if isinstance(v, list)}
 
 
-def write_stamp(config: Path, text: str, inputs: str) -> None:
+def write_stamp(config: Path, text: str, inputs: str, remembered: Mapping[str, list[str]] | None = None) -> None:
     """Remember the inputs and the result: the next sync with the same ones parses nothing
-    (composing a config of thousands of entries takes seconds)."""
-    stamp = {"inputs": inputs, "config_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+    (composing a config of thousands of entries takes seconds), and still reports the
+    *remembered* lines (the mount it took, the entries it could not check)."""
+    stamp = {
+        "inputs": inputs,
+        "config_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "remembered": dict(remembered or {}),
+    }
     try:
         atomic_write_text(stamp_path(config), json.dumps(stamp) + "\n")
     except Exception as exc:  # the stamp is an optimisation, never a failure

@@ -24,10 +24,12 @@ from entrypoint.swap.ids import entry_id
 if TYPE_CHECKING:
     from entrypoint.gguf_info import GGUFInfo
 
-#: The keys every entry gets (llama-swap's model schema, llama-swap-sync's order). The
-#: audit adds those missing from an existing entry; ``proxy`` and ``checkEndpoint`` are
-#: left out on purpose: their defaults follow ``${PORT}`` and ``/health``, and writing them
-#: into an entry whose ``cmd`` uses a fixed port would point the proxy at the wrong place.
+#: The keys of a new entry (llama-swap's model schema, llama-swap-sync's order).
+#: ``proxy`` and ``checkEndpoint`` are left out on purpose: their defaults follow
+#: ``${PORT}`` and ``/health``, and writing them into an entry whose ``cmd`` uses a fixed
+#: port would point the proxy at the wrong place. ``ttl`` is written only when asked
+#: for (``--ttl``): llama-swap reads an absent ttl as "use globalTTL" and 0 as "never
+#: unload", so a written 0 would override the user's globalTTL.
 ENTRY_KEYS = (
     "name",
     "description",
@@ -42,6 +44,9 @@ ENTRY_KEYS = (
     "concurrencyLimit",
     "cmdStop",
 )
+#: The keys the audit adds to an existing entry when missing: every scaffold key but
+#: ``ttl`` (its absence is meaningful: the global TTL).
+AUDIT_KEYS = tuple(k for k in ENTRY_KEYS if k != "ttl")
 PATH_FIELD = "model_path"  # metadata.model_path: the file relative to the models folder
 
 DEFAULT_CONTEXT = 4096
@@ -76,6 +81,35 @@ def check_template(template: str) -> None:
             )
     if "{model}" not in template and "{model_rel}" not in template:
         raise ConfigError("cmd template: it must contain {model} (the model's path)")
+    check_no_literal_secret(template, "cmd template")
+
+
+#: llama-server flags whose value is a secret, and the variable it is usually kept in.
+SECRET_FLAGS = {"--api-key": "LLAMA_API_KEY", "--hf-token": "HF_TOKEN", "-hft": "HF_TOKEN"}
+_SECRET_NAME = re.compile(r"^[A-Z0-9_]*(?:TOKEN|API_KEY|SECRET|PASSWORD)[A-Z0-9_]*$")
+_MACRO_ONLY = re.compile(r"^['\"]?\$\{[A-Za-z0-9_.-]+\}['\"]?$")
+
+
+def check_no_literal_secret(text: str, what: str) -> None:
+    """Refuse a secret written out in *text* (a cmd): the config is read by anyone who can
+    read the models' settings, and llama-swap expands ``${env.NAME}`` from its own
+    environment. A flag of :data:`SECRET_FLAGS` or a ``NAME=value`` assignment of a
+    secret-looking NAME must take a ``${...}`` macro as its value."""
+    words = text.replace("\n", " ").split()
+    for i, word in enumerate(words):
+        flag, eq, value = word.partition("=")
+        if flag in SECRET_FLAGS:
+            value = value if eq else (words[i + 1] if i + 1 < len(words) else "")
+            if value and not _MACRO_ONLY.match(value):
+                raise ConfigError(
+                    f"{what}: {flag} is given a literal secret; write {flag} ${{env.{SECRET_FLAGS[flag]}}} "
+                    "so that llama-swap reads it from its environment and the config never holds it"
+                )
+        elif eq and _SECRET_NAME.match(flag) and value and not _MACRO_ONLY.match(value):
+            raise ConfigError(
+                f"{what}: {flag}= holds a literal secret; write {flag}=${{env.{flag}}} "
+                "so that llama-swap reads it from its environment and the config never holds it"
+            )
 
 
 def render_cmd(template: str, values: Mapping[str, str]) -> list[str]:
@@ -84,10 +118,12 @@ def render_cmd(template: str, values: Mapping[str, str]) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def entry_values(key: str, model: ModelFile, info: GGUFInfo | None, *, mount: str, template: str) -> dict[str, Any]:
+def entry_values(
+    key: str, model: ModelFile, info: GGUFInfo | None, *, mount: str, template: str, ttl: int | None = None
+) -> dict[str, Any]:
     """Every scaffold key's value for the entry *key* serving *model*, in :data:`ENTRY_KEYS`
     order; *info* (the file's GGUF header, when it could be read) names and describes it,
-    *mount* is the models folder as llama-swap sees it."""
+    *mount* is the models folder as llama-swap sees it; ``ttl`` only when *ttl* is given."""
     name_stem = entry_id(model.rel.rsplit("/", 1)[-1])
     quant = quant_of(name_stem)
     header_name = info.name if info is not None else None
@@ -108,13 +144,13 @@ def entry_values(key: str, model: ModelFile, info: GGUFInfo | None, *, mount: st
         "key": shlex.quote(key),
         "name": shlex.quote(name),
     }
-    return {
+    scaffold: dict[str, Any] = {
         "name": name,
         "description": describe(model, info, quant),
         "cmd": render_cmd(template, values),
         "aliases": [],
         "env": [],
-        "ttl": 0,
+        "ttl": ttl,
         "unlisted": False,
         "filters": {},
         "metadata": {PATH_FIELD: model.rel},
@@ -122,6 +158,9 @@ def entry_values(key: str, model: ModelFile, info: GGUFInfo | None, *, mount: st
         "concurrencyLimit": 0,
         "cmdStop": "",
     }
+    if ttl is None:
+        del scaffold["ttl"]
+    return scaffold
 
 
 def describe(model: ModelFile, info: GGUFInfo | None, quant: str | None) -> str:

@@ -16,20 +16,25 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from entrypoint.errors import AutoinferError, ConfigError, NotFoundError
 from entrypoint.gguf_info import GGUFInfo, read_gguf_info
+from entrypoint.swap.configdir import Neighbours, own_file, read_neighbours
 from entrypoint.swap.discover import ModelFile, discover_models
 from entrypoint.swap.edits import NEW_FILE_HEADER, ConfigEdits, style_of
 from entrypoint.swap.entries import (
+    Entry,
     aliases,
     assign_files,
+    infer_mount,
     missing_keys,
     named_outside_groups,
     read_entries,
+    routing_blocks,
 )
 from entrypoint.swap.files import (
     DEFAULT_MAX_BACKUPS,
@@ -49,7 +54,18 @@ from entrypoint.swap.scaffold import (
     render_entry,
     render_values,
 )
-from entrypoint.swap.yamledit import compose, line_end, line_start, mapping_items, refuse_duplicates, unified_diff
+from entrypoint.swap.yamledit import (
+    Aliases,
+    alias_map,
+    anchor_name,
+    compose,
+    line_end,
+    line_start,
+    mapping_items,
+    model_keys_of,
+    refuse_duplicates,
+    unified_diff,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +84,8 @@ class SyncResult:
     dry_run: bool = False
     models: int = 0  # models found in the folder
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # choices made for the user (the mount taken)
+    unchecked: list[str] = field(default_factory=list)  # "key: why" of entries a prune could not judge
 
     @property
     def written(self) -> bool:
@@ -92,6 +110,8 @@ class SyncResult:
             "backup": str(self.backup) if self.backup else None,
             "models": self.models,
             "warnings": self.warnings,
+            "notes": self.notes,
+            "unchecked": self.unchecked,
             "diff": self.diff,
         }
 
@@ -106,6 +126,8 @@ def sync_config(
     max_backups: int = DEFAULT_MAX_BACKUPS,
     models_mount: str | None = None,
     lock_timeout: float = 60.0,
+    ttl: int | None = None,
+    neighbours: Neighbours | None = None,
 ) -> SyncResult:
     """Bring *config* in line with the models under *models_dir*.
 
@@ -114,14 +136,20 @@ def sync_config(
     2. take the config's lock (not for a dry run, which writes nothing);
     3. if the config and the models are exactly as the last sync left them (the stamp
        beside the config), stop: nothing to parse, nothing to do;
-    4. compose the YAML (refused with line and column if it does not parse) and collect
-       the edits: new entries (headers read for these only), missing keys, pruned
-       entries and their group memberships;
-    5. dry run: return the unified diff. Otherwise back the old file up (newest
+    4. compose the YAML (refused with line and column if it does not parse, or if an
+       alias is recursive) and collect the edits: new entries (headers read for these
+       only), missing keys, pruned entries, their group memberships and matrix vars;
+    5. parse the result again: one that would not parse is refused, the file untouched;
+    6. dry run: return the unified diff. Otherwise back the old file up (newest
        *max_backups* kept), write the new one atomically, stamp.
 
     *models_mount* is the models folder as llama-swap sees it (another path when it runs
-    in a container that mounts the folder elsewhere); it defaults to *models_dir*.
+    in a container that mounts the folder elsewhere). Without it, the existing entries'
+    model paths tell (all under ``/models`` while the folder is elsewhere: ``/models``,
+    and ``result.notes`` says so; under two different folders: a ConfigError asking for
+    it); with no such evidence it is *models_dir*. *ttl* is written into new entries
+    only when given (an absent ttl is llama-swap's "use globalTTL"). *neighbours* are
+    the user's files beside *config* in a ``--config-dir`` (:func:`sync_config_dir`).
     """
     template = cmd_template or default_cmd_template()
     check_template(template)
@@ -136,24 +164,45 @@ def sync_config(
             f"models folder {models_dir} does not exist: refusing to prune every entry",
             hint="check --models-dir / LLAMA_SWAP_MODELS_DIR (or mount the folder)",
         )
-    mount = (models_mount or str(models_dir)).rstrip("/") or "/"
+    mount = (models_mount.rstrip("/") or "/") if models_mount else None
     models = discover_models(models_dir)
-    options = {"prune": prune, "template": template, "mount": mount, "models_dir": str(models_dir)}
+    options = {
+        "prune": prune,
+        "template": template,
+        "mount": mount,
+        "models_dir": str(models_dir),
+        "ttl": ttl,
+        "neighbours": neighbours.digest if neighbours is not None else None,
+    }
     inputs = fingerprint(models, options)
 
     lock = contextlib.nullcontext() if dry_run else config_lock(config, lock_timeout)
     with lock:
         original = read_config(config)
         result = SyncResult(config=config, dry_run=dry_run, models=len(models))
-        if original is not None and stamp_matches(config, original, inputs):
+        remembered = stamp_matches(config, original, inputs) if original is not None else None
+        if remembered is not None:
             log.debug("%s unchanged since the last sync and so are the models: nothing to do", config)
+            result.notes = remembered.get("notes", [])
+            result.unchecked = remembered.get("unchecked", [])
             return result
         text = original or ""
         edits = _edit_config(
-            text, config, models, models_dir=models_dir, mount=mount, template=template, prune=prune, result=result
+            text,
+            config,
+            models,
+            models_dir=models_dir,
+            mount=mount,
+            template=template,
+            prune=prune,
+            ttl=ttl,
+            neighbours=neighbours or Neighbours(),
+            result=result,
         )
         new_text = edits.apply()
         result.changed = new_text != text or original is None
+        if new_text != text:
+            _reparse(new_text, config, result)
         if original is None and not new_text:
             new_text = NEW_FILE_HEADER + "models: {}\n"
             result.diff = whole_diff(config, text, new_text)
@@ -161,12 +210,20 @@ def sync_config(
             result.diff = unified_diff(text, edits.edits, str(config), f"{config} (synced)")
         if dry_run or not result.changed:
             if not dry_run and original is not None:
-                write_stamp(config, original, inputs)
+                write_stamp(config, original, inputs, _remembered(result))
             return result
         result.backup = replace_config(config, original, new_text, max_backups)
-        write_stamp(config, new_text, inputs)
+        write_stamp(config, new_text, inputs, _remembered(result))
         log.debug("%s", result.summary())  # the caller reports it (CLI message, boot log)
         return result
+
+
+def sync_config_dir(config_dir: Path, models_dir: Path, **options: Any) -> SyncResult:
+    """:func:`sync_config` of our own file in *config_dir* (llama-swap's ``--config-dir``):
+    the user's files there are read (IDs taken, files served, IDs their groups name),
+    never written; a prune acts on our file only. *options* are sync_config's."""
+    config_dir = Path(os.path.realpath(config_dir))
+    return sync_config(own_file(config_dir), models_dir, neighbours=read_neighbours(config_dir), **options)
 
 
 def _edit_config(
@@ -175,17 +232,22 @@ def _edit_config(
     models: list[ModelFile],
     *,
     models_dir: Path,
-    mount: str,
+    mount: str | None,
     template: str,
     prune: bool,
+    ttl: int | None,
+    neighbours: Neighbours,
     result: SyncResult,
 ) -> ConfigEdits:
     """The edits that bring *text* in line with *models*; *result* lists what they do.
 
-    Steps: compose the file and find its ``models`` block and entries; decide which
-    file each entry serves; complete the kept entries that serve a file; render an
-    entry for each file no entry serves; cut the pruned entries and their group
-    memberships (warning about other mentions); place the new entries.
+    Steps: compose the file and find its ``models`` block, entries, anchors and aliases,
+    groups and matrices; take the mount (given, or the entries' one); decide which file
+    each entry serves (the user's files beside ours in a config folder too); keep back
+    from the prune every entry whose anchor is still used; complete the kept entries
+    that serve a file, except a mapping others merge; render an entry for each file no
+    entry serves; cut the pruned entries, their group memberships and matrix vars
+    (warning about other mentions); place the new entries.
     """
     root = compose(text, config)
     top = mapping_items(root, config, "the top level") if root is not None else []
@@ -197,20 +259,56 @@ def _edit_config(
         block_end = line_start(text, top[models_pos + 1][0].start_mark.index)
     models_line_end = line_end(text, top[models_pos][0].start_mark.index) if models_pos is not None else 0
     entries = read_entries(text, models_node, block_end, config)
+    refs = alias_map(root, text, {id(e.key_node): i for i, e in enumerate(entries)}, config)
+    groups, matrices = routing_blocks(top, config)
 
     by_rel = {m.rel: m for m in models}
-    assign_files(entries, models, models_dir, mount)
+    others = neighbours.entries
+    if mount is None:
+        mount, pointing = infer_mount(entries + others, models, models_dir)
+        if mount is not None:
+            result.notes.append(
+                f"taking {mount} as the models folder as llama-swap sees it: the model paths of "
+                f"{len(pointing)} entries ({', '.join(pointing[:3])}{', ...' if len(pointing) > 3 else ''}) "
+                "are under it; pass --models-mount to choose"
+            )
+        else:
+            mount = str(models_dir)
+    assign_files(entries + others, models, models_dir, mount)
     doomed = {i for i, e in enumerate(entries) if prune and e.owned and e.rel not in by_rel}
+    for i, entry in enumerate(entries):
+        if entry.key in neighbours.defined:  # the user's own entry wins; two would not load
+            doomed.add(i)
+            result.warnings.append(
+                f"{config}: removing our entry {entry.key!r}: {neighbours.defined[entry.key]} defines it too"
+            )
+        elif i in doomed and entry.key in neighbours.named:
+            doomed.discard(i)
+            result.warnings.append(
+                f"not pruning {entry.key!r} although its file is gone: {neighbours.named[entry.key]} names it "
+                "(your file, which --config-dir never edits)"
+            )
+    if prune:
+        result.unchecked = [f"{e.key}: {e.why}" for e in entries if not e.owned and e.rel not in by_rel and e.why]
+    result.warnings.extend(_keep_anchored(entries, doomed, refs, text, config))
     pruned = [e for i, e in enumerate(entries) if i in doomed]
     kept = [e for i, e in enumerate(entries) if i not in doomed]
-    served = {e.rel for e in kept if e.rel is not None}
-    taken = {e.key for e in entries} | aliases(entries)
+    served = {e.rel for e in kept + others if e.rel is not None}
+    taken = {e.key for e in entries + others} | aliases(entries + others)
 
     edits = ConfigEdits(text)
     style = style_of(text, entries)
     for entry in kept:
         model = by_rel.get(entry.rel) if entry.rel is not None else None
-        if model is None or not (missing := missing_keys(entry)):
+        if model is None or not (missing := missing_keys(entry, config)):
+            continue
+        if refs.is_aliased(entry.value):
+            # Keys inserted here would reach every entry that merges this mapping
+            # (``<<: *base``): they get what they lack themselves, this one is left alone.
+            result.warnings.append(
+                f"{config}:{entry.key_node.start_mark.line + 1}: not completing {entry.key!r}: other entries "
+                f"merge its mapping ({anchor_name(entry.value, text)}); missing: {', '.join(missing)}"
+            )
             continue
         scaffold = entry_values(entry.key, model, None, mount=mount, template=template)
         column = entry.value.value[0][0].start_mark.column
@@ -229,18 +327,70 @@ def _edit_config(
         result.added.append(new_id)
         if style.blank_between and (entries or new_lines):
             new_lines.append("")
-        new_lines.extend(render_entry(new_id, entry_values(new_id, model, info, mount=mount, template=template), style))
+        values = entry_values(new_id, model, info, mount=mount, template=template, ttl=ttl)
+        new_lines.extend(render_entry(new_id, values, style))
     for i in sorted(doomed):
         edits.cut_entry(entries[i], entries[i - 1].content_end if i else models_line_end)
         result.removed.append(entries[i].key)
     if pruned:
         gone = {e.key for e in pruned}
-        edits.cut_group_members(top, gone)
-        result.warnings.extend(named_outside_groups(top, gone, config))
-        for warning in sorted(result.warnings):
-            log.warning("%s", warning)
+        edits.cut_group_members(groups, gone)
+        for matrix in matrices:
+            result.warnings.extend(edits.cut_matrix_vars(matrix, gone, config))
+        result.warnings.extend(named_outside_groups(top, gone, config, [*groups, *matrices]))
+    for warning in sorted(result.warnings):
+        log.warning("%s", warning)
     edits.place_new_entries(new_lines, top, models_pos, models_node, kept, pruned)
     return edits
+
+
+def _keep_anchored(entries: list[Entry], doomed: set[int], refs: Aliases, text: str, config: Path) -> list[str]:
+    """Take back from *doomed* every entry that defines an anchor still used by a kept
+    entry or outside ``models`` (cutting it would leave ``*alias`` pointing nowhere);
+    repeated until stable, since a kept entry may use anchors of other doomed ones."""
+    warnings: list[str] = []
+    changed = True
+    while changed:
+        changed = False
+        for i in sorted(doomed):
+            users = [
+                (node, others)
+                for node, others in refs.used_outside(i)
+                if any(r is None or r not in doomed for r in others)
+            ]
+            if not users:
+                continue
+            node, others = users[0]
+            who = sorted("the file outside models" if r is None else repr(entries[r].key) for r in others)
+            warnings.append(
+                f"{config}:{node.start_mark.line + 1}: not pruning {entries[i].key!r} although its file is gone: "
+                f"its anchor {anchor_name(node, text)} is still used by {', '.join(who)}"
+            )
+            doomed.discard(i)
+            changed = True
+            break
+    return warnings
+
+
+def _remembered(result: SyncResult) -> dict[str, list[str]]:
+    return {"notes": result.notes, "unchecked": result.unchecked}
+
+
+def _reparse(new_text: str, config: Path, result: SyncResult) -> None:
+    """Parse the text about to replace the file, and find the entries it should have:
+    a sync never writes a file llama-swap cannot load (a cut anchor, a broken indent)."""
+    try:
+        keys = model_keys_of(new_text, config)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{config}: the synced text would not be valid YAML ({exc.message}); the file was not changed",
+            hint="sync with --dry-run to see the edit, and report it with the config",
+        ) from None
+    lost = sorted(set(result.added) - keys)
+    if lost:
+        raise ConfigError(
+            f"{config}: the synced text lacks the new entries {', '.join(lost)}; the file was not changed"
+        )
 
 
 def _header(path: Path) -> GGUFInfo | None:
@@ -250,4 +400,8 @@ def _header(path: Path) -> GGUFInfo | None:
         return read_gguf_info(path)
     except AutoinferError as exc:
         log.warning("%s: naming the entry after its file", exc.message)
-        return None
+    except (OSError, ValueError, OverflowError, MemoryError, struct.error) as exc:
+        # A hostile header the reader did not word as VerifyError: skip the header,
+        # never the sync.
+        log.warning("%s: unreadable GGUF header (%s): naming the entry after its file", path, exc)
+    return None

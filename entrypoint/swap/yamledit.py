@@ -8,6 +8,7 @@ positions, so every byte outside the changed lines is the original's.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,78 @@ def _libyaml_compose(text: str) -> Any:
         return _FAILED  # ruamel.yaml parses again and words the error
 
 
+def model_keys_of(text: str, config: Path) -> set[str]:
+    """Parse *text* as a check and return the keys of its top-level ``models`` mapping.
+
+    A parse error (an alias to an anchor that is gone, a broken indent) is compose()'s
+    ConfigError. With libyaml and ASCII text only the parser's events are read: every
+    alias checked against the anchors before it, one document, no node tree built
+    (three times faster than composing: this runs on every text a sync writes).
+    """
+    if USE_LIBYAML and text.isascii():
+        found = _keys_from_events(text)
+        if found is not None:
+            return found
+    root = compose(text, config)
+    if root is None or not is_mapping(root):
+        return set()
+    models = next((v for k, v in root.value if is_scalar(k) and k.value == "models"), None)
+    if models is None or not is_mapping(models):
+        return set()
+    return {str(k.value) for k, _ in models.value if is_scalar(k)}
+
+
+def _keys_from_events(text: str) -> set[str] | None:
+    """model_keys_of() from libyaml's events; None when compose() must decide (no
+    libyaml, an error to word, an undefined alias, several documents)."""
+    try:
+        # PyYAML is a heavy import, needed only when a sync writes: kept off the boot path.
+        import yaml  # type: ignore[import-untyped,unused-ignore]
+
+        loader = yaml.CBaseLoader
+    except (ImportError, AttributeError):
+        return None
+    anchors: set[str] = set()
+    keys: set[str] = set()
+    # One frame per open collection: [is a mapping, next node is a key, last key, is models]
+    stack: list[list[Any]] = []
+    documents = 0
+    events = yaml.events
+    node_start = (events.MappingStartEvent, events.SequenceStartEvent)
+    try:
+        for event in yaml.parse(text, Loader=loader):
+            kind = type(event)
+            if kind is events.ScalarEvent or kind is events.AliasEvent or kind in node_start:
+                if kind is events.AliasEvent:
+                    if event.anchor not in anchors:
+                        return None
+                elif event.anchor:
+                    anchors.add(event.anchor)
+                parent = stack[-1] if stack else None
+                is_key = False
+                if parent is not None and parent[0]:
+                    is_key = parent[1]
+                    parent[1] = not is_key
+                if is_key and kind is events.ScalarEvent:
+                    assert parent is not None
+                    parent[2] = event.value
+                    if parent[3]:
+                        keys.add(event.value)
+                if kind in node_start:
+                    is_models = len(stack) == 1 and not is_key and parent is not None and parent[2] == "models"
+                    is_map = kind is events.MappingStartEvent
+                    stack.append([is_map, True, None, is_models and is_map])
+            elif kind is events.MappingEndEvent or kind is events.SequenceEndEvent:
+                stack.pop()
+            elif kind is events.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    return None
+    except yaml.YAMLError:
+        return None
+    return keys
+
+
 def is_mapping(node: Any) -> bool:
     return type(node).__name__ == "MappingNode"
 
@@ -122,16 +195,119 @@ def fields(mapping: Any) -> dict[str, Any]:
     return {str(k.value): v for k, v in mapping.value if is_scalar(k)}
 
 
-def merged_keys(mapping: Any) -> set[str]:
-    """Keys an entry gets from ``<<: *defaults`` (they are present, not missing)."""
-    keys: set[str] = set()
-    for k, v in mapping.value:
-        if is_scalar(k) and k.value == "<<":
-            sources = v.value if is_sequence(v) else [v]
-            for source in sources:
-                if is_mapping(source):
-                    keys |= set(fields(source)) | merged_keys(source)
-    return keys
+def merged_keys(mapping: Any, config: Path | None = None) -> set[str]:
+    """Keys an entry gets from ``<<: *defaults`` (they are present, not missing).
+
+    Each merged mapping is read once (memoised): nested merges that name the same
+    anchor many times (``<<: [*m, *m]`` on every level) stay linear instead of doubling
+    per level. A mapping that merges itself is refused with its line.
+    """
+    memo: dict[int, frozenset[str]] = {}
+    busy: set[int] = set()
+
+    def keys_of(node: Any) -> frozenset[str]:
+        known = memo.get(id(node))
+        if known is not None:
+            return known
+        if id(node) in busy:
+            where = f"{config}:{node.start_mark.line + 1}" if config else f"line {node.start_mark.line + 1}"
+            raise ConfigError(f"{where}: this mapping merges itself (<<: through its own anchor)")
+        busy.add(id(node))
+        found: set[str] = set()
+        for k, v in node.value:
+            if is_scalar(k) and k.value == "<<":
+                for source in v.value if is_sequence(v) else [v]:
+                    if is_mapping(source):
+                        found |= set(fields(source)) | keys_of(source)
+        busy.discard(id(node))
+        memo[id(node)] = frozenset(found)
+        return memo[id(node)]
+
+    return set(keys_of(mapping))
+
+
+@dataclass
+class Aliases:
+    """Where each node of a document is defined and from where aliases name it.
+
+    *region* is the index of the ``models`` entry a node sits in (None: outside every
+    entry), so a sync can tell that cutting an entry would cut an anchor another part
+    of the file still uses, or that an entry's mapping is merged into others.
+    """
+
+    defined_in: dict[int, int | None] = field(default_factory=dict)  # id(node) -> region
+    nodes: dict[int, Any] = field(default_factory=dict)  # id(node) -> node
+    used_from: dict[int, set[int | None]] = field(default_factory=dict)  # id(node) -> regions of its aliases
+
+    def used_outside(self, region: int) -> list[tuple[Any, set[int | None]]]:
+        """Nodes defined in *region* that aliases in other regions name."""
+        found = []
+        for node_id, users in self.used_from.items():
+            if self.defined_in.get(node_id) == region and (others := users - {region}):
+                found.append((self.nodes[node_id], others))
+        return found
+
+    def is_aliased(self, node: Any) -> bool:
+        return id(node) in self.used_from
+
+
+def alias_map(root: Any, text: str, entry_keys: dict[int, int], config: Path) -> Aliases:
+    """Walk the document once, in text order: the first visit of a node is its
+    definition, every later one is an alias to it. *entry_keys* maps ``id(key node)`` of
+    each models entry to its index: the key and value of that item belong to the entry.
+
+    A node reached again while inside itself (``&b {<<: *b}``, ``&l [*l]``) is a
+    recursive alias: refused with its line, as it has no finite meaning.
+    """
+    found = Aliases()
+    if root is None:
+        return found
+    on_path: set[int] = set()
+    stack: list[tuple[Any, int | None, bool]] = [(root, None, False)]
+    while stack:
+        node, region, leaving = stack.pop()
+        node_id = id(node)
+        if leaving:
+            on_path.discard(node_id)
+            continue
+        if node_id in found.defined_in:
+            if node_id in on_path:
+                anchor = anchor_name(node, text)
+                raise ConfigError(
+                    f"{config}:{node.start_mark.line + 1}: {anchor} is used inside itself "
+                    "(a recursive alias or a mapping that merges itself); the file was not changed",
+                    hint="point the alias at another anchor",
+                )
+            found.used_from.setdefault(node_id, set()).add(region)
+            continue
+        found.defined_in[node_id] = region
+        found.nodes[node_id] = node
+        if is_scalar(node):
+            continue
+        on_path.add(node_id)
+        stack.append((node, region, True))
+        children: list[tuple[Any, int | None]] = []
+        if is_mapping(node):
+            for key, value in node.value:
+                child_region = entry_keys.get(id(key), region)
+                children += [(key, child_region), (value, child_region)]
+        elif is_sequence(node):
+            children = [(item, region) for item in node.value]
+        stack.extend((child, child_region, False) for child, child_region in reversed(children))
+    return found
+
+
+def anchor_name(node: Any, text: str) -> str:
+    """``&name`` of an anchored node (ruamel.yaml keeps the name; libyaml's node starts
+    at its ``&``), else ``this anchor``."""
+    anchor = getattr(node, "anchor", None)
+    if isinstance(anchor, str) and anchor:
+        return f"&{anchor}"
+    match = _ANCHOR.match(text, node.start_mark.index)
+    return match[0] if match else "this anchor"
+
+
+_ANCHOR = re.compile(r"&[^\s,\[\]{}]+")
 
 
 def line_start(text: str, index: int) -> int:

@@ -1,6 +1,6 @@
 """Fixtures of the container tests: the image (built once per session, cached by the hash
 of its wheels), an :class:`~tests.e2e.engine.Engine` that removes what each test made, and
-the figures the tests measured, printed at the end of the run."""
+the figures and logs the tests recorded, printed at the end of the run."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from tests.e2e.engine import IMAGE, Engine, build_image, have_podman
 
 FIGURES: list[tuple[str, float]] = []
+NOTES: list[tuple[str, str]] = []
 
 
 @pytest.fixture(scope="session")
@@ -38,8 +39,22 @@ def figure() -> Callable[[str, float], None]:
     return record
 
 
+@pytest.fixture
+def note() -> Callable[[str, str], None]:
+    """``note(title, text)``: keep a log (what an engine printed, what was measured) for the summary."""
+
+    def record(title: str, text: str) -> None:
+        NOTES.append((title, text))
+
+    return record
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if FIGURES:
         terminalreporter.section("container timings (measured, not asserted)")
         for label, seconds in FIGURES:
             terminalreporter.write_line(f"{seconds:7.2f} s  {label}")
+    for title, text in NOTES:
+        terminalreporter.section(title)
+        for line in text.rstrip().splitlines():
+            terminalreporter.write_line(line)

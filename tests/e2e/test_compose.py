@@ -72,7 +72,7 @@ services:
   llama:
     volumes:
       - {llama_release.tar_gz}:/mnt/pkg.tar.gz:ro
-      - {tiny_model.parent}:/in:ro
+      - {tiny_model}:/in/tiny.gguf:ro
     ulimits:
       nofile: {nofile}
       nproc: {nproc}
@@ -113,6 +113,8 @@ def test_compose_up_serves_health_on_the_published_port_and_stops_cleanly(
     (info,) = stack.containers()
     container = Container(Engine(image), str(info["Names"][0]), started=0.0)  # type: ignore[index]
     container.wait_health(port)
+    # The image's default user, on the file's fresh named volumes.
+    assert podman("exec", container.name, "id", "-u").stdout.strip() == "10001"
 
     # The named volumes of the file hold the install.
     root = Path(podman("volume", "inspect", "--format", "{{.Mountpoint}}", f"{stack.project}_soft-app").stdout.strip())

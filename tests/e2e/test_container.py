@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -63,9 +62,15 @@ def boot_env(pkg: str = "/mnt/pkg.tar.gz", config: str = "/cfg/llama.toml") -> d
 
 
 def mounts(release: LlamaRelease, model: Path, config_dir: Path, volume: str) -> list[str]:
+    """The inputs read-only, the volume for /soft/app.
+
+    The image runs as uid 10001: it reads each mounted file or folder itself (0644 files,
+    a 0755 folder), never the root-only folders above them (~/.cache, pytest's tmp), so the
+    model is mounted as a file rather than through its 0700 folder.
+    """
     return [
         f"{release.tar_gz}:/mnt/pkg.tar.gz:ro",
-        f"{model.parent}:/models:ro",
+        f"{model}:/models/{model.name}:ro",
         f"{config_dir}:/cfg:ro",
         f"{volume}:/soft/app",
     ]
@@ -264,36 +269,45 @@ def test_two_containers_on_one_shared_volume_install_once_and_both_serve(
     assert http_status(f"http://127.0.0.1:{ports[1]}/health") == 200, "stopping one container stopped the other"
 
 
-def test_non_root_user_boots_on_a_fresh_volume(
-    engine: Engine, llama_release: LlamaRelease, tiny_model: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("options", "uid"),
+    [([], 10001), (["--user", "0"], 0)],
+    ids=["default-user", "root-when-asked"],
+)
+def test_default_user_is_non_root_and_a_fresh_named_volume_is_writable(
+    engine: Engine,
+    llama_release: LlamaRelease,
+    tiny_model: Path,
+    tmp_path: Path,
+    figure: Figure,
+    options: list[str],
+    uid: int,
 ) -> None:
-    """The image's `autoinfer` user (uid 10001, as the Kubernetes manifests run it).
+    """The image runs as its `autoinfer` user (uid 10001, group 0) unless asked for root.
 
-    Its inputs go in through a volume of their own: the test's files live under root-only
-    folders (~/.cache, pytest's tmp) that uid 10001 could not read through a bind mount.
+    A new named volume copies the ownership of the image's folder it is mounted on, so
+    /soft/app (and /models) start out writable by that user; ``--user 0`` works too.
     """
     port = free_port()
-    inputs = engine.volume()
-    folder = engine.volume_path(inputs)
-    write_config(folder, port, model="/in/tiny.gguf")
-    shutil.copyfile(llama_release.tar_gz, folder / "pkg.tar.gz")
-    shutil.copyfile(tiny_model, folder / "tiny.gguf")
-    for path in folder.iterdir():
-        path.chmod(0o644)
-    container = engine.run(
-        boot_env(pkg="/in/pkg.tar.gz", config="/in/llama.toml"),
-        [f"{inputs}:/in:ro", f"{engine.volume()}:/soft/app"],
-        options=["--user", "10001"],
-    )
-    container.wait_health(port)
-    assert podman("exec", container.name, "id", "-u").stdout.strip() == "10001"
+    volume = engine.volume()
+    config = write_config(tmp_path / "cfg", port)
+    container = engine.run(boot_env(), mounts(llama_release, tiny_model, config, volume), options=options)
+    figure(f"{'--user 0' if uid == 0 else 'default user'}: podman run -> /health 200", container.wait_health(port))
+    assert podman("exec", container.name, "id", "-u").stdout.strip() == str(uid)
+    assert podman("exec", container.name, "id", "-g").stdout.strip() == "0"
     top = podman("top", container.name, "user", "args").stdout
-    assert "root" not in top, top
+    if uid:
+        assert "root" not in top, top
+    root = engine.volume_path(volume)
+    assert (root.stat().st_uid, root.stat().st_gid) == (10001, 0), "the volume did not take the image folder's owner"
+    assert (root / "llama-cpp" / ".installed-from.json").is_file()
+    assert (root / "pkgs").stat().st_uid == uid, "the install was not made by the container's user"
 
 
-def test_image_metadata(image: str) -> None:
+def test_image_metadata(image: str, note: Callable[[str, str], None]) -> None:
     data = json.loads(podman("image", "inspect", image).stdout)[0]
     config = data["Config"]
+    assert config["User"] == "10001:0", "the image must run as its non-root user unless told otherwise"
     assert config["Entrypoint"] == ["autoinfer", "boot"]
     assert config["StopSignal"] == "SIGTERM"
     assert data["Healthcheck"]["Test"] == ["CMD", "autoinfer", "-q", "servers", "health"]
@@ -304,3 +318,12 @@ def test_image_metadata(image: str) -> None:
     run = ["run", "--rm", "--network", "none", *ulimit_flags(), "--entrypoint", "autoinfer"]
     out = podman(*run, image, "--version").stdout
     assert "0.1.0" in out
+
+    # Runtime dependencies only: no installer, no test-only or unused packages.
+    absent = ("pip", "setuptools", "numpy", "gguf", "hf_xet")
+    probe = f"import importlib.util as u; print(*[m for m in {absent!r} if u.find_spec(m)])"
+    python = ["run", "--rm", "--network", "none", *ulimit_flags(), "--entrypoint", "python", image]
+    assert podman(*python, "-c", probe).stdout.strip() == ""
+    history = podman("history", "--format", "{{.Size}}\t{{.CreatedBy}}", image).stdout
+    layers = "\n".join(line[:110] for line in history.splitlines() if not line.startswith("0 B"))
+    note("image size (recorded, not asserted)", f"{image}: {data['Size'] / 1e6:.1f} MB\n{layers}")

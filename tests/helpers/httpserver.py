@@ -1,15 +1,20 @@
 """A real HTTP server on 127.0.0.1 for download tests, with faults on demand.
 
-It serves byte strings registered under URL paths, honours ``Range`` (206 with
-Content-Range, 416 past the end) and can misbehave per route: ignore ranges, cut the
-connection after N bytes (once or always), answer a fixed status with headers, or send
-a Content-Range that starts elsewhere. Every request is logged for assertions.
+It serves byte strings registered under URL paths, honours ``Range`` (``bytes=a-`` and
+``bytes=a-b``: 206 with Content-Range, 416 past the end) and can misbehave per route:
+ignore ranges, cut the connection after N bytes (once or always), answer a fixed status
+with headers, send a Content-Range that starts elsewhere, answer less than a range asked
+for, or cap each connection's speed (as content delivery networks do). Every request is
+logged for assertions, and each route counts the body bytes it sent and the most requests
+it served at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +31,18 @@ class Route:
     cuts: int = 1  # how many requests get cut (then behave)
     wrong_range_start: bool = False
     handler: Callable[[BaseHTTPRequestHandler], bool] | None = None  # return True if handled
+    rate: float | None = None  # bytes per second per connection
+    max_range: int | None = None  # answer at most this many bytes to a Range request (a valid 206)
+    sent: int = 0  # body bytes written (counted per write, so a cut or killed client counts what left)
+    in_flight: int = 0
+    most_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, delta_in_flight: int = 0, sent: int = 0) -> None:
+        with self.lock:
+            self.in_flight += delta_in_flight
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            self.sent += sent
 
 
 @dataclass
@@ -72,6 +89,10 @@ class Server:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
+            def handle(self) -> None:
+                with contextlib.suppress(ConnectionResetError, BrokenPipeError):  # a client that hung up early
+                    super().handle()
+
             def do_HEAD(self) -> None:
                 self._serve(head=True)
 
@@ -90,18 +111,22 @@ class Server:
                     self._send(route.status, b"", route.headers)
                     return
                 body = route.body
-                start, status = 0, 200
-                match = re.match(r"bytes=(\d+)-$", self.headers.get("Range", ""))
+                start, end, status = 0, len(body), 200
+                match = re.match(r"bytes=(\d+)-(\d*)$", self.headers.get("Range", ""))
                 headers = dict(route.headers)
                 if match and not route.ignore_range:
                     start = int(match.group(1))
                     if start >= len(body):
                         self._send(416, b"", {"Content-Range": f"bytes */{len(body)}"})
                         return
+                    if match.group(2):
+                        end = min(len(body), int(match.group(2)) + 1)
+                    if route.max_range is not None:
+                        end = min(end, start + route.max_range)
                     status = 206
                     shown = start + 1 if route.wrong_range_start else start
-                    headers["Content-Range"] = f"bytes {shown}-{len(body) - 1}/{len(body)}"
-                payload = body[start:]
+                    headers["Content-Range"] = f"bytes {shown}-{end - 1}/{len(body)}"
+                payload = memoryview(body)[start:end]
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
@@ -113,11 +138,27 @@ class Server:
                 if route.cut_after is not None and route.cuts > 0:
                     route.cuts -= 1
                     self.wfile.write(payload[: route.cut_after])
+                    route.count(sent=len(payload[: route.cut_after]))
                     self.wfile.flush()
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
-                self.wfile.write(payload)
+                route.count(delta_in_flight=1)
+                try:
+                    self._write_body(payload, route)
+                except (BrokenPipeError, ConnectionResetError):  # the client stopped reading: its choice
+                    self.close_connection = True
+                finally:
+                    route.count(delta_in_flight=-1)
+
+            def _write_body(self, payload: memoryview, route: Route) -> None:
+                step = max(1, len(payload) if route.rate is None else int(route.rate) // 20)
+                started = time.monotonic()
+                for at in range(0, len(payload), step):
+                    if route.rate is not None:  # each connection at most `rate` bytes per second
+                        time.sleep(max(0.0, started + at / route.rate - time.monotonic()))
+                    self.wfile.write(payload[at : at + step])
+                    route.count(sent=len(payload[at : at + step]))
 
             def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
                 self.send_response(status)

@@ -75,7 +75,6 @@ def test_refused_local_pull_leaves_the_models_folder_unchanged(volumes: Volumes)
 # --- supervisor: handoff files (run/engines/*.json) ---------------------------------
 
 
-@_round2("supervisor (files.read_handoffs: the JSON is not type-checked)")
 @pytest.mark.parametrize("case", ["handoff_is_a_list", "handoff_port_not_a_number"])
 def test_servers_status_with_a_corrupt_handoff(case: str, volumes: Volumes) -> None:
     engines = volumes.state / "run" / "engines"
@@ -84,7 +83,6 @@ def test_servers_status_with_a_corrupt_handoff(case: str, volumes: Volumes) -> N
     assert_clean_refusal(run_bounded("servers", "status", env=volumes.env()), codes=(0, *range(64, 79)))
 
 
-@_round2("supervisor (files.read_handoffs: json.loads' RecursionError is not caught)")
 def test_servers_status_with_a_handoff_nested_100k_deep(volumes: Volumes) -> None:
     engines = volumes.state / "run" / "engines"
     engines.mkdir(parents=True)

@@ -107,11 +107,12 @@ def test_a_published_version_missing_from_the_registry_is_adopted_by_the_next_in
     tmp_path: Path, root: Path
 ) -> None:
     a = install_package(root, str(release_archive(tmp_path, build=1)))
-    b = install_package(root, str(release_archive(tmp_path, build=2)))
+    second = release_archive(tmp_path, build=2)  # built once: a rebuild a second later hashes differently
+    b = install_package(root, str(second))
     _forget(root, a.id)
     assert (root / "pkgs" / "llama-cpp" / a.id / regmod.MARKER).is_file()
     assert repmod.needs_repair(root, "llama-cpp")
-    again = install_package(root, str(release_archive(tmp_path, build=2)))  # "already installed" otherwise
+    again = install_package(root, str(second))  # "already installed" otherwise
     assert any(a.id in line and "adopted" in line for line in again.repaired)
     assert a.id in regmod.Registry.load(root).versions and again.id == b.id
     assert not repmod.needs_repair(root, "llama-cpp")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from entrypoint.errors import VerifyError
 from entrypoint.supervisor import StateLayout, read_handoffs, write_config
 from tests.supervisor.conftest import spec
 
@@ -29,3 +32,14 @@ def test_handoff_files(tmp_path: Path) -> None:
     assert [(b.name, b.port, b.health_url, b.binary_version) for b in back] == [
         ("chat", 8081, "http://127.0.0.1:8081/health", "b11434")
     ]
+
+
+def test_a_corrupt_handoff_is_one_error_naming_the_file(tmp_path: Path) -> None:
+    """A health check must not pass by skipping a server whose handoff it cannot read."""
+    layout = StateLayout(tmp_path)
+    layout.engines.mkdir(parents=True)
+    bad = layout.engines / "chat.json"
+    for text in ('["not", "an", "object"]', '{"port": "http"}', '{"model": 3}', "[" * 50_000, "{not json"):
+        bad.write_text(text)
+        with pytest.raises(VerifyError, match=r"chat\.json"):
+            read_handoffs(layout)

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,7 @@ def test_critical_fatal_writes_the_marker_and_stops_supervisord(tmp_path: Path, 
     run(watch, event("PROCESS_STATE_FATAL", "processname:chat groupname:servers from_state:BACKOFF"))
     marker = json.loads((tmp_path / "m.json").read_text())
     assert marker["exit_code"] == 1 and marker["instance"] == "chat"
+    assert stat.S_IMODE((tmp_path / "m.json").stat().st_mode) == 0o600  # the state dir's files are private
     assert terms == [(os.getppid(), signal.SIGTERM)]
 
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from entrypoint.swap import SyncResult, sync_config
 
@@ -82,7 +83,11 @@ def listing(folder: Path) -> dict[str, bytes]:
 
 
 def sync(config: Path, models: Path, **kw: object) -> SyncResult:
-    """sync_config with the usual options (no prune, a real run, the default template)."""
+    """sync_config with the usual options (no prune, a real run, the default template);
+    every file it writes is parsed again here, with merges resolved."""
     args: dict[str, object] = {"prune": False, "dry_run": False, "cmd_template": None}
     args.update(kw)
-    return sync_config(config, models, **args)  # type: ignore[arg-type]
+    result = sync_config(config, models, **args)  # type: ignore[arg-type]
+    if result.written:
+        yaml.safe_load(result.config.read_text())
+    return result

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from tests.helpers.cli import run_cli
+from tests.swap.conftest import GOLDEN
 
 
 def test_variables_of_llama_swap_sync_are_honoured(tmp_path: Path, models: Path) -> None:
@@ -96,7 +97,8 @@ def test_template_from_a_file(tmp_path: Path, models: Path) -> None:
 def test_help_lists_the_flags() -> None:
     proc = run_cli("swap", "sync", "--help")
     for flag in ("--config", "--models-dir", "--prune", "--dry-run", "--container", "--no-restart", "--reload-mode",
-                 "--cmd-template", "LLAMA_SWAP_CONFIG", "LLAMA_SWAP_CONTAINER", "LLAMA_SWAP_MAX_BACKUPS"):  # fmt: skip
+                 "--cmd-template", "LLAMA_SWAP_CONFIG", "LLAMA_SWAP_CONTAINER", "LLAMA_SWAP_MAX_BACKUPS",
+                 "--config-dir", "--ttl", "--verbose", "--quiet", "--models-mount"):  # fmt: skip
         assert flag in proc.stdout
 
 
@@ -123,3 +125,46 @@ def test_broken_yaml_exits_78_from_the_cli(tmp_path: Path, models: Path) -> None
     proc = run_cli("swap", "sync", "--config", str(config), "--models-dir", str(models), "--no-restart")
     assert proc.returncode == 78, proc.stderr
     assert f"{config}:2:1" in proc.stderr and "E_CONFIG" in proc.stderr
+
+
+def test_verbose_and_quiet_are_accepted_after_the_command(golden_config: Path, models: Path) -> None:
+    base = ["swap", "sync", "--config", str(golden_config), "--models-dir", str(models), "--no-restart"]
+    for flag in ("--quiet", "-q"):
+        proc = run_cli(*base, flag, "--dry-run")
+        assert proc.returncode == 0, proc.stderr
+    quiet = run_cli(*base, "-q")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "autoinfer: updated" not in quiet.stderr
+    (golden_config.parent / f".{golden_config.name}.autoinfer-sync.json").unlink()
+    golden_config.write_bytes((GOLDEN / "config.yaml").read_bytes())
+    verbose = run_cli(*base, "--verbose")
+    assert verbose.returncode == 0, verbose.stderr
+    assert f"autoinfer: updated {golden_config}" in verbose.stderr  # the debug line of the sync
+    assert run_cli(*base, "-v", "--dry-run").returncode == 0
+
+
+def test_prune_names_what_it_did_not_check_even_when_in_sync(golden_config: Path, models: Path) -> None:
+    base = ["swap", "sync", "--config", str(golden_config), "--models-dir", str(models), "--no-restart", "--prune"]
+    assert run_cli(*base).returncode == 0
+    proc = run_cli(*base)
+    assert proc.returncode == 0, proc.stderr
+    assert "in sync" in proc.stdout
+    assert "not checked: remote: no --model path in its cmd" in proc.stdout
+    assert "not checked: docker-llama: named by hand" in proc.stdout
+
+
+def test_ttl_flag(tmp_path: Path, models: Path) -> None:
+    config = tmp_path / "c.yaml"
+    proc = run_cli("swap", "sync", "--config", str(config), "--models-dir", str(models), "--no-restart", "--ttl", "300")
+    assert proc.returncode == 0, proc.stderr
+    assert {e["ttl"] for e in yaml.safe_load(config.read_text())["models"].values()} == {300}
+    bad = run_cli("swap", "sync", "--config", str(config), "--models-dir", str(models), env={"LLAMA_SWAP_TTL": "soon"})
+    assert bad.returncode == 78 and "LLAMA_SWAP_TTL" in bad.stderr
+
+
+def test_a_self_merge_exits_78_with_its_line(tmp_path: Path, models: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("x: 1\nbase: &b {<<: *b, cmd: x}\nmodels:\n  a:\n    <<: *b\n")
+    proc = run_cli("swap", "sync", "--config", str(config), "--models-dir", str(models), "--no-restart")
+    assert proc.returncode == 78, proc.stderr
+    assert f"{config}:2: " in proc.stderr and "E_CONFIG" in proc.stderr

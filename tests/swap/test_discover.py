@@ -143,3 +143,26 @@ def test_ten_thousand_files(tmp_path: Path) -> None:
     assert sorted(expected) == rels(found)
     assert len(found) == 9_700  # 96 single files and one split model per folder
     assert all(m.mmproj and m.mmproj.endswith("/mmproj-F16.gguf") for m in found)
+
+
+@pytest.mark.parametrize("link_name", ["aaa-view", "zzz-view"])
+def test_a_symlinked_folder_never_makes_a_key_whatever_its_sort_order(tmp_path: Path, link_name: str) -> None:
+    root = tmp_path / "models"
+    touch(root, "qwen/Qwen-7B-Q4_K_M.gguf")
+    os.symlink("qwen", root / link_name)  # sorts before or after the real folder
+    assert rels(discover_models(root)) == ["qwen/Qwen-7B-Q4_K_M.gguf"]
+
+
+def test_a_symlinked_folder_sorting_first_keeps_the_key_in_the_config(tmp_path: Path) -> None:
+    from entrypoint.swap import sync_config
+
+    root = tmp_path / "models"
+    touch(root, "qwen/Qwen-7B-Q4_K_M.gguf")
+    config = tmp_path / "config.yaml"
+    sync_config(config, root, prune=False, dry_run=False, cmd_template=None)
+    before = config.read_bytes()
+    os.symlink("qwen", root / "a-link")
+    result = sync_config(config, root, prune=True, dry_run=False, cmd_template=None)
+    assert not result.changed, result.diff
+    assert config.read_bytes() == before
+    assert b"qwen--Qwen-7B-Q4_K_M:" in before

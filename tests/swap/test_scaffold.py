@@ -29,3 +29,26 @@ def test_a_custom_template(tmp_path: Path, models: Path) -> None:
         "/opt/llama-server -m /data/vision/llava-v1.6-Q4_K_M.gguf --mmproj /data/vision/mmproj-llava-v1.6-f16.gguf\n"
         "--port ${PORT} -c 4096 # vision--llava-v1.6-Q4_K_M\n"
     )
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "llama-server --port ${PORT} -m {model} --api-key sk-hunter2",
+        "llama-server --port ${PORT} -m {model} --api-key=sk-hunter2",
+        "env HF_TOKEN=hf_abc llama-server --port ${PORT} -m {model}",
+        "llama-server --port ${PORT} -m {model}\n-hft hf_abc",
+    ],
+)
+def test_a_literal_secret_in_the_template_is_refused(tmp_path: Path, models: Path, template: str) -> None:
+    with pytest.raises(ConfigError, match=r"literal secret; write .*\$\{env\.[A-Z_]+\}"):
+        sync(tmp_path / "c.yaml", models, cmd_template=template)
+    assert not (tmp_path / "c.yaml").exists()
+
+
+def test_secrets_go_through_env_macros(tmp_path: Path, models: Path) -> None:
+    config = tmp_path / "c.yaml"
+    template = "llama-server --port ${PORT} -m {model} --api-key ${env.LLAMA_API_KEY}\nHF_TOKEN=${env.HF_TOKEN}"
+    sync(config, models, cmd_template=template)
+    cmd = yaml.safe_load(config.read_text())["models"]["tiny--tiny-llama-F32"]["cmd"]
+    assert "--api-key ${env.LLAMA_API_KEY}" in cmd and "HF_TOKEN=${env.HF_TOKEN}" in cmd

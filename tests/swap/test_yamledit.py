@@ -34,3 +34,29 @@ def test_a_config_that_does_not_parse_is_refused_with_line_and_column(
         assert f"{config}:{line}:{column}:" in caught.value.message
     assert config.read_text() == text
     assert backup_files(config) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "models:\n  a: {cmd: x}\n  'b':\n    cmd: y\n    models: {inner: 1}\ngroups: {g: {members: [a]}}\n",
+        "x: &d {k: 1}\nmodels:\n  a:\n    <<: *d\n  b: *d\nmodels2: {c: 1}\n",
+        "models: {}\n",
+        "models:\n",
+        "other: [models, {models: {z: 1}}]\n",
+        "",
+    ],
+)
+def test_model_keys_of_reads_the_same_with_both_parsers(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from entrypoint.swap import yamledit
+
+    fast = yamledit.model_keys_of(text, Path("c.yaml"))
+    monkeypatch.setattr(yamledit, "USE_LIBYAML", False)
+    assert fast == yamledit.model_keys_of(text, Path("c.yaml"))
+
+
+def test_model_keys_of_refuses_an_alias_to_a_missing_anchor() -> None:
+    from entrypoint.swap.yamledit import model_keys_of
+
+    with pytest.raises(ConfigError, match=r"c\.yaml:2"):
+        model_keys_of("models:\n  a: *gone\n", Path("c.yaml"))

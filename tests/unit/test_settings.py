@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from entrypoint.errors import ConfigError
-from entrypoint.settings import Settings, parse_bool
+from entrypoint.settings import Settings, default_state_dir, parse_bool
 
 SHA = "ab" * 32
 
@@ -95,10 +95,13 @@ def test_config_alone_never_serves() -> None:
 
 
 def test_state_dir_is_per_container_and_per_root() -> None:
-    a = Settings.from_environ({"AUTO_INFER_ROOT": "/soft/app", "TMPDIR": "/ctmp"})
-    b = Settings.from_environ({"AUTO_INFER_ROOT": "/other", "TMPDIR": "/ctmp"})
-    assert a.state_dir.parent == Path("/ctmp/autoinfer") and a.state_dir != b.state_dir
-    assert Settings.from_environ({}).state_dir.parent == Path("/tmp/autoinfer")
+    # Without XDG_RUNTIME_DIR and a writable /run: the user's own folder under TMPDIR
+    # (tests/supervisor/test_state_dir.py covers the other choices).
+    no_run = Path("/nonexistent-run")
+    a = default_state_dir(Path("/soft/app"), {"TMPDIR": "/ctmp"}, uid=1000, run_dir=no_run)
+    b = default_state_dir(Path("/other"), {"TMPDIR": "/ctmp"}, uid=1000, run_dir=no_run)
+    assert a.parent == Path("/ctmp/autoinfer-1000") and a != b
+    assert default_state_dir(Path("/soft/app"), {}, uid=1000, run_dir=no_run).parent == Path("/tmp/autoinfer-1000")
     assert Settings.from_environ({"AUTO_INFER_STATE_DIR": "/s"}).state_dir == Path("/s")
 
 

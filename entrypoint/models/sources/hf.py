@@ -96,7 +96,13 @@ def provision_hf(job: Job) -> ProvisionedModel:
                 job.records[item.name] = job.file_record(target, item.name, reused)
                 continue
         fetched = fetch_url(
-            item.url, target, sha256=want, size=item.size, headers=hub.headers(), lock_timeout=job.lock_timeout
+            item.url,
+            target,
+            sha256=want,
+            size=item.size,
+            headers=hub.headers(),
+            lock_timeout=job.lock_timeout,
+            environ=job.environ,
         )
         job.hashed = True
         job.downloaded += fetched.size - fetched.resumed_from

@@ -52,7 +52,9 @@ def provision_https(job: Job) -> ProvisionedModel:
             if job.offline:
                 raise job.offline_error(target)
         url = prefix + name if len(names) > 1 else ref.url
-        fetched = fetch_url(url, target, sha256=want, headers=url_headers(job, url), lock_timeout=job.lock_timeout)
+        fetched = fetch_url(
+            url, target, sha256=want, headers=url_headers(job, url), lock_timeout=job.lock_timeout, environ=job.environ
+        )
         job.hashed = True
         job.downloaded += fetched.size - fetched.resumed_from
         job.records[name] = job.file_record(target, name, fetched.sha256, remove_if_invalid=True)

@@ -1,0 +1,91 @@
+"""The shape docs/architecture.md describes, checked on the source: one-way imports, no cycles."""
+
+from __future__ import annotations
+
+import ast
+import functools
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "entrypoint"
+CAPABILITIES = ("packages", "models", "supervisor", "swap")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path, modules: frozenset[str]) -> set[str]:
+    """Every ``entrypoint.*`` module *path* imports, at any depth (function-local ones too).
+
+    ``from entrypoint.models import catalog`` imports the submodule ``catalog``: the edge
+    goes there, not to the package's ``__init__`` (which would be a cycle only if it were
+    the names of ``__init__`` that were imported).
+    """
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name in modules}
+        elif isinstance(node, ast.ImportFrom) and node.module in modules and node.level == 0:
+            submodules = {f"{node.module}.{a.name}" for a in node.names} & modules
+            found |= submodules
+            if len(submodules) < len(node.names):
+                found.add(node.module)
+    return found
+
+
+@functools.cache
+def graph() -> dict[str, set[str]]:
+    paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    names = frozenset(paths)
+    return {name: imports_of(path, names) - {name} for name, path in paths.items()}
+
+
+def area(module: str) -> str:
+    """``cli``, ``plan``, ``packages``... (``python -m entrypoint`` is the CLI too)."""
+    parts = module.split(".")
+    name = parts[1] if len(parts) > 1 else ""
+    return "cli" if name == "__main__" else name
+
+
+def test_nothing_imports_the_cli() -> None:
+    offenders = {m: sorted(i for i in deps if area(i) == "cli") for m, deps in graph().items() if area(m) != "cli"}
+    assert {m: d for m, d in offenders.items() if d} == {}
+
+
+def test_capabilities_never_import_each_other() -> None:
+    crossing = {
+        m: sorted(i for i in deps if area(i) in CAPABILITIES and area(i) != area(m))
+        for m, deps in graph().items()
+        if area(m) in CAPABILITIES
+    }
+    assert {m: d for m, d in crossing.items() if d} == {}
+
+
+def test_helpers_import_no_capability_and_neither_plan_nor_boot() -> None:
+    upper = {*CAPABILITIES, "cli", "plan", "boot"}
+    helpers = {m: deps for m, deps in graph().items() if area(m) not in upper}
+    assert {
+        m: sorted(i for i in d if area(i) in upper) for m, d in helpers.items() if any(area(i) in upper for i in d)
+    } == {}
+
+
+def test_no_import_cycle() -> None:
+    """No module imports, directly or not, a module that imports it back."""
+    edges = graph()
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(edges.get(node, ())):
+            if state.get(dep) == 1:
+                cycles.append([*stack[stack.index(dep) :], dep] if dep in stack else [node, dep])
+            elif dep not in state:
+                visit(dep, [*stack, dep])
+        state[node] = 2
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [node])
+    assert cycles == []
