@@ -121,7 +121,7 @@ class Control:
     critical: bool = True
     model_sha256: str | None = None
     binary: str | None = None
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)  # literal values may be secrets
     log_file: str | None = None
     log_dir: str | None = None
     background: bool = True
@@ -147,7 +147,7 @@ class Instance:
 
     name: str
     control: Control
-    server: Mapping[str, Any]  # merged llama-server keys, without extra_args
+    server: Mapping[str, Any] = field(repr=False)  # merged llama-server keys, without extra_args (api_key too)
     extra_args: tuple[str, ...] = ()
 
     @property

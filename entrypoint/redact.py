@@ -88,9 +88,9 @@ SECRET_KEYS = frozenset(
 _PARAM_NAMES = "|".join(sorted((re.escape(p) for p in SECRET_PARAMS), key=len, reverse=True))
 # A URL as it appears in free text: a scheme, "://", then up to whitespace, a quote or a bracket.
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>`]+")
-# A credential parameter anywhere (also in a URL without a scheme, or percent-encoded names are
-# left: they are not what a server reads).
-_PARAM = re.compile(rf"(?i)(?<![A-Za-z0-9_.~-])((?:{_PARAM_NAMES})=)([^&#;\s\"'<>`]*)")
+# A credential parameter of a query or fragment whose URL has no scheme ("/x.gguf?token=...");
+# only after ?, &, ; or #, so "password=" at the start of a config line is left alone.
+_PARAM = re.compile(rf"(?i)(?<=[?&;#])((?:{_PARAM_NAMES})=)([^&#;\s\"'<>`]*)")
 # "Authorization: Bearer x", "'Authorization': 'Basic x'", "authorization=x": the value to the end of the line.
 _HEADER = re.compile(r"(?i)((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)([^\r\n\"']+)")
 _FLAG_NAMES = "|".join(sorted((re.escape(f) for f in SECRET_FLAGS), key=len, reverse=True))

@@ -143,7 +143,8 @@ def test_examples() -> None:
     assert storable_url(signed) == "https://b.s3.amazonaws.com/m.gguf?X-Amz-Date=1"
     sas = "https://a.blob.core.windows.net/c/m.gguf?sv=2022&se=2030&sr=b&sp=r&sig=abc%3D"
     assert storable_url(sas) == "https://a.blob.core.windows.net/c/m.gguf?sv=2022&se=2030&sr=b&sp=r"
-    assert redact_text("monkey=1 x-key=2 key=3") == "monkey=1 x-key=2 key=***"
+    assert redact_text("/m.gguf?monkey=1&x-key=2&key=3") == "/m.gguf?monkey=1&x-key=2&key=***"
+    assert redact_text("password=<random, written at boot>") == "password=<random, written at boot>"
     assert redact_obj({"api_key": "k", "api_key_file": "/f", "list": ["https://u:p@h/"]}) == {
         "api_key": MASK,
         "api_key_file": "/f",
