@@ -263,12 +263,12 @@ def server_spec(
         env: dict[str, str] = inst.control.gpu_environment(exe.variant)
     except ConfigError as exc:
         raise ConfigError(f"instance {inst.name}: {exc.message}") from None
+    devices = dict(env)
     # The binary's folder first: release archives ship their .so files beside it.
     folder = os.path.dirname(exe.path)
     inherited = environ.get("LD_LIBRARY_PATH", "")
     if folder:
         env["LD_LIBRARY_PATH"] = folder + (os.pathsep + inherited if inherited else "")
-    devices = dict(env)
     env.update(inst.control.env)
     log_file = inst.control.log_file or (
         str(Path(inst.control.log_dir) / f"{inst.name}.log") if inst.control.log_dir else None

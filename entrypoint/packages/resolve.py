@@ -107,7 +107,7 @@ def pick(root: Path, reg: Registry, pin: PinRef, environ: Mapping[str, str]) -> 
     matches = [v for v in reg.find(pin.pkg, pin.ref) if intact(root, v)]
     if not matches:
         return None, f"no installed {pin.pkg} has the id or version {pin.ref!r}"
-    variants = list(dict.fromkeys(v.variant or "-" for v in matches))
+    variants = sorted({v.variant or "-" for v in matches})
     if pin.variant is not None:
         choice = choose(pin.variant, environ)
         matches = [v for v in matches if choice.accepts(v.variant)]

@@ -48,9 +48,12 @@ class Index:
         latest: bool = False,
         digests: dict[str, str | None] | None = None,
         etag: str | None = None,
+        published_at: str = "2026-01-01T00:00:00Z",
     ) -> dict[str, object]:
-        """Serve release *tag* with *assets* (name -> bytes) the way GitHub does."""
-        build = int(tag.lstrip("b"))
+        """Serve release *tag* (``bNNNN`` or ``vX.Y.Z``) with *assets* (name -> bytes) the way GitHub does."""
+        build = (
+            int(tag.lstrip("b")) if tag.lstrip("b").isdigit() else int(hashlib.sha256(tag.encode()).hexdigest()[:6], 16)
+        )
         items = []
         for i, (name, data) in enumerate(sorted(assets.items())):
             url = self.server.add(f"/ggml-org/llama.cpp/releases/download/{tag}/{name}", data)
@@ -93,8 +96,8 @@ class Index:
             "name": tag,
             "draft": False,
             "prerelease": False,
-            "created_at": "2026-01-01T00:00:00Z",
-            "published_at": "2026-01-01T00:00:00Z",
+            "created_at": published_at,
+            "published_at": published_at,
             "assets": items,
             "tarball_url": "",
             "zipball_url": "",
