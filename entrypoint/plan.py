@@ -49,6 +49,7 @@ class Binary:
     note: str | None = None  # why this one (for people reading the plan)
     pending: bool = False  # installed by this boot: boot resolves it again once installed
     variant: str | None = None  # the build's variant (cpu-x64, cuda-12.4-x64 ...): which GPU variables apply
+    args: tuple[str, ...] = ()  # before the instance's own: ("serve",) for llama.cpp's unified llama binary
 
 
 @dataclass(frozen=True)
@@ -222,13 +223,18 @@ def choose_binary(
         found = packages.find_binary(settings.root, pin, SERVER_EXE, environ=environ)
         assert found is not None, "a pin names a build or raises"
         note = f"pinned {pin}" if found.note in (None, f"pinned {pin}") else f"pinned {pin}: {found.note}"
-        return Binary(str(found.path), found.version, found.package_id, note, variant=found.variant)
+        return Binary(str(found.path), found.version, found.package_id, note, variant=found.variant, args=found.args)
     if config.llama_cpp_path:
         return Binary(config.llama_cpp_path, note="master.llama_cpp_path")
     active = packages.find_binary(settings.root, None, SERVER_EXE)
     if active is not None and (strict or not _installs(settings, LLAMA_CPP)):
         return Binary(
-            str(active.path), active.version, active.package_id, "the active llama-cpp package", variant=active.variant
+            str(active.path),
+            active.version,
+            active.package_id,
+            "the active llama-cpp package",
+            variant=active.variant,
+            args=active.args,
         )
     if not strict and _installs(settings, LLAMA_CPP):
         return Binary(str(installed_by_boot), note="the llama-cpp package this boot installs", pending=True)
@@ -275,7 +281,7 @@ def server_spec(
     )
     return ServerSpec(
         name=inst.name,
-        argv=(exe.path, *inst.args(model_path), *inst.address_args()),
+        argv=(exe.path, *exe.args, *inst.args(model_path), *inst.address_args()),
         env=env,
         devices=devices,
         host=inst.host,

@@ -238,3 +238,19 @@ def test_pkg_cli_names_a_variant_and_the_remove_message_says_what_is_active(tmp_
     gone = run_cli("pkg", "remove", "llama-cpp@b7600/vulkan-x64", "--force", env=env)
     assert gone.returncode == 0, gone.stderr
     assert "None" not in gone.stdout + gone.stderr and "no llama-cpp is active" in gone.stdout + gone.stderr
+
+
+def test_plan_runs_the_unified_llama_binary_as_llama_serve_with_host_and_port(tmp_path: Path, tiny_model: Path) -> None:
+    from tests.packages.test_release_eras import unified_archive
+
+    root = tmp_path / "root"
+    install_package(root, str(unified_archive(tmp_path, 11000)))
+    config = tmp_path / "c.toml"
+    config.write_text(f'[instance.one.server]\nmodel = "{tiny_model}"\n')
+    env = {"AUTO_INFER_ROOT": str(root), "AUTO_INFER_LLAMA_CPP_ON_BOOT": "1"}
+    env["AUTO_INFER_LLAMA_CPP_CONFIG"] = str(config)
+    result = run_cli("--json", "plan", env=env)
+    assert result.returncode == 0, result.stderr
+    (server,) = json.loads(result.stdout)["data"]["servers"]
+    assert server["argv"][0] == str(root / "llama-cpp" / "bin" / "llama") and server["argv"][1] == "serve"
+    assert server["argv"][-4:] == ["--host", "127.0.0.1", "--port", "8080"]

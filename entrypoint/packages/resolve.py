@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from entrypoint.errors import ArgsError, ConfigError, NotFoundError
-from entrypoint.packages.registry import Registry, Version, active_id, binary_path, intact
+from entrypoint.packages.cache import cache_dir
+from entrypoint.packages.registry import Registry, Version, active_id, binary_path, intact, main_executable
+from entrypoint.packages.releases import read_aliases
 from entrypoint.packages.variants import VariantChoice, choose, detect
 
 
@@ -25,6 +27,7 @@ class ResolvedBinary:
     package_id: str | None
     variant: str | None = None
     note: str | None = field(default=None, compare=False)  # why this build (several could have been meant)
+    args: tuple[str, ...] = ()  # what makes it the server: ("serve",) for the unified llama binary
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -33,6 +36,7 @@ class ResolvedBinary:
             "package_id": self.package_id,
             "variant": self.variant,
             "note": self.note,
+            "args": list(self.args),
         }
 
 
@@ -70,6 +74,9 @@ def find_binary(
     reg = Registry.load(root)
     if parsed.ref is None:
         path = binary_path(root, parsed.pkg, executable)
+        args = _unified(path)
+        if args is not None:
+            path = path.with_name(args[0])
         if not path.exists():
             if pin is None:
                 return None
@@ -84,6 +91,7 @@ def find_binary(
             version=version.version if version else None,
             package_id=vid,
             variant=version.variant if version else None,
+            args=args[1] if args else (),
         )
     found, note = pick(root, reg, parsed, environ or {})
     if found is None:
@@ -93,7 +101,18 @@ def find_binary(
             "or an archive",
         )
     exe = found.dir(root) / "bin" / executable
-    return ResolvedBinary(exe, found.version, found.id, found.variant, note)
+    unified = _unified(exe)
+    if unified is not None:
+        exe = exe.with_name(unified[0])
+    return ResolvedBinary(exe, found.version, found.id, found.variant, note, unified[1] if unified else ())
+
+
+def _unified(server: Path) -> tuple[str, tuple[str, ...]] | None:
+    """``(llama, (serve,))`` when *server* (a llama-server path) is missing but the unified binary is there."""
+    if server.name != "llama-server" or server.exists():
+        return None
+    name, args = main_executable("llama-cpp", server.parent)
+    return (name, args) if args else None
 
 
 def pick(root: Path, reg: Registry, pin: PinRef, environ: Mapping[str, str]) -> tuple[Version | None, str]:
@@ -105,6 +124,9 @@ def pick(root: Path, reg: Registry, pin: PinRef, environ: Mapping[str, str]) -> 
     """
     assert pin.ref is not None
     matches = [v for v in reg.find(pin.pkg, pin.ref) if intact(root, v)]
+    target = read_aliases(cache_dir(root) / "releases").get(pin.ref) if not matches else None
+    if target is not None:  # a semver release that pointed at a build (seen in the index before)
+        matches = [v for v in reg.find(pin.pkg, target) if intact(root, v)]
     if not matches:
         return None, f"no installed {pin.pkg} has the id or version {pin.ref!r}"
     variants = sorted({v.variant or "-" for v in matches})
