@@ -219,7 +219,9 @@ def choose_binary(
         if not strict and status is not None and status.state != "installed":
             what = f"{status.tag} ({status.variant})" if status.state == "install" else "the package boot installs"
             path = status.found.path if status.found else installed_by_boot
-            return Binary(str(path), note=f"pinned {pin}: {what}, installed by this boot", pending=True)
+            return Binary(
+                str(path), note=f"pinned {pin}: {what}, installed by this boot", pending=True, variant=status.variant
+            )
         found = packages.find_binary(settings.root, pin, SERVER_EXE, environ=environ)
         assert found is not None, "a pin names a build or raises"
         note = f"pinned {pin}" if found.note in (None, f"pinned {pin}") else f"pinned {pin}: {found.note}"

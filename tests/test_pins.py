@@ -254,3 +254,34 @@ def test_plan_runs_the_unified_llama_binary_as_llama_serve_with_host_and_port(tm
     (server,) = json.loads(result.stdout)["data"]["servers"]
     assert server["argv"][0] == str(root / "llama-cpp" / "bin" / "llama") and server["argv"][1] == "serve"
     assert server["argv"][-4:] == ["--host", "127.0.0.1", "--port", "8080"]
+
+
+def test_gpu_ids_reach_the_pinned_build_s_backend_and_uuids_are_refused_for_vulkan(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    _two_variants(tmp_path)
+    root = tmp_path / "root"
+    config = tmp_path / "c.toml"
+    uuid = "GPU-8932f937-d72c-4106-c12f-20bd9faed9f6"
+    config.write_text(
+        '[instance.vk.control]\nbinary = "llama-cpp@b7600/vulkan"\ngpu_ids = "1"\n'
+        f'[instance.vk.server]\nmodel = "{tiny_model}"\nport = 8081\n'
+        f'[instance.cpu.control]\nbinary = "llama-cpp@b7600/cpu"\ngpu_ids = "{uuid}"\n'
+        f'[instance.cpu.server]\nmodel = "{tiny_model}"\nport = 8082\n'
+    )
+    env = {"AUTO_INFER_ROOT": str(root), "AUTO_INFER_LLAMA_CPP_ON_BOOT": "1", "AUTO_INFER_OFFLINE": "1"}
+    env["AUTO_INFER_LLAMA_CPP_CONFIG"] = str(config)
+    result = run_cli("--json", "plan", env=env)
+    assert result.returncode == 0, result.stderr
+    servers = {s["name"]: s for s in json.loads(result.stdout)["data"]["servers"]}
+    assert servers["vk"]["devices"] == {"CUDA_VISIBLE_DEVICES": "1", "GGML_VK_VISIBLE_DEVICES": "1"}
+    assert servers["cpu"]["devices"] == {"CUDA_VISIBLE_DEVICES": uuid}
+    config.write_text(config.read_text().replace('gpu_ids = "1"', f'gpu_ids = "{uuid}"'))
+    refused = run_cli("plan", env=env)
+    assert refused.returncode == 78 and "instance vk" in refused.stderr and "Vulkan" in refused.stderr
+
+
+def test_a_pin_to_latest_is_refused(tmp_path: Path, tiny_model: Path) -> None:
+    config = pinned_config(tmp_path / "c.toml", tiny_model, {"a": ("llama-cpp@latest", 8081)})
+    result = run_cli("plan", env=pin_env(tmp_path / "root", config, "http://127.0.0.1:9/none"))
+    assert result.returncode == 78 and "instance a" in result.stderr and "latest" in result.stderr

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from entrypoint.errors import NotFoundError
+from entrypoint.errors import ConfigError, NotFoundError
 from entrypoint.packages.job import InstallResult
 from entrypoint.packages.registry import same_version
 from entrypoint.packages.release import index_for, pick_asset
@@ -24,7 +24,7 @@ from entrypoint.packages.variants import choose
 from entrypoint.settings import Settings
 
 #: What a release index can be asked for (an id or an id prefix cannot).
-_TAG = re.compile(r"^(b?\d+|v\d+(\.\d+)*|latest)$")
+_TAG = re.compile(r"^(b?\d+|v\d+(\.\d+)*)$")
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,11 @@ def check_pin(
     """What *pin* names, or :class:`NotFoundError` naming the instances (no change, no download)."""
     who = _who(users)
     parsed = PinRef.parse(pin)
+    if parsed.ref is not None and parsed.ref.lower() == "latest":
+        raise ConfigError(
+            f"{who}: binary = {pin!r}: a pin names one build, and latest changes",
+            hint="pin a version (llama-cpp@b7572, llama-cpp@v0.3.0), or leave binary unset to run the active build",
+        )
     try:
         found = find_binary(settings.root, pin, executable, environ=environ)
     except NotFoundError as exc:
@@ -90,7 +95,7 @@ def check_pin(
         )
     index = index_for(settings.root.absolute(), settings.releases_url, environ, False, f"{who} (binary = {pin!r})")
     try:
-        release = index.latest() if parsed.ref.lower() == "latest" else index.release(parsed.ref)
+        release = index.release(parsed.ref)
         choice = choose(parsed.variant, environ)
         asset, chosen = pick_asset(release, choice)
     except NotFoundError as exc:
