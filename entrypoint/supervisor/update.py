@@ -186,6 +186,12 @@ def _call(method: Callable[..., Any], *args: Any, ok: tuple[str, ...] = ()) -> A
     except xmlrpc.client.Fault as fault:
         if any(name in fault.faultString for name in ok):
             return None
+        if "UNKNOWN_METHOD" in fault.faultString:
+            raise NotReadyError(
+                f"this supervisord has no {NAMESPACE}.* methods: it was started from a config rendered "
+                "before servers start existed",
+                hint="restart the container once (its boot renders the current config)",
+            ) from None
         raise NotReadyError(f"supervisord refused {args[0] if args else 'the call'}: {fault.faultString}") from None
 
 
@@ -214,12 +220,12 @@ def _restart_group(rpc: Any, group: str, *, is_new: bool) -> None:
 
 def _sync_group(rpc: Any, report: UpdateReport, names: Sequence[str]) -> None:
     ours = getattr(rpc, NAMESPACE)
-    diff = ours.diffGroup(GROUP)
+    diff = _call(ours.diffGroup, GROUP)
     if names:
         diff = {key: [n for n in found if n in names] for key, found in diff.items()}
     for name in diff["changed"] + diff["removed"]:
         _call(rpc.supervisor.stopProcess, f"{GROUP}:{name}", True, ok=("NOT_RUNNING",))
-    ours.syncGroup(GROUP, list(names))
+    _call(ours.syncGroup, GROUP, list(names))
     for name in diff["changed"] + diff["added"]:
         _call(rpc.supervisor.startProcess, f"{GROUP}:{name}", False, ok=("ALREADY_STARTED",))
         report.started.append(name)
