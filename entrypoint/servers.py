@@ -29,6 +29,7 @@ class ServerSpec:
     critical: bool = True
     log_file: str | None = None
     program: str = "llama-server"  # what it runs: llama-server, or llama-swap
+    devices: Mapping[str, str] = field(default_factory=dict)  # the GPU variables of env (gpu_ids), for the handoff
 
     @property
     def health_url(self) -> str:
@@ -55,4 +56,5 @@ class ServerSpec:
             "critical": self.critical,
             "log_file": self.log_file,
             "program": self.program,
+            "devices": dict(self.devices),
         }
