@@ -83,8 +83,18 @@ class Prepared:
         }
 
 
-def prepare(settings: Settings, *, environ: Mapping[str, str], base_dir: Path | None = None) -> Prepared:
-    """Steps 1 to 4 (see the module docstring)."""
+def prepare(
+    settings: Settings,
+    *,
+    environ: Mapping[str, str],
+    base_dir: Path | None = None,
+    running: bool = False,
+) -> Prepared:
+    """Steps 1 to 4 (see the module docstring).
+
+    *running*: a supervisord already runs from this state dir (``servers start``): keep
+    its credentials, since new ones would lock us out of it until its next start.
+    """
     started = time.monotonic()
     base_dir = base_dir or Path.cwd()
     plan = make_plan(settings, environ=environ, base_dir=base_dir)
@@ -117,7 +127,8 @@ def prepare(settings: Settings, *, environ: Mapping[str, str], base_dir: Path | 
     if plan.swap is not None:
         servers.append(swap_spec(settings, environ, dry_run=False))
 
-    files = supervisor.write_config(plan.layout, servers, log_format=settings.log_format)
+    credentials = supervisor.read_credentials(plan.layout) if running else None
+    files = supervisor.write_config(plan.layout, servers, log_format=settings.log_format, credentials=credentials)
     return Prepared(
         plan=plan,
         installs=installs,

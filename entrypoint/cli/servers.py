@@ -165,7 +165,9 @@ def _update(app: App, names: Sequence[str], action: str) -> Outcome:
     layout = StateLayout(settings.state_dir)
     connect_supervisord(layout)  # before anything is installed or written
     # The servers the config names, whether or not boot started them (ON_BOOT may be off).
-    prepared = prepare(replace(settings, llama_cpp_on_boot=True), environ=app.environ, base_dir=Path.cwd())
+    prepared = prepare(
+        replace(settings, llama_cpp_on_boot=True), environ=app.environ, base_dir=Path.cwd(), running=True
+    )
     report = update_servers(layout, prepared.servers, names=names, action=action)
     changes = len(report.added) + len(report.changed) + len(report.removed)
     message = (
