@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,26 @@ class RemoteRepo:
     files: tuple[RemoteFile, ...]
     gated: Any = None
     license: str | None = None
+
+
+@dataclass(frozen=True)
+class RepoSummary:
+    """One repo of ``models search``: what the hub's listing says of it."""
+
+    id: str
+    downloads: int | None
+    likes: int | None
+    last_modified: str | None
+    library: str | None
+    gated: Any
+    gguf: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+#: ``models search --sort`` -> huggingface_hub's sort names (the hub sorts descending).
+SORTS = {"downloads": "downloads", "likes": "likes", "modified": "last_modified"}
 
 
 class Hub:
@@ -106,6 +126,46 @@ class Hub:
             size = sib.size if sib.size is not None else (int(lfs["size"]) if lfs and lfs.get("size") else None)
             files.append(RemoteFile(sib.rfilename, size, sha, self.file_url(repo_id, sib.rfilename, info.sha)))
         return RemoteRepo(repo_id, revision, str(info.sha), tuple(files), info.gated, _license_of(info))
+
+    def search(
+        self,
+        *,
+        owner: str | None = None,
+        text: str | None = None,
+        sort: str = "downloads",
+        limit: int = 20,
+        gguf: bool = False,
+    ) -> list[RepoSummary]:
+        """List repos (``GET /api/models``) by owner and text, most downloaded (liked, recent) first."""
+        from huggingface_hub import HfApi  # deferred: heavy (see the module docstring)
+
+        api = HfApi(endpoint=self.endpoint, token=self.token or None)
+        what = "models search" + (f" --owner {owner}" if owner else "") + (f" --search {text}" if text else "")
+        out = []
+        with hub_errors(what, self.endpoint):
+            found = api.list_models(
+                author=owner or None,
+                search=text or None,
+                filter="gguf" if gguf else None,
+                sort=SORTS[sort],  # type: ignore[arg-type]  # one of huggingface_hub's literal names
+                limit=limit,
+                expand=["downloads", "likes", "lastModified", "library_name", "gated", "tags"],
+            )
+            for info in found:
+                tags = list(info.tags or [])
+                modified = info.last_modified
+                out.append(
+                    RepoSummary(
+                        id=info.id,
+                        downloads=info.downloads,
+                        likes=info.likes,
+                        last_modified=modified.strftime("%Y-%m-%dT%H:%M:%SZ") if modified else None,
+                        library=info.library_name,
+                        gated=info.gated,
+                        gguf="gguf" in tags or info.library_name == "gguf",
+                    )
+                )
+        return out
 
     # -- the local HF cache (pre-seeded for air-gapped use) ------------------------------------
     def cached_file(self, repo_id: str, filename: str, revision: str) -> Path | None:

@@ -26,7 +26,8 @@ from pathlib import Path
 from entrypoint.digest import parse_sha256
 from entrypoint.errors import AutoinferError, ConfigError
 from entrypoint.fsutil import file_lock
-from entrypoint.models.job import Job, ProvisionedModel, model_lock_path
+from entrypoint.models import layout
+from entrypoint.models.job import Job, ProvisionedModel, PullOptions, model_lock_path
 from entrypoint.models.refs import parse_model_ref
 from entrypoint.models.sources.hf import provision_hf
 from entrypoint.models.sources.https import provision_https
@@ -45,6 +46,7 @@ def ensure(
     exclude: Sequence[str] = (),
     revision: str | None = None,
     refresh: bool = False,
+    options: PullOptions | None = None,
 ) -> ProvisionedModel:
     """Ensure *ref* is present and verified (see the module docstring for the steps).
 
@@ -52,7 +54,8 @@ def ensure(
     supplies ``HF_ENDPOINT``, ``HF_TOKEN`` and the HF cache variables; relative local
     paths resolve against *base_dir*. *include*/*exclude* narrow a whole-repo ``hf:``
     ref; *revision* is ``--revision``; *refresh* skips the warm path so that a moving
-    revision such as ``main`` is asked again (``models pull --refresh``).
+    revision such as ``main`` is asked again (``models pull --refresh``); *options* are
+    ``models pull``'s guards and choices (:class:`PullOptions`: quota, fit, library, workers).
     """
     parsed = parse_model_ref(ref, revision=revision)
     expected = parse_sha256(sha256, "sha256") if sha256 else None
@@ -70,7 +73,10 @@ def ensure(
         lock_timeout=settings.lock_timeout,
         base_dir=base_dir,
         environ=environ,
+        options=options or PullOptions(),
     )
+    if job.options.library is not None and job.options.library not in layout.LIBRARIES:
+        raise ConfigError(f"library {job.options.library!r} is not one of {', '.join(layout.LIBRARIES)}")
     try:
         if not refresh:
             warm = job.warm()
