@@ -70,11 +70,13 @@ def keep_acceptance(models_dir: Path, key: str, entry: Mapping[str, Any], *, loc
 
 
 def _key_and_ref(models_dir: Path, text: str, base_dir: Path | None) -> tuple[str, ModelRef | None]:
-    entries = catalog.load_catalog(models_dir)
+    entries = catalog.require_catalog(models_dir)
     if text in entries:
         entry = entries[text]
         ref = parse_model_ref(f"hf:{text}") if entry.get("source") == "hf" else None
         return text, ref
+    if text in _acceptances(models_dir):  # accepted before any pull: keys are hub ids
+        return text, parse_model_ref(f"hf:{text}")
     ref = parse_model_ref(text)
     return catalog_key(ref, base_dir), ref
 
