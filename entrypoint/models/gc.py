@@ -1,5 +1,8 @@
 """Garbage collection of the model store: LRU under a quota.
 
+A model's files are hard links where they came from (or went to) the Hugging Face cache:
+removing the store's name never frees a blob the cache still names (``hfcache.py``).
+
 Never removed: a pinned model, one the active config uses (any instance of the config
 named by ``AUTO_INFER_LLAMA_CPP_CONFIG``), one being provisioned (``pending``), and
 local files (used in place: not ours). Partial downloads and orphan files (in the
@@ -30,6 +33,7 @@ from entrypoint.errors import AutoinferError
 from entrypoint.fsutil import remove_tree, temp_name
 from entrypoint.models import catalog, layout
 from entrypoint.models.catalog import catalog_key
+from entrypoint.models.hfcache import restore_blobs
 from entrypoint.models.license import keep_acceptance
 from entrypoint.models.refs import parse_model_ref
 
@@ -233,6 +237,8 @@ def _detach(models_dir: Path, entry: Mapping[str, Any]) -> list[Path]:
     root = models_dir.resolve()
     if not install.resolve().is_relative_to(root) or install.resolve() == root:
         return out  # never delete outside the store
+    if entry.get("hf_cache"):
+        restore_blobs(Path(str(entry["hf_cache"])), install)  # the cache keeps the bytes it names
     if install.exists():
         aside = temp_name(install, "trash")
         try:

@@ -78,6 +78,9 @@ class Hub:
         # None lets huggingface_hub fall back to the token saved by `hf auth login`
         self.token: str | None = environ.get("HF_TOKEN") or environ.get("HUGGING_FACE_HUB_TOKEN") or None
         self.cache_dir = hf_cache_dir(environ)
+        # Downloads are shared into the HF cache (hard links, see hfcache.py) when the user
+        # names one or already has one; a machine without either gets no new folder.
+        self.shares_cache = bool(environ.get("HF_HUB_CACHE") or environ.get("HF_HOME")) or self.cache_dir.is_dir()
 
     # -- remote -------------------------------------------------------------------------------
     def headers(self) -> dict[str, str]:

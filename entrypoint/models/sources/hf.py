@@ -4,6 +4,8 @@ Online: the revision is resolved to a commit (``hub.py``); files already in the 
 are imported (hard link or verified copy), the rest downloaded like ``https://`` on a
 resolve URL pinned to the commit. Offline: only the store and the (pre-seeded) HF cache
 may supply the files. ``config.json`` is mirrored to ``models/configs/<repo>.json``.
+What a pull downloads is hard linked into the HF cache as well (``hfcache.py``), so that
+huggingface_hub and other tools find it offline without a second copy.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from entrypoint.errors import ConfigError, NotFoundError, VerifyError
 from entrypoint.fsutil import atomic_write_bytes, fsync_dir, temp_name
 from entrypoint.models import layout
 from entrypoint.models.catalog import file_unchanged
+from entrypoint.models.hfcache import share_into_cache
 from entrypoint.models.hub import Hub, RemoteFile, blob_sha256
 from entrypoint.models.job import Job, ProvisionedModel
 from entrypoint.models.selection import Named, select_files
@@ -118,6 +121,14 @@ def provision_hf(job: Job) -> ProvisionedModel:
     for item, (record, downloaded, _imported) in zip(todo, results, strict=True):
         job.records[item.name] = record  # _import_cached counted the imports itself
         job.downloaded += downloaded
+    if todo and hub.shares_cache:
+        share_into_cache(
+            hub.cache_dir,
+            ref.repo_id,
+            commit=commit,
+            revision=ref.rev,
+            files={f.name: (install / f.name, f.sha256) for f in remote},
+        )
     _mirror_config(job, install)
     return job.commit(install, library, model_name, revision=ref.rev, commit=commit, source="hf")
 
