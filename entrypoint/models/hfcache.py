@@ -39,7 +39,8 @@ def repo_folder(cache_dir: Path, repo_id: str) -> Path:
 def git_blob_sha1(path: Path) -> str:
     """The git blob id of a small (non-LFS) file: the ETag the hub gives it."""
     data = path.read_bytes()
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    # git names blobs by sha1: an identifier the hub and huggingface_hub use, not a security check
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
 def share_into_cache(
