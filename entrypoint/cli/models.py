@@ -350,9 +350,10 @@ def search(app: App, owner: str | None, text: str | None, sort: str, limit: int,
     `autoinfer models info hf:owner/repo` then lists a repo's files, sizes and quantizations.
     """
     settings = app.settings()
-    rows = search_models(
-        app.environ, owner=owner, text=text, sort=sort, limit=limit, gguf=gguf, offline=settings.offline
-    )
+    with arguments():  # search_models' only E_CONFIG is a bad argument
+        rows = search_models(
+            app.environ, owner=owner, text=text, sort=sort, limit=limit, gguf=gguf, offline=settings.offline
+        )
     details = [
         f"{r.id:<50} {r.downloads or 0:>10} dl {r.likes or 0:>6} likes  {r.last_modified or '':<20} "
         f"{r.library or '':<14} {'gated' if r.gated else ''}"

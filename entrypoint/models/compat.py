@@ -229,7 +229,7 @@ def check_compat(
 
 
 def _remote_weight(ref: ModelRef, environ: Mapping[str, str]) -> tuple[int | None, dict[str, Any] | None]:
-    """The bytes a remote ref will weigh (GGUF files, else every file) and its model's GGUF header."""
+    """What a remote ref will weigh once served (``layout.serving_weight``) and its model's GGUF header."""
     from entrypoint.models.remote import remote_gguf_info, remote_size  # deferred: urllib3
 
     hub = Hub(environ)
@@ -243,7 +243,7 @@ def _remote_weight(ref: ModelRef, environ: Mapping[str, str]) -> tuple[int | Non
         if any(s is None for s in sizes):
             return None, None
         header = remote_gguf_info(urls[0], names[0], sizes[0]) if layout.is_gguf(names[0]) else None
-        return sum(s or 0 for s in sizes), header
+        return layout.serving_weight({n: s or 0 for n, s in zip(names, sizes, strict=True)}), header
     if ref.filename is not None:
         names = layout.shards_of(ref.filename) if layout.is_split(ref.filename) else [ref.filename]
         files, commit = [], ref.rev
@@ -252,13 +252,11 @@ def _remote_weight(ref: ModelRef, environ: Mapping[str, str]) -> tuple[int | Non
             files.append(found)
     else:
         files = list(hub.repo(ref.repo_id, ref.rev).files)
-    ggufs = [f for f in files if layout.is_gguf(f.name)]
-    chosen = ggufs or files
-    if any(f.size is None for f in chosen):
+    if any(f.size is None for f in files):
         return None, None
-    models = layout.model_files(f.name for f in chosen)
+    models = layout.model_files(f.name for f in files)
     header = None
     if len(models) == 1:
-        first = next(f for f in chosen if f.name == models[0])
+        first = next(f for f in files if f.name == models[0])
         header = remote_gguf_info(first.url, first.name, first.size, hub.headers())
-    return sum(f.size or 0 for f in chosen), header
+    return layout.serving_weight({f.name: f.size or 0 for f in files}), header

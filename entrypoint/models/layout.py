@@ -106,5 +106,25 @@ def model_files(names: Iterable[str]) -> list[str]:
     return sorted(n for n in names if role_of(n) == "model")
 
 
+def serving_weight(sizes: dict[str, int]) -> int:
+    """What one served model of these files weighs in memory: the largest GGUF model (all its
+    shards) plus the largest projector; a repo without GGUF weighs all its files.
+
+    A repo of several quantizations is served one file at a time: summing them would
+    refuse a model that fits.
+    """
+    ggufs = {n: s for n, s in sizes.items() if is_gguf(n)}
+    if not ggufs:
+        return sum(sizes.values())
+    models: dict[str, int] = {}
+    projector = 0
+    for name, size in ggufs.items():
+        if role_of(name) == "projector":
+            projector = max(projector, size)
+        else:
+            models[first_shard(name)] = models.get(first_shard(name), 0) + size
+    return max(models.values(), default=0) + projector
+
+
 def projector_files(names: Iterable[str]) -> list[str]:
     return sorted(n for n in names if role_of(n) == "projector")

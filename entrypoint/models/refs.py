@@ -83,6 +83,11 @@ class ModelRef:
         return hashlib.sha256(self.url.encode()).hexdigest()[:12]
 
 
+def is_hub_name(name: str) -> bool:
+    """Whether *name* may be a Hugging Face owner or repo name (huggingface_hub's own rule)."""
+    return bool(_HF_NAME.match(name)) and "--" not in name and ".." not in name and not name.endswith((".", "-"))
+
+
 def parse_model_ref(text: str, *, revision: str | None = None) -> ModelRef:
     """Parse *text*; *revision* (``--revision``) applies to ``hf:`` refs only."""
     if not isinstance(text, str) or not text.strip():
@@ -133,7 +138,7 @@ def _parse_hf(raw: str, body: str) -> ModelRef:
     for what, name in (("owner", owner), ("repo", repo)):
         if what == "owner" and not name:
             continue
-        if not _HF_NAME.match(name) or "--" in name or ".." in name or name.endswith((".", "-")):
+        if not is_hub_name(name):
             raise ConfigError(f"model reference {raw!r}: {name!r} is not a valid Hugging Face {what} name")
     filename: str | None = None
     if rest:

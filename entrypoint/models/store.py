@@ -13,7 +13,7 @@ from entrypoint.errors import AutoinferError, ConfigError, NetError, NotFoundErr
 from entrypoint.models import catalog, layout
 from entrypoint.models.catalog import catalog_key
 from entrypoint.models.hub import SORTS, Hub, RepoSummary
-from entrypoint.models.refs import parse_model_ref
+from entrypoint.models.refs import is_hub_name, parse_model_ref
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,8 @@ def search_models(
 ) -> list[RepoSummary]:
     """Browse the hub (``HF_ENDPOINT``): repos by *owner* and *text*, sorted by *sort*
     (``downloads``, ``likes`` or ``modified``), at most *limit*, only GGUF repos with *gguf*."""
+    if owner is not None and not is_hub_name(owner):
+        raise ConfigError(f"owner {owner!r} is not a valid Hugging Face owner name")
     if sort not in SORTS:
         raise ConfigError(f"sort {sort!r} is not one of {', '.join(SORTS)}")
     if limit < 1:

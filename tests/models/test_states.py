@@ -147,3 +147,5 @@ def test_json_errors_of_the_new_flags(tmp_path: Path) -> None:
         run_cli("--json", "--root", str(tmp_path), "models", "search", env={"AUTO_INFER_OFFLINE": "1"}).stdout
     )
     assert refused["error_code"] == "E_NET"
+    bad_owner = json.loads(run_cli("--json", "--root", str(tmp_path), "models", "search", "--owner", "a b").stdout)
+    assert bad_owner["error_code"] == "E_ARGS" and "'a b'" in bad_owner["message"]

@@ -136,10 +136,9 @@ def provision_hf(job: Job) -> ProvisionedModel:
 def _model_weight(
     job: Job, hub: Hub, remote: list[RemoteFile], model_name: str | None
 ) -> tuple[int, dict[str, Any] | None]:
-    """What the model weighs once pulled (its GGUF files, else every file) and, for one GGUF
+    """What the model weighs once served (``layout.serving_weight``) and, for one GGUF
     model, its header read by ``Range`` (only when the fit is checked: it costs a request)."""
-    ggufs = [f for f in remote if layout.is_gguf(f.name)]
-    weight = sum(f.size or 0 for f in (ggufs or remote))
+    weight = layout.serving_weight({f.name: f.size or 0 for f in remote})
     header = None
     if job.options.check_fit and model_name and layout.is_gguf(model_name):
         from entrypoint.models.remote import remote_gguf_info  # deferred: urllib3, only for the fit check

@@ -88,7 +88,7 @@ def _guard(job: Job, names: list[str], prefix: str, install: Path, known: dict[s
     if job.options.check_fit and layout.is_gguf(names[0]):
         url = prefix + names[0] if len(names) > 1 else job.ref.url
         header = remote_gguf_info(url, names[0], sizes[names[0]] or None, url_headers(job, url))
-    job.guard(needed, sum(sizes.values()), header)
+    job.guard(needed, layout.serving_weight(sizes), header)
 
 
 def url_headers(job: Job, url: str) -> dict[str, str]:
