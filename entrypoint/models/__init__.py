@@ -3,15 +3,18 @@
 The front door. Boot, plan and the CLI call only what is exported here:
 
 - :func:`check` (plan): where a ref is and in which state; no network, no hashing, no writes.
-- :func:`ensure` (boot, ``models pull``): present, verified and catalogued.
+- :func:`ensure` (boot, ``models pull``): present, verified and catalogued; ``models pull``
+  adds its guards and choices as :class:`PullOptions`.
 - the ``models`` verbs: :func:`list_models`, :func:`model_info`, :func:`verify_store`,
-  :func:`set_pinned`, :func:`search_models`, :func:`collect_garbage`, :func:`migrate_store`, :func:`check_compat`,
+  :func:`set_pinned`, :func:`search_models`, :func:`collect_garbage` (with
+  :func:`instances_using`/:func:`models_in_use`), :func:`migrate_store`, :func:`check_compat`,
   :func:`show_license`, :func:`accept_license`.
 
 Inside, modules read as the pipeline: ``refs`` (what the user wrote) -> ``catalog`` (what
 is known: ``model_registry.json``) -> ``job`` and ``sources/`` (bringing and verifying the
-bytes) -> ``status`` (what plan shows) -> ``store``/``verification``/``gc``/``migrate``/``compat``/
-``license`` (the ``models`` verbs).
+bytes; ``remote`` asks sizes and GGUF headers before any byte, ``hfcache`` shares bytes with
+the Hugging Face cache) -> ``status`` (what plan shows) -> ``store``/``verification``/``gc``/
+``migrate``/``compat``/``license`` (the ``models`` verbs). docs/models.md tells the design.
 Heavy third-party code (huggingface_hub, the download pipeline) is imported only where a
 cold provisioning or a hub query needs it, so a warm boot never loads it.
 """

@@ -183,7 +183,7 @@ def check_compat(
             if record.get("role") == "model" and record.get("gguf"):
                 gguf = record["gguf"]
         if state == "active" and entry.get("files"):
-            size = int(entry.get("total_size") or 0)
+            size = layout.serving_weight({str(f.get("path")): int(f.get("size") or 0) for f in entry["files"]})
         elif entry.get("source") == "hf" and ref is None:
             ref = parse_model_ref(f"hf:{key}")
         elif entry.get("source") == "https" and ref is None and key is not None:
