@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import stat
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -109,10 +110,10 @@ def require_catalog(models_dir: Path) -> Catalog:
 def _read_catalog(path: Path, *, strict: bool) -> Catalog:
     hint = "run `autoinfer models migrate`: it keeps the file aside and rebuilds the catalog from the models tree"
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_regular(path))
     except FileNotFoundError:
         return {}
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         if strict:
             raise VerifyError(f"the model catalog {path} is not valid JSON ({exc})", hint=hint) from exc
         log.warning("%s is not valid JSON (%s); treating the catalog as empty", path, exc)
@@ -134,6 +135,20 @@ def _read_catalog(path: Path, *, strict: bool) -> Catalog:
         else:
             log.warning("%s: entry %r %s; skipped", path, key, problem)
     return out
+
+
+def read_regular(path: Path) -> str:
+    """The text of *path*, which must be a regular file: a FIFO or a device would block or
+    never end; it reads as "not valid JSON" (ValueError) instead."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read()
+    finally:
+        os.close(fd)
+    return data.decode()
 
 
 def entry_problem(entry: object) -> str | None:
@@ -168,10 +183,10 @@ def edit_catalog(models_dir: Path, *, lock_timeout: float = 600.0) -> Iterator[C
     with file_lock(models_dir / ".locks" / "registry.lock", timeout=lock_timeout, what="the model catalog"):
         raw: Any = None
         try:
-            raw = json.loads(path.read_text())
+            raw = json.loads(read_regular(path))
         except FileNotFoundError:
             raw = {}
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             aside = path.with_name(f"{CATALOG_FILE}.corrupt-{int(time.time())}")
             log.error("%s does not parse; kept as %s and starting an empty catalog", path, aside)
             with contextlib.suppress(OSError):

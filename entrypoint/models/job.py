@@ -390,8 +390,17 @@ class Job:
         """State ``failed`` with the error (for a known model or any verification failure).
 
         A lock held by another process or a usage error says nothing about the model:
-        those are logged in the provenance only.
+        those are logged in the provenance only. A local file that was never catalogued
+        and is refused without a digest being demanded leaves the models folder untouched:
+        it is used in place, and nothing of it was ever ours (a demanded digest that does
+        not match is recorded, so that ``plan`` shows it).
         """
+        if (
+            self.ref.source == "local"
+            and self.expected is None
+            and self.key not in catalog.load_catalog(self.models_dir)
+        ):
+            return
         catalog.append_provenance(
             self.models_dir, self.provenance("failed", None, error_code=exc.code, error=exc.message)
         )

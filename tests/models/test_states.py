@@ -26,7 +26,17 @@ from tests.models.test_cli import cli
 
 @pytest.mark.parametrize(
     "content",
-    ["{not json", "[1, 2]", '{"a": {"total_size": "x"}}', '{"a": {"files": 5}}', '{"a": 3}', "\udcff"],
+    [
+        "{not json",
+        "[1, 2]",
+        '{"a": {"total_size": "x"}}',
+        '{"a": {"files": 5}}',
+        '{"a": {"files": [1, null]}}',
+        '{"a": 3}',
+        "\udcff",
+        "[" * 100_000 + "]" * 100_000,
+    ],
+    ids=["not-json", "a-list", "size-text", "files-number", "files-numbers", "entry-number", "not-utf8", "deep"],
 )
 def test_a_corrupt_catalog_is_one_line_naming_the_file(tmp_path: Path, content: str) -> None:
     models = tmp_path / "models"
@@ -39,6 +49,24 @@ def test_a_corrupt_catalog_is_one_line_naming_the_file(tmp_path: Path, content: 
         assert lines[0].startswith("autoinfer: error [E_VERIFY]: the model catalog ") and str(models) in lines[0]
         assert "Traceback" not in proc.stderr and lines[1].startswith("hint: run `autoinfer models migrate`")
     assert (models / CATALOG_FILE).read_bytes() == content.encode("utf-8", "surrogateescape")  # left as it was
+
+
+def test_a_catalog_that_is_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    os.mkfifo(models / CATALOG_FILE)
+    proc = run_cli("--root", str(tmp_path), "models", "list", timeout=20)
+    assert proc.returncode == 65 and "is not a regular file" in proc.stderr.splitlines()[0]
+
+
+def test_a_refused_local_pull_leaves_the_models_folder_unchanged(tmp_path: Path) -> None:
+    page = tmp_path / "page.gguf"
+    page.write_text("<html>rate limited</html>")
+    models = tmp_path / "root" / "models"
+    models.mkdir(parents=True)
+    proc = run_cli("--root", str(tmp_path / "root"), "models", "pull", str(page))
+    assert proc.returncode == 65 and proc.stderr.startswith("autoinfer: error [E_VERIFY]")
+    assert list(models.rglob("*")) == []  # no catalog, no lock, no provenance for a file used in place
 
 
 def test_license_acceptance_without_a_pull_creates_no_model(tmp_path: Path) -> None:
