@@ -80,7 +80,7 @@ def ensure(
     try:
         if not refresh:
             warm = job.warm()
-            if warm is not None:
+            if warm is not None and _wanted(job, warm):
                 return warm
         return _cold(job)
     except AutoinferError as exc:
@@ -94,8 +94,13 @@ def _cold(job: Job) -> ProvisionedModel:
     lock = model_lock_path(job.models_dir, job.key)
     with file_lock(lock, timeout=job.lock_timeout, what=f"model {job.ref.text}"):
         warm = job.warm()  # another process may have just provisioned it
-        if warm is not None:
+        if warm is not None and _wanted(job, warm):
             return warm
         if job.ref.source == "https":
             return provision_https(job)
         return provision_hf(job)
+
+
+def _wanted(job: Job, warm: ProvisionedModel) -> bool:
+    """A warm copy serves unless ``--library`` asks for the other layout (then it is pulled again there)."""
+    return job.options.library is None or warm.library == job.options.library

@@ -89,6 +89,9 @@ def test_library_overrides_the_routing_and_workers_fetch_a_repo(
     assert got.downloaded_bytes == sum(len(b) for b in files.values()) + len(b"# many")
     assert all((got.path / name).read_bytes() == body for name, body in files.items())
     assert load_catalog(models_dir)["acme/Many"]["library"] == "transformers"
+    assert pull(models_dir, "hf:acme/Many", hub_env, library="transformers").outcome == "cached"
+    back = pull(models_dir, "hf:acme/Many", hub_env, library="llama-cpp")
+    assert back.path == models_dir / "llama-cpp" / "acme" / "Many" and back.outcome == "imported"  # the HF cache
 
 
 def test_compat_on_a_remote_ref_uses_the_hub_sizes_and_header(
