@@ -3,7 +3,8 @@
 Three rules (docs/models.md explains the design):
 
 1. In: a file of an ``hf:`` ref that the HF cache already holds is hard linked into the store
-   (``sources/hf.py``); ``models migrate`` adopts whole cache trees the same way.
+   (``sources/hf.py``); ``models migrate`` adopts whole cache trees the same way
+   (:func:`adopt_cache`).
 2. Out: what an ``hf:`` pull downloads is hard linked into the cache in huggingface_hub's own
    layout (:func:`share_into_cache`): ``blobs/<etag>`` (the LFS sha256, or the git blob sha1
    of a small file), ``snapshots/<commit>/<path>`` a relative symlink to it, and
@@ -23,12 +24,20 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from entrypoint.digest import StatKey
+from entrypoint.errors import VerifyError
 from entrypoint.fsutil import atomic_write_bytes
+from entrypoint.gguf_info import read_gguf_info
+from entrypoint.models import catalog, layout
 
 log = logging.getLogger(__name__)
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def repo_folder(cache_dir: Path, repo_id: str) -> Path:
@@ -105,3 +114,94 @@ def restore_blobs(hf_repo: Path, install: Path) -> list[Path]:
                 os.replace(real, blob)  # the symlink is replaced by the file itself
                 restored.append(blob)
     return restored
+
+
+def adopt_cache(
+    models_dir: Path, repo_dir: Path, entries: dict[str, Any], *, dry_run: bool
+) -> tuple[list[dict[str, str]], str | None]:
+    """Link one ``models--org--repo`` tree's snapshot into the layout and catalogue it in *entries*.
+
+    Each file of the snapshot (``refs/main``'s, else the newest) is hard linked from its blob
+    into ``<library>/<org>/<repo>/`` (where hard links are refused, the blob is moved and a
+    symlink left in its place, so the cache keeps working) and catalogued as that hf: repo,
+    with the blob's name as sha256 (LFS blobs are named by it). Returns the moves
+    (``{"from", "to", "how"}``) and the key catalogued (None: nothing to adopt, or adopted before).
+    """
+    dry = dry_run
+    moves: list[dict[str, str]] = []
+    repo_id = repo_dir.name.removeprefix("models--").replace("--", "/")
+    owner, _, name = repo_id.rpartition("/")
+    found = _snapshot(repo_dir)
+    if found is None or not name:
+        return moves, None
+    snapshot, commit, revision = found
+    rels = sorted(
+        str(p.relative_to(snapshot)) for p in snapshot.rglob("*") if p.is_file() and not p.name.startswith(".")
+    )
+    if not rels:
+        return moves, None
+    library = layout.library_for(rels)
+    target = models_dir / library / (owner or layout.NO_OWNER) / name
+    current = entries.get(repo_id)
+    if current and current.get("install_path") == str(target) and current.get("state") == "active":
+        return moves, None  # adopted before (the cache stays where it was: a second run changes nothing)
+    records = []
+    for rel in rels:
+        blob = (snapshot / rel).resolve()
+        dest = target / rel
+        how = "link"
+        if not dry:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            how = _link_or_move(blob, dest)
+        moves.append({"from": str(snapshot / rel), "to": str(dest), "how": how})
+        if dry:
+            continue
+        st = StatKey.of(dest)
+        gguf = None
+        if layout.is_gguf(rel):
+            with contextlib.suppress(VerifyError):
+                gguf = read_gguf_info(dest).to_dict()
+                gguf.pop("path", None)
+        records.append(
+            {"path": rel, "size": st.size, "sha256": blob.name if _SHA256.match(blob.name) else None,
+             "stat": st.to_dict(), "role": layout.role_of(rel), "verified_at": None, "gguf": gguf}
+        )  # fmt: skip
+    if dry:
+        return moves, repo_id
+    entry = catalog.new_entry(repo_id, "hf", library, target)
+    catalog.put_files(entry, records)
+    entry.update(state="active", commit=commit, revision=revision, hf_cache=str(repo_dir))
+    entry["installed_at"] = entry["last_accessed"] = catalog.now_iso()
+    if current:
+        for keep in ("pinned", "license_accepted"):
+            entry[keep] = current.get(keep, entry[keep])
+    entries[repo_id] = entry
+    return moves, repo_id
+
+
+def _snapshot(repo_dir: Path) -> tuple[Path, str, str | None] | None:
+    """``refs/main``'s snapshot (revision "main"), else the newest one (revision unknown)."""
+    with contextlib.suppress(OSError):
+        commit = (repo_dir / "refs" / "main").read_text().strip()
+        if commit and (repo_dir / "snapshots" / commit).is_dir():
+            return repo_dir / "snapshots" / commit, commit, "main"
+    snapshots = [p for p in (repo_dir / "snapshots").iterdir() if p.is_dir()]
+    if not snapshots:
+        return None
+    newest = max(snapshots, key=lambda p: p.stat().st_mtime)
+    return newest, newest.name, None
+
+
+def _link_or_move(blob: Path, dest: Path) -> str:
+    """A hard link to the blob; where refused, move it and leave a symlink in the cache."""
+    if dest.exists():
+        if dest.stat().st_ino == blob.stat().st_ino:
+            return "link"
+        dest.unlink()
+    try:
+        os.link(blob, dest)
+        return "link"
+    except OSError:
+        blob.replace(dest)
+        blob.symlink_to(dest)
+        return "rename"

@@ -7,10 +7,7 @@ Steps of :func:`migrate_store` (each fixes only drift; a second run changes noth
    ``llama-cpp/<repo>/`` folder without an owner. Inside, at any depth:
 
    - a Hugging Face cache tree (``models--org--repo/snapshots/<commit>/...``) is adopted
-     without a copy: each file of the snapshot (``refs/main``'s, else the newest) is hard
-     linked from its blob into ``<library>/<org>/<repo>/`` (where hard links are refused:
-     the blob is moved and a symlink left in its place, so the cache keeps working), and
-     catalogued as that hf: repo with the blob's sha256 (LFS blobs are named by it);
+     without a copy (:func:`entrypoint.models.hfcache.adopt_cache`);
    - a Transformers folder (``config.json`` beside weights) moves whole to
      ``transformers/local/<folder>/``;
    - every other ``.gguf`` moves to ``llama-cpp/local/<name>/``, split shards together.
@@ -35,17 +32,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from entrypoint.digest import StatKey, sha256_file
-from entrypoint.errors import VerifyError
 from entrypoint.fsutil import atomic_write_bytes
-from entrypoint.gguf_info import SPLIT_NAME, read_gguf_info
+from entrypoint.gguf_info import SPLIT_NAME
 from entrypoint.models import catalog, layout
+from entrypoint.models.hfcache import adopt_cache
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +49,6 @@ log = logging.getLogger(__name__)
 WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx")
 #: Names at the top of models/ that are ours (the rest is foreign and migrated).
 OURS = {layout.LLAMA_CPP, layout.TRANSFORMERS, "configs", catalog.CATALOG_FILE, catalog.PROVENANCE, "licenses.json"}
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass
@@ -103,7 +98,9 @@ def migrate_store(
         if models_dir.is_dir():
             units, caches, emptied = _find(models_dir)
             for cache in caches:
-                _adopt_cache(models_dir, cache, entries, report, dry_run)
+                moves, key = adopt_cache(models_dir, cache, entries, dry_run=dry_run)
+                report.moved += moves
+                report.registered += [key] if key else []
             _place(models_dir, units, entries, report, dry_run, protected_paths, digests)
             if not dry_run:
                 _remove_empty(emptied, models_dir)
@@ -310,88 +307,6 @@ def _remove_empty(folders: list[Path], models_dir: Path) -> None:
             if Path(dirpath) != models_dir:
                 with contextlib.suppress(OSError):
                     Path(dirpath).rmdir()
-
-
-# -- step 1: adopt a Hugging Face cache tree ---------------------------------------------------
-def _adopt_cache(models_dir: Path, repo_dir: Path, entries: dict[str, Any], report: MigrationReport, dry: bool) -> None:
-    """Link one ``models--org--repo`` tree's snapshot into the layout and catalogue it."""
-    repo_id = repo_dir.name.removeprefix("models--").replace("--", "/")
-    owner, _, name = repo_id.rpartition("/")
-    found = _snapshot(repo_dir)
-    if found is None or not name:
-        return
-    snapshot, commit, revision = found
-    rels = sorted(
-        str(p.relative_to(snapshot)) for p in snapshot.rglob("*") if p.is_file() and not p.name.startswith(".")
-    )
-    if not rels:
-        return
-    library = layout.library_for(rels)
-    target = models_dir / library / (owner or layout.NO_OWNER) / name
-    current = entries.get(repo_id)
-    if current and current.get("install_path") == str(target) and current.get("state") == "active":
-        return  # adopted before (the cache stays where it was: a second run changes nothing)
-    records = []
-    for rel in rels:
-        blob = (snapshot / rel).resolve()
-        dest = target / rel
-        how = "link"
-        if not dry:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            how = _link_or_move(blob, dest)
-        report.moved.append({"from": str(snapshot / rel), "to": str(dest), "how": how})
-        if dry:
-            continue
-        st = StatKey.of(dest)
-        gguf = None
-        if layout.is_gguf(rel):
-            with contextlib.suppress(VerifyError):
-                gguf = read_gguf_info(dest).to_dict()
-                gguf.pop("path", None)
-        records.append(
-            {"path": rel, "size": st.size, "sha256": blob.name if _SHA256.match(blob.name) else None,
-             "stat": st.to_dict(), "role": layout.role_of(rel), "verified_at": None, "gguf": gguf}
-        )  # fmt: skip
-    if dry:
-        report.registered.append(repo_id)
-        return
-    entry = catalog.new_entry(repo_id, "hf", library, target)
-    catalog.put_files(entry, records)
-    entry.update(state="active", commit=commit, revision=revision, hf_cache=str(repo_dir))
-    entry["installed_at"] = entry["last_accessed"] = catalog.now_iso()
-    if current:
-        for keep in ("pinned", "license_accepted"):
-            entry[keep] = current.get(keep, entry[keep])
-    entries[repo_id] = entry
-    report.registered.append(repo_id)
-
-
-def _snapshot(repo_dir: Path) -> tuple[Path, str, str | None] | None:
-    """``refs/main``'s snapshot (revision "main"), else the newest one (revision unknown)."""
-    with contextlib.suppress(OSError):
-        commit = (repo_dir / "refs" / "main").read_text().strip()
-        if commit and (repo_dir / "snapshots" / commit).is_dir():
-            return repo_dir / "snapshots" / commit, commit, "main"
-    snapshots = [p for p in (repo_dir / "snapshots").iterdir() if p.is_dir()]
-    if not snapshots:
-        return None
-    newest = max(snapshots, key=lambda p: p.stat().st_mtime)
-    return newest, newest.name, None
-
-
-def _link_or_move(blob: Path, dest: Path) -> str:
-    """A hard link to the blob; where refused, move it and leave a symlink in the cache."""
-    if dest.exists():
-        if dest.stat().st_ino == blob.stat().st_ino:
-            return "link"
-        dest.unlink()
-    try:
-        os.link(blob, dest)
-        return "link"
-    except OSError:
-        blob.replace(dest)
-        blob.symlink_to(dest)
-        return "rename"
 
 
 # -- steps 4 and 5 -----------------------------------------------------------------------------
