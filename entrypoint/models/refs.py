@@ -3,6 +3,8 @@
 - a plain path or ``file:`` (``file:/abs``, ``file:///abs``, ``file:rel``): used in place;
 - ``hf:owner/repo/path/in/repo.gguf[@rev]``: one file of a Hugging Face repo;
 - ``hf:owner/repo[@rev]``: a whole repo (narrowed by include/exclude globs);
+- ``hf:repo[@rev]``: a whole repo of the hub's older ids without an owner
+  (``hf:distilbert-base-uncased``); a file inside one needs the owner spelled out;
 - ``http://…`` or ``https://…``: one file.
 
 Parsing is pure (no I/O): errors name the reference and what is wrong (E_CONFIG).
@@ -43,7 +45,7 @@ class ModelRef:
 
     @property
     def repo_id(self) -> str:
-        return f"{self.owner}/{self.repo}"
+        return f"{self.owner}/{self.repo}" if self.owner else str(self.repo)
 
     @property
     def rev(self) -> str:
@@ -81,11 +83,18 @@ class ModelRef:
         return hashlib.sha256(self.url.encode()).hexdigest()[:12]
 
 
+def is_hub_name(name: str) -> bool:
+    """Whether *name* may be a Hugging Face owner or repo name (huggingface_hub's own rule)."""
+    return bool(_HF_NAME.match(name)) and "--" not in name and ".." not in name and not name.endswith((".", "-"))
+
+
 def parse_model_ref(text: str, *, revision: str | None = None) -> ModelRef:
     """Parse *text*; *revision* (``--revision``) applies to ``hf:`` refs only."""
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(f"model reference {text!r} is empty")
     raw = text.strip()
+    if "\0" in raw:
+        raise ConfigError(f"model reference {raw!r} holds a NUL character")
     lowered = raw.lower()
     if lowered.startswith("hf:"):
         ref = _parse_hf(raw, raw[5:] if lowered.startswith("hf://") else raw[3:])
@@ -121,22 +130,32 @@ def _parse_hf(raw: str, body: str) -> ModelRef:
         if not revision or revision.startswith("/") or ".." in revision.split("/"):
             raise ConfigError(f"model reference {raw!r}: bad revision {revision!r} ({expected})")
     parts = body.split("/")
-    if len(parts) < 2 or not parts[0] or not parts[1]:
+    if len(parts) == 1 and parts[0]:
+        parts = ["", parts[0]]  # an id of the hub without an owner: a whole repo
+    elif len(parts) < 2 or not parts[0] or not parts[1]:
         raise ConfigError(f"model reference {raw!r}: {expected}")
     owner, repo, rest = parts[0], parts[1], parts[2:]
     for what, name in (("owner", owner), ("repo", repo)):
-        if not _HF_NAME.match(name) or "--" in name or ".." in name or name.endswith((".", "-")):
+        if what == "owner" and not name:
+            continue
+        if not is_hub_name(name):
             raise ConfigError(f"model reference {raw!r}: {name!r} is not a valid Hugging Face {what} name")
     filename: str | None = None
     if rest:
         if any(p in ("", ".", "..") for p in rest) or "\\" in "/".join(rest):
             raise ConfigError(f"model reference {raw!r}: bad file path {'/'.join(rest)!r} in the repo")
         filename = "/".join(rest)
-    return ModelRef(text=raw, source="hf", owner=owner, repo=repo, filename=filename, revision=revision)
+    return ModelRef(text=raw, source="hf", owner=owner or None, repo=repo, filename=filename, revision=revision)
 
 
 def _parse_url(raw: str) -> ModelRef:
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+        _ = parts.port  # a port that is not a number raises only when read
+    except ValueError as exc:  # an unclosed [IPv6] bracket, a bad port
+        raise ConfigError(f"model reference {raw!r}: not a valid URL ({exc})") from exc
+    if any(c.isspace() or ord(c) < 32 for c in raw):
+        raise ConfigError(f"model reference {raw!r}: a URL cannot hold spaces or control characters")
     if not parts.netloc or not parts.hostname:
         raise ConfigError(f"model reference {raw!r}: the URL has no host")
     name = unquote(parts.path.rsplit("/", 1)[-1])

@@ -57,5 +57,5 @@ def provision_local(job: Job) -> ProvisionedModel:
             sha = sha or job.hash(target)
             check_sha256(job.expected, sha, f"model {job.ref.text} ({target})")
         job.records[name] = job.file_record(target, name, sha)
-    library = layout.library_for(names)
+    library = job.library_for(names)
     return job.commit(install, library, model_name, revision=None, commit=None, source="local")
