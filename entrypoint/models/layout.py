@@ -3,10 +3,11 @@
     models/llama-cpp/<owner>/<repo>/<path in repo>     repos that hold a *.gguf
     models/transformers/<owner>/<repo>/<path in repo>  every other repo
     models/<library>/_url/<host>/<hash12>/<file>       http(s) downloads
+    models/<library>/_oci/<registry>/<repo>/<manifest12>/<layer title>   oci artifacts
     models/configs/<repo>.json                         config.json mirrored for discovery
     models/model_registry.json  models/provenance.jsonl  models/.locks/
 
-``_url`` cannot collide with a Hugging Face owner: those start with a letter or digit.
+``_url`` and ``_oci`` cannot collide with a Hugging Face owner: those start with a letter or digit.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def install_dir(models_dir: Path, ref: ModelRef, library: str) -> Path:
     if ref.source == "https":
         host = urlsplit(ref.url or "").hostname or "unknown"
         return models_dir / library / "_url" / host / ref.url_hash()
+    if ref.source == "oci":
+        assert ref.registry and ref.repo
+        return models_dir / library / "_oci" / ref.registry / ref.repo
     raise ValueError(f"{ref.text} is used in place: it has no install dir")
 
 

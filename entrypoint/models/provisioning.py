@@ -7,7 +7,7 @@ Steps of :func:`ensure`:
    mtime_ns, inode) are unchanged -> done. Nothing is hashed, opened or fetched; only
    ``last_accessed`` is written (:meth:`Job.warm`).
 3. Otherwise the ref's source brings the bytes (``sources/local.py``, ``https.py``,
-   ``hf.py``). Offline, nothing touches the network: a missing file is E_NET naming
+   ``hf.py``, ``oci.py``). Offline, nothing touches the network: a missing file is E_NET naming
    the ref.
 4. Every ``.gguf`` header is read (E_VERIFY if it is not a complete GGUF: the file is
    removed from the final path); the catalog records sizes, sha256, stat keys and the
@@ -31,6 +31,7 @@ from entrypoint.models.refs import parse_model_ref
 from entrypoint.models.sources.hf import provision_hf
 from entrypoint.models.sources.https import provision_https
 from entrypoint.models.sources.local import provision_local
+from entrypoint.models.sources.oci import provision_oci
 from entrypoint.settings import Settings
 
 
@@ -92,4 +93,6 @@ def _cold(job: Job) -> ProvisionedModel:
             return warm
         if job.ref.source == "https":
             return provision_https(job)
+        if job.ref.source == "oci":
+            return provision_oci(job)
         return provision_hf(job)
