@@ -77,18 +77,18 @@ def ensure(
             warm = job.warm()
             if warm is not None:
                 return warm
-        return _cold(job)
+        return _cold(job, refresh=refresh)
     except AutoinferError as exc:
         job.record_failure(exc)
         raise
 
 
-def _cold(job: Job) -> ProvisionedModel:
+def _cold(job: Job, *, refresh: bool) -> ProvisionedModel:
     if job.ref.source == "local":
         return provision_local(job)  # used in place: nothing to download, nothing to lock
     lock = model_lock_path(job.models_dir, job.key)
     with file_lock(lock, timeout=job.lock_timeout, what=f"model {job.ref.text}"):
-        warm = job.warm()  # another process may have just provisioned it
+        warm = None if refresh else job.warm()  # another process may have just provisioned it
         if warm is not None:
             return warm
         if job.ref.source == "https":
