@@ -185,24 +185,26 @@ def test_artifact_without_gguf_or_with_two_models_is_refused(
 def test_an_index_is_followed_to_the_model_manifest(
     registry: LocalRegistry, models_dir: Path, gguf_bytes: Callable[[int], bytes]
 ) -> None:
-    model = gguf_bytes(1)
+    model, other = gguf_bytes(1), gguf_bytes(2)
     inner = registry.push_model("ai/multi", "inner", [Blob(model, DOCKER_GGUF)])
-    size = len(registry.manifests[inner])
+    decoy = registry.push_model("ai/multi", "decoy", [Blob(other, DOCKER_GGUF)])
+
+    def entry(digest: str, **extra: object) -> dict[str, object]:
+        kind = "application/vnd.oci.image.manifest.v1+json"
+        return {"mediaType": kind, "digest": digest, "size": len(registry.manifests[digest]), **extra}
+
+    image = {"os": "linux", "architecture": "s390x"}  # a platform entry that is not the model
     index = {
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
-        "manifests": [
-            {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": inner,
-                "size": size,
-                "platform": {"os": "linux", "architecture": "amd64"},
-            }
-        ],
+        "manifests": [entry(decoy, platform=image), entry(inner, artifactType=MODELPACK_ARTIFACT)],
     }
     top = registry.push_manifest("ai/multi", "latest", index, OCI_INDEX)
     got = provision(models_dir, f"oci://{registry.host}/ai/multi:latest")
     assert got.path.read_bytes() == model and got.revision == top
+    index["manifests"] = [entry(decoy), entry(inner)]  # nothing tells them apart: the first
+    registry.push_manifest("ai/multi", "plain", index, OCI_INDEX)
+    assert provision(models_dir, f"oci://{registry.host}/ai/multi:plain").path.read_bytes() == other
 
 
 def test_a_tampered_blob_is_refused_and_nothing_is_published(

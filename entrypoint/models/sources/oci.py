@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from entrypoint.errors import ConfigError, NotFoundError, VerifyError
+from entrypoint.errors import ConfigError, NotFoundError, PermError, VerifyError
 from entrypoint.fsutil import fsync_dir, temp_name
 from entrypoint.gguf_info import is_projector_name
 from entrypoint.models import catalog, layout
@@ -121,14 +121,17 @@ def provision_oci(job: Job) -> ProvisionedModel:
         if _link_known(job, known, install, layer, target) or job.reuse(target, layer.sha256, layer.size):
             job.records[rel] = job.file_record(target, rel, layer.sha256)
             continue
-        fetched = fetch_url(
-            registry.blob_url(layer.digest),
-            target,
-            sha256=layer.sha256,
-            size=layer.size,
-            headers=registry.headers(),
-            lock_timeout=job.lock_timeout,
-        )
+        try:
+            fetched = fetch_url(
+                registry.blob_url(layer.digest),
+                target,
+                sha256=layer.sha256,
+                size=layer.size,
+                headers=registry.headers(),
+                lock_timeout=job.lock_timeout,
+            )
+        except PermError as exc:  # the download's own hint speaks of the hub's tokens
+            raise PermError(f"model {ref.text}: {exc.message}", hint=registry.hint()) from exc
         job.hashed = True
         job.downloaded += fetched.size - fetched.resumed_from
         job.records[rel] = job.file_record(target, rel, fetched.sha256, remove_if_invalid=True)
@@ -199,6 +202,8 @@ def select_layers(manifest: Mapping[str, Any], ref: ModelRef, digest: str) -> li
         media = str(desc.get("mediaType") or "")
         seen.append(media)
         title = _title(desc, where)
+        if media in DOCKER_GGUF and title is not None and not layout.is_gguf(title):
+            title += ".gguf"  # the media type says GGUF; the store and llama-server go by the name
         if media in DOCKER_GGUF or (media == MODELPACK_RAW and title is not None and layout.is_gguf(title)):
             (projectors if title and is_projector_name(title) else models).append((title, desc))
         elif media == DOCKER_MMPROJ:

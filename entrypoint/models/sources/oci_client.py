@@ -52,6 +52,7 @@ ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
 MODELPACK_ARTIFACT = "application/vnd.cncf.model.manifest.v1+json"
 DOCKER_CONFIG_PREFIX = "application/vnd.docker.ai.model.config"
 
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 MAX_MANIFEST = 4 << 20  # the distribution spec lets registries refuse larger manifests
 _PARAM = re.compile(r'([A-Za-z_]+)\s*=\s*(?:"([^"]*)"|([^,\s]*))')
 _DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
@@ -60,7 +61,7 @@ _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm6
 
 def pick_entry(index: Mapping[str, Any], where: str) -> str:
     """The digest of an index's model artifact, else of this platform's manifest, else the first."""
-    entries = [e for e in index.get("manifests") or [] if isinstance(e, dict) and isinstance(e.get("digest"), str)]
+    entries = [e for e in index.get("manifests") or [] if isinstance(e, dict) and _DIGEST.match(str(e.get("digest")))]
     if not entries:
         raise VerifyError(f"{where}: the index lists no manifest")
 
@@ -250,11 +251,11 @@ class Registry:
             status, headers, body = self._send(self.base + path, {"Accept": accept, **self.headers()})
         if status in (401, 403):
             raise PermError(
-                f"model {self.ref.text}: {self.ref.registry} refused access (HTTP {status})", hint=self._hint()
+                f"model {self.ref.text}: {self.ref.registry} refused access (HTTP {status})", hint=self.hint()
             )
         return status, headers, body
 
-    def _hint(self) -> str:
+    def hint(self) -> str:
         if self.credentials is None:
             tried = ", ".join(str(p) for p in self.auth_files) or "none set"
             return (
@@ -286,7 +287,7 @@ class Registry:
         params = {m.group(1).lower(): m.group(2) or m.group(3) or "" for m in _PARAM.finditer(rest)}
         if scheme.lower() == "basic":
             if self.credentials is None:
-                raise PermError(f"model {self.ref.text}: {self.ref.registry} needs credentials", hint=self._hint())
+                raise PermError(f"model {self.ref.text}: {self.ref.registry} needs credentials", hint=self.hint())
             self.authorization = self.credentials.basic()
             return
         if scheme.lower() != "bearer" or not params.get("realm"):
@@ -314,7 +315,7 @@ class Registry:
             raise PermError(
                 f"model {self.ref.text}: the token service {parts.scheme}://{parts.netloc} refused "
                 f"{'the credentials' if self.credentials else 'an anonymous token'} (HTTP {status})",
-                hint=self._hint(),
+                hint=self.hint(),
             )
         if status != 200:
             raise NetError(
