@@ -290,7 +290,7 @@ def test_offline_before_a_pull_is_e_net_and_after_it_serves(
 
 
 def test_private_repo_needs_credentials_from_docker_config(
-    tmp_path: Path, models_dir: Path, gguf_bytes: Callable[[int], bytes]
+    tmp_path: Path, models_dir: Path, gguf_bytes: Callable[[int], bytes], caplog: pytest.LogCaptureFixture
 ) -> None:
     for registry in registry_fixture(tmp_path / "registry", users={"alice": "s3cret-pw"}):
         registry.push_auth = "Basic " + base64.b64encode(b"alice:s3cret-pw").decode()
@@ -298,6 +298,7 @@ def test_private_repo_needs_credentials_from_docker_config(
         ref = f"oci://{registry.host}/private/tiny:latest"
         with pytest.raises(PermError) as info:
             provision(models_dir, ref, environ={"DOCKER_CONFIG": str(tmp_path / "empty")})
+        caplog.set_level("DEBUG")
         assert registry.host in info.value.message and "no credentials" in (info.value.hint or "")
         wrong = docker_config(tmp_path / "wrong", registry.host, "alice", "nope")
         with pytest.raises(PermError) as info:
@@ -312,6 +313,10 @@ def test_private_repo_needs_credentials_from_docker_config(
         podman.write_text(json.dumps({"auths": scoped}))
         again = provision(models_dir, ref, environ={"REGISTRY_AUTH_FILE": str(podman)}, refresh=True)
         assert again.path == got.path
+        podman.write_text("{not json")
+        with pytest.raises(ConfigError, match=str(podman)):
+            provision(models_dir, ref, environ={"REGISTRY_AUTH_FILE": str(podman)}, refresh=True)
+    assert "s3cret-pw" not in caplog.text and base64.b64encode(b"alice:s3cret-pw").decode() not in caplog.text
 
 
 def test_token_auth_asks_the_realm_with_the_credentials(
