@@ -4,10 +4,11 @@
     models/transformers/<owner>/<repo>/<path in repo>  every other repo
     models/<library>/_/<repo>/<path in repo>           hub ids without an owner
     models/<library>/_url/<host>/<hash12>/<file>       http(s) downloads
+    models/<library>/_oci/<registry>/<repo>/<manifest12>/<layer title>   oci artifacts
     models/configs/<repo>.json                         config.json mirrored for discovery
     models/model_registry.json  models/provenance.jsonl  models/.locks/
 
-``_url`` cannot collide with a Hugging Face owner: those start with a letter or digit.
+``_url`` and ``_oci`` cannot collide with a Hugging Face owner: those start with a letter or digit.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def install_dir(models_dir: Path, ref: ModelRef, library: str) -> Path:
     if ref.source == "https":
         host = urlsplit(ref.url or "").hostname or "unknown"
         return models_dir / library / "_url" / host / ref.url_hash()
+    if ref.source == "oci":
+        assert ref.registry and ref.repo
+        return models_dir / library / "_oci" / ref.registry / ref.repo
     raise ValueError(f"{ref.text} is used in place: it has no install dir")
 
 

@@ -7,7 +7,7 @@ Steps of :func:`ensure`:
    mtime_ns, inode) are unchanged -> done. Nothing is hashed, opened or fetched; only
    ``last_accessed`` is written (:meth:`Job.warm`).
 3. Otherwise the ref's source brings the bytes (``sources/local.py``, ``https.py``,
-   ``hf.py``). Offline, nothing touches the network: a missing file is E_NET naming
+   ``hf.py``, ``oci.py``). Offline, nothing touches the network: a missing file is E_NET naming
    the ref.
 4. Every ``.gguf`` header is read (E_VERIFY if it is not a complete GGUF: the file is
    removed from the final path); the catalog records sizes, sha256, stat keys and the
@@ -32,6 +32,7 @@ from entrypoint.models.refs import parse_model_ref
 from entrypoint.models.sources.hf import provision_hf
 from entrypoint.models.sources.https import provision_https
 from entrypoint.models.sources.local import provision_local
+from entrypoint.models.sources.oci import provision_oci
 from entrypoint.settings import Settings
 
 
@@ -82,22 +83,24 @@ def ensure(
             warm = job.warm()
             if warm is not None and _wanted(job, warm):
                 return warm
-        return _cold(job)
+        return _cold(job, refresh=refresh)
     except AutoinferError as exc:
         job.record_failure(exc)
         raise
 
 
-def _cold(job: Job) -> ProvisionedModel:
+def _cold(job: Job, *, refresh: bool) -> ProvisionedModel:
     if job.ref.source == "local":
         return provision_local(job)  # used in place: nothing to download, nothing to lock
     lock = model_lock_path(job.models_dir, job.key)
     with file_lock(lock, timeout=job.lock_timeout, what=f"model {job.ref.text}"):
-        warm = job.warm()  # another process may have just provisioned it
+        warm = None if refresh else job.warm()  # another process may have just provisioned it
         if warm is not None and _wanted(job, warm):
             return warm
         if job.ref.source == "https":
             return provision_https(job)
+        if job.ref.source == "oci":
+            return provision_oci(job)
         return provision_hf(job)
 
 

@@ -5,7 +5,9 @@
 - ``hf:owner/repo[@rev]``: a whole repo (narrowed by include/exclude globs);
 - ``hf:repo[@rev]``: a whole repo of the hub's older ids without an owner
   (``hf:distilbert-base-uncased``); a file inside one needs the owner spelled out;
-- ``http://…`` or ``https://…``: one file.
+- ``http://…`` or ``https://…``: one file;
+- ``oci://registry[:port]/repo[/more]:tag`` or ``oci://registry/repo@sha256:<64 hex>``: a model
+  artifact in an OCI registry (a tag defaults to ``latest``; see ``sources/oci.py``).
 
 Parsing is pure (no I/O): errors name the reference and what is wrong (E_CONFIG).
 """
@@ -22,11 +24,20 @@ from urllib.parse import unquote, urlsplit
 
 from entrypoint.errors import ConfigError
 
-Source = Literal["local", "hf", "https"]
+Source = Literal["local", "hf", "https", "oci"]
 
 # Hugging Face's own rule for owner and repo names (huggingface_hub's validate_repo_id).
 _HF_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+# The grammar of the distribution spec (and Docker's reference package): a registry host,
+# path components in lower case, a tag, a sha256 digest.
+_OCI_HOST = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?$"
+)
+_OCI_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_OCI_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_OCI_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+OCI_DEFAULT_TAG = "latest"
 DEFAULT_REVISION = "main"
 
 
@@ -40,8 +51,9 @@ class ModelRef:
     owner: str | None = None
     repo: str | None = None
     filename: str | None = None  # path inside the repo
-    revision: str | None = None  # as written; None means "main"
-    url: str | None = None
+    revision: str | None = None  # as written; None means "main" (oci: the tag or ``sha256:…`` digest)
+    url: str | None = None  # https: the URL; oci: ``oci://registry/repo`` (the catalog key)
+    registry: str | None = None  # oci: ``host[:port]`` as written (repo holds the repository path)
 
     @property
     def repo_id(self) -> str:
@@ -66,8 +78,15 @@ class ModelRef:
             return f"hf:{inner}@{self.rev}"
         if self.source == "local":
             return f"local:{self.local_path(base_dir)}"
+        if self.source == "oci":
+            return f"{self.url}{'@' if self.is_digest else ':'}{self.revision}"
         assert self.url is not None
         return self.url
+
+    @property
+    def is_digest(self) -> bool:
+        """An ``oci:`` ref pinned to a manifest digest (not a tag)."""
+        return self.source == "oci" and (self.revision or "").startswith("sha256:")
 
     @property
     def basename(self) -> str:
@@ -100,6 +119,8 @@ def parse_model_ref(text: str, *, revision: str | None = None) -> ModelRef:
         ref = _parse_hf(raw, raw[5:] if lowered.startswith("hf://") else raw[3:])
     elif lowered.startswith(("http://", "https://")):
         ref = _parse_url(raw)
+    elif lowered.startswith("oci://"):
+        ref = parse_oci(raw)
     elif lowered.startswith("file:"):
         body = raw[7:] if lowered.startswith("file://") else raw[5:]
         if not body:
@@ -110,7 +131,7 @@ def parse_model_ref(text: str, *, revision: str | None = None) -> ModelRef:
         if match and len(match.group(1)) > 1:  # one letter could be a drive, never a scheme we know
             raise ConfigError(
                 f"model reference {raw!r}: unknown scheme {match.group(1)!r} "
-                "(expected a path, file:, hf:owner/repo[/file][@rev] or http(s)://)"
+                "(expected a path, file:, hf:owner/repo[/file][@rev], http(s):// or oci://registry/repo:tag)"
             )
         ref = ModelRef(text=raw, source="local", path=Path(raw))
     if revision is not None:
@@ -165,3 +186,42 @@ def _parse_url(raw: str) -> ModelRef:
         raise ConfigError(f"model reference {raw!r}: {name!r} cannot be a file name")
     url = parts._replace(fragment="").geturl()
     return ModelRef(text=raw, source="https", url=url)
+
+
+def parse_oci(raw: str) -> ModelRef:
+    """``oci://registry[:port]/repo[/more][:tag][@sha256:<hex>]`` (a digest wins over a tag)."""
+    expected = "expected oci://registry[:port]/repo[/more]:tag or oci://registry/repo@sha256:<64 hex>"
+    body = raw[len("oci://") :]
+    digest: str | None = None
+    if "@" in body:
+        body, digest = body.rsplit("@", 1)
+        if not _OCI_DIGEST.match(digest):
+            raise ConfigError(f"model reference {raw!r}: bad digest {digest!r} ({expected})")
+    registry, _, path = body.partition("/")
+    if not registry or not path:
+        raise ConfigError(f"model reference {raw!r}: no repository after the registry ({expected})")
+    if not _OCI_HOST.match(registry) or ("." not in registry and ":" not in registry and registry != "localhost"):
+        raise ConfigError(
+            f"model reference {raw!r}: {registry!r} is not a registry host (a name with a dot or a port, "
+            f"or localhost; {expected})"
+        )
+    tag: str | None = None
+    last = path.rsplit("/", 1)[-1]
+    if ":" in last:
+        path, tag = path.rsplit(":", 1)
+        if not _OCI_TAG.match(tag):
+            raise ConfigError(f"model reference {raw!r}: bad tag {tag!r} ({expected})")
+    bad = [c for c in path.split("/") if not _OCI_COMPONENT.match(c)]
+    if bad:
+        raise ConfigError(
+            f"model reference {raw!r}: {bad[0]!r} is not a valid repository name component "
+            f"(lower case letters, digits and . _ - separators; {expected})"
+        )
+    return ModelRef(
+        text=raw,
+        source="oci",
+        repo=path,
+        revision=digest or tag or OCI_DEFAULT_TAG,
+        url=f"oci://{registry.lower()}/{path}",
+        registry=registry.lower(),
+    )
