@@ -4,10 +4,11 @@ Steps of :func:`boot`:
 
 1. :func:`~entrypoint.plan.make_plan` validates every variable, the config and every
    model reference; nothing has been changed if it raises.
-2. Install the packages asked for on boot (atomic, idempotent: a warm boot copies,
-   extracts and hashes nothing).
+2. Install the packages asked for on boot and every build the config pins (atomic,
+   idempotent: a warm boot copies, extracts and hashes nothing), then resolve each
+   instance's binary, before any model is fetched.
 3. Provision the models the enabled instances use (verified; a warm boot reads nothing).
-4. Resolve each instance to its exact argv (the installed binary, the local model path)
+4. Build each instance's exact argv (the installed binary, the local model path)
    and write the supervisord config and the handoff files.
 5. Become our small init (PID 1), which runs supervisord as a fork of itself; or
    replace this process with ``-- CMD``; or stop here with ``--prepare-only`` (an
@@ -31,7 +32,16 @@ from typing import Any, NoReturn
 
 from entrypoint import models, packages, supervisor
 from entrypoint.errors import ConfigError
-from entrypoint.plan import ModelStep, Plan, choose_binary, make_plan, server_spec, swap_spec
+from entrypoint.plan import (
+    Binary,
+    ModelStep,
+    Plan,
+    ServerStep,
+    choose_binary,
+    make_plan,
+    server_spec,
+    swap_spec,
+)
 from entrypoint.servers import ServerSpec
 from entrypoint.settings import Settings
 
@@ -73,8 +83,18 @@ class Prepared:
         }
 
 
-def prepare(settings: Settings, *, environ: Mapping[str, str], base_dir: Path | None = None) -> Prepared:
-    """Steps 1 to 4 (see the module docstring)."""
+def prepare(
+    settings: Settings,
+    *,
+    environ: Mapping[str, str],
+    base_dir: Path | None = None,
+    running: bool = False,
+) -> Prepared:
+    """Steps 1 to 4 (see the module docstring).
+
+    *running*: a supervisord already runs from this state dir (``servers start``): keep
+    its credentials, since new ones would lock us out of it until its next start.
+    """
     started = time.monotonic()
     base_dir = base_dir or Path.cwd()
     plan = make_plan(settings, environ=environ, base_dir=base_dir)
@@ -88,15 +108,12 @@ def prepare(settings: Settings, *, environ: Mapping[str, str], base_dir: Path | 
             "package %s %s (%s): %s", result.name, result.version, result.id, ", ".join(result.actions) or "no change"
         )
 
+    installs += _install_pins(plan, settings, environ)
+    binaries = [_final_binary(plan, server, settings, environ) for server in plan.servers]
+
     provisioned = {(step.ref, step.sha256): _provision(step, settings, environ, base_dir) for step in plan.models}
     servers = []
-    for server in plan.servers:
-        binary = server.binary
-        if binary.pending:  # installed by this boot: now it must be there
-            assert plan.config is not None
-            binary = choose_binary(
-                settings, plan.config, server.instance.control.binary or plan.config.binary, strict=True
-            )
+    for server, binary in zip(plan.servers, binaries, strict=True):
         model = provisioned[(server.model.ref, server.model.sha256)] if server.model is not None else None
         servers.append(
             server_spec(
@@ -111,7 +128,8 @@ def prepare(settings: Settings, *, environ: Mapping[str, str], base_dir: Path | 
     if plan.swap is not None:
         servers.append(swap_spec(settings, environ, dry_run=False))
 
-    files = supervisor.write_config(plan.layout, servers, log_format=settings.log_format)
+    credentials = supervisor.read_credentials(plan.layout) if running else None
+    files = supervisor.write_config(plan.layout, servers, log_format=settings.log_format, credentials=credentials)
     return Prepared(
         plan=plan,
         installs=installs,
@@ -120,6 +138,28 @@ def prepare(settings: Settings, *, environ: Mapping[str, str], base_dir: Path | 
         files=files,
         seconds=time.monotonic() - started,
     )
+
+
+def _install_pins(plan: Plan, settings: Settings, environ: Mapping[str, str]) -> list[packages.InstallResult]:
+    """The builds the config pins that are not installed yet (side by side: the active one stays)."""
+    done = []
+    for pin in plan.pins:
+        result = packages.ensure_pin(pin, settings, environ)
+        if result is not None:
+            done.append(result)
+            log.info(
+                "pinned %s for %s: %s (%s) %s", pin.pin, ", ".join(pin.users), result.version, result.variant, result.id
+            )
+    return done
+
+
+def _final_binary(plan: Plan, server: ServerStep, settings: Settings, environ: Mapping[str, str]) -> Binary:
+    """The planned binary, or, when this boot installed it, the one now installed (it must be there)."""
+    if not server.binary.pending:
+        return server.binary
+    assert plan.config is not None
+    pin = server.instance.control.binary or plan.config.binary
+    return choose_binary(settings, plan.config, pin, strict=True, environ=environ)
 
 
 def _provision(

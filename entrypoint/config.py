@@ -47,15 +47,20 @@ INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SERVER_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # becomes --<key> on the command line
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")  # "${NAME}": NAME's value from the container
-GPU_IDS = re.compile(r"^(all|none|\d+(,\d+)*)$")
-SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
-BINARY_REF = re.compile(r"^[a-z0-9][a-z0-9-]*(@[A-Za-z0-9._-]+)?$")
 # Characters a supervisord config line or an argv entry cannot carry (a tab can).
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_HEX_GROUPS = r"[0-9a-fA-F]+(?:-[0-9a-fA-F]+)*"
+#: One device as CUDA_VISIBLE_DEVICES takes it: an index, a GPU UUID (``GPU-8932f937-...``,
+#: a unique prefix too), or a MIG instance (``MIG-<uuid>``, or the older ``MIG-GPU-<uuid>/<gi>/<ci>``).
+GPU_ID = rf"(?:\d+|GPU-{_HEX_GROUPS}|MIG-(?:{_HEX_GROUPS}|GPU-{_HEX_GROUPS}/\d+/\d+))"
+GPU_IDS = re.compile(rf"^(?:all|none|{GPU_ID}(?:,{GPU_ID})*)$")
+SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+BINARY_REF = re.compile(r"^[a-z0-9][a-z0-9-]*(@[A-Za-z0-9._-]+(/[a-z0-9][a-z0-9.-]*)?)?$")
 RESERVED = frozenset({"control", "server"})
 API_KEY = "api_key"  # the one server key that never becomes a flag
 _SECRET_FLAGS = ("--api-key", "--hf-token", "-hft")  # refused in extra_args: they would show in ps
-DEFAULT_PORT = 8080  # llama-server's own default
+DEFAULT_PORT = 8080  # passed as --port when the config names none (llama-server's own default may change)
+DEFAULT_HOST = "127.0.0.1"
 
 _SHOWN_KEY = 200  # a longer key path is cut in messages (and not looked up)
 _HERE = "%(here)s"  # supervisord expands it in every value, even after %-escaping
@@ -79,13 +84,22 @@ MASTER: dict[str, Field] = {
         "string", None, "Path of llama-server; default: the installed llama-cpp package, then PATH."
     ),
     "binary": Field(
-        "string", None, "Package pin for every instance: 'llama-cpp' or 'llama-cpp@<id or version>'.", BINARY_REF
+        "string",
+        None,
+        "Package pin for every instance: 'llama-cpp', 'llama-cpp@<id>' or 'llama-cpp@<version>[/<variant>]'.",
+        BINARY_REF,
     ),
 }
 
 CONTROL: dict[str, Field] = {
     "enabled": Field("boolean", True, "Whether this instance runs."),
-    "gpu_ids": Field("string", "all", "'all' | 'none' | '0,1' -> CUDA_VISIBLE_DEVICES.", GPU_IDS),
+    "gpu_ids": Field(
+        "string",
+        "all",
+        "'all' | 'none' | '0,1' | GPU UUIDs 'GPU-...' | MIG ids 'MIG-...' -> CUDA_VISIBLE_DEVICES "
+        "(and HIP_VISIBLE_DEVICES/ROCR_VISIBLE_DEVICES for ROCm builds, GGML_VK_VISIBLE_DEVICES for Vulkan builds).",
+        GPU_IDS,
+    ),
     "restart": Field(
         "string", "always", "When supervisord restarts the server.", enum=("always", "on-failure", "never")
     ),
@@ -94,7 +108,7 @@ CONTROL: dict[str, Field] = {
     "start_retries": Field("integer", 3, "Failed starts before the instance is FATAL.", minimum=0),
     "critical": Field("boolean", True, "A FATAL instance stops the container with a non-zero exit."),
     "model_sha256": Field("string", None, "Enforced sha256 of the model file.", SHA256),
-    "binary": Field("string", None, "Package pin: 'llama-cpp@<id or version>'.", BINARY_REF),
+    "binary": Field("string", None, "Package pin: 'llama-cpp@<id>' or 'llama-cpp@<version>[/<variant>]'.", BINARY_REF),
     "env": Field(
         "env",
         {},
@@ -140,6 +154,29 @@ class Control:
             return None
         return "" if self.gpu_ids == "none" else self.gpu_ids
 
+    def gpu_environment(self, variant: str | None) -> dict[str, str]:
+        """The device variables for a build of *variant* (``cuda-12.4-x64``, ``rocm-x64``, ``vulkan-x64``).
+
+        CUDA_VISIBLE_DEVICES always (as before); a ROCm/HIP build also gets
+        HIP_VISIBLE_DEVICES and ROCR_VISIBLE_DEVICES, a Vulkan build
+        GGML_VK_VISIBLE_DEVICES, which takes indices only (a UUID there is E_CONFIG).
+        """
+        value = self.cuda_visible_devices()
+        if value is None:
+            return {}
+        env = {"CUDA_VISIBLE_DEVICES": value}
+        family = (variant or "").split("-", 1)[0]
+        if family in ("rocm", "hip"):
+            env.update(HIP_VISIBLE_DEVICES=value, ROCR_VISIBLE_DEVICES=value)
+        elif family == "vulkan":
+            if any(not part.isdigit() for part in value.split(",") if part):
+                raise ConfigError(
+                    f"gpu_ids = {self.gpu_ids!r}: a Vulkan build ({variant}) selects devices by index only "
+                    "(GGML_VK_VISIBLE_DEVICES), not by GPU or MIG UUID"
+                )
+            env["GGML_VK_VISIBLE_DEVICES"] = value
+        return env
+
 
 @dataclass(frozen=True)
 class Instance:
@@ -160,7 +197,7 @@ class Instance:
 
     @property
     def host(self) -> str:
-        return str(self.server.get("host", "127.0.0.1"))
+        return str(self.server.get("host", DEFAULT_HOST))
 
     @property
     def model_ref(self) -> str | None:
@@ -190,6 +227,15 @@ class Instance:
         if api_key_file is not None:
             server["api_key_file"] = api_key_file
         return [*self.extra_args, *server_flags(server)]
+
+    def address_args(self) -> list[str]:
+        """``--host``/``--port`` when the config names none (127.0.0.1 and 8080).
+
+        Passed always, so the server listens where health, the handoff and status look,
+        whatever llama-server's own default is.
+        """
+        missing = {key: value for key, value in (("host", self.host), ("port", self.port)) if key not in self.server}
+        return server_flags(missing)
 
 
 @dataclass(frozen=True)

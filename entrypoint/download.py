@@ -66,7 +66,7 @@ class Progress:
         self._bar: Any = None
         self._last = time.monotonic()
         self._started = self._last
-        if sys.stderr.isatty():
+        if sys.stderr.isatty() and log.isEnabledFor(logging.INFO):  # -q (WARNING) hides the bar
             from tqdm import tqdm  # deferred: only a TTY download pays for it
 
             self._bar = tqdm(total=total, initial=done, unit="B", unit_scale=True, desc=label)

@@ -233,7 +233,7 @@ def free_bytes(path: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def check_space(where: Path, need: int, what: str, *, margin: int = SPACE_MARGIN) -> None:
+def check_space(where: Path, need: int, what: str, *, margin: int | None = None) -> None:
     """Raise :class:`DiskError` unless the file system of *where* has *need* + *margin* bytes free.
 
     *what* says what the space is for ("extracting llama.tar.gz"). Nothing is refused
@@ -246,6 +246,8 @@ def check_space(where: Path, need: int, what: str, *, margin: int = SPACE_MARGIN
         free = free_bytes(where)
     except OSError:
         return
+    if margin is None:  # a small volume keeps a tenth of its free space spare, a large one SPACE_MARGIN
+        margin = min(SPACE_MARGIN, free // 10)
     if need + margin > free:
         raise DiskError(
             f"not enough space for {what}: needs about {_mib(need)} MiB, {free >> 20} MiB free on {where}",

@@ -7,6 +7,9 @@ stops the container at once with exit 78 and the previous good state untouched.
 The plan is typed: one step per thing boot acts on (see docs/architecture.md):
 
 - :class:`~entrypoint.packages.PackageStatus` per package asked for on boot;
+- :class:`~entrypoint.packages.PinStatus` per build the config pins (``binary =
+  "llama-cpp@<version>[/<variant>]"``): installed, or installed by this boot through the
+  release index; a pin that cannot be had stops the plan here, naming its instances;
 - :class:`ModelStep` per distinct (model ref, expected digest) the enabled instances use;
 - :class:`ServerStep` per enabled instance: its config, the llama-server it runs and
   the model step it waits for.
@@ -27,6 +30,7 @@ from typing import Any
 from entrypoint import models, packages, supervisor
 from entrypoint.config import Config, Instance, load_config
 from entrypoint.errors import ConfigError, NotFoundError
+from entrypoint.packages import PinStatus
 from entrypoint.redact import redact_text
 from entrypoint.servers import ServerSpec
 from entrypoint.settings import Settings
@@ -47,6 +51,8 @@ class Binary:
     package_id: str | None = None
     note: str | None = None  # why this one (for people reading the plan)
     pending: bool = False  # installed by this boot: boot resolves it again once installed
+    variant: str | None = None  # the build's variant (cpu-x64, cuda-12.4-x64 ...): which GPU variables apply
+    args: tuple[str, ...] = ()  # before the instance's own: ("serve",) for llama.cpp's unified llama binary
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,7 @@ class Plan:
     config: Config | None
     layout: supervisor.StateLayout
     packages: list[packages.PackageStatus] = field(default_factory=list)
+    pins: list[PinStatus] = field(default_factory=list)
     models: list[ModelStep] = field(default_factory=list)
     servers: list[ServerStep] = field(default_factory=list)
     swap: ServerSpec | None = None  # llama-swap as the supervised program (AUTO_INFER_LLAMA_SWAP_ON_BOOT)
@@ -99,6 +106,7 @@ class Plan:
             "serving": s.serving,
             "config": str(s.llama_cpp_config) if s.llama_cpp_config else None,
             "packages": [p.to_dict() for p in self.packages],
+            "pins": [p.to_dict() for p in self.pins],
             "models": [m.to_dict() for m in self.models],
             "servers": [spec.to_dict() for spec in specs],
             "supervisor": {
@@ -129,10 +137,15 @@ def make_plan(settings: Settings, *, environ: Mapping[str, str], base_dir: Path 
     if settings.llama_cpp_on_boot:
         if config is None:
             raise ConfigError("AUTO_INFER_LLAMA_CPP_ON_BOOT is on but AUTO_INFER_LLAMA_CPP_CONFIG is not set")
+        plan.pins = pin_steps(config, settings, environ)
+        by_pin = {p.pin: p for p in plan.pins}
         plan.models = model_steps(config.enabled_instances, settings, base_dir)
         by_key = {(m.ref, m.sha256): m for m in plan.models}
         for inst in config.enabled_instances:
-            binary = choose_binary(settings, config, inst.control.binary or config.binary, strict=False)
+            pin = inst.control.binary or config.binary
+            binary = choose_binary(
+                settings, config, pin, strict=False, environ=environ, status=by_pin.get(pin) if pin else None
+            )
             step = by_key.get((inst.model_ref, inst.control.model_sha256)) if inst.model_ref else None
             path = str(step.status.path) if step else None
             model_id = step.status.id if step else None
@@ -178,30 +191,58 @@ def model_steps(instances: tuple[Instance, ...], settings: Settings, base_dir: P
     ]
 
 
-def choose_binary(settings: Settings, config: Config, pin: str | None, *, strict: bool) -> Binary:
+def pin_steps(config: Config, settings: Settings, environ: Mapping[str, str]) -> list[packages.PinStatus]:
+    """Every build the enabled instances pin, checked before anything changes (see the module docstring)."""
+    users: dict[str, list[str]] = {}
+    for inst in config.enabled_instances:
+        pin = inst.control.binary or config.binary
+        if pin:
+            users.setdefault(pin, []).append(inst.name)
+    return [packages.check_pin(pin, names, settings, environ, SERVER_EXE) for pin, names in users.items()]
+
+
+def choose_binary(
+    settings: Settings,
+    config: Config,
+    pin: str | None,
+    *,
+    strict: bool,
+    environ: Mapping[str, str] | None = None,
+    status: packages.PinStatus | None = None,
+) -> Binary:
     """Which llama-server an instance runs.
 
     In this order (the README's "The config" section): a pin (``binary =
-    "llama-cpp@<id or version>"``) names an installed version; else
-    ``master.llama_cpp_path``; else the active llama-cpp package; else llama-server on
-    PATH. In a plan (*strict* False) a package that this boot will install counts.
+    "llama-cpp@<id>"`` or ``"llama-cpp@<version>[/<variant>]"``) names an installed build
+    (a version installed as several variants: the pin's, else this host's detected
+    one); else ``master.llama_cpp_path``; else the active llama-cpp package; else
+    llama-server on PATH. In a plan (*strict* False) a build that this boot installs
+    counts: *status* (from :func:`pin_steps`) says so for a pin.
     """
     installed_by_boot = packages.binary_path(settings.root, LLAMA_CPP, SERVER_EXE)
     if pin:
-        try:
-            found = packages.find_binary(settings.root, pin, SERVER_EXE)
-        except NotFoundError:
-            if strict or not _installs(settings, pin.split("@")[0]):
-                raise
-            found = None
-        if found is not None:
-            return Binary(str(found.path), found.version, found.package_id, f"pinned {pin}")
-        return Binary(str(installed_by_boot), note=f"{pin}, installed by this boot", pending=True)
+        if not strict and status is not None and status.state != "installed":
+            what = f"{status.tag} ({status.variant})" if status.state == "install" else "the package boot installs"
+            path = status.found.path if status.found else installed_by_boot
+            return Binary(
+                str(path), note=f"pinned {pin}: {what}, installed by this boot", pending=True, variant=status.variant
+            )
+        found = packages.find_binary(settings.root, pin, SERVER_EXE, environ=environ)
+        assert found is not None, "a pin names a build or raises"
+        note = f"pinned {pin}" if found.note in (None, f"pinned {pin}") else f"pinned {pin}: {found.note}"
+        return Binary(str(found.path), found.version, found.package_id, note, variant=found.variant, args=found.args)
     if config.llama_cpp_path:
         return Binary(config.llama_cpp_path, note="master.llama_cpp_path")
     active = packages.find_binary(settings.root, None, SERVER_EXE)
     if active is not None and (strict or not _installs(settings, LLAMA_CPP)):
-        return Binary(str(active.path), active.version, active.package_id, "the active llama-cpp package")
+        return Binary(
+            str(active.path),
+            active.version,
+            active.package_id,
+            "the active llama-cpp package",
+            variant=active.variant,
+            args=active.args,
+        )
     if not strict and _installs(settings, LLAMA_CPP):
         return Binary(str(installed_by_boot), note="the llama-cpp package this boot installs", pending=True)
     on_path = shutil.which(SERVER_EXE)
@@ -252,10 +293,11 @@ def server_spec(
     0600), literal ``control.env`` values go to the spec's ``secret_env`` (a 0600 file),
     variables passed by name to ``env_passed`` (no value written at all).
     """
-    env: dict[str, str] = {}
-    cuda = inst.control.cuda_visible_devices()
-    if cuda is not None:
-        env["CUDA_VISIBLE_DEVICES"] = cuda
+    try:
+        env: dict[str, str] = inst.control.gpu_environment(exe.variant)
+    except ConfigError as exc:
+        raise ConfigError(f"instance {inst.name}: {exc.message}") from None
+    devices = dict(env)
     # The binary's folder first: release archives ship their .so files beside it.
     folder = os.path.dirname(exe.path)
     inherited = environ.get("LD_LIBRARY_PATH", "")
@@ -267,8 +309,9 @@ def server_spec(
     )
     return ServerSpec(
         name=inst.name,
-        argv=(exe.path, *inst.args(model_path, api_key_file=key_file)),
+        argv=(exe.path, *exe.args, *inst.args(model_path, api_key_file=key_file), *inst.address_args()),
         env=env,
+        devices=devices,
         env_passed=inst.control.env_passed(),
         secret_env=inst.control.env_literals(),
         api_key=inst.api_key,

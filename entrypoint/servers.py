@@ -39,6 +39,7 @@ class ServerSpec:
     critical: bool = True
     log_file: str | None = None
     program: str = "llama-server"  # what it runs: llama-server, or llama-swap
+    devices: Mapping[str, str] = field(default_factory=dict)  # the GPU variables of env (gpu_ids), for the handoff
 
     @property
     def health_url(self) -> str:
@@ -66,6 +67,7 @@ class ServerSpec:
             "log_file": self.log_file,
             "program": self.program,
             "api_key": MASK if self.api_key else None,
+            "devices": dict(self.devices),
         }
 
     def shown_env(self) -> dict[str, str]:

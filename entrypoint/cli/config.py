@@ -1,4 +1,4 @@
-"""``autoinfer config validate FILE`` and ``autoinfer config schema``."""
+"""``autoinfer config validate FILE``, ``autoinfer config schema`` and ``autoinfer config init``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from entrypoint.cli.edge import App, Outcome, command
 
 @click.group()
 def config() -> None:
-    """Validate a TOML config or print its JSON Schema."""
+    """Validate a TOML config, print its JSON Schema, or write a starter one."""
 
 
 @config.command()
@@ -48,3 +48,48 @@ def schema(app: App) -> Outcome:
         return Outcome("JSON Schema of the autoinfer TOML config", body)
     click.echo(json.dumps(body, indent=2))
     return Outcome("")
+
+
+@config.command()
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False), default="autoinfer.toml")
+@click.option(
+    "--models-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="One instance per GGUF model found (context from its header, mmproj attached).",
+)
+@click.option(
+    "--from-swap",
+    "from_swap",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Convert the llama-server entries of a llama-swap config.",
+)
+@click.option("--base-port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="First port.")
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@command
+def init(app: App, file: Path, models_dir: Path | None, from_swap: Path | None, base_port: int, force: bool) -> Outcome:
+    """Write a starter config to FILE (default autoinfer.toml; - for stdout) that validates.
+
+    Bare: the commented example. Never overwrites FILE without --force.
+    """
+    from entrypoint import starter
+    from entrypoint.errors import ArgsError
+    from entrypoint.fsutil import atomic_write_text
+
+    if models_dir is not None and from_swap is not None:
+        raise ArgsError("--models-dir and --from-swap: choose one")
+    if str(file) != "-" and file.exists() and not force:
+        raise ArgsError(f"{file} exists; not overwriting it", hint="pass --force, or name another FILE")
+    if models_dir is not None:
+        made = starter.from_models_dir(models_dir, base_port=base_port)
+    elif from_swap is not None:
+        made = starter.from_swap(from_swap, base_port=base_port)
+    else:
+        made = starter.example()
+    details = [f"  skipped {line}" for line in made.skipped]
+    data = {"file": str(file), "instances": made.instances, "skipped": made.skipped}
+    if str(file) == "-":
+        click.echo(made.text, nl=False)
+        return Outcome("", data, details=details)
+    atomic_write_text(file, made.text)
+    message = f"wrote {file}: {len(made.instances)} instance(s): {', '.join(made.instances)}"
+    return Outcome(message, data, details=details)

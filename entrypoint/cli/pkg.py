@@ -107,12 +107,15 @@ def list_(app: App) -> Outcome:
 @click.argument("ref", metavar="ID")
 @command
 def info(app: App, ref: str) -> Outcome:
-    """Show one version: ID is an id (or prefix), a version, or <pkg>@<id|version>."""
+    """Show one version: ID is an id (or prefix), a version, or <pkg>@<id|version>[/<variant>].
+
+    A version installed as several variants shows the one this host would run.
+    """
     from entrypoint.packages import info as info_of
     from entrypoint.packages import load_pins
 
     settings, root = _root(app)
-    data = info_of(root, ref, load_pins(settings.llama_cpp_config, force=True))
+    data = info_of(root, ref, load_pins(settings.llama_cpp_config, force=True), app.environ)
     keys = ("pkg", "version", "variant", "sha256", "size_bytes", "source", "installed_at", "dir", "active", "intact")
     return Outcome(message=f"{data['pkg']} {data['id']}", data=data, details=[f"  {k}: {data[k]}" for k in keys])
 
@@ -121,11 +124,15 @@ def info(app: App, ref: str) -> Outcome:
 @click.argument("ref", metavar="ID")
 @command
 def activate(app: App, ref: str) -> Outcome:
-    """Make ID the active version (one atomic symlink switch: the rollback)."""
+    """Make ID the active version (one atomic symlink switch: the rollback).
+
+    ID: an id (or prefix), a version, or <pkg>@<id|version>[/<variant>]; a version
+    installed as several variants needs its /<variant>.
+    """
     from entrypoint.packages import activate as do_activate
 
     settings, root = _root(app)
-    data = do_activate(root, ref, lock_timeout=settings.lock_timeout)
+    data = do_activate(root, ref, lock_timeout=settings.lock_timeout, environ=app.environ)
     if not data["changed"]:
         return Outcome(message=f"{data['name']} {data['id']} is already active", data=data)
     return Outcome(message=f"activated {data['name']} {data['version'] or ''} {data['id']}", data=data)
@@ -136,7 +143,11 @@ def activate(app: App, ref: str) -> Outcome:
 @click.option("--force", is_flag=True, help="Also remove the active or a pinned version.")
 @command
 def remove(app: App, ref: str, force: bool) -> Outcome:
-    """Remove one version; refuses the active one and pinned ones unless --force."""
+    """Remove one version; refuses the active one and pinned ones unless --force.
+
+    Removing the active version activates the newest other build of the same variant,
+    or leaves none active (never a build of another variant).
+    """
     from entrypoint.packages import load_pins
     from entrypoint.packages import remove as do_remove
 
@@ -147,8 +158,9 @@ def remove(app: App, ref: str, force: bool) -> Outcome:
         force=force,
         pins=load_pins(settings.llama_cpp_config, force=force),
         lock_timeout=settings.lock_timeout,
+        environ=app.environ,
     )
-    extra = f"; {data['name']} now points to {data['active']}" if data["was_active"] else ""
+    extra = f"; {data['note']}" if data["note"] else ""
     return Outcome(message=f"removed {data['name']} {data['removed']}{extra}", data=data)
 
 

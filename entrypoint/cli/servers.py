@@ -1,13 +1,16 @@
-"""``autoinfer servers render | status | health [--wait SECONDS]``."""
+"""``autoinfer servers render | status | health [--wait SECONDS] | start | stop | restart [NAME...]``."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from entrypoint.cli.edge import App, Outcome, command
-from entrypoint.errors import NotReadyError
+from entrypoint.errors import ConfigError, NotReadyError
 
 
 @click.group()
@@ -89,6 +92,10 @@ def health(app: App, wait: float) -> Outcome:
     from entrypoint.supervisor import StateLayout, check_health, read_handoffs
 
     layout = StateLayout(app.settings().state_dir)
+    started = time.monotonic()
+    while wait and not layout.conf.exists() and time.monotonic() - started < wait:
+        time.sleep(0.1)  # boot has not written its state yet: wait for it within the same budget
+    left = max(0.0, wait - (time.monotonic() - started)) if wait else 0
     # Not ready is an answer, not a failure: the report goes out as data, with E_NOT_READY's codes.
     if not layout.conf.exists():
         return Outcome(
@@ -98,7 +105,7 @@ def health(app: App, wait: float) -> Outcome:
             exit_code=NotReadyError.exit_code,
             error_code=NotReadyError.code,
         )
-    report = check_health(read_handoffs(layout), wait=wait)
+    report = check_health(read_handoffs(layout), wait=left)
     lines = [f"{i.name:<16} {i.state:<8} {i.url}  {i.detail}" for i in report.instances]
     if report.ok:
         return Outcome(f"ready: {len(report.instances)} server(s) answer 200", report.to_dict(), details=lines)
@@ -111,6 +118,63 @@ def health(app: App, wait: float) -> Outcome:
         error_code=NotReadyError.code,
         details=lines,
     )
+
+
+_NAMES = click.argument("names", nargs=-1, metavar="[NAME]...")
+
+
+@servers.command()
+@_NAMES
+@command
+def start(app: App, names: tuple[str, ...]) -> Outcome:
+    """Render what the config says now and tell the running supervisord: add, restart or remove what changed.
+
+    Starts the named servers (all when none is named) that are not running. Unchanged
+    running servers keep their pid. Works after a boot with AUTO_INFER_LLAMA_CPP_ON_BOOT
+    off too (supervisord then runs idle until this adds the servers).
+    """
+    return _update(app, names, "start")
+
+
+@servers.command()
+@_NAMES
+@command
+def restart(app: App, names: tuple[str, ...]) -> Outcome:
+    """Like start, and restart the named servers (all when none is named) even when unchanged."""
+    return _update(app, names, "restart")
+
+
+@servers.command()
+@_NAMES
+@command
+def stop(app: App, names: tuple[str, ...]) -> Outcome:
+    """Stop the named servers (all when none is named); `servers start` starts them again."""
+    from entrypoint.supervisor import StateLayout, stop_servers
+
+    report = stop_servers(StateLayout(app.settings().state_dir), names)
+    return Outcome(f"stopped {len(report.stopped)} server(s)", report.to_dict(), details=report.lines())
+
+
+def _update(app: App, names: Sequence[str], action: str) -> Outcome:
+    from entrypoint.boot import prepare
+    from entrypoint.supervisor import StateLayout, connect_supervisord, update_servers
+
+    settings = app.settings()
+    if settings.llama_cpp_config is None:
+        raise ConfigError(f"servers {action} needs AUTO_INFER_LLAMA_CPP_CONFIG: the config names the servers")
+    layout = StateLayout(settings.state_dir)
+    connect_supervisord(layout)  # before anything is installed or written
+    # The servers the config names, whether or not boot started them (ON_BOOT may be off).
+    prepared = prepare(
+        replace(settings, llama_cpp_on_boot=True), environ=app.environ, base_dir=Path.cwd(), running=True
+    )
+    report = update_servers(layout, prepared.servers, names=names, action=action)
+    changes = len(report.added) + len(report.changed) + len(report.removed)
+    message = (
+        f"{changes} change(s): {len(report.added)} added, {len(report.changed)} changed, "
+        f"{len(report.removed)} removed; {len(report.started)} started, {len(report.restarted)} restarted"
+    )
+    return Outcome(message, report.to_dict(), details=report.lines())
 
 
 def _duration(seconds: int) -> str:

@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import stat
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -32,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from entrypoint.digest import digest_if_unchanged
-from entrypoint.errors import from_os_error
+from entrypoint.errors import VerifyError, from_os_error
 from entrypoint.fsutil import atomic_write_json, file_lock
 from entrypoint.models import layout
 from entrypoint.models.refs import ModelRef
-from entrypoint.redact import redact_obj
+from entrypoint.redact import redact_obj, storable_url
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ def catalog_key(ref: ModelRef, base_dir: Path | None) -> str:
     if ref.source == "local":
         path = ref.local_path(base_dir)
         return str(path.with_name(layout.first_shard(path.name)))
-    return ref.model_id(base_dir)  # the URL without its credentials
+    assert ref.url is not None
+    return storable_url(ref.url)  # the URL without its credentials
 
 
 def now_iso() -> str:
@@ -86,21 +88,89 @@ def catalog_path(models_dir: Path) -> Path:
 
 
 def load_catalog(models_dir: Path) -> Catalog:
-    """The catalog as it is now (no lock: readers see a whole file thanks to rename)."""
-    path = catalog_path(models_dir)
+    """The catalog as it is now (no lock: readers see a whole file thanks to rename).
+
+    Lenient, for boot and provisioning: a file that does not parse reads as empty (the next
+    edit keeps it aside) and a malformed entry is skipped; the ``models`` verbs use
+    :func:`require_catalog`, which names the problem instead.
+    """
     try:
-        data = json.loads(path.read_text())
+        return _read_catalog(catalog_path(models_dir), strict=False)
+    except VerifyError as exc:  # pragma: no cover - lenient reads never raise it
+        log.warning("%s", exc.message)
+        return {}
+
+
+def require_catalog(models_dir: Path) -> Catalog:
+    """The catalog for the ``models`` verbs: one that does not parse, or an entry of the wrong
+    shape, is E_VERIFY naming the file (and the entry); ``models migrate`` sets such a file
+    aside and rebuilds the catalog from the tree."""
+    return _read_catalog(catalog_path(models_dir), strict=True)
+
+
+def _read_catalog(path: Path, *, strict: bool) -> Catalog:
+    hint = "run `autoinfer models migrate`: it keeps the file aside and rebuilds the catalog from the models tree"
+    try:
+        data = json.loads(read_regular(path))
     except FileNotFoundError:
         return {}
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        if strict:
+            raise VerifyError(f"the model catalog {path} is not valid JSON ({exc})", hint=hint) from exc
         log.warning("%s is not valid JSON (%s); treating the catalog as empty", path, exc)
         return {}
     except OSError as exc:
         raise from_os_error(exc, f"read {path}") from exc
     if not isinstance(data, dict):
+        if strict:
+            raise VerifyError(f"the model catalog {path} is not a JSON object", hint=hint)
         log.warning("%s is not a JSON object; treating the catalog as empty", path)
         return {}
-    return {k: v for k, v in data.items() if isinstance(v, dict)}
+    out: Catalog = {}
+    for key, entry in data.items():
+        problem = entry_problem(entry)
+        if problem is None:
+            out[key] = entry
+        elif strict:
+            raise VerifyError(f"the model catalog {path}: entry {key!r} {problem}", hint=hint)
+        else:
+            log.warning("%s: entry %r %s; skipped", path, key, problem)
+    return out
+
+
+def read_regular(path: Path) -> str:
+    """The text of *path*, which must be a regular file: a FIFO or a device would block or
+    never end; it reads as "not valid JSON" (ValueError) instead."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read()
+    finally:
+        os.close(fd)
+    return data.decode()
+
+
+def entry_problem(entry: object) -> str | None:
+    """What is wrong with the shape of a catalog entry, or None (types only; see ``normalise_entry``)."""
+    if not isinstance(entry, dict):
+        return "is not a JSON object"
+    files = entry.get("files", [])
+    if not isinstance(files, list) or not all(isinstance(f, dict) and isinstance(f.get("path"), str) for f in files):
+        return "has 'files' that is not a list of objects with a path"
+    for f in files:
+        if not isinstance(f.get("size", 0), int | None):
+            return f"has a file {f['path']!r} whose size is not a number"
+    for name in ("total_size",):
+        if not isinstance(entry.get(name, 0), int | None):
+            return f"has {name!r} that is not a number"
+    for name in ("install_path", "state", "last_accessed", "library", "source", "model_id"):
+        if not isinstance(entry.get(name), str | None):
+            return f"has {name!r} that is not a string"
+    if not isinstance(entry.get("refs") or {}, dict):
+        return "has 'refs' that is not an object"
+    return None
 
 
 @contextlib.contextmanager
@@ -114,10 +184,10 @@ def edit_catalog(models_dir: Path, *, lock_timeout: float = 600.0) -> Iterator[C
     with file_lock(models_dir / ".locks" / "registry.lock", timeout=lock_timeout, what="the model catalog"):
         raw: Any = None
         try:
-            raw = json.loads(path.read_text())
+            raw = json.loads(read_regular(path))
         except FileNotFoundError:
             raw = {}
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             aside = path.with_name(f"{CATALOG_FILE}.corrupt-{int(time.time())}")
             log.error("%s does not parse; kept as %s and starting an empty catalog", path, aside)
             with contextlib.suppress(OSError):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,26 @@ class RemoteRepo:
     license: str | None = None
 
 
+@dataclass(frozen=True)
+class RepoSummary:
+    """One repo of ``models search``: what the hub's listing says of it."""
+
+    id: str
+    downloads: int | None
+    likes: int | None
+    last_modified: str | None
+    library: str | None
+    gated: Any
+    gguf: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+#: ``models search --sort`` -> huggingface_hub's sort names (the hub sorts descending).
+SORTS = {"downloads": "downloads", "likes": "likes", "modified": "last_modified"}
+
+
 class Hub:
     """The hub (or a mirror) as *environ* configures it; no I/O until a method is called."""
 
@@ -58,6 +78,9 @@ class Hub:
         # None lets huggingface_hub fall back to the token saved by `hf auth login`
         self.token: str | None = environ.get("HF_TOKEN") or environ.get("HUGGING_FACE_HUB_TOKEN") or None
         self.cache_dir = hf_cache_dir(environ)
+        # Downloads are shared into the HF cache (hard links, see hfcache.py) when the user
+        # names one or already has one; a machine without either gets no new folder.
+        self.shares_cache = bool(environ.get("HF_HUB_CACHE") or environ.get("HF_HOME")) or self.cache_dir.is_dir()
 
     # -- remote -------------------------------------------------------------------------------
     def headers(self) -> dict[str, str]:
@@ -106,6 +129,46 @@ class Hub:
             size = sib.size if sib.size is not None else (int(lfs["size"]) if lfs and lfs.get("size") else None)
             files.append(RemoteFile(sib.rfilename, size, sha, self.file_url(repo_id, sib.rfilename, info.sha)))
         return RemoteRepo(repo_id, revision, str(info.sha), tuple(files), info.gated, _license_of(info))
+
+    def search(
+        self,
+        *,
+        owner: str | None = None,
+        text: str | None = None,
+        sort: str = "downloads",
+        limit: int = 20,
+        gguf: bool = False,
+    ) -> list[RepoSummary]:
+        """List repos (``GET /api/models``) by owner and text, most downloaded (liked, recent) first."""
+        from huggingface_hub import HfApi  # deferred: heavy (see the module docstring)
+
+        api = HfApi(endpoint=self.endpoint, token=self.token or None)
+        what = "models search" + (f" --owner {owner}" if owner else "") + (f" --search {text}" if text else "")
+        out = []
+        with hub_errors(what, self.endpoint):
+            found = api.list_models(
+                author=owner or None,
+                search=text or None,
+                filter="gguf" if gguf else None,
+                sort=SORTS[sort],  # type: ignore[arg-type]  # one of huggingface_hub's literal names
+                limit=limit,
+                expand=["downloads", "likes", "lastModified", "library_name", "gated", "tags"],
+            )
+            for info in found:
+                tags = list(info.tags or [])
+                modified = info.last_modified
+                out.append(
+                    RepoSummary(
+                        id=info.id,
+                        downloads=info.downloads,
+                        likes=info.likes,
+                        last_modified=modified.strftime("%Y-%m-%dT%H:%M:%SZ") if modified else None,
+                        library=info.library_name,
+                        gated=info.gated,
+                        gguf="gguf" in tags or info.library_name == "gguf",
+                    )
+                )
+        return out
 
     # -- the local HF cache (pre-seeded for air-gapped use) ------------------------------------
     def cached_file(self, repo_id: str, filename: str, revision: str) -> Path | None:

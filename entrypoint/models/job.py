@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,24 +20,42 @@ from entrypoint import fsutil
 from entrypoint.digest import StatKey, sha256_file
 from entrypoint.errors import (
     AutoinferError,
+    CompatError,
     ConfigError,
     DiskError,
     LockError,
     NetError,
     PermError,
+    QuotaError,
     VerifyError,
 )
 from entrypoint.gguf_info import read_gguf_info
 from entrypoint.models import catalog, layout
 from entrypoint.models.catalog import file_unchanged
+from entrypoint.models.compat import fit_problem, machine_facts
 from entrypoint.models.refs import ModelRef
 from entrypoint.models.selection import selection_id
 from entrypoint.redact import redact_text
 
 log = logging.getLogger(__name__)
 
-#: Free space kept on the models volume beyond a download itself. The package installer
-#: keeps its own (smaller) margin; the two are not unified yet.
+
+@dataclass(frozen=True)
+class PullOptions:
+    """The guards and choices of ``models pull`` (boot uses the defaults: no quota, no fit check).
+
+    ``max_quota_bytes``: E_QUOTA if the store would grow past it. ``check_fit``: E_COMPAT if
+    the model cannot fit in RAM and VRAM (``--force-compat`` turns it off). ``library``:
+    ``llama-cpp`` or ``transformers`` instead of the GGUF/other routing. ``max_workers``:
+    files of a whole repo downloaded at once. ``machine``: the facts the fit is judged on
+    (the machine's own by default).
+    """
+
+    max_quota_bytes: int | None = None
+    check_fit: bool = False
+    library: str | None = None
+    max_workers: int = 1
+    machine: Callable[[], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +116,7 @@ class Job:
     lock_timeout: float
     base_dir: Path | None
     environ: Mapping[str, str]
+    options: PullOptions = field(default_factory=PullOptions)
     hashed: bool = False
     downloaded: int = 0
     imported: int = 0
@@ -167,6 +186,37 @@ class Job:
     def check_disk_space(self, needed: int) -> None:
         """E_DISK before a download that cannot fit (the margin is fsutil's, shared with packages)."""
         fsutil.check_space(self.models_dir, needed, f"model {self.ref.text}")
+
+    def library_for(self, names: list[str]) -> str:
+        """``--library`` when given, else GGUF -> llama-cpp, anything else -> transformers."""
+        return self.options.library or layout.library_for(names)
+
+    def guard(self, needed: int, model_bytes: int, gguf: Mapping[str, Any] | None = None) -> None:
+        """Before the first byte: the quota (E_QUOTA), the free disk (E_DISK), the fit (E_COMPAT).
+
+        *needed* is what is still to be downloaded, *model_bytes* what the model weighs
+        once there (its GGUF files, or every file of another kind of repo).
+        """
+        quota = self.options.max_quota_bytes
+        if quota is not None and needed > 0:
+            total = sum(int(e.get("total_size") or 0) for e in catalog.load_catalog(self.models_dir).values())
+            if total + needed > quota:
+                raise QuotaError(
+                    f"model {self.ref.text} needs {needed / 1e9:.2f} GB; the store holds {total / 1e9:.2f} GB "
+                    f"and --max-quota-gb is {quota / 1e9:.2f} GB",
+                    hint="run `autoinfer models gc --quota-gb N` first, or raise --max-quota-gb",
+                    data={"needed": needed, "store_total": total, "quota_bytes": quota},
+                )
+        self.check_disk_space(needed)
+        if self.options.check_fit and model_bytes > 0:
+            facts = (self.options.machine or machine_facts)()
+            problem = fit_problem(model_bytes, facts)
+            if problem is not None:
+                raise CompatError(
+                    f"model {self.ref.text} {problem}",
+                    hint="pass --force-compat to pull it anyway, or pick a smaller quantization",
+                    data={"model_bytes": model_bytes, "gguf": dict(gguf) if gguf else None},
+                )
 
     def reuse(self, target: Path, want: str | None, size: int | None) -> str | None:
         """Trust a final file the catalog does not know (a crash after publish) only if it checks out.
@@ -330,8 +380,17 @@ class Job:
         """State ``failed`` with the error (for a known model or any verification failure).
 
         A lock held by another process or a usage error says nothing about the model:
-        those are logged in the provenance only.
+        those are logged in the provenance only. A local file that was never catalogued
+        and is refused without a digest being demanded leaves the models folder untouched:
+        it is used in place, and nothing of it was ever ours (a demanded digest that does
+        not match is recorded, so that ``plan`` shows it).
         """
+        if (
+            self.ref.source == "local"
+            and self.expected is None
+            and self.key not in catalog.load_catalog(self.models_dir)
+        ):
+            return
         catalog.append_provenance(
             self.models_dir, self.provenance("failed", None, error_code=exc.code, error=exc.message)
         )

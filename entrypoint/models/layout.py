@@ -2,15 +2,18 @@
 
     models/llama-cpp/<owner>/<repo>/<path in repo>     repos that hold a *.gguf
     models/transformers/<owner>/<repo>/<path in repo>  every other repo
+    models/<library>/_/<repo>/<path in repo>           hub ids without an owner
     models/<library>/_url/<host>/<hash12>/<file>       http(s) downloads
+    models/<library>/_oci/<registry>/<repo>/<manifest12>/<layer title>   oci artifacts
     models/configs/<repo>.json                         config.json mirrored for discovery
     models/model_registry.json  models/provenance.jsonl  models/.locks/
 
-``_url`` cannot collide with a Hugging Face owner: those start with a letter or digit.
+``_url`` and ``_oci`` cannot collide with a Hugging Face owner: those start with a letter or digit.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +24,9 @@ from entrypoint.models.refs import ModelRef
 LLAMA_CPP = "llama-cpp"
 TRANSFORMERS = "transformers"
 LIBRARIES = (LLAMA_CPP, TRANSFORMERS)
+#: The owner folder of a hub id without an owner (``hf:distilbert-base-uncased``); like ``_url``
+#: it cannot collide with a Hugging Face owner, which starts with a letter or a digit.
+NO_OWNER = "_"
 
 
 def library_for(filenames: Iterable[str]) -> str:
@@ -30,11 +36,14 @@ def library_for(filenames: Iterable[str]) -> str:
 
 def install_dir(models_dir: Path, ref: ModelRef, library: str) -> Path:
     if ref.source == "hf":
-        assert ref.owner and ref.repo
-        return models_dir / library / ref.owner / ref.repo
+        assert ref.repo
+        return models_dir / library / (ref.owner or NO_OWNER) / ref.repo
     if ref.source == "https":
         host = urlsplit(ref.url or "").hostname or "unknown"
         return models_dir / library / "_url" / host / ref.url_hash()
+    if ref.source == "oci":
+        assert ref.registry and ref.repo
+        return models_dir / library / "_oci" / ref.registry / ref.repo
     raise ValueError(f"{ref.text} is used in place: it has no install dir")
 
 
@@ -80,9 +89,45 @@ def role_of(name: str) -> str:
     return "file"
 
 
+_QUANT = re.compile(r"(?:^|[-_.])((?:I?Q\d(?:_[A-Z0-9]+)*)|BF16|F16|F32|MXFP4(?:_MOE)?)(?=[-_.]|$)", re.IGNORECASE)
+
+
+def quantization_of(name: str) -> str | None:
+    """The quantization a GGUF file name announces (``x.Q4_K_M.gguf`` -> ``Q4_K_M``), or None.
+
+    Names are a convention, not a fact: the header's ``general.file_type`` (read once the
+    file, or its first bytes, are here) is the authority.
+    """
+    base = name.rsplit("/", 1)[-1]
+    if not is_gguf(base):
+        return None
+    found = _QUANT.findall(base[: -len(".gguf")])
+    return found[-1].upper() if found else None
+
+
 def model_files(names: Iterable[str]) -> list[str]:
     """The names llama-server could take as ``--model`` (not projectors, not later shards)."""
     return sorted(n for n in names if role_of(n) == "model")
+
+
+def serving_weight(sizes: dict[str, int]) -> int:
+    """What one served model of these files weighs in memory: the largest GGUF model (all its
+    shards) plus the largest projector; a repo without GGUF weighs all its files.
+
+    A repo of several quantizations is served one file at a time: summing them would
+    refuse a model that fits.
+    """
+    ggufs = {n: s for n, s in sizes.items() if is_gguf(n)}
+    if not ggufs:
+        return sum(sizes.values())
+    models: dict[str, int] = {}
+    projector = 0
+    for name, size in ggufs.items():
+        if role_of(name) == "projector":
+            projector = max(projector, size)
+        else:
+            models[first_shard(name)] = models.get(first_shard(name), 0) + size
+    return max(models.values(), default=0) + projector
 
 
 def projector_files(names: Iterable[str]) -> list[str]:

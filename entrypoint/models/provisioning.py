@@ -7,7 +7,7 @@ Steps of :func:`ensure`:
    mtime_ns, inode) are unchanged -> done. Nothing is hashed, opened or fetched; only
    ``last_accessed`` is written (:meth:`Job.warm`).
 3. Otherwise the ref's source brings the bytes (``sources/local.py``, ``https.py``,
-   ``hf.py``). Offline, nothing touches the network: a missing file is E_NET naming
+   ``hf.py``, ``oci.py``). Offline, nothing touches the network: a missing file is E_NET naming
    the ref.
 4. Every ``.gguf`` header is read (E_VERIFY if it is not a complete GGUF: the file is
    removed from the final path); the catalog records sizes, sha256, stat keys and the
@@ -26,11 +26,13 @@ from pathlib import Path
 from entrypoint.digest import parse_sha256
 from entrypoint.errors import AutoinferError, ConfigError
 from entrypoint.fsutil import file_lock
-from entrypoint.models.job import Job, ProvisionedModel, model_lock_path
+from entrypoint.models import layout
+from entrypoint.models.job import Job, ProvisionedModel, PullOptions, model_lock_path
 from entrypoint.models.refs import parse_model_ref
 from entrypoint.models.sources.hf import provision_hf
 from entrypoint.models.sources.https import provision_https
 from entrypoint.models.sources.local import provision_local
+from entrypoint.models.sources.oci import provision_oci
 from entrypoint.settings import Settings
 
 
@@ -45,6 +47,7 @@ def ensure(
     exclude: Sequence[str] = (),
     revision: str | None = None,
     refresh: bool = False,
+    options: PullOptions | None = None,
 ) -> ProvisionedModel:
     """Ensure *ref* is present and verified (see the module docstring for the steps).
 
@@ -52,7 +55,8 @@ def ensure(
     supplies ``HF_ENDPOINT``, ``HF_TOKEN`` and the HF cache variables; relative local
     paths resolve against *base_dir*. *include*/*exclude* narrow a whole-repo ``hf:``
     ref; *revision* is ``--revision``; *refresh* skips the warm path so that a moving
-    revision such as ``main`` is asked again (``models pull --refresh``).
+    revision such as ``main`` is asked again (``models pull --refresh``); *options* are
+    ``models pull``'s guards and choices (:class:`PullOptions`: quota, fit, library, workers).
     """
     parsed = parse_model_ref(ref, revision=revision)
     expected = parse_sha256(sha256, "sha256") if sha256 else None
@@ -70,26 +74,36 @@ def ensure(
         lock_timeout=settings.lock_timeout,
         base_dir=base_dir,
         environ=environ,
+        options=options or PullOptions(),
     )
+    if job.options.library is not None and job.options.library not in layout.LIBRARIES:
+        raise ConfigError(f"library {job.options.library!r} is not one of {', '.join(layout.LIBRARIES)}")
     try:
         if not refresh:
             warm = job.warm()
-            if warm is not None:
+            if warm is not None and _wanted(job, warm):
                 return warm
-        return _cold(job)
+        return _cold(job, refresh=refresh)
     except AutoinferError as exc:
         job.record_failure(exc)
         raise
 
 
-def _cold(job: Job) -> ProvisionedModel:
+def _cold(job: Job, *, refresh: bool) -> ProvisionedModel:
     if job.ref.source == "local":
         return provision_local(job)  # used in place: nothing to download, nothing to lock
     lock = model_lock_path(job.models_dir, job.key)
     with file_lock(lock, timeout=job.lock_timeout, what=f"model {job.ref.text}"):
-        warm = job.warm()  # another process may have just provisioned it
-        if warm is not None:
+        warm = None if refresh else job.warm()  # another process may have just provisioned it
+        if warm is not None and _wanted(job, warm):
             return warm
         if job.ref.source == "https":
             return provision_https(job)
+        if job.ref.source == "oci":
+            return provision_oci(job)
         return provision_hf(job)
+
+
+def _wanted(job: Job, warm: ProvisionedModel) -> bool:
+    """A warm copy serves unless ``--library`` asks for the other layout (then it is pulled again there)."""
+    return job.options.library is None or warm.library == job.options.library

@@ -3,7 +3,11 @@
 - a plain path or ``file:`` (``file:/abs``, ``file:///abs``, ``file:rel``): used in place;
 - ``hf:owner/repo/path/in/repo.gguf[@rev]``: one file of a Hugging Face repo;
 - ``hf:owner/repo[@rev]``: a whole repo (narrowed by include/exclude globs);
-- ``http://…`` or ``https://…``: one file.
+- ``hf:repo[@rev]``: a whole repo of the hub's older ids without an owner
+  (``hf:distilbert-base-uncased``); a file inside one needs the owner spelled out;
+- ``http://…`` or ``https://…``: one file;
+- ``oci://registry[:port]/repo[/more]:tag`` or ``oci://registry/repo@sha256:<64 hex>``: a model
+  artifact in an OCI registry (a tag defaults to ``latest``; see ``sources/oci.py``).
 
 Parsing is pure (no I/O): errors name the reference and what is wrong (E_CONFIG).
 
@@ -27,11 +31,20 @@ from urllib.parse import unquote, urlsplit
 from entrypoint.errors import ConfigError
 from entrypoint.redact import redact_url, storable_url
 
-Source = Literal["local", "hf", "https"]
+Source = Literal["local", "hf", "https", "oci"]
 
 # Hugging Face's own rule for owner and repo names (huggingface_hub's validate_repo_id).
 _HF_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+# The grammar of the distribution spec (and Docker's reference package): a registry host,
+# path components in lower case, a tag, a sha256 digest.
+_OCI_HOST = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?$"
+)
+_OCI_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_OCI_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_OCI_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+OCI_DEFAULT_TAG = "latest"
 DEFAULT_REVISION = "main"
 
 
@@ -45,12 +58,15 @@ class ModelRef:
     owner: str | None = None
     repo: str | None = None
     filename: str | None = None  # path inside the repo
-    revision: str | None = None  # as written; None means "main"
-    url: str | None = field(default=None, repr=False)  # http(s): as written, credentials included
+    revision: str | None = None  # as written; None means "main" (oci: the tag or ``sha256:…`` digest)
+    # https: the URL as written, credentials included (shown and stored without them: see
+    # model_id); oci: ``oci://registry/repo`` (the catalog key)
+    url: str | None = field(default=None, repr=False)
+    registry: str | None = None  # oci: ``host[:port]`` as written (repo holds the repository path)
 
     @property
     def repo_id(self) -> str:
-        return f"{self.owner}/{self.repo}"
+        return f"{self.owner}/{self.repo}" if self.owner else str(self.repo)
 
     @property
     def rev(self) -> str:
@@ -71,8 +87,15 @@ class ModelRef:
             return f"hf:{inner}@{self.rev}"
         if self.source == "local":
             return f"local:{self.local_path(base_dir)}"
+        if self.source == "oci":
+            return f"{self.url}{'@' if self.is_digest else ':'}{self.revision}"
         assert self.url is not None
         return storable_url(self.url)
+
+    @property
+    def is_digest(self) -> bool:
+        """An ``oci:`` ref pinned to a manifest digest (not a tag)."""
+        return self.source == "oci" and (self.revision or "").startswith("sha256:")
 
     @property
     def basename(self) -> str:
@@ -89,16 +112,25 @@ class ModelRef:
         return hashlib.sha256(storable_url(self.url).encode()).hexdigest()[:12]
 
 
+def is_hub_name(name: str) -> bool:
+    """Whether *name* may be a Hugging Face owner or repo name (huggingface_hub's own rule)."""
+    return bool(_HF_NAME.match(name)) and "--" not in name and ".." not in name and not name.endswith((".", "-"))
+
+
 def parse_model_ref(text: str, *, revision: str | None = None) -> ModelRef:
     """Parse *text*; *revision* (``--revision``) applies to ``hf:`` refs only."""
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(f"model reference {text!r} is empty")
     raw = text.strip()
+    if "\0" in raw:
+        raise ConfigError(f"model reference {raw!r} holds a NUL character")
     lowered = raw.lower()
     if lowered.startswith("hf:"):
         ref = _parse_hf(raw, raw[5:] if lowered.startswith("hf://") else raw[3:])
     elif lowered.startswith(("http://", "https://")):
         ref = _parse_url(raw)
+    elif lowered.startswith("oci://"):
+        ref = parse_oci(raw)
     elif lowered.startswith("file:"):
         body = raw[7:] if lowered.startswith("file://") else raw[5:]
         if not body:
@@ -109,7 +141,7 @@ def parse_model_ref(text: str, *, revision: str | None = None) -> ModelRef:
         if match and len(match.group(1)) > 1:  # one letter could be a drive, never a scheme we know
             raise ConfigError(
                 f"model reference {raw!r}: unknown scheme {match.group(1)!r} "
-                "(expected a path, file:, hf:owner/repo[/file][@rev] or http(s)://)"
+                "(expected a path, file:, hf:owner/repo[/file][@rev], http(s):// or oci://registry/repo:tag)"
             )
         ref = ModelRef(text=raw, source="local", path=Path(raw))
     if revision is not None:
@@ -129,23 +161,33 @@ def _parse_hf(raw: str, body: str) -> ModelRef:
         if not revision or revision.startswith("/") or ".." in revision.split("/"):
             raise ConfigError(f"model reference {raw!r}: bad revision {revision!r} ({expected})")
     parts = body.split("/")
-    if len(parts) < 2 or not parts[0] or not parts[1]:
+    if len(parts) == 1 and parts[0]:
+        parts = ["", parts[0]]  # an id of the hub without an owner: a whole repo
+    elif len(parts) < 2 or not parts[0] or not parts[1]:
         raise ConfigError(f"model reference {raw!r}: {expected}")
     owner, repo, rest = parts[0], parts[1], parts[2:]
     for what, name in (("owner", owner), ("repo", repo)):
-        if not _HF_NAME.match(name) or "--" in name or ".." in name or name.endswith((".", "-")):
+        if what == "owner" and not name:
+            continue
+        if not is_hub_name(name):
             raise ConfigError(f"model reference {raw!r}: {name!r} is not a valid Hugging Face {what} name")
     filename: str | None = None
     if rest:
         if any(p in ("", ".", "..") for p in rest) or "\\" in "/".join(rest):
             raise ConfigError(f"model reference {raw!r}: bad file path {'/'.join(rest)!r} in the repo")
         filename = "/".join(rest)
-    return ModelRef(text=raw, source="hf", owner=owner, repo=repo, filename=filename, revision=revision)
+    return ModelRef(text=raw, source="hf", owner=owner or None, repo=repo, filename=filename, revision=revision)
 
 
 def _parse_url(raw: str) -> ModelRef:
-    parts = urlsplit(raw)
     shown = redact_url(raw)
+    try:
+        parts = urlsplit(raw)
+        _ = parts.port  # a port that is not a number raises only when read
+    except ValueError as exc:  # an unclosed [IPv6] bracket, a bad port
+        raise ConfigError(f"model reference {shown!r}: not a valid URL ({exc})") from exc
+    if any(c.isspace() or ord(c) < 32 for c in raw):
+        raise ConfigError(f"model reference {shown!r}: a URL cannot hold spaces or control characters")
     if not parts.netloc or not parts.hostname:
         raise ConfigError(f"model reference {shown!r}: the URL has no host")
     name = unquote(parts.path.rsplit("/", 1)[-1])
@@ -155,3 +197,42 @@ def _parse_url(raw: str) -> ModelRef:
         raise ConfigError(f"model reference {shown!r}: {name!r} cannot be a file name")
     url = parts._replace(fragment="").geturl()
     return ModelRef(text=shown, source="https", url=url)
+
+
+def parse_oci(raw: str) -> ModelRef:
+    """``oci://registry[:port]/repo[/more][:tag][@sha256:<hex>]`` (a digest wins over a tag)."""
+    expected = "expected oci://registry[:port]/repo[/more]:tag or oci://registry/repo@sha256:<64 hex>"
+    body = raw[len("oci://") :]
+    digest: str | None = None
+    if "@" in body:
+        body, digest = body.rsplit("@", 1)
+        if not _OCI_DIGEST.match(digest):
+            raise ConfigError(f"model reference {raw!r}: bad digest {digest!r} ({expected})")
+    registry, _, path = body.partition("/")
+    if not registry or not path:
+        raise ConfigError(f"model reference {raw!r}: no repository after the registry ({expected})")
+    if not _OCI_HOST.match(registry) or ("." not in registry and ":" not in registry and registry != "localhost"):
+        raise ConfigError(
+            f"model reference {raw!r}: {registry!r} is not a registry host (a name with a dot or a port, "
+            f"or localhost; {expected})"
+        )
+    tag: str | None = None
+    last = path.rsplit("/", 1)[-1]
+    if ":" in last:
+        path, tag = path.rsplit(":", 1)
+        if not _OCI_TAG.match(tag):
+            raise ConfigError(f"model reference {raw!r}: bad tag {tag!r} ({expected})")
+    bad = [c for c in path.split("/") if not _OCI_COMPONENT.match(c)]
+    if bad:
+        raise ConfigError(
+            f"model reference {raw!r}: {bad[0]!r} is not a valid repository name component "
+            f"(lower case letters, digits and . _ - separators; {expected})"
+        )
+    return ModelRef(
+        text=raw,
+        source="oci",
+        repo=path,
+        revision=digest or tag or OCI_DEFAULT_TAG,
+        url=f"oci://{registry.lower()}/{path}",
+        registry=registry.lower(),
+    )

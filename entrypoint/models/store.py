@@ -9,18 +9,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from entrypoint.errors import AutoinferError, NotFoundError
+from entrypoint.errors import AutoinferError, ConfigError, NetError, NotFoundError
 from entrypoint.models import catalog, layout
 from entrypoint.models.catalog import catalog_key
-from entrypoint.models.hub import Hub
-from entrypoint.models.refs import parse_model_ref
+from entrypoint.models.hub import SORTS, Hub, RepoSummary
+from entrypoint.models.refs import is_hub_name, parse_model_ref
 
 log = logging.getLogger(__name__)
 
 
 def resolve_key(models_dir: Path, text: str, *, base_dir: Path | None = None) -> str:
     """A catalog key from a key itself (``owner/repo``) or any ref that provisions it."""
-    entries = catalog.load_catalog(models_dir)
+    entries = catalog.require_catalog(models_dir)
     if text in entries:
         return text
     try:
@@ -69,7 +69,8 @@ class ModelSummary:
 
 
 def list_models(models_dir: Path) -> list[ModelSummary]:
-    return [ModelSummary.of(k, e) for k, e in sorted(catalog.load_catalog(models_dir).items())]
+    """Every catalogued model; a catalog that does not parse is E_VERIFY naming the file."""
+    return [ModelSummary.of(k, e) for k, e in sorted(catalog.require_catalog(models_dir).items())]
 
 
 def model_info(
@@ -91,7 +92,16 @@ def model_info(
         if offline or ref is None or ref.source != "hf":
             raise
         remote = Hub(environ).repo(ref.repo_id, ref.rev)
-        files = [{"path": f.name, "size": f.size, "sha256": f.sha256} for f in remote.files]
+        files = [
+            {
+                "path": f.name,
+                "size": f.size,
+                "sha256": f.sha256,
+                "role": layout.role_of(f.name),
+                "quantization": layout.quantization_of(f.name),
+            }
+            for f in remote.files
+        ]
         return {
             "key": ref.repo_id,
             "catalogued": False,
@@ -105,8 +115,12 @@ def model_info(
             "total_size": sum(f["size"] or 0 for f in files),
             "install_path": None,
         }
-    entry = catalog.load_catalog(models_dir)[key]
-    return {"key": key, "catalogued": True, **entry}
+    entry = catalog.require_catalog(models_dir)[key]
+    files = [
+        {**f, "quantization": (f.get("gguf") or {}).get("file_type") or layout.quantization_of(str(f["path"]))}
+        for f in entry.get("files") or []
+    ]
+    return {"key": key, "catalogued": True, **entry, "files": files}
 
 
 def set_pinned(models_dir: Path, text: str, pinned: bool, *, lock_timeout: float = 600.0) -> ModelSummary:
@@ -116,3 +130,26 @@ def set_pinned(models_dir: Path, text: str, pinned: bool, *, lock_timeout: float
             raise NotFoundError(f"{text} is not in the model catalog")
         entries[key]["pinned"] = pinned
         return ModelSummary.of(key, entries[key])
+
+
+def search_models(
+    environ: Mapping[str, str],
+    *,
+    owner: str | None = None,
+    text: str | None = None,
+    sort: str = "downloads",
+    limit: int = 20,
+    gguf: bool = False,
+    offline: bool = False,
+) -> list[RepoSummary]:
+    """Browse the hub (``HF_ENDPOINT``): repos by *owner* and *text*, sorted by *sort*
+    (``downloads``, ``likes`` or ``modified``), at most *limit*, only GGUF repos with *gguf*."""
+    if owner is not None and not is_hub_name(owner):
+        raise ConfigError(f"owner {owner!r} is not a valid Hugging Face owner name")
+    if sort not in SORTS:
+        raise ConfigError(f"sort {sort!r} is not one of {', '.join(SORTS)}")
+    if limit < 1:
+        raise ConfigError(f"limit {limit} must be at least 1")
+    if offline:
+        raise NetError("offline: models search asks the hub", hint="turn AUTO_INFER_OFFLINE off")
+    return Hub(environ).search(owner=owner, text=text, sort=sort, limit=limit, gguf=gguf)

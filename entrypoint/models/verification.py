@@ -21,7 +21,7 @@ class VerifyReport:
     checked: int = 0
     hashed: int = 0
     failed: list[str] = field(default_factory=list)
-    models: dict[str, str] = field(default_factory=dict)  # catalog key -> active | failed
+    models: dict[str, str] = field(default_factory=dict)  # catalog key -> active | pending | failed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -34,11 +34,13 @@ def verify_store(
 
     A file that fails leaves its model ``failed`` (and its refs untrusted, so the next
     boot provisions them again); a good one gets a fresh stat key. Without *full*, an
-    unchanged stat key is trusted (seconds for any size).
+    unchanged stat key is trusted (seconds for any size). A ``pending`` model (a pull
+    under way or interrupted) stays ``pending`` and is reported so: its files being good
+    says nothing of the ones still missing. A catalog that does not parse is E_VERIFY.
     """
     report = VerifyReport()
     hashed_before = digestmod.files_hashed
-    entries = catalog.load_catalog(models_dir)
+    entries = catalog.require_catalog(models_dir)
     updates: dict[str, tuple[list[dict[str, Any]], list[str]]] = {}
     for key, entry in sorted(entries.items()):
         if keys is not None and key not in keys:
@@ -59,7 +61,12 @@ def verify_store(
                 fresh["verified_at"] = catalog.now_iso()
                 records.append(fresh)
         updates[key] = (records, problems)
-        report.models[key] = "failed" if problems else "active"
+        state = str(entry.get("state") or "active")
+        if problems:
+            state = "failed"
+        elif state != "pending" and entry.get("files"):
+            state = "active"
+        report.models[key] = state
         report.failed += problems
     with catalog.edit_catalog(models_dir, lock_timeout=lock_timeout) as live:
         for key, (records, problems) in updates.items():
@@ -71,7 +78,7 @@ def verify_store(
                 current["state"] = "failed"
                 current["error"] = {"code": "E_VERIFY", "message": "; ".join(problems), "at": catalog.now_iso()}
                 current["refs"] = {}
-            elif current.get("state") == "failed":
+            elif current.get("state") == "failed" and records:
                 current["state"], current["error"] = "active", None
     report.hashed = digestmod.files_hashed - hashed_before
     return report

@@ -6,7 +6,10 @@ The front door: boot, plan and ``autoinfer pkg`` call only what is here.
   (:class:`PackageStatus`); :func:`ensure` is the boot step that makes it so.
 - :func:`install_package` installs a path, ``file://``, ``http(s)://`` archive or
   ``llama-cpp@<version|latest>``.
-- :func:`find_binary` and :func:`binary_path` say where an executable is.
+- :func:`check_pin` and :func:`ensure_pin` do the same for a config's pin
+  (``binary = "llama-cpp@<version>[/<variant>]"``): every pinned build is installed on boot.
+- :func:`find_binary` and :func:`binary_path` say where an executable is (a version
+  installed as several variants: the pin's, else this host's detected variant).
 - :func:`list_versions`, :func:`info`, :func:`activate`, :func:`remove`, :func:`gc`,
   :func:`latest` and :func:`load_pins` back the other ``autoinfer pkg`` commands.
 
@@ -16,7 +19,7 @@ is), :mod:`.cache` (what is remembered of it), :mod:`.fetch` (into ``cache/``),
 versions, and the layout under the root), :mod:`.repair` and :mod:`.legacy` (what
 crashes and older installers left), :mod:`.release`/:mod:`.releases`/:mod:`.variants`
 (``llama-cpp@<version>``), :mod:`.installer` (the steps in order), :mod:`.status`,
-:mod:`.resolve`, :mod:`.manage` and :mod:`.pins`.
+:mod:`.resolve`, :mod:`.pinned`, :mod:`.manage` and :mod:`.pins`.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from typing import TYPE_CHECKING
 
 from entrypoint.packages.job import Hook, InstallResult, result_of
 from entrypoint.packages.manage import GcReport, activate, gc, info, latest, list_versions, remove
+from entrypoint.packages.pinned import PinStatus, check_pin, ensure_pin
 from entrypoint.packages.pins import Pin, load_pins
 from entrypoint.packages.registry import Registry, active_id, binary_path, intact
-from entrypoint.packages.resolve import ResolvedBinary, find_binary
+from entrypoint.packages.resolve import PinRef, ResolvedBinary, find_binary
 from entrypoint.packages.status import PackageStatus, check
 from entrypoint.settings import DEFAULT_RELEASES_URL, PackageRequest, Settings
 
@@ -43,11 +47,15 @@ __all__ = [
     "PackageRequest",
     "PackageStatus",
     "Pin",
+    "PinRef",
+    "PinStatus",
     "ResolvedBinary",
     "activate",
     "binary_path",
     "check",
+    "check_pin",
     "ensure",
+    "ensure_pin",
     "find_binary",
     "gc",
     "info",

@@ -7,6 +7,9 @@ Accepted at the top of the archive or under one top folder, the layouts real rel
 - ``<exe>`` beside its ``.so`` files (real llama.cpp Linux releases, ``llama-bNNNN/``):
   the folder itself becomes ``bin/``, so the ``$ORIGIN`` RPATH and the in-tree
   ``libllama.so -> libllama.so.0 -> libllama.so.0.0.N`` chains keep working.
+
+A llama.cpp build with no ``llama-server`` but the unified ``llama`` binary is accepted
+(it serves as ``llama serve``); one with neither is refused, naming the archive.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from entrypoint.errors import ArchiveError
-from entrypoint.packages.registry import EXECUTABLES
+from entrypoint.packages.registry import ALTERNATES, EXECUTABLES
 
 _KINDS = (("bin", ("bin",)), ("build/bin", ("build", "bin")), ("flat", ()))
 # "version: 7572 (abc1234)" (older builds) or "version: 0.6.0-dev (build 11434, commit abc1234)"
@@ -40,21 +43,23 @@ def _is_executable_file(path: Path) -> bool:
     return path.is_file() and bool(path.stat().st_mode & 0o111)
 
 
-def _find(tree: Path, exe: str, strict: bool) -> tuple[Path, str]:
+def _find(tree: Path, exe: str, strict: bool, alternate: str | None = None) -> tuple[Path, str]:
     tops = [tree]
     entries = list(tree.iterdir())
     if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
         tops.append(entries[0])
-    for top in tops:
-        for kind, parts in _KINDS:
-            if top.joinpath(*parts, exe).is_file():
-                return top, kind
+    for name in (exe, alternate) if alternate else (exe,):
+        for top in tops:
+            for kind, parts in _KINDS:
+                if top.joinpath(*parts, name).is_file():
+                    return top, kind
     if not strict:
         for top in tops:
             if (top / "bin").is_dir() and any(_is_executable_file(p) for p in (top / "bin").iterdir()):
                 return top, "bin"
+    also = f" (nor the unified {alternate})" if alternate else ""
     raise ArchiveError(
-        f"no {exe} in the archive (looked for bin/{exe}, build/bin/{exe} and {exe}, "
+        f"no {exe}{also} in the archive (looked for bin/{exe}, build/bin/{exe} and {exe}, "
         "at the top of the archive or under one top folder)",
         hint="is this the right package? pass --name to install another package",
     )
@@ -63,7 +68,8 @@ def _find(tree: Path, exe: str, strict: bool) -> tuple[Path, str]:
 def normalise(tree: Path, out: Path, pkg: str) -> Layout:
     """Move the extracted *tree* to *out* (which must not exist) in the normal layout."""
     exe = EXECUTABLES.get(pkg, pkg)
-    top, kind = _find(tree, exe, strict=pkg in EXECUTABLES)
+    alternate = ALTERNATES[pkg][0] if pkg in ALTERNATES else None
+    top, kind = _find(tree, exe, strict=pkg in EXECUTABLES, alternate=alternate)
     if kind == "flat":
         out.mkdir()
         os.rename(top, out / "bin")
@@ -73,6 +79,8 @@ def normalise(tree: Path, out: Path, pkg: str) -> Layout:
             os.symlink("build/bin", out / "bin")
     bin_dir = out / "bin"
     main = bin_dir / exe
+    if alternate and not main.exists():
+        main = bin_dir / alternate
     if main.is_file() and not main.stat().st_mode & 0o111:
         # zips made on Windows carry no Unix modes
         real = Path(os.path.realpath(main))

@@ -26,6 +26,7 @@ from entrypoint.packages.registry import (
 )
 from entrypoint.packages.release import index_for, installed_release, pick_asset
 from entrypoint.packages.repair import reconcile, trash
+from entrypoint.packages.resolve import resolve_ref
 from entrypoint.packages.variants import choose, os_names
 
 
@@ -33,18 +34,6 @@ from entrypoint.packages.variants import choose, os_names
 def _locked(root: Path, pkg: str, timeout: float) -> Iterator[None]:
     with fsutil.file_lock(lock_path(root, pkg), timeout=timeout, what=f"package {pkg}"):
         yield
-
-
-def resolve_ref(root: Path, reg: Registry, ref: str) -> Version:
-    """``<id>``, an id prefix, ``<version>`` or ``<pkg>@<id|version>``; ambiguity is an error."""
-    pkg, _, inner = ref.rpartition("@") if "@" in ref else ("", "", ref)
-    matches = reg.find(pkg or None, inner)
-    if not matches:
-        raise NotFoundError(f"no installed package version matches {ref!r}", hint="see `autoinfer pkg list`")
-    if len(matches) > 1 and not any(v.id == inner for v in matches):
-        ids = ", ".join(f"{v.pkg}@{v.id} ({v.version}, {v.variant or '-'})" for v in matches)
-        raise ArgsError(f"{ref!r} names several installed versions: {ids}", hint="give the id (or a longer prefix)")
-    return matches[0]
 
 
 def describe(root: Path, version: Version, pins: list[Pin] | None = None) -> dict[str, Any]:
@@ -67,17 +56,26 @@ def list_versions(root: Path, pins: list[Pin] | None = None) -> dict[str, Any]:
     return {"root": str(root), "packages": packages}
 
 
-def info(root: Path, ref: str, pins: list[Pin] | None = None) -> dict[str, Any]:
+def info(
+    root: Path, ref: str, pins: list[Pin] | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """One version; ``<pkg>@<version>`` installed as several variants shows this host's variant."""
     reg = Registry.load(root)
-    version = resolve_ref(root, reg, ref)
+    version = resolve_ref(root, reg, ref, environ or {})
     body = describe(root, version, pins)
     body["marker"] = fsutil.read_json(version.dir(root) / MARKER)
     return body
 
 
-def activate(root: Path, ref: str, *, lock_timeout: float = 600.0) -> dict[str, Any]:
-    """Switch ``<root>/<pkg>`` to *ref* (the rollback): one symlink rename."""
-    version = resolve_ref(root, Registry.load(root), ref)
+def activate(
+    root: Path, ref: str, *, lock_timeout: float = 600.0, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Switch ``<root>/<pkg>`` to *ref* (the rollback): one symlink rename.
+
+    *ref* must name one build: a version installed as several variants needs its
+    ``/<variant>`` (or the id), so a rollback never lands on another variant unasked.
+    """
+    version = resolve_ref(root, Registry.load(root), ref, environ or {}, exact=True)
     with _locked(root, version.pkg, lock_timeout):
         if not intact(root, version):
             raise NotFoundError(
@@ -91,16 +89,28 @@ def activate(root: Path, ref: str, *, lock_timeout: float = 600.0) -> dict[str, 
         "id": version.id,
         "name": version.pkg,
         "version": version.version,
+        "variant": version.variant,
         "previous": previous,
         "changed": previous != version.id,
     }
 
 
 def remove(
-    root: Path, ref: str, *, force: bool = False, pins: list[Pin] | None = None, lock_timeout: float = 600.0
+    root: Path,
+    ref: str,
+    *,
+    force: bool = False,
+    pins: list[Pin] | None = None,
+    lock_timeout: float = 600.0,
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Remove one version; the active or a pinned one only with *force*."""
-    version = resolve_ref(root, Registry.load(root), ref)
+    """Remove one version; the active or a pinned one only with *force*.
+
+    Removing the active version activates the newest other intact version of the
+    same variant; when there is none, nothing is active afterwards (never a build of
+    another variant, which may not even run here). ``note`` says which happened.
+    """
+    version = resolve_ref(root, Registry.load(root), ref, environ or {}, exact=True)
     pins = pins or []
     with _locked(root, version.pkg, lock_timeout):
         active = active_id(root, version.pkg) == version.id
@@ -114,16 +124,27 @@ def remove(
             raise ArgsError(
                 f"{version.pkg} {version.id} is pinned by {', '.join(where)}", hint="change the pin or pass --force"
             )
-        switched_to = None
+        switched_to: Version | None = None
+        note = None
         if active:
             others = [v for v in Registry.load(root).of(version.pkg) if v.id != version.id and intact(root, v)]
+            same = [v for v in others if v.variant == version.variant]
             link = active_link(root, version.pkg)
-            if others:
-                fsutil.atomic_symlink(link_target(version.pkg, others[0].id), link)
-                switched_to = others[0].id
+            if same:
+                switched_to = same[0]
+                fsutil.atomic_symlink(link_target(version.pkg, switched_to.id), link)
+                note = (
+                    f"{version.pkg} now points to {switched_to.id} ({switched_to.version}, "
+                    f"{switched_to.variant or 'no variant'}), the newest other build of the same variant"
+                )
             else:
                 with contextlib.suppress(FileNotFoundError):
                     link.unlink()
+                kept = f" ({len(others)} build(s) of other variants are left, not activated)" if others else ""
+                note = (
+                    f"no {version.pkg} is active now: no other {version.variant or 'unnamed-variant'} build is "
+                    f"installed{kept}; activate one with `autoinfer pkg activate <id>`"
+                )
         trash(version.dir(root))
 
         update(root, lambda reg: reg.versions.pop(version.id, None))
@@ -131,8 +152,10 @@ def remove(
         "removed": version.id,
         "name": version.pkg,
         "version": version.version,
+        "variant": version.variant,
         "was_active": active,
-        "active": switched_to if active else active_id(root, version.pkg),
+        "active": (switched_to.id if switched_to else None) if active else active_id(root, version.pkg),
+        "note": note,
         "pinned_by": where,
     }
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from entrypoint import fsutil
 from entrypoint.archive import check_tree, detect_format, estimate_size, extract_archive
 from entrypoint.download import copy_times
-from entrypoint.errors import ConfigError, VerifyError, from_os_error
+from entrypoint.errors import ArchiveError, ConfigError, VerifyError, from_os_error
 from entrypoint.packages.job import Job
 from entrypoint.packages.layout import normalise, probe_version, version_from_name
-from entrypoint.packages.registry import MARKER, Version, active_link, executable_for, link_target, new_id
+from entrypoint.packages.registry import MARKER, Version, active_link, link_target, main_executable, new_id
 from entrypoint.packages.releases import asset_variant
 from entrypoint.packages.repair import staging_name
 from entrypoint.packages.source import Source
@@ -73,8 +73,10 @@ def publish(
             layout = normalise(tree, out, job.pkg)
         except OSError as exc:
             raise from_os_error(exc, f"arrange {staging}") from exc
+        except ArchiveError as exc:
+            raise ArchiveError(f"{src.basename}: {exc.message}", hint=exc.hint) from None
         check_tree(out, src.basename)  # links that only worked from the old top folder now dangle
-        exe = executable_for(job.pkg)
+        exe, _ = main_executable(job.pkg, out / "bin")
         # `--version` loads every .so: the syncer finishes the tree meanwhile
         found = version if version is not None else probe_version(out / "bin" / exe, job.pkg, job.environ)
         vid = new_id()

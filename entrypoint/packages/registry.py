@@ -34,6 +34,21 @@ REGISTRY_LOCK_SECONDS = 60.0  # the registry lock is held for one read-modify-wr
 
 #: Executable that makes a package a package (others: the package name itself).
 EXECUTABLES = {"llama-cpp": "llama-server", "llama-swap": "llama-swap"}
+#: What stands in for it in some builds: llama.cpp's unified ``llama`` binary (``llama serve``).
+ALTERNATES: dict[str, tuple[str, tuple[str, ...]]] = {"llama-cpp": ("llama", ("serve",))}
+
+
+def main_executable(pkg: str, bin_dir: Path) -> tuple[str, tuple[str, ...]]:
+    """The executable of *pkg* in *bin_dir* and the arguments that make it the server.
+
+    ``llama-server``, else the unified ``llama`` run as ``llama serve``; the usual name when
+    neither is there (the caller's check then fails naming it).
+    """
+    exe = executable_for(pkg)
+    alternate = ALTERNATES.get(pkg)
+    if alternate is not None and not (bin_dir / exe).is_file() and (bin_dir / alternate[0]).is_file():
+        return alternate
+    return exe, ()
 
 
 def executable_for(pkg: str) -> str:
@@ -251,7 +266,8 @@ def intact(root: Path, version: Version) -> bool:
         return False
     exe = executable_for(version.pkg)
     names = version.executables or (exe,)
-    main = exe if exe in names else names[0]
+    alternate = ALTERNATES.get(version.pkg, (exe, ()))[0]
+    main = exe if exe in names else alternate if alternate in names else names[0]
     return os.path.isfile(directory / "bin" / main)
 
 

@@ -1,8 +1,18 @@
 """A client for llama.cpp's release index (the GitHub releases API, or a mirror of it).
 
-- ``GET <url>/tags/<tag>`` for one version, ``GET <url>/latest`` for the newest;
-  the JSON is GitHub's: ``tag_name``, ``draft``, ``prerelease``, ``assets`` with
-  ``name``, ``size``, ``browser_download_url`` and ``digest`` (``sha256:<hex>``).
+- ``GET <url>/tags/<tag>`` for one version; the JSON is GitHub's: ``tag_name``,
+  ``draft``, ``prerelease``, ``published_at``, ``assets`` with ``name``, ``size``,
+  ``browser_download_url`` and ``digest`` (``sha256:<hex>``).
+- Two tag schemes: daily builds ``bNNNN`` (binaries attached; GitHub prereleases since
+  llama.cpp started tagging semver), and ``vX.Y.Z`` releases, which either carry the
+  binaries themselves or only ``nightly-tag.txt``, one line naming the ``bNNNN`` build
+  they promote: such a pointer is followed, and remembered (``aliases.json`` in the
+  cache) so that a pin ``@vX.Y.Z`` finds the build installed without the network.
+- ``latest`` is the newest release by ``published_at``: ``GET <url>/latest`` (GitHub's
+  newest non-prerelease) and ``GET <url>?per_page=30`` (every recent one, prereleases
+  too; a mirror without it answers 404 and ``/latest`` alone decides).
+- Asset names changed over time; :data:`ASSET_ERAS` is the table of every era
+  (docs/llama-cpp-releases.md shows the same table).
 - ``GITHUB_TOKEN`` is sent when set (to the index host only).
 - Rate limiting (403 with ``X-RateLimit-Remaining: 0``, or 429) is reported once as
   E_NET with the reset time: no retry storm against a limit that will not lift.
@@ -19,7 +29,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -35,6 +45,37 @@ _ASSET = re.compile(
     r"^llama-(?P<tag>[^-]+)-bin-(?P<os>[a-z0-9]+)-(?P<variant>.+?)\.(?P<ext>tar\.gz|tgz|tar\.zst|tar\.xz|zip)$"
 )
 _EXT_ORDER = ("tar.gz", "tgz", "tar.zst", "tar.xz", "zip")
+POINTER_ASSET = "nightly-tag.txt"  # a semver release's only asset: the bNNNN build it promotes
+_BUILD_TAG = re.compile(r"^b\d+$")
+
+
+@dataclass(frozen=True)
+class AssetEra:
+    """One row of :data:`ASSET_ERAS`: how one backend's build is named in a range of releases."""
+
+    backend: str
+    since: int | None  # first build (bNNNN) with this name; None: from the start
+    until: int | None  # last build with it; None: still current
+    linux: str | None  # ``<os>-<variant>`` part of the Linux asset name, ``<arch>`` for the machine's
+    windows: str | None
+    family: str  # what a variant choice calls it (cpu, vulkan, cuda, rocm, ...)
+
+
+#: Asset names ``llama-<tag>-bin-<os>-<variant>.<ext>`` of every era (the ``<os>-<variant>``
+#: part). The parser accepts any name of that shape; this table is what it is tested
+#: against, and what a variant family matches. ``.zip`` was the Linux format in early
+#: builds (e.g. b4282), ``.tar.gz`` since.
+ASSET_ERAS: tuple[AssetEra, ...] = (
+    AssetEra("CPU", None, None, "ubuntu-<arch>", "win-cpu-<arch>", "cpu"),
+    AssetEra("Vulkan", None, None, "ubuntu-vulkan-<arch>", "win-vulkan-<arch>", "vulkan"),
+    AssetEra("CUDA", None, None, None, "win-cuda-<cuda version>-<arch>", "cuda"),
+    AssetEra("ROCm/HIP", None, 10355, "ubuntu-rocm-7.2-x64", "win-hip-radeon-x64", "rocm"),
+    AssetEra("ROCm", 10356, 10766, "ubuntu-rocm-7.14-x64", "win-rocm-7.14-x64", "rocm"),
+    AssetEra("ROCm", 10767, None, "ubuntu-rocm-10.0-x64", "win-rocm-10.0-x64", "rocm"),
+    AssetEra("SYCL", None, None, "ubuntu-sycl-fp16-x64, ubuntu-sycl-fp32-x64", "win-sycl-x64", "sycl"),
+    AssetEra("OpenVINO", None, None, "ubuntu-openvino-<version>-x64", None, "openvino"),
+    AssetEra("macOS", None, None, None, None, "cpu"),  # macos-arm64, macos-x64 (Metal in the CPU build)
+)
 _REF = re.compile(r"^(?P<pkg>[a-z0-9][a-z0-9-]*)@(?P<version>[A-Za-z0-9._-]+)$")
 
 
@@ -55,6 +96,8 @@ class Release:
     assets: tuple[Asset, ...]
     published_at: str | None = None
     url: str | None = None
+    pointer_url: str | None = None  # nightly-tag.txt of a semver release that only points at a build
+    alias: str | None = None  # the semver tag this build was reached through
 
     def variants(self, oses: Iterable[str]) -> list[str]:
         wanted = set(oses)
@@ -73,6 +116,7 @@ class Release:
     def to_dict(self) -> dict[str, Any]:
         return {
             "tag": self.tag,
+            "alias": self.alias,
             "published_at": self.published_at,
             "assets": [
                 {"name": a.name, "os": a.os, "variant": a.variant, "size": a.size, "sha256": a.sha256, "url": a.url}
@@ -103,7 +147,11 @@ def parse_release(body: Any) -> Release:
         raise NetError("the release index answered something that is not a release (no tag_name)")
     tag = str(body["tag_name"])
     assets = []
+    pointer = None
     for raw in body.get("assets") or ():
+        if raw.get("name") == POINTER_ASSET:
+            pointer = str(raw.get("browser_download_url") or raw.get("url"))
+            continue
         match = _ASSET.match(str(raw.get("name", "")))
         if not match or match.group("tag") != tag:
             continue  # cudart-*, xcframework and other companions
@@ -124,7 +172,13 @@ def parse_release(body: Any) -> Release:
                 ext=ext,
             )
         )
-    return Release(tag=tag, assets=tuple(assets), published_at=body.get("published_at"), url=body.get("html_url"))
+    return Release(
+        tag=tag,
+        assets=tuple(assets),
+        published_at=body.get("published_at"),
+        url=body.get("html_url"),
+        pointer_url=pointer if not assets else None,
+    )
 
 
 class ReleaseIndex:
@@ -153,21 +207,70 @@ class ReleaseIndex:
     # -- public ------------------------------------------------------------------
 
     def release(self, tag: str) -> Release:
-        return parse_release(self._get(f"{self.url}/tags/{tag}", what=f"release {tag}"))
+        """Release *tag*; a semver release that only points at a build is that build (``alias`` = *tag*)."""
+        return self._follow(parse_release(self._get(f"{self.url}/tags/{tag}", what=f"release {tag}")))
 
     def latest(self) -> Release:
-        return parse_release(self._get(f"{self.url}/latest", what="the latest release"))
+        """The newest release by ``published_at`` (see the module docstring)."""
+        stable = self._get(f"{self.url}/latest", what="the latest release", missing_ok=True)
+        listing = self._get(f"{self.url}?per_page=30", what="the list of releases", missing_ok=True)
+        newest = _newest([stable, *(listing if isinstance(listing, list) else [])])
+        if newest is None:
+            raise NotFoundError(f"the release index {self.url} lists no release")
+        return self._follow(parse_release(newest))
 
     def cached(self, tag: str | None, *, fresh_only: bool = True) -> Release | None:
         """The cached answer for *tag* (None: latest), without any network."""
-        url = f"{self.url}/latest" if tag is None else f"{self.url}/tags/{tag}"
+        if tag is None:
+            stable = self._cached_body(f"{self.url}/latest", fresh_only)
+            listing = self._cached_body(f"{self.url}?per_page=30", fresh_only)
+            if stable is None and listing is None:
+                return None
+            body = _newest([stable, *(listing if isinstance(listing, list) else [])])
+        else:
+            body = self._cached_body(f"{self.url}/tags/{tag}", fresh_only)
+        if body is None:
+            return None
+        try:
+            release = parse_release(body)
+        except NetError:
+            return None
+        if release.pointer_url is not None:
+            target = self.aliases().get(release.tag)
+            found = self.cached(target, fresh_only=fresh_only) if target else None
+            return replace(found, alias=release.tag) if found else None
+        return release
+
+    def aliases(self) -> dict[str, str]:
+        """Semver tag -> the bNNNN build it pointed at, as last seen (no network)."""
+        return read_aliases(self.cache_dir)
+
+    def _cached_body(self, url: str, fresh_only: bool) -> Any:
         entry = self._read_cache(url)
         if entry is None or (fresh_only and self.clock() - float(entry.get("fetched_at", 0)) > FRESH_SECONDS):
             return None
-        try:
-            return parse_release(entry.get("body"))
-        except NetError:
-            return None
+        return entry.get("body")
+
+    def _follow(self, release: Release) -> Release:
+        """A pointer release (only ``nightly-tag.txt``) -> the build it names, remembered in ``aliases.json``."""
+        if release.pointer_url is None:
+            return release
+        text = self._get(release.pointer_url, what=f"{POINTER_ASSET} of release {release.tag}", raw=True)
+        target = str(text).strip().splitlines()[0].strip() if str(text).strip() else ""
+        if not _BUILD_TAG.match(target) or target == release.tag:
+            raise NotFoundError(
+                f"release {release.tag} has no build for any platform and its {POINTER_ASSET} names no build "
+                f"(found {target[:40]!r})"
+            )
+        aliases = self.aliases()
+        if aliases.get(release.tag) != target:
+            aliases[release.tag] = target
+            try:
+                fsutil.atomic_write_json(self.cache_dir / ALIASES, aliases)
+            except Exception as exc:
+                log.debug("cannot remember %s -> %s: %s", release.tag, target, exc)
+        built = parse_release(self._get(f"{self.url}/tags/{target}", what=f"release {target} ({release.tag})"))
+        return replace(built, alias=release.tag)
 
     def auth_headers(self, url: str) -> dict[str, str]:
         """The token goes only to the index's own host (never to a mirror of the files)."""
@@ -187,7 +290,8 @@ class ReleaseIndex:
             return None
         return entry if isinstance(entry, dict) and entry.get("url") == url else None
 
-    def _get(self, url: str, *, what: str) -> Any:
+    def _get(self, url: str, *, what: str, missing_ok: bool = False, raw: bool = False) -> Any:
+        """The JSON (or, *raw*, the text) at *url*; *missing_ok*: a 404 is None (an optional endpoint)."""
         entry = self._read_cache(url)
         if entry is not None and self.clock() - float(entry.get("fetched_at", 0)) <= FRESH_SECONDS:
             return entry.get("body")
@@ -228,11 +332,13 @@ class ReleaseIndex:
         if status == 403:
             raise NetError(f"the release index refused access to {what} (HTTP 403)", hint=_TOKEN_HINT)
         if status == 404:
+            if missing_ok:
+                return None
             raise NotFoundError(f"{what} is not in the release index {self.url} (HTTP 404)")
         if status != 200:
             raise NetError(f"the release index answered HTTP {status} for {what}", hint=_OFFLINE_HINT)
         try:
-            body = json.loads(resp.data)
+            body = resp.data.decode("utf-8", "replace")[:4096] if raw else json.loads(resp.data)
         except ValueError as exc:
             raise NetError(f"the release index answered invalid JSON for {what}") from exc
         self._write_cache(url, {"url": url, "etag": resp.headers.get("ETag"), "fetched_at": self.clock(), "body": body})
@@ -243,6 +349,29 @@ class ReleaseIndex:
             fsutil.atomic_write_json(self._cache_path(url), entry)
         except Exception as exc:
             log.debug("cannot cache the index answer for %s: %s", url, exc)
+
+
+ALIASES = "aliases.json"
+
+
+def read_aliases(cache_dir: Path) -> dict[str, str]:
+    """``aliases.json`` under the index cache: semver tag -> bNNNN (see :meth:`ReleaseIndex.aliases`)."""
+    try:
+        data = fsutil.read_json(cache_dir / ALIASES, {}) or {}
+    except (ValueError, OSError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _newest(bodies: Iterable[Any]) -> Any:
+    """The newest non-draft release body by ``published_at`` (the first on a tie)."""
+    best = None
+    for body in bodies:
+        if not isinstance(body, dict) or body.get("draft") or "tag_name" not in body:
+            continue
+        if best is None or str(body.get("published_at") or "") > str(best.get("published_at") or ""):
+            best = body
+    return best
 
 
 _TOKEN_HINT = "set GITHUB_TOKEN to raise the limit, or point AUTO_INFER_LLAMA_CPP_RELEASES_URL at a mirror"  # noqa: S105 - a hint, not a secret

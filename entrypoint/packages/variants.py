@@ -32,6 +32,10 @@ ARCHES = ("x64", "arm64", "s390x", "x86", "riscv64", "ppc64le")
 _CUDA_VERSION = re.compile(r"CUDA Version:\s*(\d+)\.(\d+)")
 _CUDA_VARIANT = re.compile(r"^cuda-(\d+)\.(\d+)")
 _VARIANT = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
+#: Families a variant may be asked for by name; ROCm builds were called ``hip-radeon`` on Windows
+#: before b10356 (see ``ASSET_ERAS`` in releases.py).
+FAMILIES = ("cpu", "vulkan", "rocm", "sycl", "openvino")
+FAMILY_PREFIXES = {"rocm": ("rocm", "hip")}
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
@@ -84,7 +88,7 @@ class VariantChoice:
         if self.family == "cuda":
             version = cuda_of(variant)
             return version is not None and (self.cuda is None or version <= self.cuda)
-        return variant.startswith(f"{self.family}-")
+        return variant.startswith(tuple(f"{name}-" for name in FAMILY_PREFIXES.get(self.family, (self.family,))))
 
     def best(self, variants: Iterable[str]) -> str | None:
         """The preferred accepted variant: the newest CUDA the driver runs, else the first."""
@@ -109,8 +113,9 @@ def choose(
     arch = arch or machine_arch()
     if variant:
         text = variant.strip().lower()
-        if text in ("cpu", "vulkan"):
-            return VariantChoice(text, f"asked for {text}", arch=arch)
+        if text in FAMILIES or text == "hip":
+            family = "rocm" if text == "hip" else text
+            return VariantChoice(family, f"asked for {text}", arch=arch)
         if text == "cuda":
             detected = _nvidia(environ, run)
             return VariantChoice("cuda", "asked for cuda", cuda=detected[0] if detected else None, arch=arch)

@@ -18,6 +18,8 @@ The modules, in the order of a boot:
   signals, reaps, and carries the servers' log lines.
 - ``listener``: stops the container when a critical server fails.
 - ``control``: status (supervisord's view) and health (the servers' own).
+- ``update`` (with ``rpc``, which supervisord loads): ``servers start|stop|restart``
+  tell the running supervisord what the files say now, program by program.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ from entrypoint.supervisor.files import (
 from entrypoint.supervisor.handoff import render_handoff
 from entrypoint.supervisor.layout import StateLayout, check_state_dir
 from entrypoint.supervisor.render import render_program, render_supervisord
+from entrypoint.supervisor.update import UpdateReport
+from entrypoint.supervisor.update import connect as connect_supervisord
+from entrypoint.supervisor.update import stop as stop_servers
+from entrypoint.supervisor.update import update as update_servers
 
 __all__ = [
     "Credentials",
@@ -44,8 +50,10 @@ __all__ = [
     "ServerStatus",
     "StateLayout",
     "SupervisorFiles",
+    "UpdateReport",
     "check_health",
     "check_state_dir",
+    "connect_supervisord",
     "exec_argv",
     "init_args",
     "read_credentials",
@@ -55,5 +63,7 @@ __all__ = [
     "render_program",
     "render_supervisord",
     "server_status",
+    "stop_servers",
+    "update_servers",
     "write_config",
 ]

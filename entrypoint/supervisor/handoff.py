@@ -30,6 +30,7 @@ def handoff(spec: ServerSpec) -> dict[str, Any]:
         "port": spec.port,
         "flags": redact_argv(spec.argv[1:]),  # a key is never in argv; this is the second line of defence
         "critical": spec.critical,
+        "devices": dict(spec.devices),  # gpu_ids as the build's backend takes them (empty: all)
     }
 
 
@@ -63,6 +64,7 @@ def spec_from_handoff(data: dict[str, Any], *, name: str) -> ServerSpec:
         binary_version=data.get("engine_version"),
         critical=bool(data.get("critical", True)),
         program=data.get("engine") or "llama-server",
+        devices=dict(data.get("devices") or {}),
     )
 
 

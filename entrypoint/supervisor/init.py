@@ -38,6 +38,10 @@ Steps of :func:`main`:
 4. Loop: forward log lines, forward signals, reap children, until supervisord exits
    (waking supervisord when its socket first answers, and while it stops).
 5. Drain the FIFOs, and exit with the marker's status if there is one, else supervisord's.
+
+While it loops it also looks at its settings file about once a second: when
+``autoinfer servers start`` has added servers to it, their FIFOs are opened too, so
+servers added after boot log to the container's stdout like the others.
 """
 
 from __future__ import annotations
@@ -54,7 +58,15 @@ from pathlib import Path
 from typing import Any
 
 from entrypoint.supervisor.listener import poke
-from entrypoint.supervisor.pipes import Forwarder, close_pipes, open_pipes, say, set_message_format
+from entrypoint.supervisor.pipes import (
+    Forwarder,
+    Pipe,
+    close_pipes,
+    open_new_pipes,
+    open_pipes,
+    say,
+    set_message_format,
+)
 from entrypoint.supervisor.spawn import FORWARDED, Preforked, Starter, start_command, start_supervisord
 
 STOPPING = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})  # supervisord shuts down on these
@@ -87,11 +99,12 @@ def exit_status(status: int, marker: Path | None) -> int:
     return 128 - code if code < 0 else code  # killed by a signal: the shell's 128+N
 
 
-def run(start: Sequence[str] | Starter, config: Mapping[str, Any]) -> int:
+def run(start: Sequence[str] | Starter, config: Mapping[str, Any], config_path: Path | None = None) -> int:
     """Steps 2 to 5 of the module docstring; returns the exit status.
 
     *start* is a command, or a function that starts the child with the environment it
-    gets and returns its pid (``spawn.start_supervisord``).
+    gets and returns its pid (``spawn.start_supervisord``). *config_path*, the file
+    *config* came from, is watched for servers added later.
     """
     if not callable(start):
         start = start_command(start)
@@ -144,6 +157,7 @@ def run(start: Sequence[str] | Starter, config: Mapping[str, Any]) -> int:
     status: int | None = None
     started = time.monotonic()
     woken = not sock
+    watch = _Watch(config_path)
     while status is None:
         if not woken:
             # until supervisord's socket answers (give up after 30 s: it then starts on its own tick)
@@ -163,11 +177,46 @@ def run(start: Sequence[str] | Starter, config: Mapping[str, Any]) -> int:
                         pass
             else:
                 forwarder.pump(by_fd[fd])
+        for pipe in watch.new_pipes(pipes):
+            pipes.append(pipe)
+            by_fd[pipe.fd] = pipe
+            forwarder.pipes[pipe.fd] = pipe
+            poller.register(pipe.fd, select.POLLIN)
         status = reap(child_pid)
 
     close_pipes(forwarder, pipes)
     reap(0)
     return exit_status(status, marker)
+
+
+class _Watch:
+    """Our settings file, looked at no more than once a second for servers added since."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.seen = self._stamp()
+        self.next = time.monotonic() + 1.0
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat() if self.path is not None else None
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size) if st is not None else None
+
+    def new_pipes(self, have: Sequence[Pipe]) -> list[Pipe]:
+        if self.path is None or time.monotonic() < self.next:
+            return []
+        self.next = time.monotonic() + 1.0
+        stamp = self._stamp()
+        if stamp is None or stamp == self.seen:
+            return []
+        self.seen = stamp
+        try:
+            config = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return []  # caught mid-write would be a bug (it is written atomically); try again next change
+        return open_new_pipes(config, have)
 
 
 def reap(child_pid: int) -> int | None:
@@ -188,7 +237,9 @@ def main(argv: Sequence[str] | None = None, *, preforked: Preforked | None = Non
     """Run the init (see the module docstring); *preforked* is supervisord's process if boot forked it."""
     args = list(sys.argv[1:] if argv is None else argv)
     config: dict[str, Any] = {}
+    args_config = None
     if args[:1] == ["--config"] and len(args) >= 2:
+        args_config = args[1]
         try:
             config = json.loads(Path(args[1]).read_text())
         except (OSError, ValueError) as exc:
@@ -210,7 +261,7 @@ def main(argv: Sequence[str] | None = None, *, preforked: Preforked | None = Non
         return 64
     if os.getpid() != 1:
         become_subreaper()
-    return run(start, config)
+    return run(start, config, Path(args_config) if args_config else None)
 
 
 if __name__ == "__main__":

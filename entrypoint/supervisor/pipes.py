@@ -142,6 +142,40 @@ def open_pipes(config: Mapping[str, Any]) -> list[Pipe]:
     return pipes
 
 
+def open_new_pipes(config: Mapping[str, Any], have: Sequence[Pipe]) -> list[Pipe]:
+    """The pipes of *config* not among *have* (servers added after boot), opened as :func:`open_pipes` does.
+
+    Each FIFO is made under a temporary name, opened, and only then renamed into place:
+    a FIFO at its final path always has its reader (``servers start`` waits for that),
+    so supervisord's open of it never blocks.
+    """
+    paths = {str(p.path) for p in have}
+    new = []
+    for item in config.get("pipes", []):
+        if item["path"] in paths:
+            continue
+        pipe = Pipe(Path(item["path"]), item["instance"], item["stream"], item.get("log_file"))
+        temporary = pipe.path.with_name(f".{pipe.path.name}.opening")
+        try:
+            pipe.path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+            os.mkfifo(temporary, 0o600)
+            pipe.fd = os.open(temporary, os.O_RDWR | os.O_NONBLOCK)
+            os.replace(temporary, pipe.path)
+        except OSError as exc:
+            say(f"cannot open the log pipe {pipe.path}: {exc.strerror or exc}", "error")
+            continue
+        if pipe.log_file:
+            try:
+                Path(pipe.log_file).parent.mkdir(parents=True, exist_ok=True)
+                pipe.copy = open(pipe.log_file, "ab")  # noqa: SIM115 (held open for the container's life)
+            except OSError as exc:
+                say(f"cannot open log_file {pipe.log_file}: {exc.strerror}; {pipe.instance} logs only to stdout")
+        new.append(pipe)
+    return new
+
+
 def close_pipes(forwarder: Forwarder, pipes: Sequence[Pipe]) -> None:
     """Forward what is left in each pipe (a last line without its newline too), then remove it."""
     for pipe in pipes:

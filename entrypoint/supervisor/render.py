@@ -7,7 +7,8 @@ What the rendered config does, and why:
   ``nodaemon``, its own log to the container's stdout (``/dev/fd/1`` needs
   ``logfile_maxbytes=0``: rotation seeks, and a pipe cannot seek), ``silent`` so a
   foreground supervisord does not print every line twice, and the rpcinterface and
-  supervisorctl sections so ``supervisorctl status`` and our XML-RPC status work.
+  supervisorctl sections so ``supervisorctl status`` and our XML-RPC status work, and
+  our own rpcinterface (``rpc.py``) through which ``servers start`` adds one program.
 - one ``[group:servers]`` holding every program: supervisord stops groups one after
   another but the processes of one group all at once, so N servers stop within one
   ``stop_timeout`` instead of N of them (``docker stop`` waits 10 s).
@@ -38,6 +39,8 @@ from entrypoint.supervisor.quoting import (
     render_environment,
     split_env,
 )
+from entrypoint.supervisor.rpc import FACTORY as RPC_FACTORY
+from entrypoint.supervisor.rpc import NAMESPACE as RPC_NAMESPACE
 from entrypoint.supervisor.secrets import with_env_file
 
 GROUP = "servers"
@@ -177,6 +180,10 @@ def render_supervisord(
         "",
         "[rpcinterface:supervisor]",
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
+        # ``autoinfer servers start|restart`` changes single programs of the group (rpc.py)
+        f"[rpcinterface:{RPC_NAMESPACE}]",
+        f"supervisor.rpcinterface_factory = {RPC_FACTORY}",
         "",
         "[include]",
         "files = conf.d/*.conf",

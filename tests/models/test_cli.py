@@ -53,8 +53,14 @@ def test_pull_list_info_pin_unpin(tmp_path: Path, tiny_model: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "code", "error"),
     [
-        (["pull", "s3://bucket/m.gguf"], 78, "E_CONFIG"),
-        (["pull", "hf:o/r/m.gguf", "--sha256", "xyz"], 78, "E_CONFIG"),
+        (["pull", "s3://bucket/m.gguf"], 64, "E_ARGS"),
+        (["pull", "hf:o/r/m.gguf", "--sha256", "xyz"], 64, "E_ARGS"),
+        (["pull", "hf:acme/-bad-"], 64, "E_ARGS"),
+        (["pull", "http://[::1/x.gguf"], 64, "E_ARGS"),
+        (["info", "http://[::1/x.gguf"], 64, "E_ARGS"),
+        (["compat", "hf:acme/-bad-"], 64, "E_ARGS"),
+        (["license", "s3://b/x.gguf"], 64, "E_ARGS"),
+        (["pin", "hf:a/b@"], 64, "E_ARGS"),
         (["pull", "/does/not/exist.gguf"], 66, "E_NOT_FOUND"),
         (["pull", "https://127.0.0.1:9/m.gguf", "--offline"], 69, "E_NET"),
         (["pull", "hf:o/r/m.gguf", "--include", "*.gguf"], 78, "E_CONFIG"),
@@ -126,8 +132,9 @@ def test_gc_respects_the_config_in_use(http_server: Server, tmp_path: Path, gguf
     env = {"AUTO_INFER_LLAMA_CPP_CONFIG": str(config)}
     dry = cli(tmp_path, "gc", "--quota-gb", "0", "--dry-run", env=env)
     assert [r["key"] for r in dry["data"]["removed"]] == [spare] and dry["data"]["dry_run"] is True
-    done = cli(tmp_path, "gc", "--quota-gb", "0", env=env)
+    done = cli(tmp_path, "gc", "--quota-gb", "0", env=env, code=73)  # what remains is in use: E_QUOTA
     assert [r["key"] for r in done["data"]["removed"]] == [spare] and done["data"]["over_quota"] is True
+    assert done["error_code"] == "E_QUOTA" and "instance chat" in done["message"]
     assert [r["key"] for r in cli(tmp_path, "list")["data"]] == [used]
     broken = cli(
         tmp_path, "gc", "--quota-gb", "0", env={"AUTO_INFER_LLAMA_CPP_CONFIG": str(tmp_path / "nope.toml")}, code=66
@@ -171,6 +178,6 @@ def test_compat_reports_and_force_turns_warnings_into_e_compat(tmp_path: Path, t
 
 
 def test_text_output_and_stderr_on_error(tmp_path: Path) -> None:
-    proc = run_cli("--root", str(tmp_path), "models", "pull", "hf:owner")
-    assert proc.returncode == 78
-    assert proc.stderr.startswith("autoinfer: error [E_CONFIG]: model reference 'hf:owner'")
+    proc = run_cli("--root", str(tmp_path), "models", "pull", "hf:owner/")
+    assert proc.returncode == 64  # a command-line argument: E_ARGS (the same text in a config is E_CONFIG)
+    assert proc.stderr.startswith("autoinfer: error [E_ARGS]: model reference 'hf:owner/'")

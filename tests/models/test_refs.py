@@ -7,6 +7,7 @@ import pytest
 from entrypoint.errors import ConfigError
 from entrypoint.models import parse_model_ref
 from entrypoint.models.catalog import catalog_key
+from entrypoint.models.layout import install_dir
 
 
 def test_hf_file_ref_with_revision() -> None:
@@ -54,7 +55,11 @@ def test_url_ref() -> None:
     ("text", "message"),
     [
         ("", "is empty"),
-        ("hf:owner", "expected hf:owner/repo"),
+        ("hf:owner/", "expected hf:owner/repo"),
+        ("hf:-bad-", "not a valid Hugging Face repo name"),
+        ("http://[::1/x.gguf", "not a valid URL"),
+        ("http://host:port/x.gguf", "not a valid URL"),
+        ("/models/a\0b.gguf", "NUL"),
         ("hf:own er/repo", "not a valid Hugging Face owner name"),
         ("hf:o/r--x", "not a valid Hugging Face repo name"),
         ("hf:o/r/../etc/passwd", "bad file path"),
@@ -72,3 +77,16 @@ def test_bad_refs_name_the_ref_and_the_problem(text: str, message: str) -> None:
         parse_model_ref(text)
     assert message in info.value.message
     assert repr(text.strip()) in info.value.message or text == ""
+
+
+def test_a_hub_id_without_an_owner_is_a_whole_repo(tmp_path: Path) -> None:
+    ref = parse_model_ref("hf:distilbert-base-uncased@v1")
+    assert (ref.owner, ref.repo, ref.repo_id, ref.filename, ref.rev) == (
+        None,
+        "distilbert-base-uncased",
+        "distilbert-base-uncased",
+        None,
+        "v1",
+    )
+    assert ref.model_id() == "hf:distilbert-base-uncased@v1"
+    assert install_dir(tmp_path, ref, "transformers") == tmp_path / "transformers" / "_" / "distilbert-base-uncased"

@@ -48,9 +48,14 @@ class Index:
         latest: bool = False,
         digests: dict[str, str | None] | None = None,
         etag: str | None = None,
+        published_at: str = "2026-01-01T00:00:00Z",
+        prerelease: bool = False,
+        pointer: str | None = None,
     ) -> dict[str, object]:
-        """Serve release *tag* with *assets* (name -> bytes) the way GitHub does."""
-        build = int(tag.lstrip("b"))
+        """Serve release *tag* (``bNNNN`` or ``vX.Y.Z``) with *assets* (name -> bytes) the way GitHub does."""
+        build = (
+            int(tag.lstrip("b")) if tag.lstrip("b").isdigit() else int(hashlib.sha256(tag.encode()).hexdigest()[:6], 16)
+        )
         items = []
         for i, (name, data) in enumerate(sorted(assets.items())):
             url = self.server.add(f"/ggml-org/llama.cpp/releases/download/{tag}/{name}", data)
@@ -84,6 +89,10 @@ class Index:
         items.append(
             {"name": f"llama-{tag}-xcframework.zip", "size": 1, "browser_download_url": self.server.url + "/x"}
         )
+        if pointer is not None:  # a semver release whose only asset names the build it promotes
+            text = f"{pointer}\n".encode()
+            url = self.server.add(f"/ggml-org/llama.cpp/releases/download/{tag}/nightly-tag.txt", text)
+            items = [{"name": "nightly-tag.txt", "size": len(text), "browser_download_url": url}]
         body = {
             "url": f"{self.url}/{build}",
             "html_url": f"https://github.com/ggml-org/llama.cpp/releases/tag/{tag}",
@@ -92,9 +101,9 @@ class Index:
             "target_commitish": "master",
             "name": tag,
             "draft": False,
-            "prerelease": False,
-            "created_at": "2026-01-01T00:00:00Z",
-            "published_at": "2026-01-01T00:00:00Z",
+            "prerelease": prerelease,
+            "created_at": published_at,
+            "published_at": published_at,
             "assets": items,
             "tarball_url": "",
             "zipball_url": "",
@@ -103,9 +112,12 @@ class Index:
         self._route(f"{API}/tags/{tag}", body, etag)
         if latest:
             self._route(f"{API}/latest", body, etag)
+        self.bodies[tag] = body
+        listing = sorted(self.bodies.values(), key=lambda b: str(b["published_at"]), reverse=True)
+        self._route(API, listing, None)  # GET <url>?per_page=N: every release, newest first
         return body
 
-    def _route(self, path: str, body: dict[str, object], etag: str | None) -> None:
+    def _route(self, path: str, body: object, etag: str | None) -> None:
         payload = json.dumps(body).encode()
 
         def handler(req: BaseHTTPRequestHandler) -> bool:

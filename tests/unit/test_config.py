@@ -254,3 +254,53 @@ def test_config_file_must_be_a_small_regular_text_file(kind: str, tmp_path: Path
         path.write_bytes(b"\xff")
     with pytest.raises(ConfigError, match=r"cfg\.toml"):
         load_config(path)
+
+
+UUID = "GPU-8932f937-d72c-4106-c12f-20bd9faed9f6"
+
+
+@pytest.mark.parametrize(
+    "gpu_ids",
+    [UUID, f"0,{UUID}", "MIG-8932f937-d72c-4106-c12f-20bd9faed9f6", f"MIG-{UUID}/1/0", "GPU-8932f937"],
+)
+def test_gpu_ids_take_gpu_uuids_and_mig_ids(gpu_ids: str) -> None:
+    (x,) = parse_config(f'[instance.x.control]\ngpu_ids = "{gpu_ids}"\n').instances
+    assert x.control.gpu_environment("cuda-12.4-x64") == {"CUDA_VISIBLE_DEVICES": gpu_ids}
+
+
+@pytest.mark.parametrize("gpu_ids", ["GPU-", "all,0", "1,", "GPU-xyz", "MIG-", "0 ,1"])
+def test_gpu_ids_refuse_what_cuda_does_not_take(gpu_ids: str) -> None:
+    with pytest.raises(ConfigError, match="gpu_ids"):
+        parse_config(f'[instance.x.control]\ngpu_ids = "{gpu_ids}"\n')
+
+
+def test_gpu_ids_reach_the_backend_variable_of_the_build() -> None:
+    (x,) = parse_config('[instance.x.control]\ngpu_ids = "1,0"\n').instances
+    assert x.control.gpu_environment("rocm-x64") == {
+        "CUDA_VISIBLE_DEVICES": "1,0",
+        "HIP_VISIBLE_DEVICES": "1,0",
+        "ROCR_VISIBLE_DEVICES": "1,0",
+    }
+    assert x.control.gpu_environment("vulkan-x64") == {"CUDA_VISIBLE_DEVICES": "1,0", "GGML_VK_VISIBLE_DEVICES": "1,0"}
+    assert x.control.gpu_environment(None) == {"CUDA_VISIBLE_DEVICES": "1,0"}
+    (y,) = parse_config(f'[instance.y.control]\ngpu_ids = "{UUID}"\n').instances
+    with pytest.raises(ConfigError, match="Vulkan"):
+        y.control.gpu_environment("vulkan-x64")
+    (z,) = parse_config("[instance.z.server]\n").instances
+    assert z.control.gpu_environment("vulkan-x64") == {}
+
+
+def test_address_args_fill_in_host_and_port() -> None:
+    (x,) = parse_config('[instance.x.server]\nhost = "0.0.0.0"\n').instances
+    assert x.address_args() == ["--port", "8080"]
+    (y,) = parse_config("[instance.y.server]\nport = 9000\n").instances
+    assert y.address_args() == ["--host", "127.0.0.1"]
+
+
+def test_binary_pins_may_name_a_variant() -> None:
+    cfg = parse_config(
+        '[master]\nbinary = "llama-cpp@b7600/vulkan-x64"\n[instance.x.control]\nbinary = "llama-cpp@v0.3.1"\n'
+    )
+    assert cfg.binary == "llama-cpp@b7600/vulkan-x64"
+    with pytest.raises(ConfigError, match="binary"):
+        parse_config('[master]\nbinary = "llama-cpp@b7600/"\n')

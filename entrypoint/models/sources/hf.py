@@ -4,6 +4,8 @@ Online: the revision is resolved to a commit (``hub.py``); files already in the 
 are imported (hard link or verified copy), the rest downloaded like ``https://`` on a
 resolve URL pinned to the commit. Offline: only the store and the (pre-seeded) HF cache
 may supply the files. ``config.json`` is mirrored to ``models/configs/<repo>.json``.
+What a pull downloads is hard linked into the HF cache as well (``hfcache.py``), so that
+huggingface_hub and other tools find it offline without a second copy.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from entrypoint.errors import ConfigError, NotFoundError, VerifyError
 from entrypoint.fsutil import atomic_write_bytes, fsync_dir, temp_name
 from entrypoint.models import layout
 from entrypoint.models.catalog import file_unchanged
+from entrypoint.models.hfcache import share_into_cache
 from entrypoint.models.hub import Hub, RemoteFile, blob_sha256
 from entrypoint.models.job import Job, ProvisionedModel
 from entrypoint.models.selection import Named, select_files
@@ -60,7 +63,7 @@ def provision_hf(job: Job) -> ProvisionedModel:
                 f"sha256 mismatch for {ref.text}: the hub publishes {item.sha256}, expected {job.expected}",
                 hint="the digest in the config is for another file or revision; nothing was downloaded",
             )
-    library = layout.library_for(f.name for f in remote)
+    library = job.library_for([f.name for f in remote])
     install = layout.install_dir(job.models_dir, ref, library)
     known = job.known_files()
     todo: list[RemoteFile] = []
@@ -76,25 +79,25 @@ def provision_hf(job: Job) -> ProvisionedModel:
             job.records[item.name] = record
         else:
             todo.append(item)
-    job.check_disk_space(sum(f.size or 0 for f in todo))
     if todo:
+        job.guard(sum(f.size or 0 for f in todo), *_model_weight(job, hub, remote, model_name))
         job.mark_pending(install, library, "hf")
-    # deferred: the download pipeline (urllib3) is needed only when files are missing
-    from entrypoint.download import fetch_url
 
-    for item in todo:
+    def bring(item: RemoteFile) -> tuple[dict[str, Any], int, bool]:
+        """One file: (its record, bytes downloaded, imported from the HF cache)."""
+        # deferred: the download pipeline (urllib3) is needed only when files are missing
+        from entrypoint.download import fetch_url
+
         target = install / item.name
         want = item.sha256 or (job.expected if item.name == model_name else None)
         cached = hub.cached_file(ref.repo_id, item.name, commit)
         if cached is not None:
-            job.records[item.name] = _import_cached(job, cached, target, item.name, want)
-            continue
+            return _import_cached(job, cached, target, item.name, want), 0, True
         record = known.get(item.name)
         if record is None or not file_unchanged(target, record):  # known bytes are not hashed again
             reused = job.reuse(target, want, item.size)
             if reused is not None:
-                job.records[item.name] = job.file_record(target, item.name, reused)
-                continue
+                return job.file_record(target, item.name, reused), 0, False
         fetched = fetch_url(
             item.url,
             target,
@@ -105,12 +108,50 @@ def provision_hf(job: Job) -> ProvisionedModel:
             environ=job.environ,
         )
         job.hashed = True
-        job.downloaded += fetched.size - fetched.resumed_from
-        job.records[item.name] = job.file_record(target, item.name, fetched.sha256, remove_if_invalid=True)
         if item.name == model_name and job.expected:
             check_sha256(job.expected, fetched.sha256, f"model {ref.text}")
+        return (
+            job.file_record(target, item.name, fetched.sha256, remove_if_invalid=True),
+            (fetched.size - fetched.resumed_from),
+            False,
+        )
+
+    workers = max(1, min(job.options.max_workers, len(todo)))
+    if workers == 1:
+        results = [bring(item) for item in todo]
+    else:
+        from concurrent.futures import ThreadPoolExecutor  # deferred: only --max-workers N uses threads
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pull") as pool:
+            results = list(pool.map(bring, todo))
+    for item, (record, downloaded, _imported) in zip(todo, results, strict=True):
+        job.records[item.name] = record  # _import_cached counted the imports itself
+        job.downloaded += downloaded
+    if todo and hub.shares_cache:
+        share_into_cache(
+            hub.cache_dir,
+            ref.repo_id,
+            commit=commit,
+            revision=ref.rev,
+            files={f.name: (install / f.name, f.sha256) for f in remote},
+        )
     _mirror_config(job, install)
     return job.commit(install, library, model_name, revision=ref.rev, commit=commit, source="hf")
+
+
+def _model_weight(
+    job: Job, hub: Hub, remote: list[RemoteFile], model_name: str | None
+) -> tuple[int, dict[str, Any] | None]:
+    """What the model weighs once served (``layout.serving_weight``) and, for one GGUF
+    model, its header read by ``Range`` (only when the fit is checked: it costs a request)."""
+    weight = layout.serving_weight({f.name: f.size or 0 for f in remote})
+    header = None
+    if job.options.check_fit and model_name and layout.is_gguf(model_name):
+        from entrypoint.models.remote import remote_gguf_info  # deferred: urllib3, only for the fit check
+
+        first = next(f for f in remote if f.name == model_name)
+        header = remote_gguf_info(first.url, first.name, first.size, hub.headers())
+    return weight, header
 
 
 def _provision_offline(job: Job, hub: Hub) -> ProvisionedModel:
@@ -137,7 +178,7 @@ def _provision_offline(job: Job, hub: Hub) -> ProvisionedModel:
         ]
         sources = {n: snapshot / n for n in names}
     missing = [n for n, src in sources.items() if src is None or not src.is_file()]
-    library = layout.library_for(names)
+    library = job.library_for(names)
     install = layout.install_dir(job.models_dir, ref, library)
     known = job.known_files()
     models = layout.model_files(names)

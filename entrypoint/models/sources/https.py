@@ -6,6 +6,9 @@ Offline, a file that is not already in the store is E_NET naming the ref.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from entrypoint.errors import VerifyError
 from entrypoint.models import layout
 from entrypoint.models.catalog import file_unchanged
@@ -22,10 +25,12 @@ def provision_https(job: Job) -> ProvisionedModel:
     base = ref.basename
     names = layout.shards_of(base) if layout.is_split(base) else [base]
     model_name = names[0]
-    library = layout.library_for(names)
+    library = job.library_for(names)
     install = layout.install_dir(job.models_dir, ref, library)
     prefix = ref.url[: ref.url.rfind("/") + 1]
     known = job.known_files()
+    if not job.offline:
+        _guard(job, names, prefix, install, known)
     job.mark_pending(install, library, "https")
     for name in names:
         target = install / name
@@ -59,6 +64,33 @@ def provision_https(job: Job) -> ProvisionedModel:
         job.downloaded += fetched.size - fetched.resumed_from
         job.records[name] = job.file_record(target, name, fetched.sha256, remove_if_invalid=True)
     return job.commit(install, library, model_name, revision=None, commit=None, source="https")
+
+
+def _guard(job: Job, names: list[str], prefix: str, install: Path, known: dict[str, dict[str, Any]]) -> None:
+    """Quota, free disk and fit against the sizes the server announces, before the first byte.
+
+    A server that does not say a file's size counts it as 0: the download's own checks
+    (and the disk) decide then.
+    """
+    from entrypoint.models.remote import remote_gguf_info, remote_size  # deferred: urllib3
+
+    assert job.ref.url is not None
+    sizes: dict[str, int] = {}
+    for name in names:
+        url = prefix + name if len(names) > 1 else job.ref.url
+        sizes[name] = remote_size(url, url_headers(job, url)) or 0
+    needed = sum(
+        size
+        for name, size in sizes.items()
+        if not (name in known and file_unchanged(install / name, known[name]) and known[name].get("size") == size)
+    )
+    if needed <= 0:
+        return
+    header = None
+    if job.options.check_fit and layout.is_gguf(names[0]):
+        url = prefix + names[0] if len(names) > 1 else job.ref.url
+        header = remote_gguf_info(url, names[0], sizes[names[0]] or None, url_headers(job, url))
+    job.guard(needed, layout.serving_weight(sizes), header)
 
 
 def url_headers(job: Job, url: str) -> dict[str, str]:

@@ -2,6 +2,11 @@
 
 Split shards must all be there; a ``.gguf`` header is checked; the file is hashed only
 when a digest is expected (and not already recorded for these bytes).
+
+A folder (a Kubernetes image volume mounts a model image or artifact read-only as one)
+resolves to the one GGUF model in it (with its shards and a projector beside it); a
+folder holding several GGUF models is E_CONFIG naming them, and one with no GGUF is
+served as a whole (a transformers repo).
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from entrypoint.digest import check_sha256
-from entrypoint.errors import NotFoundError
+from entrypoint.errors import ConfigError, NotFoundError
 from entrypoint.models import layout
 from entrypoint.models.catalog import file_unchanged
 from entrypoint.models.job import Job, ProvisionedModel
@@ -25,8 +30,18 @@ def provision_local(job: Job) -> ProvisionedModel:
         )
         install, model_name = path, None
         models = layout.model_files(names)
+        if len(models) > 1:
+            raise ConfigError(
+                f"model {job.ref.text}: the folder {path} holds {len(models)} GGUF models ({', '.join(models)})",
+                hint="name one of them in the ref (the folder's path followed by the file's)",
+            )
         if len(models) == 1:
             model_name = models[0]
+            missing = [n for n in layout.shards_of(model_name) if n not in names] if layout.is_split(model_name) else []
+            if missing:
+                raise NotFoundError(
+                    f"model {job.ref.text}: {path / model_name} is incomplete (missing shards: {', '.join(missing)})"
+                )
     else:
         install = path.parent
         names = layout.shards_of(path.name) if layout.is_split(path.name) else [path.name]
@@ -57,5 +72,5 @@ def provision_local(job: Job) -> ProvisionedModel:
             sha = sha or job.hash(target)
             check_sha256(job.expected, sha, f"model {job.ref.text} ({target})")
         job.records[name] = job.file_record(target, name, sha)
-    library = layout.library_for(names)
+    library = job.library_for(names)
     return job.commit(install, library, model_name, revision=None, commit=None, source="local")
