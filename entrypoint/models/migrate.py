@@ -83,7 +83,7 @@ def migrate_store(
 
 
 def _move_loose(
-    models_dir: Path, entries: dict[str, Any], report: MigrationReport, dry_run: bool, protected: frozenset[str]
+    models_dir: Path, entries: catalog.Catalog, report: MigrationReport, dry_run: bool, protected: frozenset[str]
 ) -> None:
     llama = models_dir / layout.LLAMA_CPP
     loose = [p for top in (models_dir, llama) if top.is_dir() for p in sorted(top.glob("*.gguf")) if p.is_file()]
@@ -110,7 +110,7 @@ def _move_loose(
                 path.parent.rmdir()  # the owner-less folder, once empty
 
 
-def _register_unknown(models_dir: Path, entries: dict[str, Any], report: MigrationReport) -> None:
+def _register_unknown(models_dir: Path, entries: catalog.Catalog, report: MigrationReport) -> None:
     known = {str(e.get("install_path")) for e in entries.values()}
     for library in layout.LIBRARIES:
         top = models_dir / library
