@@ -23,6 +23,9 @@ export), rewritten whenever an entry changes in anything but ``last_accessed``.
 written here. While the export is that very file the records are the truth; once it is
 not (an older autoinfer or a person edited, replaced or deleted it, or it predates the
 records) the export is the truth, and the next edit makes the records from it anew.
+``models/.catalog/touched.jsonl`` lists the keys whose ``last_accessed`` changed since the
+export was written, so that reading every entry is one parse of the export plus those
+records, not one open per model.
 
 Writes happen under a lock and each file lands with an atomic rename. The lock only
 avoids lost updates between pods on a local volume; where it does not exclude (some
@@ -55,6 +58,7 @@ log = logging.getLogger(__name__)
 CATALOG_FILE = "model_registry.json"  # the on-disk name predates "catalog"
 RECORDS_DIR = ".catalog"
 STAMP = "export.stat"  # in RECORDS_DIR: the stat key of the export the records match
+JOURNAL = "touched.jsonl"  # in RECORDS_DIR: keys whose last_accessed is newer than the export's
 #: An edit of more records than this (a migration, an import) does not fsync each one:
 #: the export, written next with an fsync, is the copy that survives a crash.
 DURABLE_BATCH = 8
@@ -166,10 +170,36 @@ class Catalog(MutableMapping[str, dict[str, Any]]):
         self._read_all()
         return len(self._entries)
 
+    def clear(self) -> None:  # MutableMapping's would list the records once per key
+        self._read_all()
+        self._absent.update(self._entries)
+        self._entries.clear()
+
+    def __repr__(self) -> str:
+        return f"Catalog({dict(self.items())!r})"
+
     def _read_all(self) -> None:
+        """Every entry: the export, then the records touched since it was written.
+
+        Reading one export is ten times quicker than opening 10,000 records; the export
+        differs from the records only in the ``last_accessed`` of the keys in the journal.
+        Without a readable export, the records themselves are listed.
+        """
         if self._complete:
             return
+        known = set(self._entries) | self._absent
+        export = _parse_export(catalog_path(self.models_dir))
         folder = records_dir(self.models_dir)
+        if export is not None:
+            for key, entry in export.items():
+                if key not in known:
+                    self._remember(key, entry)
+            for key in _journal_keys(self.models_dir) - known:
+                touched = _read_record(folder / record_name(key), key)
+                if touched is not None:
+                    self._remember(key, touched)
+            self._complete = True
+            return
         try:
             names = sorted(n for n in os.listdir(folder) if n.endswith(".json") and not n.startswith("."))
         except FileNotFoundError:
@@ -178,7 +208,7 @@ class Catalog(MutableMapping[str, dict[str, Any]]):
             raise from_os_error(exc, f"list {folder}") from exc
         for name in names:
             found = _read_record(folder / name, None)
-            if found is not None and found[0] not in self._entries and found[0] not in self._absent:
+            if found is not None and found[0] not in known:
                 self._remember(*found)
         self._complete = True
 
@@ -246,6 +276,15 @@ def records_current(models_dir: Path) -> bool:
     return stamp == _stat_key(catalog_path(models_dir))
 
 
+def _parse_export(path: Path) -> dict[str, dict[str, Any]] | None:
+    """The export written here (its stamp matched), or None if it cannot be read now."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else None
+
+
 def _read_export(models_dir: Path) -> dict[str, dict[str, Any]]:
     """The entries of the export (no lock: readers see a whole file thanks to rename)."""
     path = catalog_path(models_dir)
@@ -306,19 +345,26 @@ def edit_catalog(models_dir: Path, *, lock_timeout: float = 600.0) -> Iterator[C
         changed, deleted, touch_only = entries.changes()
         if not changed and not deleted:
             return
+        folder = records_dir(models_dir)
         if entries.from_export:
             _replace_records(models_dir, entries)
-        else:
-            folder = records_dir(models_dir)
-            durable = not touch_only and len(changed) <= DURABLE_BATCH
+        elif touch_only:  # the journal first: a reader of the export then reads these records too
+            _append_journal(models_dir, list(changed))
             for key, entry in changed.items():
-                _write_record(folder, key, entry, durable=durable)
+                _write_record(folder, key, entry, durable=False)
+            return
+        else:  # no stamp while records and export disagree: readers use the export meanwhile
+            _unlink(folder / STAMP)
+            for key, entry in changed.items():
+                _write_record(folder, key, entry, durable=len(changed) <= DURABLE_BATCH)
             for key in deleted:
-                with contextlib.suppress(FileNotFoundError):
-                    (folder / record_name(key)).unlink()
-            if touch_only:
-                return
+                _unlink(folder / record_name(key))
         _write_export(models_dir, dict(entries.items()))
+        _unlink(folder / JOURNAL)
+
+
+def _record_bytes(key: str, entry: dict[str, Any]) -> bytes:
+    return json.dumps({"key": key, "entry": entry}, sort_keys=True).encode()
 
 
 def _write_record(folder: Path, key: str, entry: dict[str, Any], *, durable: bool) -> None:
@@ -327,7 +373,7 @@ def _write_record(folder: Path, key: str, entry: dict[str, Any], *, durable: boo
     A ``last_accessed`` change is never durable: losing it in a crash costs nothing.
     """
     target = folder / record_name(key)
-    data = json.dumps({"key": key, "entry": entry}, sort_keys=True, default=str).encode()
+    data = _record_bytes(key, entry)
     if durable:
         atomic_write_bytes(target, data)
         return
@@ -346,13 +392,12 @@ def _write_record(folder: Path, key: str, entry: dict[str, Any], *, durable: boo
 def _replace_records(models_dir: Path, entries: Catalog) -> None:
     """Make the records exactly *entries* (after the export was the truth).
 
-    Written without an fsync each (a catalog of 10,000 models would take minutes); the
-    export, written next with one, is the copy that survives a crash, and the stamp that
-    makes the records the truth is written only after both.
+    No stamp says the records are the truth until the export has been written after
+    them, so each is written in place, without a temporary name or an fsync (10,000
+    records in a few seconds rather than minutes).
     """
     folder = records_dir(models_dir)
-    with contextlib.suppress(FileNotFoundError):
-        (folder / STAMP).unlink()
+    _unlink(folder / STAMP)
     wanted = {record_name(k): k for k in entries}
     try:
         present = [n for n in os.listdir(folder) if n.endswith(".json")]
@@ -360,10 +405,47 @@ def _replace_records(models_dir: Path, entries: Catalog) -> None:
         present = []
     for name in present:
         if name not in wanted:
-            with contextlib.suppress(FileNotFoundError):
-                (folder / name).unlink()
-    for key, entry in entries.items():
-        _write_record(folder, key, entry, durable=False)
+            _unlink(folder / name)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, key in wanted.items():
+            (folder / name).write_bytes(_record_bytes(key, entries[key]))
+    except OSError as exc:
+        raise from_os_error(exc, f"write the catalog records in {folder}") from exc
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _append_journal(models_dir: Path, keys: list[str]) -> None:
+    """Note *keys* as touched since the export was written (one append; losing it costs nothing)."""
+    path = records_dir(models_dir) / JOURNAL
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, "".join(json.dumps(k) + "\n" for k in keys).encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise from_os_error(exc, f"append to {path}") from exc
+
+
+def _journal_keys(models_dir: Path) -> set[str]:
+    try:
+        lines = (records_dir(models_dir) / JOURNAL).read_text().splitlines()
+    except FileNotFoundError:
+        return set()
+    except (OSError, UnicodeDecodeError):
+        return set()
+    keys = set()
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            key = json.loads(line)
+            if isinstance(key, str):
+                keys.add(key)
+    return keys
 
 
 def _write_export(models_dir: Path, entries: dict[str, dict[str, Any]]) -> None:

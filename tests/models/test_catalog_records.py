@@ -28,7 +28,8 @@ def test_one_lookup_reads_one_record(tmp_path: Path) -> None:
         (records_dir(tmp_path) / record_name(other)).write_text("{torn")
     assert load_catalog(tmp_path).get("acme/b") == {"state": "active", "last_accessed": "2000-01-01T00:00:00Z"}
     assert "acme/x" not in load_catalog(tmp_path)
-    assert sorted(load_catalog(tmp_path)) == ["acme/b"]  # a torn record counts as absent: re-verified later
+    assert load_catalog(tmp_path).get("acme/a") is None  # a torn record counts as absent: re-verified later
+    assert sorted(load_catalog(tmp_path)) == ["acme/a", "acme/b", "acme/c"]  # a listing reads the export
 
 
 def test_last_accessed_alone_rewrites_one_record_not_the_export(tmp_path: Path) -> None:
@@ -39,6 +40,7 @@ def test_last_accessed_alone_rewrites_one_record_not_the_export(tmp_path: Path) 
         entries["acme/b"]["last_accessed"] = "2026-11-30T00:00:00Z"
     assert (export.stat().st_mtime_ns, export.read_text()) == before
     assert load_catalog(tmp_path)["acme/b"]["last_accessed"] == "2026-11-30T00:00:00Z"
+    assert dict(load_catalog(tmp_path).items())["acme/b"]["last_accessed"] == "2026-11-30T00:00:00Z"  # journal
     with edit_catalog(tmp_path) as entries:
         entries["acme/b"]["pinned"] = True
     assert json.loads(export.read_text())["acme/b"] == {
@@ -87,3 +89,16 @@ def test_an_older_catalog_is_split_into_records_on_the_first_edit(tmp_path: Path
     assert records_current(tmp_path)
     assert [p.name for p in records_dir(tmp_path).glob("*.json")] == [record_name("acme/new")]
     assert load_catalog(tmp_path) == {"acme/new": {"state": "pending"}}
+
+
+def test_clearing_and_refilling_changes_nothing(tmp_path: Path) -> None:
+    """What ``models migrate --dry-run`` does: the records and the export stay as they were."""
+    _three(tmp_path)
+    export = tmp_path / CATALOG_FILE
+    before = export.stat().st_mtime_ns
+    with edit_catalog(tmp_path) as entries:
+        entries.clear()
+        assert len(entries) == 0
+        entries.update(load_catalog(tmp_path))
+    assert export.stat().st_mtime_ns == before
+    assert sorted(load_catalog(tmp_path)) == ["acme/a", "acme/b", "acme/c"]
