@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from entrypoint.models.catalog import (
+from entrypoint.models.catalog_files import (
     CATALOG_FILE,
     edit_catalog,
     load_catalog,
