@@ -68,11 +68,15 @@ class Catalog(MutableMapping[str, dict[str, Any]]):
     Looking up one key reads one small file whatever the catalog's size; iterating reads
     every record once. Changes stay in memory: :func:`edit_catalog` writes them back.
     When the export is the truth (see the module docstring), every entry comes from it.
+    Only a catalog made for an edit remembers each entry as read, to find what changed.
     """
 
-    def __init__(self, models_dir: Path, export: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, models_dir: Path, export: dict[str, dict[str, Any]] | None = None, *, edit: bool = False
+    ) -> None:
         self.models_dir = models_dir
         self.from_export = export is not None
+        self.edit = edit
         self._entries: dict[str, dict[str, Any]] = {}
         self._read: dict[str, str] = {}  # key -> canonical JSON of the entry as read
         self._absent: set[str] = set()  # keys known not to be there (or deleted here)
@@ -84,7 +88,8 @@ class Catalog(MutableMapping[str, dict[str, Any]]):
 
     def _remember(self, key: str, entry: dict[str, Any]) -> None:
         self._entries[key] = entry
-        self._read[key] = _canonical(entry)
+        if self.edit:
+            self._read[key] = _canonical(entry)
 
     def __getitem__(self, key: str) -> dict[str, Any]:
         if key in self._entries:
@@ -159,6 +164,7 @@ class Catalog(MutableMapping[str, dict[str, Any]]):
 
     def changes(self) -> tuple[dict[str, dict[str, Any]], set[str], bool]:
         """``(changed entries, deleted keys, whether only last_accessed changed)``."""
+        assert self.edit, "only a catalog made by edit_catalog tracks its changes"
         changed = {k: e for k, e in self._entries.items() if _canonical(e) != self._read.get(k)}
         deleted = {k for k in self._read if k not in self._entries}
         touch_only = not deleted and all(
@@ -270,7 +276,7 @@ def edit_catalog(models_dir: Path, *, lock_timeout: float = 600.0) -> Iterator[C
     path = catalog_path(models_dir)
     with file_lock(models_dir / ".locks" / "registry.lock", timeout=lock_timeout, what="the model catalog"):
         if records_current(models_dir):
-            entries = Catalog(models_dir)
+            entries = Catalog(models_dir, edit=True)
         else:
             raw: Any = None
             try:
@@ -284,7 +290,9 @@ def edit_catalog(models_dir: Path, *, lock_timeout: float = 600.0) -> Iterator[C
                     path.replace(aside)
                 raw = {}
             entries = Catalog(
-                models_dir, {k: v for k, v in raw.items() if isinstance(v, dict)} if isinstance(raw, dict) else {}
+                models_dir,
+                {k: v for k, v in raw.items() if isinstance(v, dict)} if isinstance(raw, dict) else {},
+                edit=True,
             )
         yield entries
         changed, deleted, touch_only = entries.changes()
