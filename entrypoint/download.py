@@ -278,12 +278,14 @@ def _download(
                         _publish(partial, target)
                         return Fetched(target, actual, offset, resumed_from)
                     if signed and (total is None or total > offset):  # a stale signature, not a bad partial
+                        ranged.discard(resp)
                         failures = _again(failures, attempts, backoff, sleep, f"{url} answered HTTP 416 at {offset}")
                         continue
                     partial.unlink(missing_ok=True)  # our partial is not a prefix of this file
                     hasher, offset = hashlib.sha256(), 0
                     continue
                 if status in (403, 410) and signed and failures + 1 < attempts:
+                    ranged.discard(resp)
                     failures = _again(failures, attempts, backoff, sleep, f"{url} answered HTTP {status}")
                     continue
                 _raise_for_status(status, url)

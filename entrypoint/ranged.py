@@ -390,6 +390,8 @@ class _Fetcher:
             finally:
                 if resp.length_remaining:  # stopped early (a thief took the rest): the connection is not reusable
                     resp.close()
+                else:
+                    discard(resp)
                 resp.release_conn()
 
     def _check(self, resp: urllib3.BaseHTTPResponse, start: int, asked: str, source: str) -> int:
@@ -448,6 +450,18 @@ _STALE = frozenset({403, 410, 416})
 
 
 _UNSAFE_ACROSS_HOSTS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def discard(resp: urllib3.BaseHTTPResponse) -> None:
+    """Be done with an answer whose body is not wanted (a refusal), leaving its connection usable.
+
+    An empty body is read to its end (http.client otherwise still waits for it, and the next
+    request on that connection fails); any other is closed with its connection.
+    """
+    if resp.length_remaining == 0:
+        resp.drain_conn()
+    else:
+        resp.close()
 
 
 def answered_by(url: str, resp: urllib3.BaseHTTPResponse) -> str:
