@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from entrypoint.download import Fetched, fetch_url
-from entrypoint.errors import NetError
+from entrypoint.errors import NetError, VerifyError
 from entrypoint.models.hub import Hub
 from tests.models.conftest import provision, sha
 from tests.models.fakehub import FakeHub, Signing
@@ -210,3 +210,17 @@ def test_x_linked_etag_and_size_come_from_the_hubs_first_hop_only(
     assert got.sha256 == sha(BODY) and got.downloaded_bytes == len(BODY)
     assert hub.served(BODY) == len(BODY)
     assert_published(target, BODY, seen)
+    cdn_asked = [r.method for r in hub.server.requests if r.path.startswith("/cdn/")]
+    assert cdn_asked == ["GET"]  # the metadata came from the hub's HEAD, the CDN served the body only
+
+
+def test_a_cdn_body_longer_than_the_hubs_size_is_never_split_and_never_published(
+    hub: FakeHub, hub_env: dict[str, str], tmp_path: Path
+) -> None:
+    hub.add_repo(REPO, {NAME: BIG}, serve={NAME: BIG + b"more"})
+    target = tmp_path / NAME
+    seen = watch_final(hub, target)
+    with pytest.raises(VerifyError, match=f"expected {len(BIG)} bytes, received {len(BIG) + 4}"):
+        fetch(hub_env, target, connections=4)
+    assert cdn_ranges(hub) == []  # one stream: the CDN's length did not size any range
+    assert not target.exists() and partials(target) == [] and seen and not any(seen)
