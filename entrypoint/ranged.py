@@ -22,10 +22,11 @@ a body over to :func:`fetch_ranges` when the server's first answer offers ranges
 4. A 200 to a range request means the server ignores ranges: part and journal are deleted
    and ``None`` is returned, for the caller to stream the body once. A cut or stalled
    connection (a read that outlasts the timeout) resumes its piece where it stopped, with
-   backoff. Ranges go straight to the redirect's target (a CDN's signed URL); once it
-   refuses (401, 403, 404, 410 or 416: the signature expired), every range goes through the
-   original URL again, which signs a fresh one each time; a fresh one refused too (403, 410,
-   416) counts as a failure and is retried the same way. A piece that keeps failing
+   backoff. Ranges go straight to the redirect's target (a CDN's signed URL), retries
+   through the original URL (a fresh signature); once that target refuses (401, 403, 404,
+   410 or 416: the signature expired), every range goes through the original URL again,
+   which signs a fresh one each time; a fresh one refused too (403, 410, 416) counts as a
+   failure and is retried the same way. A piece that keeps failing
    (or keeps being answered with another range) fails the download with :class:`NetError`,
    keeping the part and journal for the next run.
 5. The complete part and its sha256 go back to the caller, which verifies and publishes
@@ -358,7 +359,9 @@ class _Fetcher:
         failures = 0
         while (room := self.plan.room(piece)) > 0:
             asked = f"bytes={piece.pos}-{piece.pos + room - 1}"
-            source, headers = (self.source, self.source_headers) if self.source else (self.url, self.headers)
+            # a retry goes through the original URL: the remembered signature may be what failed
+            direct = bool(self.source) and not failures
+            source, headers = (self.source, self.source_headers) if direct else (self.url, self.headers)
             try:
                 resp = self.http.request(
                     "GET", source, headers={**headers, "Range": asked}, preload_content=False, redirect=True

@@ -136,7 +136,7 @@ def test_an_expired_signed_address_is_signed_anew_and_the_stream_resumes(
 ) -> None:
     """The resume meets a busy CDN; the HTTP client asks the same address after Retry-After,
     by then expired: the CDN refuses it, and a fresh one comes from /resolve."""
-    signing = Signing(ttl=0.5, refuse=refuse, busy=1)
+    signing = Signing(ttl=0.9, refuse=refuse, busy=1)  # Retry-After: 1 outlives the signature
     hub.add_repo(REPO, {NAME: BODY}, cut_after={NAME: 2 * MIB + 5}, signing=signing)
     target = tmp_path / NAME
     seen = watch_final(hub, target)
@@ -175,15 +175,17 @@ def test_a_stall_mid_body_is_caught_by_the_read_timeout_and_resumed_where_it_sto
     hub: FakeHub, hub_env: dict[str, str], tmp_path: Path, connections: int
 ) -> None:
     body = BODY if connections == 1 else BIG
-    stall_for = 4.0
+    stall_for = 5.0
     # one stream: the body stalls; ranges: cuts=2 makes the first range asked stall too
-    hub.add_repo(REPO, {NAME: body}, stall_after={NAME: 2 * MIB}, stall_for=stall_for, cuts=connections // 2 + 1)
+    cuts = 1 if connections == 1 else 2
+    hub.add_repo(REPO, {NAME: body}, stall_after={NAME: 2 * MIB}, stall_for=stall_for, cuts=cuts)
     target = tmp_path / NAME
     seen = watch_final(hub, target)
     started = time.monotonic()
-    got = fetch(hub_env, target, connections=connections, timeout=0.5)
+    got = fetch(hub_env, target, connections=connections, timeout=1.0)
     assert time.monotonic() - started < stall_for  # the read timeout noticed, not the server hanging up
     assert got.sha256 == sha(body)
+    assert hub.gets("/resolve/") == 2  # the first request, then the retry: signed anew
     starts = [start for start, _ in cdn_ranges(hub)]
     if connections == 1:
         assert starts == [2 * MIB]  # on from the last byte received
