@@ -6,9 +6,10 @@ Steps of :func:`boot`:
    model reference; nothing has been changed if it raises.
 2. Install the packages asked for on boot (atomic, idempotent: a warm boot copies,
    extracts and hashes nothing).
-3. Provision the models the enabled instances use (verified; a warm boot reads nothing).
-4. Resolve each instance to its exact argv (the installed binary, the local model path)
-   and write the supervisord config and the handoff files.
+3. Provision the models the enabled instances and routers use (verified; a warm boot
+   reads nothing).
+4. Resolve each instance to its exact argv (the installed binary, the local model path),
+   write each router's preset file, then the supervisord config and the handoff files.
 5. Become our small init (PID 1), which runs supervisord as a fork of itself; or
    replace this process with ``-- CMD``; or stop here with ``--prepare-only`` (an
    init container).
@@ -29,9 +30,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from entrypoint import models, packages, supervisor
+from entrypoint import models, packages, router, supervisor
 from entrypoint.errors import ConfigError
-from entrypoint.plan import ModelStep, Plan, choose_binary, make_plan, server_spec, swap_spec
+from entrypoint.plan import (
+    ModelStep,
+    Plan,
+    RouterStep,
+    choose_binary,
+    make_plan,
+    router_spec,
+    server_spec,
+    swap_spec,
+)
 from entrypoint.servers import ServerSpec
 from entrypoint.settings import Settings
 
@@ -107,6 +117,8 @@ def prepare(settings: Settings, *, environ: Mapping[str, str], base_dir: Path | 
                 environ=environ,
             )
         )
+    servers += [_router(step, plan, settings, provisioned, environ) for step in plan.routers]
+    _remove_stale_presets(plan)
     if plan.swap is not None:
         servers.append(swap_spec(settings, environ, dry_run=False))
 
@@ -135,6 +147,36 @@ def _provision(
         )
     log.info("model %s -> %s (%s)", step.ref, model.path, model.outcome)
     return model
+
+
+def _router(
+    step: RouterStep,
+    plan: Plan,
+    settings: Settings,
+    provisioned: Mapping[tuple[str, str | None], models.ProvisionedModel],
+    environ: Mapping[str, str],
+) -> ServerSpec:
+    """A router's preset, written with the provisioned paths, and its final program."""
+    binary = step.binary
+    if binary.pending:
+        assert plan.config is not None
+        binary = choose_binary(settings, plan.config, step.router.control.binary or plan.config.binary, strict=True)
+    paths = {
+        m.name: str(provisioned[(s.ref, s.sha256)].path) for m, s in zip(step.router.models, step.models, strict=True)
+    }
+    if router.write_preset(step.preset, router.render_preset(step.router, paths)):
+        log.info("router %s: wrote %s (%d model(s))", step.router.name, step.preset, len(paths))
+    return router_spec(step.router, binary, step.preset, environ=environ)
+
+
+def _remove_stale_presets(plan: Plan) -> None:
+    """A router no longer enabled leaves no preset behind (its program file goes too)."""
+    keep = {step.preset for step in plan.routers}
+    folder = plan.layout.preset("_").parent
+    for stale in sorted(folder.glob("*.ini")) if folder.is_dir() else []:
+        if stale not in keep:
+            stale.unlink(missing_ok=True)
+            log.info("removed %s (router no longer enabled)", stale)
 
 
 def boot(

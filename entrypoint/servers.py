@@ -29,6 +29,10 @@ class ServerSpec:
     critical: bool = True
     log_file: str | None = None
     program: str = "llama-server"  # what it runs: llama-server, or llama-swap
+    # A llama-server in router mode: the models it serves and those it loads on startup
+    # (readiness waits for them). Empty for a one-model server.
+    router_models: tuple[str, ...] = ()
+    load_on_startup: tuple[str, ...] = ()
 
     @property
     def health_url(self) -> str:
@@ -55,4 +59,8 @@ class ServerSpec:
             "critical": self.critical,
             "log_file": self.log_file,
             "program": self.program,
+            **({"router": self.router_dict()} if self.router_models else {}),
         }
+
+    def router_dict(self) -> dict[str, list[str]]:
+        return {"models": list(self.router_models), "load_on_startup": list(self.load_on_startup)}

@@ -1,13 +1,14 @@
-"""``autoinfer servers render | status | health [--wait SECONDS]``."""
+"""``autoinfer servers render | status | health [--wait SECONDS] | load|unload ROUTER MODEL``."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from entrypoint.cli.edge import App, Outcome, command
-from entrypoint.errors import NotReadyError
+from entrypoint.errors import NotFoundError, NotReadyError
 
 
 @click.group()
@@ -27,6 +28,7 @@ def render(app: App, write: bool) -> Outcome:
     plan = make_plan(settings, environ=app.environ, base_dir=Path.cwd())
     layout = StateLayout(settings.state_dir)
     if write:
+        _write_presets(plan)
         files = write_config(layout, plan.specs, log_format=settings.log_format)
         return Outcome(
             f"wrote {files.conf} and {len(files.programs)} program(s)",
@@ -34,6 +36,7 @@ def render(app: App, write: bool) -> Outcome:
             details=[f"removed {p}" for p in files.removed],
         )
     contents = render_files(layout, plan.specs, log_format=settings.log_format)
+    contents.update({step.preset: step.preset_text for step in plan.routers})
     if app.json:
         return Outcome(f"{len(plan.specs)} server(s)", {"files": {str(p): text for p, text in contents.items()}})
     details = []
@@ -53,6 +56,7 @@ def status(app: App) -> Outcome:
     if not specs:
         return Outcome(f"no server was started under {layout.state_dir} (no run/engines/*.json)", [])
     rows = server_status(layout, specs)
+    routers = _router_models(specs, {r.name: r.state for r in rows})
     lines = [f"{'NAME':<16} {'STATE':<9} {'PID':>7} {'UPTIME':>8} {'PORT':>5}  VERSION  MODEL"]
     for r in rows:
         uptime = "-" if r.uptime is None else _duration(r.uptime)
@@ -62,8 +66,85 @@ def status(app: App) -> Outcome:
         )
         if r.state != "RUNNING" and r.detail:
             lines.append(f"{'':<16} {r.detail}")
+        for s in routers.get(r.name, []):
+            lines.append(f"{'':<16} model {s['name']:<24} {s['state']:<9} {s['detail']}".rstrip())
     running = sum(r.state == "RUNNING" for r in rows)
-    return Outcome(f"{running}/{len(rows)} server(s) running", rows, details=lines)
+    data: object = rows
+    if routers:
+        data = [{**r.to_dict(), **({"models": routers[r.name]} if r.name in routers else {})} for r in rows]
+    return Outcome(f"{running}/{len(rows)} server(s) running", data, details=lines)
+
+
+def _router_models(specs: list[Any], states: dict[str, str]) -> dict[str, list[dict[str, str]]]:
+    """Each router's models and their state; "unknown" with the reason when it does not answer."""
+    from entrypoint import router
+
+    out: dict[str, list[dict[str, str]]] = {}
+    for spec in specs:
+        if not spec.router_models:
+            continue
+        try:
+            if states.get(spec.name) != "RUNNING":
+                raise NotReadyError(f"router {spec.name} is not running")
+            out[spec.name] = [s.to_dict() for s in router.list_models(spec)]
+        except NotReadyError as exc:
+            out[spec.name] = [{"name": m, "state": "unknown", "detail": exc.message} for m in spec.router_models]
+    return out
+
+
+def _write_presets(plan: Any) -> None:
+    from entrypoint import router
+
+    for step in plan.routers:
+        router.write_preset(step.preset, step.preset_text)
+
+
+def _router_spec(app: App, name: str) -> Any:
+    from entrypoint.supervisor import StateLayout, read_handoffs
+
+    layout = StateLayout(app.settings().state_dir)
+    specs = read_handoffs(layout)
+    routers = [s for s in specs if s.router_models]
+    for spec in routers:
+        if spec.name == name:
+            return spec
+    known = ", ".join(s.name for s in routers) or "none"
+    raise NotFoundError(
+        f"no router {name!r} was started under {layout.state_dir}",
+        hint=f"routers: {known} ([router.<name>] in the config)",
+    )
+
+
+@servers.command()
+@click.argument("router_name", metavar="ROUTER")
+@click.argument("model", metavar="MODEL")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=120,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait until it has loaded (0: return once asked).",
+)
+@command
+def load(app: App, router_name: str, model: str, wait: float) -> Outcome:
+    """Load MODEL in the router ROUTER (llama-server router mode, [router.<name>])."""
+    from entrypoint import router
+
+    state = router.load_model(_router_spec(app, router_name), model, wait=wait)
+    return Outcome(f"router {router_name}: {model} {state.state}", state.to_dict())
+
+
+@servers.command()
+@click.argument("router_name", metavar="ROUTER")
+@click.argument("model", metavar="MODEL")
+@command
+def unload(app: App, router_name: str, model: str) -> Outcome:
+    """Unload MODEL from the router ROUTER, freeing its memory until the next request."""
+    from entrypoint import router
+
+    state = router.unload_model(_router_spec(app, router_name), model)
+    return Outcome(f"router {router_name}: {model} {state.state}", state.to_dict())
 
 
 @servers.command()

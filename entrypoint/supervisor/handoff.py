@@ -29,6 +29,7 @@ def handoff(spec: ServerSpec) -> dict[str, Any]:
         "port": spec.port,
         "flags": list(spec.argv[1:]),
         "critical": spec.critical,
+        **({"router": spec.router_dict()} if spec.router_models else {}),
     }
 
 
@@ -42,6 +43,7 @@ def spec_from_handoff(data: dict[str, Any], *, name: str) -> ServerSpec:
     *name* (the file's stem) stands in when the file has no ``instance``.
     """
     model = data.get("model") or {}
+    router = data.get("router") if isinstance(data.get("router"), dict) else {}
     return ServerSpec(
         name=data.get("instance") or name,
         argv=(data.get("binary") or data.get("engine") or "llama-server", *data.get("flags", [])),
@@ -54,7 +56,13 @@ def spec_from_handoff(data: dict[str, Any], *, name: str) -> ServerSpec:
         binary_version=data.get("engine_version"),
         critical=bool(data.get("critical", True)),
         program=data.get("engine") or "llama-server",
+        router_models=_names(router.get("models")),
+        load_on_startup=_names(router.get("load_on_startup")),
     )
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
 def init_config(layout: StateLayout, specs: Sequence[ServerSpec], *, log_format: str) -> dict[str, Any]:
