@@ -43,7 +43,8 @@ def spec_from_handoff(data: dict[str, Any], *, name: str) -> ServerSpec:
     *name* (the file's stem) stands in when the file has no ``instance``.
     """
     model = data.get("model") or {}
-    router = data.get("router") if isinstance(data.get("router"), dict) else {}
+    router = data.get("router")
+    router = router if isinstance(router, dict) else {}
     return ServerSpec(
         name=data.get("instance") or name,
         argv=(data.get("binary") or data.get("engine") or "llama-server", *data.get("flags", [])),
