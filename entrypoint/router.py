@@ -193,11 +193,19 @@ def _wait_loaded(
             raise NotReadyError(f"router {spec.name}: model {name} did not load ({state.detail or state.state})")
         if clock() >= deadline:
             raise NotReadyError(f"router {spec.name}: model {name} is still {state.state} after {wait:g}s")
-        sleep(0.25)
+        sleep(0.1)
 
 
-def unload_model(spec: ServerSpec, name: str, *, timeout: float = 5.0) -> ModelState:
-    """Ask the router to unload *name* (already unloaded is fine)."""
+def unload_model(
+    spec: ServerSpec,
+    name: str,
+    *,
+    wait: float = 0,
+    timeout: float = 5.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ModelState:
+    """Ask the router to unload *name* (already unloaded is fine); with *wait*, poll until it is."""
     state = _find(spec, name, timeout=timeout)
     if state.state in (UNLOADED, FAILED):
         return state
@@ -207,7 +215,14 @@ def unload_model(spec: ServerSpec, name: str, *, timeout: float = 5.0) -> ModelS
         raise NotReadyError(f"router {spec.name} does not answer at {base_url(spec)}: {exc}") from None
     if code != 200 and "not running" not in _message(answer):
         raise NotReadyError(f"router {spec.name}: unloading {name} failed: HTTP {code} {_message(answer)}".rstrip())
-    return _find(spec, name, timeout=timeout)
+    deadline = clock() + wait
+    while True:
+        state = _find(spec, name, timeout=timeout)
+        if state.state in (UNLOADED, FAILED) or not wait:
+            return state
+        if clock() >= deadline:
+            raise NotReadyError(f"router {spec.name}: model {name} is still {state.state} after {wait:g}s")
+        sleep(0.1)
 
 
 def startup_state(spec: ServerSpec, *, timeout: float = 2.0) -> tuple[bool, str, bool]:

@@ -138,12 +138,20 @@ def load(app: App, router_name: str, model: str, wait: float) -> Outcome:
 @servers.command()
 @click.argument("router_name", metavar="ROUTER")
 @click.argument("model", metavar="MODEL")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=30,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait until it has unloaded (0: return once asked).",
+)
 @command
-def unload(app: App, router_name: str, model: str) -> Outcome:
+def unload(app: App, router_name: str, model: str, wait: float) -> Outcome:
     """Unload MODEL from the router ROUTER, freeing its memory until the next request."""
     from entrypoint import router
 
-    state = router.unload_model(_router_spec(app, router_name), model)
+    state = router.unload_model(_router_spec(app, router_name), model, wait=wait)
     return Outcome(f"router {router_name}: {model} {state.state}", state.to_dict())
 
 
