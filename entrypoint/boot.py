@@ -164,7 +164,7 @@ def _router(
     paths = {
         m.name: str(provisioned[(s.ref, s.sha256)].path) for m, s in zip(step.router.models, step.models, strict=True)
     }
-    if router.write_preset(step.preset, router.render_preset(step.router, paths)):
+    if router.write_preset(step.preset, router.render_preset(step.router.name, step.router.models, paths)):
         log.info("router %s: wrote %s (%d model(s))", step.router.name, step.preset, len(paths))
     return router_spec(step.router, binary, step.preset, environ=environ)
 

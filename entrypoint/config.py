@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from entrypoint.errors import ConfigError
-from entrypoint.router import PRESET_CUT
+from entrypoint.router import PRESET_CUT, RouterModel
 from entrypoint.safeio import printable, read_small_file
 
 MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: a config is a few KB; anything near this is not a config
@@ -174,17 +174,6 @@ class Instance:
         if model_path is not None and "model" in server:
             server["model"] = model_path
         return [*self.extra_args, *server_flags(server)]
-
-
-@dataclass(frozen=True)
-class RouterModel:
-    """One model of a router: its ``[<name>]`` section in the preset file."""
-
-    name: str  # the model's id in requests and in /models
-    ref: str
-    sha256: str | None = None
-    settings: Mapping[str, Any] = field(default_factory=dict)  # llama-server keys for its section
-    load_on_startup: bool = False
 
 
 @dataclass(frozen=True)

@@ -296,6 +296,11 @@ def router_steps(
     """One step per enabled router; its models join :attr:`Plan.models` (shared with instances)."""
     steps = []
     for rt in config.enabled_routers:
+        if not rt.autoload and not rt.load_on_startup:
+            plan.warnings.append(
+                f"router {rt.name}: autoload is off and no model loads on startup: "
+                f"no model answers until `autoinfer servers load {rt.name} MODEL`"
+            )
         binary = choose_binary(settings, config, rt.control.binary or config.binary, strict=False)
         model_steps_ = tuple(
             _router_model_step(plan, m.ref, m.sha256, f"{rt.name}/{m.name}", settings, base_dir) for m in rt.models
@@ -303,7 +308,9 @@ def router_steps(
         paths = {m.name: str(s.status.path) for m, s in zip(rt.models, model_steps_, strict=True)}
         preset = plan.layout.preset(rt.name)
         spec = router_spec(rt, binary, preset, environ=environ)
-        steps.append(RouterStep(rt, binary, model_steps_, preset, router.render_preset(rt, paths), spec))
+        steps.append(
+            RouterStep(rt, binary, model_steps_, preset, router.render_preset(rt.name, rt.models, paths), spec)
+        )
     return steps
 
 

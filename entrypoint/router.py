@@ -20,17 +20,14 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from entrypoint.errors import ConfigError, NotFoundError, NotReadyError
 from entrypoint.fsutil import atomic_write_text
 from entrypoint.servers import ServerSpec
-
-if TYPE_CHECKING:  # config is not needed at run time here, and our init imports this module
-    from entrypoint.config import Router
 
 LOADED = "loaded"
 LOADING = "loading"
@@ -40,6 +37,17 @@ PRESET_MODE = 0o600  # the file names every model path and setting: ours alone
 #: What the preset reader ends a value at (a comment) or trims: a value with these is not carried whole.
 PRESET_CUT = re.compile(r"[;#]|^\s|\s$")
 _LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class RouterModel:
+    """One model of a router (``[router.<r>.models.<name>]``): its section in the preset file."""
+
+    name: str  # the model's id in requests and in /models
+    ref: str
+    sha256: str | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)  # llama-server keys for its section
+    load_on_startup: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,15 +62,15 @@ class ModelState:
         return {"name": self.name, "state": self.state, "detail": self.detail}
 
 
-def render_preset(router: Router, paths: Mapping[str, str]) -> str:
-    """The preset file for *router*, with *paths* (model name -> local file) as each ``model``."""
-    lines = [f"; written by autoinfer from [router.{router.name}]: boot rewrites it", "version = 1", ""]
-    for model in router.models:
+def render_preset(router: str, models: Sequence[RouterModel], paths: Mapping[str, str]) -> str:
+    """The preset file of the router named *router*, with *paths* (model name -> local file)."""
+    lines = [f"; written by autoinfer from [router.{router}]: boot rewrites it", "version = 1", ""]
+    for model in models:
         path = paths[model.name]
         bad = PRESET_CUT.search(path) or _LINE_BREAKING.search(path)
         if bad:
             raise ConfigError(
-                f"router {router.name}: model {model.name}: the path {path!r} contains {bad.group()!r}, "
+                f"router {router}: model {model.name}: the path {path!r} contains {bad.group()!r}, "
                 "which a preset file cannot carry (its reader ends a value at ; or #)",
                 hint="move or link the model file to a path without those characters",
             )

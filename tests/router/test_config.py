@@ -76,7 +76,7 @@ def test_a_router_parses_with_its_models_flags_and_startup_models() -> None:
 
 def test_the_preset_names_each_model_by_path_with_its_own_keys() -> None:
     (router,) = parse_config(BASE, "r.toml").routers
-    text = render_preset(router, {"alpha": "/m/a.gguf", "org/beta:Q8_0": "/m/b.gguf"})
+    text = render_preset(router.name, router.models, {"alpha": "/m/a.gguf", "org/beta:Q8_0": "/m/b.gguf"})
     assert text.splitlines()[1:] == [
         "version = 1",
         "",
@@ -98,7 +98,7 @@ def test_the_preset_names_each_model_by_path_with_its_own_keys() -> None:
 def test_a_path_the_preset_cannot_carry_is_refused() -> None:
     (router,) = parse_config(BASE, "r.toml").routers
     with pytest.raises(ConfigError, match="cannot carry"):
-        render_preset(router, {"alpha": "/m/a#1.gguf", "org/beta:Q8_0": "/m/b.gguf"})
+        render_preset(router.name, router.models, {"alpha": "/m/a#1.gguf", "org/beta:Q8_0": "/m/b.gguf"})
 
 
 @pytest.mark.parametrize(

@@ -193,7 +193,7 @@ def _router_spec(tmp: Path, release: LlamaRelease, port: int, models: dict[str, 
     body = "".join(f'[router.r.models.{name}]\nref = "{path}"\nctx_size = 256\n' for name, path in models.items())
     rt = parse_config(f"[router.r.server]\nhost = '127.0.0.1'\nport = {port}\n{body}", "r.toml").routers[0]
     preset = tmp / "r.ini"
-    router.write_preset(preset, router.render_preset(rt, {n: str(p) for n, p in models.items()}))
+    router.write_preset(preset, router.render_preset(rt.name, rt.models, {n: str(p) for n, p in models.items()}))
     spec = router_spec(rt, Binary(str(release.server), release.version), preset, environ={})
     return type(spec)(**{**spec.__dict__, "load_on_startup": (startup,), "start_retries": 0})
 
@@ -232,3 +232,45 @@ def test_a_load_on_startup_model_that_cannot_load_is_an_error(
         router.load_model(spec, "bad", wait=60)
     (health,) = check_health([spec], wait=1).instances
     assert health.state == "error" and "bad failed to load" in health.detail, health
+
+
+def test_render_shows_the_preset_and_a_disabled_router_leaves_no_files(
+    tmp_path: Path, state_dir: Path, llama_release: LlamaRelease, two_models: tuple[Path, Path], port: int
+) -> None:
+    alpha, beta = two_models
+    config = router_config(tmp_path / "r.toml", llama_release.server, alpha, beta, port)
+    env = env_for(tmp_path, state_dir, config)
+    render = run_cli("servers", "render", env=env)
+    assert render.returncode == 0, render.stderr
+    assert "presets/main.ini" in render.stdout and f"model = {alpha}" in render.stdout
+    assert "--models-preset" in render.stdout
+
+    first = run_cli("--json", "boot", "--prepare-only", env=env)
+    assert first.returncode == 0, first.stderr
+    preset = state_dir / "supervisor" / "presets" / "main.ini"
+    program = state_dir / "supervisor" / "conf.d" / "main.conf"
+    assert preset.exists() and program.exists()
+    handoff = json.loads((state_dir / "run" / "engines" / "main.json").read_text())
+    assert handoff["router"] == {"models": ["alpha", "beta"], "load_on_startup": ["alpha"]}
+    stat = preset.stat()
+    again = run_cli("boot", "--prepare-only", env=env)  # a warm boot rewrites nothing
+    assert again.returncode == 0, again.stderr
+    assert preset.stat().st_mtime_ns == stat.st_mtime_ns
+
+    config.write_text(config.read_text().replace("stop_timeout = 5", "stop_timeout = 5\nenabled = false"))
+    off = run_cli("boot", "--prepare-only", env=env)
+    assert off.returncode == 0, off.stderr
+    assert not preset.exists() and not program.exists()
+
+
+def test_autoload_off_with_nothing_on_startup_is_warned_about(
+    tmp_path: Path, state_dir: Path, llama_release: LlamaRelease, two_models: tuple[Path, Path], port: int
+) -> None:
+    config = router_config(tmp_path / "r.toml", llama_release.server, *two_models, port)
+    text = config.read_text().replace('load_on_startup = ["alpha"]', "autoload = false")
+    config.write_text(text)
+    plan = run_cli("--json", "plan", env=env_for(tmp_path, state_dir, config))
+    assert plan.returncode == 0, plan.stderr
+    (warning,) = json.loads(plan.stdout)["data"]["warnings"]
+    assert "autoload is off" in warning and "servers load main MODEL" in warning
+    assert "--no-models-autoload" in json.loads(plan.stdout)["data"]["servers"][0]["argv"]
