@@ -615,10 +615,9 @@ class _Validator:
                 "the later ones would unload the first and the router would never be ready",
             )
         extra = tuple(server.pop("extra_args", []))
-        ctl = dict(control)
         return Router(
             name=name,
-            control=Control(**ctl),
+            control=Control(**control),
             server=server,
             models=tuple(models),
             extra_args=extra,
@@ -645,6 +644,8 @@ class _Validator:
                 self.check(ROUTER_MODEL[key], value, table, key)
                 continue
             flag = key.replace("-", "_")
+            if flag in ROUTER_MODEL:
+                raise self.error(table, key, f"write it {flag} (autoinfer's key, not a llama-server one)")
             if key == "control" or (key in CONTROL and key != "log_file"):
                 raise self.error(
                     table,

@@ -17,6 +17,7 @@ listens, before any model has loaded: :func:`startup_state` is what readiness wa
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
@@ -108,8 +109,12 @@ def _call(spec: ServerSpec, method: str, path: str, body: Any = None, *, timeout
     import urllib.request
 
     data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"}
+    key = api_key(spec)
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
     request = urllib.request.Request(  # noqa: S310 (our own http URL)
-        base_url(spec) + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        base_url(spec) + path, data=data, method=method, headers=headers
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
@@ -123,6 +128,25 @@ def _call(spec: ServerSpec, method: str, path: str, body: Any = None, *, timeout
         return code, json.loads(raw) if raw else None
     except ValueError:
         return code, None
+
+
+def api_key(spec: ServerSpec) -> str | None:
+    """The key a router started with ``--api-key`` (or ``--api-key-file``) wants on ``/models``.
+
+    Unlike ``/health``, llama-server's ``/models`` and its load and unload calls answer 401
+    without it. The first of several keys (comma-separated, or one per line) will do.
+    """
+    argv = list(spec.argv)
+    for flag, value in itertools.pairwise(argv):
+        if flag == "--api-key":
+            return value.split(",")[0].strip() or None
+        if flag == "--api-key-file":
+            try:
+                lines = Path(value).read_text().splitlines()
+            except (OSError, UnicodeDecodeError):
+                return None
+            return next((line.strip() for line in lines if line.strip()), None)
+    return None
 
 
 def _message(answer: Any) -> str:
@@ -242,7 +266,7 @@ def startup_state(spec: ServerSpec, *, timeout: float = 2.0) -> tuple[bool, str,
     try:
         states = {s.name: s for s in list_models(spec, timeout=timeout)}
     except NotReadyError as exc:
-        return False, exc.message, False
+        return False, exc.message, "HTTP 401" in exc.message or "HTTP 403" in exc.message
     waiting = []
     for name in spec.load_on_startup:
         state = states.get(name)

@@ -141,6 +141,7 @@ def test_a_model_value_a_preset_cannot_hold_is_refused(value: str) -> None:
         (("[router.main.models.alpha]", "[router.main.models.'a b']"), ["model name 'a b' must match"]),
         (('ref = "/models/a.gguf"', 'ref = "/models/a.gguf\\n"'), ["control character"]),
         (('sha256 = "', 'sha256 = "0'), ["does not match"]),
+        (("temp = 0.5", '"load-on-startup" = true'), ["write it load_on_startup"]),
     ],
 )
 def test_router_mistakes_are_refused_naming_the_key(change: tuple[str, str], pieces: list[str]) -> None:
@@ -183,3 +184,15 @@ def test_the_json_schema_knows_routers(tmp_path: Path) -> None:
     )
     assert list(validator.iter_errors(bad_name))
     assert re.fullmatch(schema["$defs"]["router"]["properties"]["models"]["patternProperties"].popitem()[0], "org/b:Q8")
+
+
+def test_the_api_key_for_models_comes_from_the_router_command_line(tmp_path: Path) -> None:
+    from entrypoint.router import api_key
+    from entrypoint.servers import ServerSpec
+
+    assert api_key(ServerSpec("r", ("llama-server", "--port", "1"))) is None
+    assert api_key(ServerSpec("r", ("llama-server", "--api-key", "k1,k2"))) == "k1"
+    keys = tmp_path / "keys"
+    keys.write_text("\n  k3\nk4\n")
+    assert api_key(ServerSpec("r", ("llama-server", "--api-key-file", str(keys)))) == "k3"
+    assert api_key(ServerSpec("r", ("llama-server", "--api-key-file", str(tmp_path / "none")))) is None

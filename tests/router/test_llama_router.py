@@ -188,10 +188,13 @@ def answers(spec: Any) -> bool:
         return False
 
 
-def _router_spec(tmp: Path, release: LlamaRelease, port: int, models: dict[str, Path], startup: str) -> Any:
+def _router_spec(
+    tmp: Path, release: LlamaRelease, port: int, models: dict[str, Path], startup: str, server: str = ""
+) -> Any:
     """A router whose spec waits for *startup* while its preset does not load it on startup."""
     body = "".join(f'[router.r.models.{name}]\nref = "{path}"\nctx_size = 256\n' for name, path in models.items())
-    rt = parse_config(f"[router.r.server]\nhost = '127.0.0.1'\nport = {port}\n{body}", "r.toml").routers[0]
+    head = f"[router.r.server]\nhost = '127.0.0.1'\nport = {port}\n{server}"
+    rt = parse_config(head + body, "r.toml").routers[0]
     preset = tmp / "r.ini"
     router.write_preset(preset, router.render_preset(rt.name, rt.models, {n: str(p) for n, p in models.items()}))
     spec = router_spec(rt, Binary(str(release.server), release.version), preset, environ={})
@@ -206,7 +209,9 @@ def test_a_load_on_startup_model_holds_readiness_until_it_has_loaded(
     port: int,
 ) -> None:
     alpha, beta = two_models
-    spec = _router_spec(short_state_dir, llama_release, port, {"alpha": alpha, "beta": beta}, "beta")
+    models = {"alpha": alpha, "beta": beta}
+    # with an API key, which /models wants (and /health does not)
+    spec = _router_spec(short_state_dir, llama_release, port, models, "beta", 'api_key = "sekrit"\n')
     supervise([spec])
     report = check_health([spec], wait=3)
     assert not report.ok
