@@ -196,3 +196,20 @@ def test_the_api_key_for_models_comes_from_the_router_command_line(tmp_path: Pat
     keys.write_text("\n  k3\nk4\n")
     assert api_key(ServerSpec("r", ("llama-server", "--api-key-file", str(keys)))) == "k3"
     assert api_key(ServerSpec("r", ("llama-server", "--api-key-file", str(tmp_path / "none")))) is None
+
+
+def test_config_validate_reports_the_router_and_its_models() -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from entrypoint.cli import main
+    from tests.conftest import REPO
+
+    result = CliRunner().invoke(main, ["--json", "config", "validate", str(REPO / "config/router.toml")])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["message"].endswith("router main: 2 model(s)")
+    (router,) = out["data"]["routers"]
+    assert [m["name"] for m in router["models"]] == ["chat", "embed"]
+    assert router["args"][-4:] == ["<preset>", "--models-max", "1", "--models-autoload"]
