@@ -81,8 +81,9 @@ def models_in_use(
 ) -> frozenset[str]:
     """Catalog keys of the models the config uses (``AUTO_INFER_LLAMA_CPP_CONFIG`` by default).
 
-    Every instance counts, enabled or not (a disabled one may be enabled by the next
-    boot). A plain path inside a catalogued folder protects that folder's entry.
+    Every instance and every router's model counts, enabled or not (a disabled one may be
+    enabled by the next boot). A plain path inside a catalogued folder protects that
+    folder's entry.
     """
     if config_path is None:
         value = environ.get("AUTO_INFER_LLAMA_CPP_CONFIG")
@@ -91,6 +92,7 @@ def models_in_use(
         config_path = Path(value)
     config = load_config(config_path)
     refs = [inst.model_ref for inst in config.instances if inst.model_ref]
+    refs += [model.ref for router in config.routers for model in router.models]
     return keys_for_refs(models_dir, refs, base_dir=base_dir)
 
 

@@ -213,3 +213,13 @@ def test_config_validate_reports_the_router_and_its_models() -> None:
     (router,) = out["data"]["routers"]
     assert [m["name"] for m in router["models"]] == ["chat", "embed"]
     assert router["args"][-4:] == ["<preset>", "--models-max", "1", "--models-autoload"]
+
+
+def test_models_gc_protects_the_models_of_routers(tmp_path: Path) -> None:
+    from entrypoint.models import models_in_use
+
+    config = tmp_path / "r.toml"
+    config.write_text(BASE)
+    in_use = models_in_use(tmp_path / "models", config, environ={}, base_dir=tmp_path)
+    assert any("a.gguf" in key for key in in_use), in_use
+    assert any("beta" in key for key in in_use), in_use
