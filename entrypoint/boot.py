@@ -172,7 +172,7 @@ def _router(
 def _remove_stale_presets(plan: Plan) -> None:
     """A router no longer enabled leaves no preset behind (its program file goes too)."""
     keep = {step.preset for step in plan.routers}
-    folder = plan.layout.preset("_").parent
+    folder = plan.layout.presets
     for stale in sorted(folder.glob("*.ini")) if folder.is_dir() else []:
         if stale not in keep:
             stale.unlink(missing_ok=True)

@@ -147,12 +147,10 @@ def probe(spec: ServerSpec, *, timeout: float = 2.0) -> InstanceHealth:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         return InstanceHealth(spec.name, url, DOWN, None, str(getattr(reason, "strerror", None) or reason))
+    if code == 200 and spec.router_models:
+        return probe_router(spec, timeout=timeout)  # the router listens; have its models loaded?
     if code == 200:
-        return (
-            probe_router(spec, timeout=timeout)
-            if spec.router_models
-            else InstanceHealth(spec.name, url, READY, code, "ok")
-        )
+        return InstanceHealth(spec.name, url, READY, code, "ok")
     return InstanceHealth(spec.name, url, ERROR, code, f"HTTP {code}")
 
 
