@@ -26,9 +26,9 @@ def render(app: App, write: bool) -> Outcome:
 
     settings = app.settings()
     plan = make_plan(settings, environ=app.environ, base_dir=Path.cwd())
+    _write_presets(plan) if write else None
     layout = StateLayout(settings.state_dir)
     if write:
-        _write_presets(plan)
         files = write_config(layout, plan.specs, log_format=settings.log_format)
         return Outcome(
             f"wrote {files.conf} and {len(files.programs)} program(s)",

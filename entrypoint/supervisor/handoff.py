@@ -43,8 +43,6 @@ def spec_from_handoff(data: dict[str, Any], *, name: str) -> ServerSpec:
     *name* (the file's stem) stands in when the file has no ``instance``.
     """
     model = data.get("model") or {}
-    router = data.get("router")
-    router = router if isinstance(router, dict) else {}
     return ServerSpec(
         name=data.get("instance") or name,
         argv=(data.get("binary") or data.get("engine") or "llama-server", *data.get("flags", [])),
@@ -57,12 +55,15 @@ def spec_from_handoff(data: dict[str, Any], *, name: str) -> ServerSpec:
         binary_version=data.get("engine_version"),
         critical=bool(data.get("critical", True)),
         program=data.get("engine") or "llama-server",
-        router_models=_names(router.get("models")),
-        load_on_startup=_names(router.get("load_on_startup")),
+        router_models=_router_names(data, "models"),
+        load_on_startup=_router_names(data, "load_on_startup"),
     )
 
 
-def _names(value: Any) -> tuple[str, ...]:
+def _router_names(data: dict[str, Any], key: str) -> tuple[str, ...]:
+    """``router.<key>`` of a router's handoff: model names (none when it is not a router's)."""
+    router = data.get("router")
+    value = router.get(key) if isinstance(router, dict) else None
     return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
