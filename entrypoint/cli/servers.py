@@ -26,7 +26,8 @@ def render(app: App, write: bool) -> Outcome:
 
     settings = app.settings()
     plan = make_plan(settings, environ=app.environ, base_dir=Path.cwd())
-    _write_presets(plan) if write else None
+    if write:  # a router's program names its preset file: write it first
+        _write_presets(plan)
     layout = StateLayout(settings.state_dir)
     if write:
         files = write_config(layout, plan.specs, log_format=settings.log_format)
