@@ -34,6 +34,7 @@ LOADED = "loaded"
 LOADING = "loading"
 UNLOADED = "unloaded"
 FAILED = "failed"  # unloaded after its process exited with an error
+LOAD_GRACE = 2.0  # seconds a load may take to show up in /models
 PRESET_MODE = 0o600  # the file names every model path and setting: ours alone
 #: What the preset reader ends a value at (a comment) or trims: a value with these is not carried whole.
 PRESET_CUT = re.compile(r"[;#]|^\s|\s$")
@@ -216,12 +217,18 @@ def _wait_loaded(
     clock: Callable[[], float],
     sleep: Callable[[float], None],
 ) -> ModelState:
-    deadline = clock() + wait
+    # Right after the request, /models may still show the state from before it (unloaded,
+    # or failed from an earlier attempt): that is final only once the load was seen going,
+    # or after a grace period (a load that fails at once may never show "loading").
+    started = clock()
+    deadline, grace_end = started + wait, started + min(wait, LOAD_GRACE)
+    seen_loading = False
     while True:
         state = _find(spec, name, timeout=timeout)
         if state.state == LOADED:
             return state
-        if state.state in (FAILED, UNLOADED):
+        seen_loading = seen_loading or state.state == LOADING
+        if state.state in (FAILED, UNLOADED) and (seen_loading or clock() >= grace_end):
             raise NotReadyError(f"router {spec.name}: model {name} did not load ({state.detail or state.state})")
         if clock() >= deadline:
             raise NotReadyError(f"router {spec.name}: model {name} is still {state.state} after {wait:g}s")
