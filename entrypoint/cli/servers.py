@@ -57,7 +57,7 @@ def status(app: App) -> Outcome:
     if not specs:
         return Outcome(f"no server was started under {layout.state_dir} (no run/engines/*.json)", [])
     rows = server_status(layout, specs)
-    routers = _router_models(specs, {r.name: r.state for r in rows})
+    routers = _router_models(specs)
     lines = [f"{'NAME':<16} {'STATE':<9} {'PID':>7} {'UPTIME':>8} {'PORT':>5}  VERSION  MODEL"]
     for r in rows:
         uptime = "-" if r.uptime is None else _duration(r.uptime)
@@ -76,8 +76,11 @@ def status(app: App) -> Outcome:
     return Outcome(f"{running}/{len(rows)} server(s) running", data, details=lines)
 
 
-def _router_models(specs: list[Any], states: dict[str, str]) -> dict[str, list[dict[str, str]]]:
-    """Each router's models and their state; "unknown" with the reason when it does not answer."""
+def _router_models(specs: list[Any]) -> dict[str, list[dict[str, str]]]:
+    """Each router's models and their state; "unknown" with the reason when it does not answer.
+
+    Asked whatever supervisord's state: a router answers while still STARTING.
+    """
     from entrypoint import router
 
     out: dict[str, list[dict[str, str]]] = {}
@@ -85,8 +88,6 @@ def _router_models(specs: list[Any], states: dict[str, str]) -> dict[str, list[d
         if not spec.router_models:
             continue
         try:
-            if states.get(spec.name) != "RUNNING":
-                raise NotReadyError(f"router {spec.name} is not running")
             out[spec.name] = [s.to_dict() for s in router.list_models(spec)]
         except NotReadyError as exc:
             out[spec.name] = [{"name": m, "state": "unknown", "detail": exc.message} for m in spec.router_models]
