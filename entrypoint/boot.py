@@ -6,13 +6,16 @@ Steps of :func:`boot`:
    model reference; nothing has been changed if it raises.
 2. Install the packages asked for on boot (atomic, idempotent: a warm boot copies,
    extracts and hashes nothing).
-3. Provision the models the enabled instances and routers use (verified; a warm boot
-   reads nothing).
-4. Resolve each instance to its exact argv (the installed binary, the local model path),
-   write each router's preset file, then the supervisord config and the handoff files.
+3. Provision the models the enabled instances use (verified; a warm boot reads nothing).
+4. Resolve each instance to its exact argv (the installed binary, the local model path)
+   and write the supervisord config and the handoff files.
 5. Become our small init (PID 1), which runs supervisord as a fork of itself; or
    replace this process with ``-- CMD``; or stop here with ``--prepare-only`` (an
    init container).
+
+A router (``[router.<name>]``) goes through the same steps: its models are provisioned
+in step 3 with the instances', and step 4 writes its preset file before the supervisord
+config that starts it.
 
 Why step 5 runs the init in this process rather than exec'ing it: each new Python
 interpreter costs tens of milliseconds before it does anything, and a warm boot's

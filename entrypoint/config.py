@@ -47,9 +47,6 @@ BINARY_REF = re.compile(r"^[a-z0-9][a-z0-9-]*(@[A-Za-z0-9._-]+)?$")
 # Characters a supervisord config line or an argv entry cannot carry (a tab can).
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 RESERVED = frozenset({"control", "server"})
-# A router's model name: its preset section and the "model" of a request ("org/repo:Q4_K_M" is common).
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
-MAX_MODEL_NAME = 128
 DEFAULT_PORT = 8080  # llama-server's own default
 
 _SHOWN_KEY = 200  # a longer key path is cut in messages (and not looked up)
@@ -117,6 +114,9 @@ ROUTER_OWN_FLAGS = frozenset({"models_dir", "models_preset", "models_max", "mode
 SINGLE_MODEL_FLAGS = frozenset({"model", "hf_repo", "hf_file", "model_url", "docker_repo"})
 # Per-model keys the router sets for each model (or that a preset section cannot hold).
 ROUTER_MODEL_FLAGS = frozenset({"host", "port", "alias", "extra_args"}) | ROUTER_OWN_FLAGS | SINGLE_MODEL_FLAGS
+# A router's model name: its preset section and the "model" of a request ("org/repo:Q4_K_M" is common).
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
+MAX_MODEL_NAME = 128
 
 
 @dataclass(frozen=True)
@@ -206,7 +206,10 @@ class Router:
 
     def args(self, preset: str) -> list[str]:
         """llama-server's arguments (no binary) for the preset file at *preset*."""
-        argv = [*self.extra_args, *server_flags(self.server), "--models-preset", preset]
+        # Always an explicit address: health and status look for it there, whatever
+        # llama-server's own default becomes.
+        address = {"host": self.host, "port": self.port}
+        argv = [*self.extra_args, *server_flags({**address, **self.server}), "--models-preset", preset]
         if self.models_max is not None:
             argv += ["--models-max", str(self.models_max)]
         return [*argv, "--models-autoload" if self.autoload else "--no-models-autoload"]

@@ -99,6 +99,18 @@ def write_preset(path: Path, text: str) -> bool:
     return True
 
 
+def find(specs: Sequence[ServerSpec], name: str, *, where: str) -> ServerSpec:
+    """The router named *name* among *specs* (the servers started under the state dir *where*)."""
+    routers = [s for s in specs if s.router_models]
+    for spec in routers:
+        if spec.name == name:
+            return spec
+    known = ", ".join(s.name for s in routers) or "none"
+    raise NotFoundError(
+        f"no router {name!r} was started under {where}", hint=f"routers: {known} ([router.<name>] in the config)"
+    )
+
+
 def base_url(spec: ServerSpec) -> str:
     return spec.health_url.removesuffix("/health")
 

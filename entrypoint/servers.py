@@ -27,12 +27,12 @@ class ServerSpec:
     start_seconds: int = 1
     start_retries: int = 3
     critical: bool = True
-    log_file: str | None = None
-    program: str = "llama-server"  # what it runs: llama-server, or llama-swap
     # A llama-server in router mode: the models it serves and those it loads on startup
     # (readiness waits for them). Empty for a one-model server.
     router_models: tuple[str, ...] = ()
     load_on_startup: tuple[str, ...] = ()
+    log_file: str | None = None
+    program: str = "llama-server"  # what it runs: llama-server, or llama-swap
 
     @property
     def health_url(self) -> str:
@@ -57,9 +57,9 @@ class ServerSpec:
             "restart": self.restart,
             "stop_timeout": self.stop_timeout,
             "critical": self.critical,
+            **({"router": self.router_dict()} if self.router_models else {}),
             "log_file": self.log_file,
             "program": self.program,
-            **({"router": self.router_dict()} if self.router_models else {}),
         }
 
     def router_dict(self) -> dict[str, list[str]]:

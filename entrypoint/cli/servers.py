@@ -1,4 +1,4 @@
-"""``autoinfer servers render | status | health [--wait SECONDS] | load|unload ROUTER MODEL``."""
+"""``autoinfer servers render | status | health [--wait SECONDS]``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from entrypoint.cli.edge import App, Outcome, command
-from entrypoint.errors import NotFoundError, NotReadyError
+from entrypoint.errors import NotReadyError
 
 
 @click.group()
@@ -102,19 +102,12 @@ def _write_presets(plan: Any) -> None:
 
 
 def _router_spec(app: App, name: str) -> Any:
+    """The router *name* as the last boot started it (``servers load|unload``, from its handoff)."""
+    from entrypoint import router
     from entrypoint.supervisor import StateLayout, read_handoffs
 
     layout = StateLayout(app.settings().state_dir)
-    specs = read_handoffs(layout)
-    routers = [s for s in specs if s.router_models]
-    for spec in routers:
-        if spec.name == name:
-            return spec
-    known = ", ".join(s.name for s in routers) or "none"
-    raise NotFoundError(
-        f"no router {name!r} was started under {layout.state_dir}",
-        hint=f"routers: {known} ([router.<name>] in the config)",
-    )
+    return router.find(read_handoffs(layout), name, where=str(layout.state_dir))
 
 
 @servers.command()

@@ -27,9 +27,9 @@ def handoff(spec: ServerSpec) -> dict[str, Any]:
         "health_url": spec.health_url,
         "host": spec.host,
         "port": spec.port,
+        **({"router": spec.router_dict()} if spec.router_models else {}),
         "flags": list(spec.argv[1:]),
         "critical": spec.critical,
-        **({"router": spec.router_dict()} if spec.router_models else {}),
     }
 
 
@@ -51,12 +51,12 @@ def spec_from_handoff(data: dict[str, Any], *, name: str) -> ServerSpec:
         model_ref=model.get("ref"),
         model_path=model.get("path"),
         model_id=model.get("id"),
+        router_models=_router_names(data, "models"),
+        load_on_startup=_router_names(data, "load_on_startup"),
         binary=data.get("binary") or "llama-server",
         binary_version=data.get("engine_version"),
         critical=bool(data.get("critical", True)),
         program=data.get("engine") or "llama-server",
-        router_models=_router_names(data, "models"),
-        load_on_startup=_router_names(data, "load_on_startup"),
     )
 
 
