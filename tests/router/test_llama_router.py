@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -159,8 +160,13 @@ def test_boot_serves_two_models_from_one_router(
         assert [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE] == []
     finally:
         if proc.poll() is None:
+            # supervisord's programs have process groups of their own: kill the whole tree
+            tree = psutil.Process(proc.pid).children(recursive=True)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            for child in tree:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
 
 
 def test_a_wrong_digest_stops_boot_before_the_router_starts(
