@@ -1,3 +1,3 @@
-from entrypoint.cli import main
+from entrypoint.cli import run
 
-main(prog_name="autoinfer")
+run()

@@ -14,6 +14,10 @@ Steps of :func:`boot`:
    replace this process with ``-- CMD``; or stop here with ``--prepare-only`` (an
    init container).
 
+A router (``[router.<name>]``) goes through the same steps: its models are provisioned
+in step 3 with the instances', and step 4 writes its preset file before the supervisord
+config that starts it.
+
 Why step 5 runs the init in this process rather than exec'ing it: each new Python
 interpreter costs tens of milliseconds before it does anything, and a warm boot's
 whole budget is a few hundred (under 0.5 s over llama-server alone: bench/README.md). The
@@ -30,15 +34,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from entrypoint import models, packages, supervisor
+from entrypoint import models, packages, router, supervisor
 from entrypoint.errors import ConfigError
 from entrypoint.plan import (
     Binary,
     ModelStep,
     Plan,
-    ServerStep,
+    RouterStep,
     choose_binary,
     make_plan,
+    router_spec,
     server_spec,
     swap_spec,
 )
@@ -109,7 +114,8 @@ def prepare(
         )
 
     installs += _install_pins(plan, settings, environ)
-    binaries = [_final_binary(plan, server, settings, environ) for server in plan.servers]
+    binaries = [_final_binary(plan, server.binary, server.pin, settings, environ) for server in plan.servers]
+    router_binaries = [_final_binary(plan, step.binary, step.pin, settings, environ) for step in plan.routers]
 
     provisioned = {(step.ref, step.sha256): _provision(step, settings, environ, base_dir) for step in plan.models}
     servers = []
@@ -125,6 +131,11 @@ def prepare(
                 layout=plan.layout,
             )
         )
+    servers += [
+        _router(step, binary, provisioned, environ, plan.layout)
+        for step, binary in zip(plan.routers, router_binaries, strict=True)
+    ]
+    _remove_stale_presets(plan)
     if plan.swap is not None:
         servers.append(swap_spec(settings, environ, dry_run=False))
 
@@ -153,12 +164,16 @@ def _install_pins(plan: Plan, settings: Settings, environ: Mapping[str, str]) ->
     return done
 
 
-def _final_binary(plan: Plan, server: ServerStep, settings: Settings, environ: Mapping[str, str]) -> Binary:
-    """The planned binary, or, when this boot installed it, the one now installed (it must be there)."""
-    if not server.binary.pending:
-        return server.binary
+def _final_binary(
+    plan: Plan, planned: Binary, pin: str | None, settings: Settings, environ: Mapping[str, str]
+) -> Binary:
+    """The planned binary, or, when this boot installed it, the one now installed (it must be there).
+
+    Resolved before any model is fetched: a build that cannot be had stops the boot first.
+    """
+    if not planned.pending:
+        return planned
     assert plan.config is not None
-    pin = server.instance.control.binary or plan.config.binary
     return choose_binary(settings, plan.config, pin, strict=True, environ=environ)
 
 
@@ -176,6 +191,32 @@ def _provision(
         )
     log.info("model %s -> %s (%s)", step.ref, model.path, model.outcome)
     return model
+
+
+def _router(
+    step: RouterStep,
+    binary: Binary,
+    provisioned: Mapping[tuple[str, str | None], models.ProvisionedModel],
+    environ: Mapping[str, str],
+    layout: supervisor.StateLayout,
+) -> ServerSpec:
+    """A router's preset, written with the provisioned paths, and its final program."""
+    paths = {
+        m.name: str(provisioned[(s.ref, s.sha256)].path) for m, s in zip(step.router.models, step.models, strict=True)
+    }
+    if router.write_preset(step.preset, router.render_preset(step.router.name, step.router.models, paths)):
+        log.info("router %s: wrote %s (%d model(s))", step.router.name, step.preset, len(paths))
+    return router_spec(step.router, binary, step.preset, environ=environ, layout=layout)
+
+
+def _remove_stale_presets(plan: Plan) -> None:
+    """A router no longer enabled leaves no preset behind (its program file goes too)."""
+    keep = {step.preset for step in plan.routers}
+    folder = plan.layout.presets
+    for stale in sorted(folder.glob("*.ini")) if folder.is_dir() else []:
+        if stale not in keep:
+            stale.unlink(missing_ok=True)
+            log.info("removed %s (router no longer enabled)", stale)
 
 
 def boot(

@@ -28,11 +28,12 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from entrypoint.errors import ConfigError
+from entrypoint.router import PRESET_CUT, RouterModel
 from entrypoint.safeio import printable, read_small_file
 
 MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: a config is a few KB; anything near this is not a config
@@ -122,6 +123,29 @@ CONTROL: dict[str, Field] = {
 }
 
 _SCALAR = (str, int, float, bool)
+
+ROUTER: dict[str, Field] = {
+    "models_max": Field(
+        "integer", None, "Models loaded at once; the least recently used is unloaded (0 = no limit).", minimum=0
+    ),
+    "autoload": Field("boolean", True, "Load a model on the first request naming it."),
+}
+
+ROUTER_MODEL: dict[str, Field] = {
+    "ref": Field("string", None, "The model: a path, file:, hf:owner/repo/file.gguf[@rev] or http(s):// URL."),
+    "sha256": Field("string", None, "Enforced sha256 of the model file.", SHA256),
+    "load_on_startup": Field("boolean", False, "Load when the router starts; readiness waits for it."),
+}
+
+# Server keys autoinfer sets itself on a router's command line.
+ROUTER_OWN_FLAGS = frozenset({"models_dir", "models_preset", "models_max", "models_autoload", "no_models_autoload"})
+# Keys that would make llama-server serve one model instead of routing.
+SINGLE_MODEL_FLAGS = frozenset({"model", "hf_repo", "hf_file", "model_url", "docker_repo"})
+# Per-model keys the router sets for each model (or that a preset section cannot hold).
+ROUTER_MODEL_FLAGS = frozenset({"host", "port", "alias", "extra_args"}) | ROUTER_OWN_FLAGS | SINGLE_MODEL_FLAGS
+# A router's model name: its preset section and the "model" of a request ("org/repo:Q4_K_M" is common).
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
+MAX_MODEL_NAME = 128
 
 
 @dataclass(frozen=True)
@@ -239,6 +263,51 @@ class Instance:
 
 
 @dataclass(frozen=True)
+class Router:
+    """One ``[router.<name>]``: one llama-server in router mode serving several models."""
+
+    name: str
+    control: Control
+    server: Mapping[str, Any]  # the router's own llama-server keys (its command line)
+    models: tuple[RouterModel, ...]
+    extra_args: tuple[str, ...] = ()
+    models_max: int | None = None  # None: llama-server's default
+    autoload: bool = True
+
+    @property
+    def enabled(self) -> bool:
+        return self.control.enabled
+
+    @property
+    def port(self) -> int:
+        return int(self.server.get("port", DEFAULT_PORT))
+
+    @property
+    def host(self) -> str:
+        return str(self.server.get("host", "127.0.0.1"))
+
+    @property
+    def load_on_startup(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.models if m.load_on_startup)
+
+    def args(self, preset: str, *, api_key_file: str | None = None) -> list[str]:
+        """llama-server's arguments (no binary) for the preset file at *preset*.
+
+        A literal ``api_key`` is left out, as for an instance (:meth:`Instance.args`).
+        """
+        # Always an explicit address: health and status look for it there, whatever
+        # llama-server's own default becomes.
+        address = {"host": self.host, "port": self.port}
+        server = {k: v for k, v in self.server.items() if k != API_KEY}
+        if api_key_file is not None:
+            server["api_key_file"] = api_key_file
+        argv = [*self.extra_args, *server_flags({**address, **server}), "--models-preset", preset]
+        if self.models_max is not None:
+            argv += ["--models-max", str(self.models_max)]
+        return [*argv, "--models-autoload" if self.autoload else "--no-models-autoload"]
+
+
+@dataclass(frozen=True)
 class Config:
     source: str
     enable: bool
@@ -246,9 +315,15 @@ class Config:
     binary: str | None
     instances: tuple[Instance, ...]
 
+    routers: tuple[Router, ...] = ()
+
     @property
     def enabled_instances(self) -> tuple[Instance, ...]:
         return tuple(i for i in self.instances if i.enabled) if self.enable else ()
+
+    @property
+    def enabled_routers(self) -> tuple[Router, ...]:
+        return tuple(r for r in self.routers if r.enabled) if self.enable else ()
 
 
 def server_flags(server: Mapping[str, Any]) -> list[str]:
@@ -411,8 +486,8 @@ class _Validator:
 
     def config(self, data: dict[str, Any]) -> Config:
         for key in data:
-            if key not in ("master", "instance"):
-                raise self.error(key, None, "unknown table (expected [master] and [instance.*])")
+            if key not in ("master", "instance", "router"):
+                raise self.error(key, None, "unknown table (expected [master], [instance.*] and [router.*])")
         master = self.table(data.get("master", {}), "master")
         self.fields(master, MASTER, "master")
         instances_table = self.table(data.get("instance", {}), "instance")
@@ -443,12 +518,14 @@ class _Validator:
             self.server(server, prefix + ".server")
             instances.append(self.merge(name, defaults_control, control, defaults_server, server))
         self.unique_ports(instances)
+        routers = self.routers(self.table(data.get("router", {}), "router"), instances)
         return Config(
             source=self.source,
             enable=bool(master.get("enable", True)),
             llama_cpp_path=master.get("llama_cpp_path") or None,
             binary=master.get("binary"),
             instances=tuple(instances),
+            routers=routers,
         )
 
     def table(self, value: Any, name: str) -> dict[str, Any]:
@@ -603,6 +680,163 @@ class _Validator:
                 )
             seen[inst.port] = inst.name
 
+    def routers(self, table: Mapping[str, Any], instances: Sequence[Instance]) -> tuple[Router, ...]:
+        """Every ``[router.<name>]``; names and ports unique across instances and routers."""
+        routers = [self.router(name, body, instances) for name, body in table.items()]
+        owners: dict[int, str] = {i.port: f"instance {i.name!r}" for i in instances if i.enabled}
+        for router in routers:
+            if not router.enabled:
+                continue
+            if router.port in owners:
+                table_name = f"router.{router.name}.server"
+                raise self.error(
+                    table_name,
+                    "port",
+                    f"port {router.port} is used by {owners[router.port]} and router {router.name!r}",
+                )
+            owners[router.port] = f"router {router.name!r}"
+        return tuple(routers)
+
+    def router(self, name: str, body: Any, instances: Sequence[Instance]) -> Router:
+        prefix = f"router.{name}"
+        if not INSTANCE_NAME.fullmatch(name) or len(name) > MAX_NAME:
+            raise self.error(
+                prefix,
+                None,
+                f"router name {_show(name)} must match {INSTANCE_NAME.pattern} and have at most {MAX_NAME} characters",
+            )
+        if any(i.name == name for i in instances):
+            raise self.error(prefix, None, f"{name!r} is also an instance: each server needs its own name")
+        body = self.table(body, prefix)
+        known = {*ROUTER, "load_on_startup", "control", "server", "models"}
+        for key, value in body.items():
+            if key not in known:
+                raise self.error(prefix, key, f"unknown key (known: {', '.join(sorted(known))})")
+            if key in ROUTER:
+                self.check(ROUTER[key], value, prefix, key)
+        control = self.table(body.get("control", {}), prefix + ".control")
+        self.fields(control, CONTROL, prefix + ".control")
+        if "model_sha256" in control:
+            raise self.error(
+                prefix + ".control",
+                "model_sha256",
+                f"a router has one sha256 per model: [{prefix}.models.<name>] sha256",
+            )
+        server = dict(self.table(body.get("server", {}), prefix + ".server"))
+        self.server(server, prefix + ".server")
+        for key in server:
+            flag = key.replace("-", "_")
+            if flag in SINGLE_MODEL_FLAGS:
+                raise self.error(
+                    prefix + ".server", key, f"a router serves the models of [{prefix}.models.*], not one model"
+                )
+            if flag in ROUTER_OWN_FLAGS:
+                raise self.error(
+                    prefix + ".server", key, "set by autoinfer: use the router's models_max and autoload keys"
+                )
+        models_table = self.table(body.get("models", {}), prefix + ".models")
+        if not models_table:
+            raise self.error(prefix, "models", f"a router needs at least one model: [{prefix}.models.<name>] ref = ...")
+        models = [self.router_model(prefix, model, value, server) for model, value in models_table.items()]
+        startup = self.startup_list(prefix, body.get("load_on_startup", []), [m.name for m in models])
+        models = [replace(m, load_on_startup=True) if m.name in startup else m for m in models]
+        models_max = body.get("models_max")
+        on_startup = sum(m.load_on_startup for m in models)
+        if models_max and on_startup > models_max:
+            raise self.error(
+                prefix,
+                "models_max",
+                f"{on_startup} models load on startup but at most {models_max} can be loaded at once: "
+                "the later ones would unload the first and the router would never be ready",
+            )
+        extra = tuple(server.pop("extra_args", []))
+        return Router(
+            name=name,
+            control=Control(**control),
+            server=server,
+            models=tuple(models),
+            extra_args=extra,
+            models_max=models_max,
+            autoload=bool(body.get("autoload", True)),
+        )
+
+    def router_model(self, prefix: str, name: str, body: Any, router_server: Mapping[str, Any]) -> RouterModel:
+        """One ``[router.<r>.models.<name>]``: ref, sha256, load_on_startup and llama-server keys."""
+        table = f"{prefix}.models.{name}"
+        if not MODEL_NAME.fullmatch(name) or len(name) > MAX_MODEL_NAME:
+            raise self.error(
+                table,
+                None,
+                f"model name {_show(name)} must match {MODEL_NAME.pattern} "
+                f"and have at most {MAX_MODEL_NAME} characters",
+            )
+        body = self.table(body, table)
+        if "ref" not in body:
+            raise self.error(table, None, "a model needs ref = (a path, hf:owner/repo/file.gguf or URL)")
+        settings: dict[str, Any] = {}
+        for key, value in body.items():
+            if key in ROUTER_MODEL:
+                self.check(ROUTER_MODEL[key], value, table, key)
+                continue
+            flag = key.replace("-", "_")
+            if flag in ROUTER_MODEL:
+                raise self.error(table, key, f"write it {flag} (autoinfer's key, not a llama-server one)")
+            if key == "control" or (key in CONTROL and key != "log_file"):
+                raise self.error(
+                    table,
+                    key,
+                    "router mode runs every model as a child of one llama-server, which cannot give one "
+                    f"model its own {key}: set it for all models in [{prefix}.control], or serve this "
+                    "model as an [instance.*]",
+                )
+            if flag in ROUTER_MODEL_FLAGS:
+                raise self.error(
+                    table, key, "set by the router for each model (its name, address and file come from this table)"
+                )
+            if flag in {k.replace("-", "_") for k in router_server}:
+                raise self.error(
+                    table,
+                    key,
+                    f"also set in [{prefix}.server]: the router's command line wins over every model's own "
+                    "value, so this one would be ignored; set it per model only",
+                )
+            self.server({key: value}, table)
+            if isinstance(value, list):
+                raise self.error(
+                    table,
+                    key,
+                    "a preset holds one value per key: write a list as the one comma-separated string "
+                    "llama-server accepts, or set it in the router's [server]",
+                )
+            if isinstance(value, str) and (not value or PRESET_CUT.search(value)):
+                raise self.error(
+                    table,
+                    key,
+                    f"{_show(value)}: a preset value cannot be empty, contain ; or # (they start a comment) "
+                    "or start or end with a space",
+                )
+            settings[key] = value
+        sha = body.get("sha256")
+        return RouterModel(
+            name=name,
+            ref=body["ref"],
+            sha256=sha.lower() if sha else None,
+            settings=settings,
+            load_on_startup=bool(body.get("load_on_startup", False)),
+        )
+
+    def startup_list(self, prefix: str, value: Any, names: Sequence[str]) -> set[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.error(prefix, "load_on_startup", f"expected a list of model names, found {_show(value)}")
+        for item in value:
+            if item not in names:
+                raise self.error(
+                    prefix,
+                    "load_on_startup",
+                    f"{_show(item)} is not a model of this router (models: {', '.join(names)})",
+                )
+        return set(value)
+
 
 _INT_MAX = 2**31 - 1  # seconds and counts; supervisord has no use for more
 
@@ -676,6 +910,13 @@ def json_schema() -> dict[str, Any]:
                     "^(?!control$)(?!server$)[A-Za-z0-9][A-Za-z0-9._-]*$": {"$ref": "#/$defs/instance"}
                 },
             },
+            "router": {
+                "type": "object",
+                "description": "llama-server in router mode: one server, several models loaded on demand.",
+                "additionalProperties": False,
+                "patternProperties": {INSTANCE_NAME.pattern: {"$ref": "#/$defs/router"}},
+                "propertyNames": {"maxLength": MAX_NAME},
+            },
         },
         "$defs": {
             "control": {"type": "object", "additionalProperties": False, "properties": props(CONTROL)},
@@ -715,5 +956,47 @@ def json_schema() -> dict[str, Any]:
                 "additionalProperties": False,
                 "properties": {"control": {"$ref": "#/$defs/control"}, "server": {"$ref": "#/$defs/server"}},
             },
+            **_router_schema(props(ROUTER), props(ROUTER_MODEL), scalar),
+        },
+    }
+
+
+def _router_schema(
+    router: dict[str, Any], model: dict[str, Any], scalar: list[dict[str, str]]
+) -> dict[str, dict[str, Any]]:
+    """``$defs`` for ``[router.<name>]`` and its models (names as the validator checks them)."""
+    refused = sorted(ROUTER_MODEL_FLAGS | (CONTROL.keys() - {"log_file"}) | {"control"})
+    return {
+        "router": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["models"],
+            "properties": {
+                **router,
+                "load_on_startup": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "uniqueItems": True,
+                    "description": "Names of models loaded when the router starts (or load_on_startup per model).",
+                },
+                "control": {"$ref": "#/$defs/control"},
+                "server": {"$ref": "#/$defs/server"},
+                "models": {
+                    "type": "object",
+                    "minProperties": 1,
+                    "additionalProperties": False,
+                    "patternProperties": {MODEL_NAME.pattern: {"$ref": "#/$defs/router_model"}},
+                    "propertyNames": {"maxLength": MAX_MODEL_NAME},
+                },
+            },
+        },
+        "router_model": {
+            "type": "object",
+            "description": "ref, sha256, load_on_startup, and llama-server keys for the model's preset "
+            "section (key foo_bar -> foo-bar; one scalar value each).",
+            "required": ["ref"],
+            "properties": {**model, **dict.fromkeys(refused, False)},
+            "propertyNames": {"pattern": SERVER_KEY.pattern, "maxLength": MAX_NAME},
+            "additionalProperties": {"anyOf": scalar},
         },
     }

@@ -3,14 +3,21 @@
 Steps of :func:`fetch_url`:
 
 1. Take a lock beside the target (avoids two containers downloading the same file).
-2. Claim a leftover partial of the same source (``.<name>.<key>.part-<uuid>``) by
-   renaming it to our own unique name, or start a new one. The key covers the URL and
-   the expected digest, so a partial of another file is never resumed.
+2. Claim a leftover partial of the same file (``.<name>.<key>.part-<uuid>``) by
+   renaming it to our own unique name, or start a new one. The key is the expected
+   digest when there is one (the same bytes, whichever URL or signed address serves
+   them, and whatever ETag that answer carries), else the URL: a partial of another
+   file is never resumed.
 3. Hash the claimed prefix, then ask for the rest with ``Range``. A 200 means the server
    ignored the range: start again from zero, never append. A 206 whose start is not our
    offset is refused. A 416 on a complete partial means "nothing left": verify it.
-4. Stream, hashing as we write; a cut connection resumes from the current offset with
-   backoff; 401/403/404 fail at once with a clear message (no retry loop).
+4. Stream, hashing as we write; a cut connection, or one that stalls longer than the read
+   timeout, resumes from the current offset with backoff. Every request goes to *url*
+   itself, so a redirect to a signed address (the Hugging Face hub's CDN) is signed anew
+   each time; when that address refuses (403, 410, or a 416 that does not say the partial
+   is complete or too long: its signature went stale), the request is made again through
+   *url*, keeping the partial. 401/403/404 from *url* itself fail at once with a clear
+   message (no retry loop).
    A large body whose server offers ranges goes to :mod:`entrypoint.ranged` instead
    (several connections at once), which hands back a complete, hashed part file.
 5. Check size and sha256; only then fsync, rename onto the target and fsync the folder.
@@ -98,7 +105,9 @@ def _human(n: int) -> str:
 
 
 def _partial_key(url: str, sha256: str | None) -> str:
-    return hashlib.sha256(f"{url}\0{sha256 or ''}".encode()).hexdigest()[:12]
+    """What names a partial: the expected digest if known (the bytes, wherever they come from), else the URL."""
+    source = f"sha256\0{sha256.lower()}" if sha256 else f"{url}\0"
+    return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 
 def _claim_partial(target: Path, key: str) -> Path:
@@ -281,17 +290,33 @@ def _download(
                 raise NetError(f"cannot reach {url}: {exc}", hint="check the URL, the network or the mirror") from exc
             try:
                 status = resp.status
+                signed = ranged.answered_by(url, resp) != url  # answered by a redirect's target
                 if status == 416 and offset:
                     total = _total_from_416(resp.headers.get("Content-Range"))
                     if total in (None, offset) and (expected_size in (None, offset)):
                         actual = _verify(partial, hasher, offset, sha256, expected_size, url)
                         _publish(partial, target)
                         return Fetched(target, actual, offset, resumed_from)
+                    if signed and (total is None or total > offset):  # a stale signature, not a bad partial
+                        ranged.discard(resp)
+                        failures = _again(failures, attempts, backoff, sleep, f"{url} answered HTTP 416 at {offset}")
+                        continue
                     partial.unlink(missing_ok=True)  # our partial is not a prefix of this file
                     hasher, offset = hashlib.sha256(), 0
                     continue
+                if status in (403, 410) and signed and failures + 1 < attempts:
+                    ranged.discard(resp)
+                    failures = _again(failures, attempts, backoff, sleep, f"{url} answered HTTP {status}")
+                    continue
                 _raise_for_status(status, url)
-                if status == 200 and not offset and ranged.splits(resp.headers, connections):
+                # the size the caller was told (the hub's X-Linked-Size) wins over the CDN's: a body
+                # of another length is streamed once and refused by the size check, never split
+                if (
+                    status == 200
+                    and not offset
+                    and ranged.splits(resp.headers, connections)
+                    and expected_size in (None, int(resp.headers["Content-Length"]))
+                ):
                     resp.close()  # the body comes over several connections instead
                     body = ranged.fetch_ranges(
                         url,
@@ -305,6 +330,7 @@ def _download(
                         sleep=sleep,
                         raise_for_status=_raise_for_status,
                         progress=lambda total, done: Progress(f"downloading {target.name}", total, done),
+                        digest=sha256,
                     )
                     if body is None:  # the server ignored the Range requests: one stream after all
                         connections = 1
@@ -340,13 +366,13 @@ def _download(
                             offset += len(chunk)
                             progress.update(len(chunk))
                     except (urllib3.exceptions.HTTPError, OSError) as exc:
-                        if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
+                        if isinstance(exc, OSError) and not isinstance(exc, ConnectionError | TimeoutError):
                             raise
                         failures += 1
                         out.flush()
                         if failures >= attempts:
                             raise NetError(f"download of {url} kept failing after {failures} tries: {exc}") from exc
-                        log.warning("connection to %s cut at %d bytes (%s); resuming", url, offset, exc)
+                        log.warning("connection to %s cut or stalled at %d bytes (%s); resuming", url, offset, exc)
                         sleep(backoff * 2 ** (failures - 1))
                         continue
                 if expected_size is not None and offset < expected_size:
@@ -364,6 +390,19 @@ def _download(
     finally:
         if progress is not None:
             progress.close()
+
+
+def _again(failures: int, attempts: int, backoff: float, sleep: Callable[[float], None], why: str) -> int:
+    """One more failure of a signed address: wait, then ask *url* for a fresh one (unless that was the last try)."""
+    failures += 1
+    if failures >= attempts:
+        raise NetError(
+            f"{why} after {failures} tries, each through a freshly signed address",
+            hint="the partial download is kept; run again to resume it",
+        )
+    log.warning("%s; asking again for a freshly signed address", why)
+    sleep(backoff * 2 ** (failures - 1))
+    return failures
 
 
 def _raise_for_status(status: int, url: str) -> None:

@@ -12,7 +12,9 @@ The plan is typed: one step per thing boot acts on (see docs/architecture.md):
   release index; a pin that cannot be had stops the plan here, naming its instances;
 - :class:`ModelStep` per distinct (model ref, expected digest) the enabled instances use;
 - :class:`ServerStep` per enabled instance: its config, the llama-server it runs and
-  the model step it waits for.
+  the model step it waits for;
+- :class:`RouterStep` per enabled router (llama-server in router mode): its model steps,
+  the preset file it reads and the program it runs.
 
 Boot executes these steps in order and builds each server's final argv with the same
 :func:`server_spec` that the plan used, so the plan shows exactly what will run.
@@ -23,12 +25,12 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from entrypoint import models, packages, supervisor
-from entrypoint.config import Config, Instance, load_config
+from entrypoint import models, packages, router, supervisor
+from entrypoint.config import API_KEY, Config, Instance, Router, load_config
 from entrypoint.errors import ConfigError, NotFoundError
 from entrypoint.packages import PinStatus
 from entrypoint.redact import redact_text
@@ -76,6 +78,32 @@ class ServerStep:
     binary: Binary
     model: ModelStep | None
     spec: ServerSpec  # the planned program; boot rebuilds it with the provisioned paths
+    pin: str | None = None  # the build the config pins for it (its own binary, else master's)
+
+
+@dataclass(frozen=True)
+class RouterStep:
+    """One enabled router: its models' steps, its preset file and what it runs (as planned)."""
+
+    router: Router
+    binary: Binary
+    models: tuple[ModelStep, ...]  # in the router's model order
+    preset: Path  # the preset file, under the state dir
+    preset_text: str  # as planned; boot renders it again with the provisioned paths
+    spec: ServerSpec
+    pin: str | None = None  # the build the config pins for it (its own binary, else master's)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.router.name,
+            "preset": str(self.preset),
+            "models": [
+                {"name": m.name, "ref": m.ref, "path": str(s.status.path), "load_on_startup": m.load_on_startup}
+                for m, s in zip(self.router.models, self.models, strict=True)
+            ],
+            "models_max": self.router.models_max,
+            "autoload": self.router.autoload,
+        }
 
 
 @dataclass
@@ -87,13 +115,15 @@ class Plan:
     pins: list[PinStatus] = field(default_factory=list)
     models: list[ModelStep] = field(default_factory=list)
     servers: list[ServerStep] = field(default_factory=list)
+    routers: list[RouterStep] = field(default_factory=list)
     swap: ServerSpec | None = None  # llama-swap as the supervised program (AUTO_INFER_LLAMA_SWAP_ON_BOOT)
     warnings: list[str] = field(default_factory=list)
 
     @property
     def specs(self) -> list[ServerSpec]:
         """Every supervised program as planned (llama-swap last)."""
-        return [step.spec for step in self.servers] + ([self.swap] if self.swap else [])
+        routers = [step.spec for step in self.routers]
+        return [step.spec for step in self.servers] + routers + ([self.swap] if self.swap else [])
 
     def to_dict(self) -> dict[str, Any]:
         s = self.settings
@@ -109,6 +139,7 @@ class Plan:
             "pins": [p.to_dict() for p in self.pins],
             "models": [m.to_dict() for m in self.models],
             "servers": [spec.to_dict() for spec in specs],
+            "routers": [step.to_dict() for step in self.routers],
             "supervisor": {
                 "conf": str(self.layout.conf),
                 "programs": [str(self.layout.program(spec.name)) for spec in specs],
@@ -150,11 +181,12 @@ def make_plan(settings: Settings, *, environ: Mapping[str, str], base_dir: Path 
             path = str(step.status.path) if step else None
             model_id = step.status.id if step else None
             spec = server_spec(inst, binary, path, model_id, environ=environ, layout=plan.layout)
-            plan.servers.append(ServerStep(inst, binary, step, spec))
+            plan.servers.append(ServerStep(inst, binary, step, spec, pin))
             warning = open_without_key(inst, environ)
             if warning:
                 plan.warnings.append(warning)
-        if not plan.servers:
+        plan.routers = router_steps(config, settings, plan, environ=environ, base_dir=base_dir)
+        if not plan.servers and not plan.routers:
             plan.warnings.append("the config enables no instance: supervisord will run with no server")
     elif config is not None:
         plan.warnings.append(
@@ -194,10 +226,12 @@ def model_steps(instances: tuple[Instance, ...], settings: Settings, base_dir: P
 def pin_steps(config: Config, settings: Settings, environ: Mapping[str, str]) -> list[packages.PinStatus]:
     """Every build the enabled instances pin, checked before anything changes (see the module docstring)."""
     users: dict[str, list[str]] = {}
-    for inst in config.enabled_instances:
-        pin = inst.control.binary or config.binary
+    for name, own in [(i.name, i.control.binary) for i in config.enabled_instances] + [
+        (f"router {r.name}", r.control.binary) for r in config.enabled_routers
+    ]:
+        pin = own or config.binary
         if pin:
-            users.setdefault(pin, []).append(inst.name)
+            users.setdefault(pin, []).append(name)
     return [packages.check_pin(pin, names, settings, environ, SERVER_EXE) for pin, names in users.items()]
 
 
@@ -263,16 +297,21 @@ def _installs(settings: Settings, package: str) -> bool:
     return bool(request and request.on_boot)
 
 
-def open_without_key(inst: Instance, environ: Mapping[str, str]) -> str | None:
-    """A warning when *inst* listens beyond loopback and nothing gives it an API key."""
+def open_without_key(inst: Instance | Router, environ: Mapping[str, str]) -> str | None:
+    """A warning when *inst* (an instance or a router) listens beyond loopback without an API key."""
     host = inst.host.strip("[]").lower()
     if host in ("localhost", "::1") or host.startswith("127."):
         return None
     passed = {*inst.control.env_literals(), *inst.control.env_passed()}
-    if inst.api_key or inst.api_key_file or any(v in environ or v in passed for v in KEY_VARIABLES):
+    if (
+        API_KEY in inst.server
+        or "api_key_file" in inst.server
+        or any(v in environ or v in passed for v in KEY_VARIABLES)
+    ):
         return None
+    kind = "router" if isinstance(inst, Router) else "instance"
     return (
-        f"instance {inst.name} listens on {inst.host or '*'}:{inst.port} without an API key: anyone who "
+        f"{kind} {inst.name} listens on {inst.host or '*'}:{inst.port} without an API key: anyone who "
         "reaches that port can use it (set api_key or api_key_file in its server table, or LLAMA_API_KEY)"
     )
 
@@ -284,13 +323,14 @@ def server_spec(
     model_id: str | None,
     *,
     environ: Mapping[str, str],
-    layout: supervisor.StateLayout,
+    layout: supervisor.StateLayout | None = None,
 ) -> ServerSpec:
     """One enabled instance as a supervised program: exact argv, environment, supervision.
 
     Secrets stay out of the argv and of what supervisord's config carries: a literal
     ``api_key`` becomes ``--api-key-file <layout.key_file>`` (supervisor writes that file,
-    0600), literal ``control.env`` values go to the spec's ``secret_env`` (a 0600 file),
+    0600; without a *layout* supervisor adds the flag when it renders the program),
+    literal ``control.env`` values go to the spec's ``secret_env`` (a 0600 file),
     variables passed by name to ``env_passed`` (no value written at all).
     """
     try:
@@ -303,7 +343,7 @@ def server_spec(
     inherited = environ.get("LD_LIBRARY_PATH", "")
     if folder:
         env["LD_LIBRARY_PATH"] = folder + (os.pathsep + inherited if inherited else "")
-    key_file = str(layout.key_file(inst.name)) if inst.api_key else None
+    key_file = str(layout.key_file(inst.name)) if inst.api_key and layout is not None else None
     log_file = inst.control.log_file or (
         str(Path(inst.control.log_dir) / f"{inst.name}.log") if inst.control.log_dir else None
     )
@@ -329,6 +369,73 @@ def server_spec(
         start_retries=inst.control.start_retries,
         critical=inst.control.critical,
         log_file=log_file,
+    )
+
+
+def router_steps(
+    config: Config, settings: Settings, plan: Plan, *, environ: Mapping[str, str], base_dir: Path
+) -> list[RouterStep]:
+    """One step per enabled router; its models join :attr:`Plan.models` (shared with instances)."""
+    steps = []
+    for rt in config.enabled_routers:
+        if not rt.autoload and not rt.load_on_startup:
+            plan.warnings.append(
+                f"router {rt.name}: autoload is off and no model loads on startup: "
+                f"no model answers until `autoinfer servers load {rt.name} MODEL`"
+            )
+        pin = rt.control.binary or config.binary
+        status = next((p for p in plan.pins if p.pin == pin), None) if pin else None
+        binary = choose_binary(settings, config, pin, strict=False, environ=environ, status=status)
+        model_steps_ = tuple(
+            _router_model_step(plan, m.ref, m.sha256, f"{rt.name}/{m.name}", settings, base_dir) for m in rt.models
+        )
+        paths = {m.name: str(s.status.path) for m, s in zip(rt.models, model_steps_, strict=True)}
+        preset = plan.layout.preset(rt.name)
+        spec = router_spec(rt, binary, preset, environ=environ, layout=plan.layout)
+        warning = open_without_key(rt, environ)
+        if warning:
+            plan.warnings.append(warning)
+        steps.append(
+            RouterStep(rt, binary, model_steps_, preset, router.render_preset(rt.name, rt.models, paths), spec, pin)
+        )
+    return steps
+
+
+def _router_model_step(
+    plan: Plan, ref: str, sha256: str | None, user: str, settings: Settings, base_dir: Path
+) -> ModelStep:
+    """The plan's step for (ref, sha256), now also used by *user*; a new one if none has it yet."""
+    for i, step in enumerate(plan.models):
+        if (step.ref, step.sha256) == (ref, sha256):
+            plan.models[i] = replace(step, instances=(*step.instances, user))
+            return plan.models[i]
+    status = models.check(ref, sha256=sha256, models_dir=settings.models_dir, base_dir=base_dir)
+    plan.models.append(ModelStep(ref=ref, sha256=sha256, instances=(user,), status=status))
+    return plan.models[-1]
+
+
+def router_spec(
+    rt: Router,
+    exe: Binary,
+    preset: Path,
+    *,
+    environ: Mapping[str, str],
+    layout: supervisor.StateLayout | None = None,
+) -> ServerSpec:
+    """A router as a supervised program: what :func:`server_spec` gives an instance, in router mode.
+
+    Its environment (GPUs, library path, ``env``) and supervision come from the same
+    function as an instance's, so the two cannot drift apart; llama-server passes its
+    environment on to the model processes it starts.
+    """
+    as_instance = Instance(name=rt.name, control=rt.control, server=rt.server, extra_args=rt.extra_args)
+    spec = server_spec(as_instance, exe, None, None, environ=environ, layout=layout)
+    key_file = str(layout.key_file(rt.name)) if as_instance.api_key and layout is not None else None
+    return replace(
+        spec,
+        argv=(exe.path, *rt.args(str(preset), api_key_file=key_file)),
+        router_models=tuple(m.name for m in rt.models),
+        load_on_startup=rt.load_on_startup,
     )
 
 

@@ -7,7 +7,8 @@ a body over to :func:`fetch_ranges` when the server's first answer offers ranges
 
 1. Resume the part file of an earlier run of the same source (``.<name>.ranges.<key>.part-<id>``)
    if its journal (the same name plus ``.journal``) matches this file's size and version
-   (strong ETag and Last-Modified); otherwise start one, preallocated to the full size.
+   (the expected sha256 when the caller knows it, else the strong ETag and Last-Modified);
+   otherwise start one, preallocated to the full size.
 2. Cut what is still missing into pieces, in file order. Each worker thread takes the next
    piece, asks for it with ``Range: bytes=a-b``, checks that the 206's ``Content-Range``
    starts at ``a`` with the right total, and writes the bytes in place (``pwrite``). When no
@@ -20,7 +21,12 @@ a body over to :func:`fetch_ranges` when the server's first answer offers ranges
    every piece, and little is left to flush at the end.
 4. A 200 to a range request means the server ignores ranges: part and journal are deleted
    and ``None`` is returned, for the caller to stream the body once. A cut or stalled
-   connection resumes its piece where it stopped, with backoff; a piece that keeps failing
+   connection (a read that outlasts the timeout) resumes its piece where it stopped, with
+   backoff. Ranges go straight to the redirect's target (a CDN's signed URL), retries
+   through the original URL (a fresh signature); once that target refuses (401, 403, 404,
+   410 or 416: the signature expired), every range goes through the original URL again,
+   which signs a fresh one each time; a fresh one refused too (403, 410, 416) counts as a
+   failure and is retried the same way. A piece that keeps failing
    (or keeps being answered with another range) fails the download with :class:`NetError`,
    keeping the part and journal for the next run.
 5. The complete part and its sha256 go back to the caller, which verifies and publishes
@@ -329,6 +335,7 @@ class _Fetcher:
     raise_for_status: Callable[[int, str], None]
     source: str = ""  # where the first answer came from, after redirects: asked directly
     source_headers: Mapping[str, str] = field(default_factory=dict)
+    by_digest: bool = False  # the expected sha256 names the version: no ETag comparison
 
     def work(self) -> None:
         try:
@@ -352,7 +359,9 @@ class _Fetcher:
         failures = 0
         while (room := self.plan.room(piece)) > 0:
             asked = f"bytes={piece.pos}-{piece.pos + room - 1}"
-            source, headers = (self.source, self.source_headers) if self.source else (self.url, self.headers)
+            # a retry goes through the original URL: the remembered signature may be what failed
+            direct = bool(self.source) and not failures
+            source, headers = (self.source, self.source_headers) if direct else (self.url, self.headers)
             try:
                 resp = self.http.request(
                     "GET", source, headers={**headers, "Range": asked}, preload_content=False, redirect=True
@@ -374,13 +383,18 @@ class _Fetcher:
             except _Refused as exc:
                 failures = self._failed(piece, failures, str(exc))
             except _SourceGone as exc:
-                self.source = ""  # a signed address that expired: through the original URL again
-                failures = self._failed(piece, failures, str(exc))
+                if exc.direct:  # a signed address that expired: through the original URL from now on
+                    self.source = ""
+                    log.info("%s; asking %s for a fresh address", exc, self.url)
+                else:  # a fresh address refused as well: a failure, with backoff
+                    failures = self._failed(piece, failures, str(exc))
             except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as exc:
                 failures = self._failed(piece, failures, f"connection to {self.url} cut in {asked}: {exc}")
             finally:
                 if resp.length_remaining:  # stopped early (a thief took the rest): the connection is not reusable
                     resp.close()
+                else:
+                    discard(resp)
                 resp.release_conn()
 
     def _check(self, resp: urllib3.BaseHTTPResponse, start: int, asked: str, source: str) -> int:
@@ -390,14 +404,16 @@ class _Fetcher:
         """
         if resp.status == 200:
             raise _IgnoresRanges
-        if source != self.url and resp.status in (401, 403, 404, 410):
-            raise _SourceGone(f"{source} answered HTTP {resp.status} to {asked!r}")
+        if source != self.url and resp.status in _GONE:
+            raise _SourceGone(f"{source} answered HTTP {resp.status} to {asked!r}", direct=True)
+        if resp.status in _STALE and (signed := answered_by(source, resp)) != source:
+            raise _SourceGone(f"{signed} answered HTTP {resp.status} to {asked!r}", direct=False)
         self.raise_for_status(resp.status, self.url)
         value = resp.headers.get("Content-Range", "")
         match = _CONTENT_RANGE.match(value)
         if match is None or int(match.group(1)) != start or int(match.group(3)) != self.plan.total:
             raise _Refused(f"{self.url} answered {value!r} to {asked!r} (size {self.plan.total}): refused")
-        if _changed(self.validator, resp.headers):
+        if not self.by_digest and _changed(self.validator, resp.headers):
             now = _validator(resp.headers)
             raise _Refused(f"{self.url} changed during the download (was {self.validator!r}, now {now!r})")
         return int(match.group(2)) + 1
@@ -419,10 +435,45 @@ class _Refused(Exception):
 
 
 class _SourceGone(Exception):
-    """The redirected address refused a range (its signature expired, say)."""
+    """A redirect's target refused a range (its signature expired, say): ask the original URL again.
+
+    *direct*: the refused address was the remembered one, asked without the original URL.
+    """
+
+    def __init__(self, message: str, *, direct: bool) -> None:
+        super().__init__(message)
+        self.direct = direct
+
+
+# What a signed address answers once it expired: a remembered one may also say 401 or 404
+# (object storage hides what a bad signature may not see); a fresh one from the original
+# URL counts as refused only with the statuses that mean "this signature is stale".
+_GONE = frozenset({401, 403, 404, 410, 416})
+_STALE = frozenset({403, 410, 416})
 
 
 _UNSAFE_ACROSS_HOSTS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def discard(resp: urllib3.BaseHTTPResponse) -> None:
+    """Be done with an answer whose body is not wanted (a refusal), leaving its connection usable.
+
+    An empty body is read to its end (http.client otherwise still waits for it, and the next
+    request on that connection fails); any other is closed with its connection.
+    """
+    if resp.length_remaining == 0:
+        resp.drain_conn()
+    else:
+        resp.close()
+
+
+def answered_by(url: str, resp: urllib3.BaseHTTPResponse) -> str:
+    """The address that sent *resp*: *url*, or where its redirects led (a CDN's signed URL)."""
+    final = url
+    for hop in resp.retries.history if resp.retries is not None else ():
+        if hop.redirect_location:
+            final = urljoin(final, hop.redirect_location)
+    return final
 
 
 def _direct(url: str, first: urllib3.BaseHTTPResponse, headers: Mapping[str, str]) -> tuple[str, dict[str, str]]:
@@ -434,10 +485,7 @@ def _direct(url: str, first: urllib3.BaseHTTPResponse, headers: Mapping[str, str
     """
     import urllib3  # deferred with the rest of the HTTP stack (see download.py)
 
-    final = url
-    for hop in first.retries.history if first.retries is not None else ():
-        if hop.redirect_location:
-            final = urljoin(final, hop.redirect_location)
+    final = answered_by(url, first)
     if final == url:
         return "", {}
     there, here = urllib3.util.parse_url(final), urllib3.util.parse_url(url)
@@ -459,18 +507,23 @@ def fetch_ranges(
     sleep: Callable[[float], None],
     raise_for_status: Callable[[int, str], None],
     progress: Callable[[int, int], ProgressLike],
+    digest: str | None = None,
 ) -> Body | None:
     """Fetch *url*'s body into a part file beside *partial* over several ranges (module docstring).
 
     *first* is the server's 200 to a plain GET (size, validator, final address; its body unread);
     *partial* the single-stream part name, whose ``.<name>.<key>`` prefix names ours.
     *progress* makes a progress reporter from (total, bytes already on disk).
+    *digest*, the sha256 the caller will verify, names the version in place of the server's
+    ETag and Last-Modified (a CDN in front of content-addressed storage may send none, or
+    another one for each signed address): a part of the same digest is resumed whatever
+    they say, and the bytes are judged by that digest at the end.
     Returns None when the server turns out to ignore ranges.
     """
     import urllib3  # deferred with the rest of the HTTP stack (see download.py)
 
     total = int(first.headers["Content-Length"])
-    validator = _validator(first.headers)
+    validator = f"sha256:{digest.lower()}" if digest else _validator(first.headers)
     source, source_headers = _direct(url, first, headers)
     count = connection_count(total, connections)
     name, _, key = partial.name.rsplit(".part-", 1)[0].rpartition(".")
@@ -503,7 +556,19 @@ def fetch_ranges(
                 _remove(part)  # nothing written yet: give the space back
                 raise
         fetcher = _Fetcher(
-            http, url, headers, fd, plan, validator, attempts, backoff, sleep, raise_for_status, source, source_headers
+            http,
+            url,
+            headers,
+            fd,
+            plan,
+            validator,
+            attempts,
+            backoff,
+            sleep,
+            raise_for_status,
+            source,
+            source_headers,
+            by_digest=digest is not None,
         )
         threads = [threading.Thread(target=fetcher.work, name=f"range-{i}", daemon=True) for i in range(count)]
         threads.append(threading.Thread(target=_keep_journal, args=(fd, part, plan, validator), daemon=True))

@@ -37,6 +37,10 @@ class ServerSpec:
     start_seconds: int = 1
     start_retries: int = 3
     critical: bool = True
+    # A llama-server in router mode: the models it serves and those it loads on startup
+    # (readiness waits for them). Empty for a one-model server.
+    router_models: tuple[str, ...] = ()
+    load_on_startup: tuple[str, ...] = ()
     log_file: str | None = None
     program: str = "llama-server"  # what it runs: llama-server, or llama-swap
     devices: Mapping[str, str] = field(default_factory=dict)  # the GPU variables of env (gpu_ids), for the handoff
@@ -64,6 +68,7 @@ class ServerSpec:
             "restart": self.restart,
             "stop_timeout": self.stop_timeout,
             "critical": self.critical,
+            **({"router": self.router_dict()} if self.router_models else {}),
             "log_file": self.log_file,
             "program": self.program,
             "api_key": MASK if self.api_key else None,
@@ -76,3 +81,6 @@ class ServerSpec:
         shown.update({key: "${" + name + "}" for key, name in self.env_passed.items()})
         shown.update(dict.fromkeys(self.secret_env, MASK))
         return shown
+
+    def router_dict(self) -> dict[str, list[str]]:
+        return {"models": list(self.router_models), "load_on_startup": list(self.load_on_startup)}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from entrypoint.cli import main
+from entrypoint.cli.group import main
 from tests.helpers.cli import run_cli
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,71 +1,119 @@
 """``autoinfer``: the container entrypoint and its tools.
 
-The top-level group loads each command's module only when that command runs, so
-``autoinfer --help`` and ``autoinfer boot`` never import docker, gguf or the HTTP stack.
+:func:`run` is the console script and ``python -m entrypoint``. Every container start
+runs ``autoinfer boot``, and importing click and building the command group costs it
+about 10 ms of CPU (a 2-core machine), so a plain boot command line is read here by hand:
+
+    autoinfer [--root DIR] [--json] [-q|--quiet] [-v|--verbose]... boot [--prepare-only] [-- CMD ...]
+
+and runs :func:`boot_outcome`, the same body as the click command ``boot``
+(:mod:`entrypoint.cli.boot`). Any other line (``--help``, ``--version``, another command,
+a usage error, a ``--root`` that click would refuse) goes to the click group in
+:mod:`entrypoint.cli.group`, so help and errors are click's, unchanged.
+
+The CLI defers imports in two places only: this split, and the group's lazy table of
+commands (each command's module is imported when that command runs).
 """
 
 from __future__ import annotations
 
-import importlib
+import os
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-import click
+from entrypoint.cli.edge import App, Outcome, environ, log_format_of, run_command, setup_logging
 
-from entrypoint import __version__
-from entrypoint.cli.edge import App, environ, log_format_of, setup_logging
-
-# command -> (module:attribute, one-line help shown by --help without importing it)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "boot": ("entrypoint.cli.boot:boot", "Prepare everything, then run supervisord (the ENTRYPOINT)."),
-    "plan": ("entrypoint.cli.boot:plan", "Show what boot would do now, changing nothing."),
-    "pkg": ("entrypoint.cli.pkg:pkg", "Install, list, activate and remove binary packages."),
-    "models": ("entrypoint.cli.models:models", "Pull, verify, list, pin and collect models."),
-    "servers": ("entrypoint.cli.servers:servers", "Render, inspect and health-check the servers."),
-    "swap": ("entrypoint.cli.swap:swap", "Keep a llama-swap config in sync with a models folder."),
-    "config": ("entrypoint.cli.config:config", "Validate a TOML config or print its JSON Schema."),
-}
+PLAIN_FLAGS = {"--json", "-q", "--quiet", "-v", "--verbose"}
 
 
-class LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
+class BootLine:
+    """A boot command line read by :func:`parse_boot_line`."""
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
-        if target is None:
-            return None
-        module_name, attr = target[0].split(":")
-        command = getattr(importlib.import_module(module_name), attr)
-        assert isinstance(command, click.Command)
-        return command
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        with formatter.section("Commands"):
-            formatter.write_dl([(name, COMMANDS[name][1]) for name in self.list_commands(ctx)])
+    def __init__(self) -> None:
+        self.root: Path | None = None
+        self.json = False
+        self.quiet = False
+        self.verbose = 0
+        self.prepare_only = False
+        self.command: tuple[str, ...] = ()
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--root",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Install prefix (default: $AUTO_INFER_ROOT or /soft/app).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: success, message, error_code, data.")
-@click.option("-q", "--quiet", "quiet", is_flag=True, help="Only warnings and errors.")
-@click.option("-v", "--verbose", "verbose", count=True, help="More detail (repeatable).")
-@click.version_option(__version__, prog_name="autoinfer")
-@click.pass_context
-def main(ctx: click.Context, root: Path | None, as_json: bool, quiet: bool, verbose: int) -> None:
-    """autoinfer: the entrypoint and init toolkit of LLM inference containers.
+def parse_boot_line(args: Sequence[str]) -> BootLine | None:
+    """The options of a plain ``boot`` line, or None for anything click must see.
 
-    It reads AUTO_INFER_* variables and one TOML config, installs packages into
-    /soft/app, provisions models, renders supervisord programs and execs supervisord.
+    None is also the answer for every line that click would refuse or print help for,
+    so only click ever reports a usage error.
     """
+    line = BootLine()
+    args = list(args)
+    i = 0
+    while i < len(args) and args[i] != "boot":
+        arg = args[i]
+        if arg == "--json":
+            line.json = True
+        elif arg in ("-q", "--quiet"):
+            line.quiet = True
+        elif arg in ("-v", "--verbose"):
+            line.verbose += 1
+        elif arg == "--root" and i + 1 < len(args) and _plain_dir(args[i + 1]):
+            line.root = Path(args[i + 1])
+            i += 1
+        elif arg.startswith("--root=") and _plain_dir(arg.removeprefix("--root=")):
+            line.root = Path(arg.removeprefix("--root="))
+        else:
+            return None
+        i += 1
+    rest = args[i + 1 :]
+    if i == len(args):
+        return None
+    while rest and rest[0] == "--prepare-only":
+        line.prepare_only = True
+        rest = rest[1:]
+    if rest and rest[0] == "--":
+        line.command = tuple(rest[1:])
+    elif rest:
+        return None
+    return line
+
+
+def _plain_dir(value: str) -> bool:
+    """Whether click's ``Path(file_okay=False)`` takes *value* as it is (absent, or a readable folder)."""
+    if not value or value.startswith("-"):
+        return False
+    if not os.path.lexists(value):
+        return True
+    return os.path.isdir(value) and os.access(value, os.R_OK)
+
+
+def boot_outcome(app: App, *, prepare_only: bool, command: Sequence[str]) -> Outcome | None:
+    """The body of ``autoinfer boot`` (both paths): prepare, then run supervisord or exec CMD."""
+    from entrypoint.boot import boot  # the whole pipeline: not for `autoinfer --help`
+
+    prepared = boot(app.settings(), environ=app.environ, prepare_only=prepare_only, command=tuple(command))
+    if prepared.exit_status is not None:
+        sys.exit(prepared.exit_status)  # the container's life is over: its status, nothing printed
+    return Outcome(
+        f"prepared in {prepared.seconds:.2f}s; supervisord config: {prepared.files.conf}",
+        prepared.to_dict(),
+        details=[f"  {s.name}: {s.health_url.removesuffix('/health')}" for s in prepared.servers],
+    )
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    """The ``autoinfer`` command: a plain boot line here, everything else through click."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    line = parse_boot_line(args)
+    if line is None:
+        from entrypoint.cli.group import main  # click and the command table: not on a plain boot
+
+        main(args, prog_name="autoinfer")
+        return
     env = environ()
-    app = App(environ=env, root=root, json=as_json, verbosity=-1 if quiet else verbose)
-    ctx.obj = app
+    app = App(environ=env, root=line.root, json=line.json, verbosity=-1 if line.quiet else line.verbose)
     setup_logging(app, log_format_of(env))
-
-
-def run() -> None:
-    main(prog_name="autoinfer")
+    try:
+        run_command(app, boot_outcome, prepare_only=line.prepare_only, command=line.command)
+    except BrokenPipeError:  # stdout's reader has gone: exit 1 quietly, as click does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

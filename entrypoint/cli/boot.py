@@ -1,13 +1,17 @@
-"""``autoinfer boot`` and ``autoinfer plan``: thin adapters over entrypoint.boot and entrypoint.plan."""
+"""``autoinfer boot`` and ``autoinfer plan``: thin adapters over entrypoint.boot and entrypoint.plan.
+
+A plain ``autoinfer boot`` line does not come through click: :mod:`entrypoint.cli` reads
+it and runs the same :func:`~entrypoint.cli.boot_outcome`.
+"""
 
 from __future__ import annotations
 
 import shlex
-import sys
 from typing import Any
 
 import click
 
+from entrypoint.cli import boot_outcome
 from entrypoint.cli.edge import App, Outcome, command
 
 
@@ -22,16 +26,7 @@ def boot(app: App, prepare_only: bool, cmd: tuple[str, ...]) -> Outcome | None:
     asked for, provisions the models, renders the supervisord programs, then becomes
     the init, with supervisord as its child. With `-- CMD ...` it execs CMD instead.
     """
-    from entrypoint.boot import boot as run_boot
-
-    prepared = run_boot(app.settings(), environ=app.environ, prepare_only=prepare_only, command=cmd)
-    if prepared.exit_status is not None:
-        sys.exit(prepared.exit_status)  # the container's life is over: its status, nothing printed
-    return Outcome(
-        f"prepared in {prepared.seconds:.2f}s; supervisord config: {prepared.files.conf}",
-        prepared.to_dict(),
-        details=[f"  {s.name}: {s.health_url.removesuffix('/health')}" for s in prepared.servers],
-    )
+    return boot_outcome(app, prepare_only=prepare_only, command=cmd)
 
 
 @click.command()

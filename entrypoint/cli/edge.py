@@ -4,6 +4,9 @@ Commands are thin: they build a keyword call into the core and return an
 :class:`Outcome`; :func:`command` renders it as text or as the README's JSON object
 ``{"success", "message", "error_code", "data"}``, and maps every
 :class:`~entrypoint.errors.AutoinferError` to its exit code.
+
+Nothing here imports click at module level: the warm ``autoinfer boot`` path
+(:mod:`entrypoint.cli`) uses this module without click.
 """
 
 from __future__ import annotations
@@ -17,8 +20,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-
-import click
 
 from entrypoint.errors import AutoinferError, from_os_error
 from entrypoint.redact import RedactingFilter, redact_obj, redact_text
@@ -53,9 +54,6 @@ class App:
         return Settings.from_environ(self.environ, root=self.root)
 
 
-pass_app = click.make_pass_decorator(App)
-
-
 def _default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
@@ -70,6 +68,13 @@ def _default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def echo(text: str, *, err: bool = False) -> None:
+    """One line to stdout (or stderr), flushed: what ``click.echo`` does for a str."""
+    stream = sys.stderr if err else sys.stdout
+    stream.write(f"{text}\n")
+    stream.flush()
+
+
 def emit(app: App, outcome: Outcome) -> None:
     """Print *outcome*; every secret in it (URL credentials, API keys, headers) shows as ``***``."""
     if app.json:
@@ -80,13 +85,13 @@ def emit(app: App, outcome: Outcome) -> None:
             "data": outcome.data,
         }
         plain = json.loads(json.dumps(body, default=_default))  # to JSON types, so every string is redacted
-        click.echo(json.dumps(redact_obj(plain), indent=None if not sys.stdout.isatty() else 2))
+        echo(json.dumps(redact_obj(plain), indent=None if not sys.stdout.isatty() else 2))
         return
     stream_err = not outcome.success
     if outcome.message:
-        click.echo(redact_text(outcome.message), err=stream_err)
+        echo(redact_text(outcome.message), err=stream_err)
     for line in outcome.details:
-        click.echo(redact_text(line), err=stream_err)
+        echo(redact_text(line), err=stream_err)
 
 
 def fail(app: App, exc: AutoinferError) -> None:
@@ -94,35 +99,42 @@ def fail(app: App, exc: AutoinferError) -> None:
     if app.json:
         emit(app, Outcome(exc.message, exc.data or None, False, exc.exit_code, exc.code))
     else:
-        click.echo(redact_text(f"autoinfer: error [{exc.code}]: {exc.message}"), err=True)
+        echo(redact_text(f"autoinfer: error [{exc.code}]: {exc.message}"), err=True)
         if exc.hint:
-            click.echo(redact_text(f"hint: {exc.hint}"), err=True)
+            echo(redact_text(f"hint: {exc.hint}"), err=True)
     sys.exit(exc.exit_code)
 
 
+def run_command(app: App, fn: Callable[..., Outcome | None], *args: Any, **kwargs: Any) -> None:
+    """Run a command body: render its :class:`Outcome`, or turn its error into an exit code."""
+    try:
+        outcome = fn(app, *args, **kwargs)
+    except AutoinferError as exc:
+        fail(app, exc)
+    except OSError as exc:
+        # A file we could not read or write that no layer below classified: still one
+        # line and the sysexits code (EACCES -> 77, ENOSPC -> 73, ...), not a traceback.
+        fail(app, from_os_error(exc, f"access {exc.filename}" if exc.filename else "complete the operation"))
+    except KeyboardInterrupt:
+        echo("interrupted", err=True)
+        sys.exit(130)
+    else:
+        if outcome is not None:
+            emit(app, outcome)
+            if outcome.exit_code:
+                sys.exit(outcome.exit_code)
+
+
 def command(fn: F) -> F:
-    """Wrap a command body that returns an :class:`Outcome` (or raises)."""
+    """Wrap a click command body that returns an :class:`Outcome` (or raises)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> None:
+        import click  # only click commands get here; the warm boot path runs without click
+
         app = click.get_current_context().find_object(App)
         assert app is not None  # main() always creates it
-        try:
-            outcome = fn(app, *args, **kwargs)
-        except AutoinferError as exc:
-            fail(app, exc)
-        except OSError as exc:
-            # A file we could not read or write that no layer below classified: still one
-            # line and the sysexits code (EACCES -> 77, ENOSPC -> 73, ...), not a traceback.
-            fail(app, from_os_error(exc, f"access {exc.filename}" if exc.filename else "complete the operation"))
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-        else:
-            if outcome is not None:
-                emit(app, outcome)
-                if outcome.exit_code:
-                    sys.exit(outcome.exit_code)
+        run_command(app, fn, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 

@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -31,6 +32,8 @@ def render(app: App, write: bool) -> Outcome:
 
     settings = app.settings()
     plan = make_plan(settings, environ=app.environ, base_dir=Path.cwd())
+    if write:  # a router's program names its preset file: write it first
+        _write_presets(plan)
     layout = StateLayout(settings.state_dir)
     if write:
         # Keep the running supervisord's credentials: new ones would lock status out until a restart.
@@ -42,6 +45,7 @@ def render(app: App, write: bool) -> Outcome:
             details=[f"removed {p}" for p in files.removed],
         )
     contents = render_files(layout, plan.specs, log_format=settings.log_format)
+    contents.update({step.preset: step.preset_text for step in plan.routers})
     if app.json:
         return Outcome(f"{len(plan.specs)} server(s)", {"files": {str(p): text for p, text in contents.items()}})
     details = []
@@ -61,6 +65,7 @@ def status(app: App) -> Outcome:
     if not specs:
         return Outcome(f"no server was started under {layout.state_dir} (no run/engines/*.json)", [])
     rows = server_status(layout, specs)
+    routers = _router_models(specs)
     lines = [f"{'NAME':<16} {'STATE':<9} {'PID':>7} {'UPTIME':>8} {'PORT':>5}  VERSION  MODEL"]
     for r in rows:
         uptime = "-" if r.uptime is None else _duration(r.uptime)
@@ -70,8 +75,87 @@ def status(app: App) -> Outcome:
         )
         if r.state != "RUNNING" and r.detail:
             lines.append(f"{'':<16} {r.detail}")
+        for s in routers.get(r.name, []):
+            lines.append(f"{'':<16} model {s['name']:<24} {s['state']:<9} {s['detail']}".rstrip())
     running = sum(r.state == "RUNNING" for r in rows)
-    return Outcome(f"{running}/{len(rows)} server(s) running", rows, details=lines)
+    data: object = rows
+    if routers:
+        data = [{**r.to_dict(), **({"models": routers[r.name]} if r.name in routers else {})} for r in rows]
+    return Outcome(f"{running}/{len(rows)} server(s) running", data, details=lines)
+
+
+def _router_models(specs: list[Any]) -> dict[str, list[dict[str, str]]]:
+    """Each router's models and their state; "unknown" with the reason when it does not answer.
+
+    Asked whatever supervisord's state: a router answers while still STARTING.
+    """
+    from entrypoint import router
+
+    out: dict[str, list[dict[str, str]]] = {}
+    for spec in specs:
+        if not spec.router_models:
+            continue
+        try:
+            out[spec.name] = [s.to_dict() for s in router.list_models(spec)]
+        except NotReadyError as exc:
+            out[spec.name] = [{"name": m, "state": "unknown", "detail": exc.message} for m in spec.router_models]
+    return out
+
+
+def _write_presets(plan: Any) -> None:
+    from entrypoint import router
+
+    for step in plan.routers:
+        router.write_preset(step.preset, step.preset_text)
+
+
+def _router_spec(app: App, name: str) -> Any:
+    """The router *name* as the last boot started it (``servers load|unload``, from its handoff)."""
+    from entrypoint import router
+    from entrypoint.supervisor import StateLayout, read_handoffs
+
+    layout = StateLayout(app.settings().state_dir)
+    return router.find(read_handoffs(layout), name, where=str(layout.state_dir))
+
+
+@servers.command()
+@click.argument("router_name", metavar="ROUTER")
+@click.argument("model", metavar="MODEL")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=120,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait until it has loaded (0: return once asked).",
+)
+@command
+def load(app: App, router_name: str, model: str, wait: float) -> Outcome:
+    """Load MODEL in the router ROUTER (llama-server router mode, [router.<name>])."""
+    from entrypoint import router
+
+    state = router.load_model(_router_spec(app, router_name), model, wait=wait)
+    return Outcome(f"router {router_name}: {model} {state.state}", state.to_dict())
+
+
+@servers.command()
+@click.argument("router_name", metavar="ROUTER")
+@click.argument("model", metavar="MODEL")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=30,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait until it has unloaded (0: return once asked).",
+)
+@command
+def unload(app: App, router_name: str, model: str, wait: float) -> Outcome:
+    """Unload MODEL from the router ROUTER, freeing its memory until the next request."""
+    from entrypoint import router
+
+    state = router.unload_model(_router_spec(app, router_name), model, wait=wait)
+    return Outcome(f"router {router_name}: {model} {state.state}", state.to_dict())
 
 
 @servers.command()

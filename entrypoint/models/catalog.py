@@ -13,10 +13,7 @@ the absolute path of the first shard (local files) or the URL (http(s))::
         "installed_at": "…", "last_accessed": "…", "pinned": false,
         "license_accepted": null, "refs": {"hf:…@main": {"files": [...], "path": "x.gguf"}}}}
 
-Writes are read-modify-write under a lock and land with an atomic rename. The lock
-only avoids lost updates between pods on a local volume; where it does not exclude
-(some network file systems) the worst case is a lost record, which costs one re-hash
-later, never a half-written file.
+How it is stored, read and written: :mod:`entrypoint.models.catalog_files`.
 """
 
 from __future__ import annotations
@@ -25,27 +22,29 @@ import contextlib
 import json
 import logging
 import os
-import stat
-import time
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from entrypoint.digest import digest_if_unchanged
 from entrypoint.errors import VerifyError, from_os_error
-from entrypoint.fsutil import atomic_write_json, file_lock
 from entrypoint.models import layout
+from entrypoint.models.catalog_files import CATALOG_FILE as CATALOG_FILE
+from entrypoint.models.catalog_files import Catalog as Catalog
+from entrypoint.models.catalog_files import catalog_path as catalog_path
+from entrypoint.models.catalog_files import edit_catalog as edit_catalog
+from entrypoint.models.catalog_files import entry_problem as entry_problem
+from entrypoint.models.catalog_files import load_catalog as load_catalog
+from entrypoint.models.catalog_files import read_regular as read_regular
 from entrypoint.models.refs import ModelRef
 from entrypoint.redact import redact_obj, storable_url
 
 log = logging.getLogger(__name__)
 
-CATALOG_FILE = "model_registry.json"  # the on-disk name predates "catalog"
 PROVENANCE = "provenance.jsonl"
 STATES = ("active", "pending", "failed")
-
-Catalog = dict[str, dict[str, Any]]
 
 
 def catalog_key(ref: ModelRef, base_dir: Path | None) -> str:
@@ -70,134 +69,46 @@ def now_iso() -> str:
 #: last_accessed only orders GC's least-recently-used list: an hour is fine-grained
 #: enough, and skipping the write keeps a warm boot from rewriting a large catalog.
 ACCESS_GRANULARITY_S = 3600
+ISO_SECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")  # what now_iso writes
 
 
 def accessed_recently(value: object, *, seconds: float = ACCESS_GRANULARITY_S) -> bool:
     """Whether an ISO ``last_accessed`` lies within the last *seconds* (False if unreadable)."""
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not ISO_SECONDS.fullmatch(value):
         return False
-    try:
-        then = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    try:  # not strptime: its module (_strptime, with calendar and locale) is not on the warm boot path
+        then = datetime.fromisoformat(value[:-1]).replace(tzinfo=UTC)
     except ValueError:
         return False
     return 0 <= (datetime.now(UTC) - then).total_seconds() < seconds
 
 
-def catalog_path(models_dir: Path) -> Path:
-    return models_dir / CATALOG_FILE
-
-
-def load_catalog(models_dir: Path) -> Catalog:
-    """The catalog as it is now (no lock: readers see a whole file thanks to rename).
-
-    Lenient, for boot and provisioning: a file that does not parse reads as empty (the next
-    edit keeps it aside) and a malformed entry is skipped; the ``models`` verbs use
-    :func:`require_catalog`, which names the problem instead.
-    """
-    try:
-        return _read_catalog(catalog_path(models_dir), strict=False)
-    except VerifyError as exc:  # pragma: no cover - lenient reads never raise it
-        log.warning("%s", exc.message)
-        return {}
-
-
 def require_catalog(models_dir: Path) -> Catalog:
-    """The catalog for the ``models`` verbs: one that does not parse, or an entry of the wrong
-    shape, is E_VERIFY naming the file (and the entry); ``models migrate`` sets such a file
-    aside and rebuilds the catalog from the tree."""
-    return _read_catalog(catalog_path(models_dir), strict=True)
+    """The catalog for the ``models`` verbs, strict where :func:`load_catalog` is lenient.
 
-
-def _read_catalog(path: Path, *, strict: bool) -> Catalog:
+    An export (``model_registry.json``) that is not a regular file or does not parse, or
+    an entry of the wrong shape, is E_VERIFY naming the file (and the entry), one line;
+    ``models migrate`` sets such a file aside and rebuilds the catalog from the tree.
+    Boot and provisioning read leniently instead: a bad entry costs a re-verify, never a
+    stopped container.
+    """
+    path = catalog_path(models_dir)
     hint = "run `autoinfer models migrate`: it keeps the file aside and rebuilds the catalog from the models tree"
     try:
         data = json.loads(read_regular(path))
     except FileNotFoundError:
-        return {}
+        data = {}
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        if strict:
-            raise VerifyError(f"the model catalog {path} is not valid JSON ({exc})", hint=hint) from exc
-        log.warning("%s is not valid JSON (%s); treating the catalog as empty", path, exc)
-        return {}
+        raise VerifyError(f"the model catalog {path} is not valid JSON ({str(exc)[:200]})", hint=hint) from None
     except OSError as exc:
         raise from_os_error(exc, f"read {path}") from exc
     if not isinstance(data, dict):
-        if strict:
-            raise VerifyError(f"the model catalog {path} is not a JSON object", hint=hint)
-        log.warning("%s is not a JSON object; treating the catalog as empty", path)
-        return {}
-    out: Catalog = {}
+        raise VerifyError(f"the model catalog {path} is not a JSON object", hint=hint)
     for key, entry in data.items():
         problem = entry_problem(entry)
-        if problem is None:
-            out[key] = entry
-        elif strict:
+        if problem is not None:
             raise VerifyError(f"the model catalog {path}: entry {key!r} {problem}", hint=hint)
-        else:
-            log.warning("%s: entry %r %s; skipped", path, key, problem)
-    return out
-
-
-def read_regular(path: Path) -> str:
-    """The text of *path*, which must be a regular file: a FIFO or a device would block or
-    never end; it reads as "not valid JSON" (ValueError) instead."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError(f"{path} is not a regular file")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read()
-    finally:
-        os.close(fd)
-    return data.decode()
-
-
-def entry_problem(entry: object) -> str | None:
-    """What is wrong with the shape of a catalog entry, or None (types only; see ``normalise_entry``)."""
-    if not isinstance(entry, dict):
-        return "is not a JSON object"
-    files = entry.get("files", [])
-    if not isinstance(files, list) or not all(isinstance(f, dict) and isinstance(f.get("path"), str) for f in files):
-        return "has 'files' that is not a list of objects with a path"
-    for f in files:
-        if not isinstance(f.get("size", 0), int | None):
-            return f"has a file {f['path']!r} whose size is not a number"
-    for name in ("total_size",):
-        if not isinstance(entry.get(name, 0), int | None):
-            return f"has {name!r} that is not a number"
-    for name in ("install_path", "state", "last_accessed", "library", "source", "model_id"):
-        if not isinstance(entry.get(name), str | None):
-            return f"has {name!r} that is not a string"
-    if not isinstance(entry.get("refs") or {}, dict):
-        return "has 'refs' that is not an object"
-    return None
-
-
-@contextlib.contextmanager
-def edit_catalog(models_dir: Path, *, lock_timeout: float = 600.0) -> Iterator[Catalog]:
-    """Yield the catalog for changes; write it back atomically if it changed.
-
-    A catalog file that does not parse is kept aside as ``model_registry.json.corrupt-<time>``
-    (the files it described are re-verified on their next use) instead of being lost.
-    """
-    path = catalog_path(models_dir)
-    with file_lock(models_dir / ".locks" / "registry.lock", timeout=lock_timeout, what="the model catalog"):
-        raw: Any = None
-        try:
-            raw = json.loads(read_regular(path))
-        except FileNotFoundError:
-            raw = {}
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            aside = path.with_name(f"{CATALOG_FILE}.corrupt-{int(time.time())}")
-            log.error("%s does not parse; kept as %s and starting an empty catalog", path, aside)
-            with contextlib.suppress(OSError):
-                path.replace(aside)
-            raw = {}
-        entries: Catalog = {k: v for k, v in raw.items() if isinstance(v, dict)} if isinstance(raw, dict) else {}
-        before = json.dumps(entries, sort_keys=True)
-        yield entries
-        if json.dumps(entries, sort_keys=True) != before:
-            atomic_write_json(path, entries)
+    return load_catalog(models_dir)
 
 
 def append_provenance(models_dir: Path, record: dict[str, Any]) -> None:

@@ -90,8 +90,9 @@ def models_in_use(
 ) -> frozenset[str]:
     """Catalog keys of the models the config uses (``AUTO_INFER_LLAMA_CPP_CONFIG`` by default).
 
-    Every instance counts, enabled or not (a disabled one may be enabled by the next
-    boot). A plain path inside a catalogued folder protects that folder's entry.
+    Every instance and every router's model counts, enabled or not (a disabled one may be
+    enabled by the next boot). A plain path inside a catalogued folder protects that
+    folder's entry.
     """
     return frozenset(instances_using(models_dir, config_path, environ=environ, base_dir=base_dir))
 
@@ -111,10 +112,11 @@ def instances_using(
         config_path = Path(value)
     config = load_config(config_path)
     out: dict[str, tuple[str, ...]] = {}
-    for inst in config.instances:
-        if inst.model_ref:
-            for key in keys_for_refs(models_dir, [inst.model_ref], base_dir=base_dir):
-                out[key] = (*out.get(key, ()), inst.name)
+    users = [(inst.model_ref, inst.name) for inst in config.instances if inst.model_ref]
+    users += [(m.ref, f"{r.name}/{m.name}") for r in config.routers for m in r.models]
+    for ref, name in users:
+        for key in keys_for_refs(models_dir, [ref], base_dir=base_dir):
+            out[key] = (*out.get(key, ()), name)
     return out
 
 

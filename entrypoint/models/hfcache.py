@@ -25,7 +25,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +117,7 @@ def restore_blobs(hf_repo: Path, install: Path) -> list[Path]:
 
 
 def adopt_cache(
-    models_dir: Path, repo_dir: Path, entries: dict[str, Any], *, dry_run: bool
+    models_dir: Path, repo_dir: Path, entries: MutableMapping[str, dict[str, Any]], *, dry_run: bool
 ) -> tuple[list[dict[str, str]], str | None]:
     """Link one ``models--org--repo`` tree's snapshot into the layout and catalogue it in *entries*.
 

@@ -96,7 +96,13 @@ class Hub:
         return str(hf_hub_url(repo_id, filename, revision=commit, endpoint=self.endpoint))
 
     def file(self, repo_id: str, filename: str, revision: str) -> tuple[RemoteFile, str]:
-        """HEAD one file: its size, LFS sha256 and the commit *revision* points at."""
+        """HEAD one file: its size, LFS sha256 and the commit *revision* points at.
+
+        They are the hub's own answer (``X-Linked-Etag``, ``X-Linked-Size``): huggingface_hub
+        follows a redirect only while it stays on the hub, so the CDN that the LFS bridge
+        redirects to (whose headers may carry another ETag, or none) is never asked here, and
+        :func:`entrypoint.download.fetch_url` trusts this size and digest over the CDN's.
+        """
         from huggingface_hub import get_hf_file_metadata, hf_hub_url  # deferred: heavy (see the module docstring)
 
         url = hf_hub_url(repo_id, filename, revision=revision, endpoint=self.endpoint)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,7 +198,7 @@ def _scan(path: Path, ggufs: list[Path], units: list[Unit], caches: list[Path]) 
 def _place(
     models_dir: Path,
     units: list[Unit],
-    entries: dict[str, Any],
+    entries: MutableMapping[str, dict[str, Any]],
     report: MigrationReport,
     dry_run: bool,
     protected: frozenset[str],
@@ -264,7 +264,7 @@ def _digest(path: Path, digests: dict[str, str]) -> str:
 
 
 def _duplicate_of(
-    unit: Unit, placed: list[tuple[str, Unit]], entries: dict[str, Any], digests: dict[str, str]
+    unit: Unit, placed: list[tuple[str, Unit]], entries: MutableMapping[str, dict[str, Any]], digests: dict[str, str]
 ) -> str | None:
     """Where the same bytes already are (a unit placed in this run, or a catalogued model)."""
     mine = _signature(unit.files.items())
@@ -311,7 +311,7 @@ def _remove_empty(folders: list[Path], models_dir: Path) -> None:
 
 # -- steps 4 and 5 -----------------------------------------------------------------------------
 def _register_unknown(
-    models_dir: Path, entries: dict[str, Any], report: MigrationReport, digests: dict[str, str]
+    models_dir: Path, entries: MutableMapping[str, dict[str, Any]], report: MigrationReport, digests: dict[str, str]
 ) -> None:
     known = {str(e.get("install_path")) for e in entries.values()}
     for library in layout.LIBRARIES:

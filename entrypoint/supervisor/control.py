@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from entrypoint import router
 from entrypoint.servers import ServerSpec
 from entrypoint.supervisor.files import read_credentials
 from entrypoint.supervisor.layout import StateLayout
@@ -153,9 +154,18 @@ def probe(spec: ServerSpec, *, timeout: float = 2.0) -> InstanceHealth:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         return InstanceHealth(spec.name, url, DOWN, None, str(getattr(reason, "strerror", None) or reason))
+    if code == 200 and spec.router_models:
+        return probe_router(spec, timeout=timeout)  # the router listens; have its models loaded?
     if code == 200:
         return InstanceHealth(spec.name, url, READY, code, "ok")
     return InstanceHealth(spec.name, url, ERROR, code, f"HTTP {code}")
+
+
+def probe_router(spec: ServerSpec, *, timeout: float = 2.0) -> InstanceHealth:
+    """A router that answers /health: ready once every ``load_on_startup`` model has loaded."""
+    ready, detail, failed = router.startup_state(spec, timeout=timeout)
+    state = READY if ready else ERROR if failed else LOADING
+    return InstanceHealth(spec.name, spec.health_url, state, 200, detail)
 
 
 def _probe_all(specs: Sequence[ServerSpec], timeout: float) -> list[InstanceHealth]:

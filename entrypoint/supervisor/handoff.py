@@ -28,6 +28,7 @@ def handoff(spec: ServerSpec) -> dict[str, Any]:
         "health_url": spec.health_url,
         "host": spec.host,
         "port": spec.port,
+        **({"router": spec.router_dict()} if spec.router_models else {}),
         "flags": redact_argv(spec.argv[1:]),  # a key is never in argv; this is the second line of defence
         "critical": spec.critical,
         "devices": dict(spec.devices),  # gpu_ids as the build's backend takes them (empty: all)
@@ -60,12 +61,21 @@ def spec_from_handoff(data: dict[str, Any], *, name: str) -> ServerSpec:
         model_ref=model.get("ref"),
         model_path=model.get("path"),
         model_id=model.get("id"),
+        router_models=_router_names(data, "models"),
+        load_on_startup=_router_names(data, "load_on_startup"),
         binary=data.get("binary") or "llama-server",
         binary_version=data.get("engine_version"),
         critical=bool(data.get("critical", True)),
         program=data.get("engine") or "llama-server",
         devices=dict(data.get("devices") or {}),
     )
+
+
+def _router_names(data: dict[str, Any], key: str) -> tuple[str, ...]:
+    """``router.<key>`` of a router's handoff: model names (none when it is not a router's)."""
+    router = data.get("router")
+    value = router.get(key) if isinstance(router, dict) else None
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
 def init_config(layout: StateLayout, specs: Sequence[ServerSpec], *, log_format: str) -> dict[str, Any]:

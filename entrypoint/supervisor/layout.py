@@ -104,6 +104,14 @@ class StateLayout:
         """``run/keys/<name>.env``: one server's environment values written in the config."""
         return self.keys / f"{name}.env"
 
+    @property
+    def presets(self) -> Path:
+        return self.supervisor_dir / "presets"
+
+    def preset(self, name: str) -> Path:
+        """``supervisor/presets/<name>.ini``: the models file of a llama-server in router mode."""
+        return self.presets / f"{name}.ini"
+
     def pipe(self, name: str, stream: str) -> Path:
         """The FIFO one server's *stream* (stdout or stderr) is written to."""
         return self.pipes / f"{name}.{stream}"

@@ -31,6 +31,17 @@ SHELL = "/bin/sh"
 _SOURCE_AND_EXEC = 'set -a && . "$0" && set +a && exec "$@"'
 
 
+def with_key_file(spec: ServerSpec, layout: StateLayout) -> ServerSpec:
+    """*spec* with ``--api-key-file <run/keys/name.key>`` when it has a key and its argv does not name it yet.
+
+    The plan puts the flag in itself (so ``plan`` shows it); a spec built without a
+    layout gets it here, for its program and its handoff alike.
+    """
+    if not spec.api_key or "--api-key-file" in spec.argv:
+        return spec
+    return replace(spec, argv=(*spec.argv, "--api-key-file", str(layout.key_file(spec.name))))
+
+
 def needs_env_file(spec: ServerSpec) -> bool:
     return bool(spec.secret_env) or any(key != name for key, name in spec.env_passed.items())
 

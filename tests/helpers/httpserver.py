@@ -2,11 +2,12 @@
 
 It serves byte strings registered under URL paths, honours ``Range`` (``bytes=a-`` and
 ``bytes=a-b``: 206 with Content-Range, 416 past the end) and can misbehave per route:
-ignore ranges, cut the connection after N bytes (once or always), answer a fixed status
-with headers, send a Content-Range that starts elsewhere, answer less than a range asked
-for, or cap each connection's speed (as content delivery networks do). Every request is
-logged for assertions, and each route counts the body bytes it sent and the most requests
-it served at once.
+ignore ranges, cut the connection after N bytes (once or always), stall after N bytes
+(send nothing for a while, then hang up), answer a fixed status with headers, send a
+Content-Range that starts elsewhere, answer less than a range asked for, add headers
+computed for each answer (an ETag that changes every time), or cap each connection's
+speed (as content delivery networks do). Every request is logged for assertions, and each
+route counts the body bytes it sent and the most requests it served at once.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ class Route:
     handler: Callable[[BaseHTTPRequestHandler], bool] | None = None  # return True if handled
     rate: float | None = None  # bytes per second per connection
     max_range: int | None = None  # answer at most this many bytes to a Range request (a valid 206)
+    stall_after: int | None = None  # send this many body bytes, then nothing for stall_for seconds, then hang up
+    stall_for: float = 5.0
+    stalls: int = 1  # how many requests stall (then behave)
+    headers_each: Callable[[], dict[str, str]] | None = None  # more headers, computed for each body answer
     sent: int = 0  # body bytes written (counted per write, so a cut or killed client counts what left)
     in_flight: int = 0
     most_in_flight: int = 0
@@ -114,6 +119,8 @@ class Server:
                 start, end, status = 0, len(body), 200
                 match = re.match(r"bytes=(\d+)-(\d*)$", self.headers.get("Range", ""))
                 headers = dict(route.headers)
+                if route.headers_each is not None:
+                    headers.update(route.headers_each())
                 if match and not route.ignore_range:
                     start = int(match.group(1))
                     if start >= len(body):
@@ -142,6 +149,14 @@ class Server:
                     self.wfile.flush()
                     self.close_connection = True
                     self.connection.shutdown(2)
+                    return
+                if route.stall_after is not None and route.stalls > 0:
+                    route.stalls -= 1
+                    self.wfile.write(payload[: route.stall_after])
+                    route.count(sent=len(payload[: route.stall_after]))
+                    self.wfile.flush()
+                    time.sleep(route.stall_for)  # the connection stays open and silent
+                    self.close_connection = True
                     return
                 route.count(delta_in_flight=1)
                 try:

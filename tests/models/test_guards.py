@@ -60,7 +60,7 @@ def test_https_larger_than_the_free_space_is_e_disk_before_any_byte(
     with tmpfs(tmp_path / "models", "1m") as models_dir:
         with pytest.raises(DiskError) as info:
             pull(models_dir, url, {})
-        assert "has" in info.value.message and "free" in info.value.message
+        assert "needs about 3 MiB" in info.value.message and "free" in info.value.message
         assert gets(http_server) == [] and not any(models_dir.rglob("*.part-*"))
 
 

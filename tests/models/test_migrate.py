@@ -54,7 +54,7 @@ def listing(models: Path) -> list[str]:
     out = []
     for path in sorted(models.rglob("*")):
         rel = path.relative_to(models)
-        if rel.parts[0] in (".locks", "model_registry.json", "provenance.jsonl") or path.is_dir():
+        if rel.parts[0] in (".locks", ".catalog", "model_registry.json", "provenance.jsonl") or path.is_dir():
             continue
         out.append(f"{rel} -> {os.readlink(path)}" if path.is_symlink() else str(rel))
     return sorted(out)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from entrypoint.cli import main
+from entrypoint.cli.group import main
 from tests.helpers.cli import run_cli
 from tests.packages.builders import release_archive
 

@@ -1,0 +1,83 @@
+"""A plain ``autoinfer boot`` line runs without click, with the same output and exit codes as click's path."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from entrypoint.cli import parse_boot_line
+from tests.helpers.cli import autoinfer_argv, cli_env
+
+
+def test_plain_boot_lines_are_read_by_hand(tmp_path: Path) -> None:
+    line = parse_boot_line(["--root", str(tmp_path), "--json", "-q", "-v", "boot", "--prepare-only", "--", "a", "--"])
+    assert line is not None
+    assert (line.root, line.json, line.quiet, line.verbose) == (tmp_path, True, True, 1)
+    assert line.prepare_only and line.command == ("a", "--")
+    bare = parse_boot_line(["boot"])
+    assert bare is not None and not bare.prepare_only and bare.command == ()
+    assert parse_boot_line([f"--root={tmp_path}", "boot"]) is not None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--help"],
+        ["--version"],
+        ["plan"],
+        ["boot", "--help"],
+        ["boot", "-h"],
+        ["boot", "--bogus"],
+        ["boot", "cmd"],  # click's business: a CMD without "--"
+        ["-vv", "boot"],
+        ["--root"],
+        ["--root", "boot"],
+        ["--root", "", "boot"],
+        ["--root", "-x", "boot"],
+    ],
+)
+def test_every_other_line_goes_to_click(args: list[str]) -> None:
+    assert parse_boot_line(args) is None
+
+
+def test_a_root_that_click_refuses_goes_to_click(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    assert parse_boot_line(["--root", str(tmp_path / "file"), "boot"]) is None
+
+
+def _both_paths(args: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], ...]:
+    click_path = [sys.executable, "-c", "from entrypoint.cli.group import main; main(prog_name='autoinfer')", *args]
+    return tuple(
+        subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        for argv in (autoinfer_argv(*args), click_path)
+    )
+
+
+def test_fast_boot_matches_click_and_imports_no_click(tmp_path: Path) -> None:
+    env = cli_env({"AUTO_INFER_ROOT": str(tmp_path / "root"), "AUTO_INFER_STATE_DIR": str(tmp_path / "state")})
+    fast, slow = _both_paths(["boot", "--prepare-only"], env)
+    assert fast.returncode == slow.returncode == 0, fast.stderr + slow.stderr
+    seconds = re.compile(r"prepared in \d+\.\d+s")
+    assert seconds.sub("", fast.stdout) == seconds.sub("", slow.stdout)
+    timed = subprocess.run(
+        [sys.executable, "-X", "importtime", *autoinfer_argv("boot", "--prepare-only")[1:]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert timed.returncode == 0
+    assert not re.search(r"\|\s+click(\.|$)", timed.stderr, re.M)
+
+
+def test_fast_boot_errors_match_click(tmp_path: Path) -> None:
+    env = cli_env({"AUTO_INFER_ROOT": str(tmp_path / "root"), "AUTO_INFER_LLAMA_CPP_ON_BOOT": "maybe"})
+    for args in (["boot", "--prepare-only"], ["--json", "boot", "--prepare-only"]):
+        fast, slow = _both_paths(args, env)
+        assert fast.returncode == slow.returncode == 78
+        assert (fast.stdout, fast.stderr) == (slow.stdout, slow.stderr)
