@@ -203,7 +203,7 @@ def test_config_validate_reports_the_router_and_its_models() -> None:
 
     from click.testing import CliRunner
 
-    from entrypoint.cli import main
+    from entrypoint.cli.group import main
     from tests.conftest import REPO
 
     result = CliRunner().invoke(main, ["--json", "config", "validate", str(REPO / "config/router.toml")])
