@@ -291,3 +291,39 @@ def test_secret_files_render_and_stale_ones_go(tmp_path: Path) -> None:
     shown = spec.to_dict()
     assert shown["env"] == {"TOKEN": "${OTHER}", "HF_TOKEN": "${HF_TOKEN}", "LIT": "***"}
     assert shown["api_key"] == "***"
+
+
+def test_a_router_keeps_its_api_key_out_of_argv_and_warns_when_open(
+    tmp_path: Path, llama_release: LlamaRelease, tiny_model: Path, port: int
+) -> None:
+    key = _secret("RKEY")
+    config = tmp_path / "r.toml"
+
+    def write(server: str) -> dict[str, str]:
+        config.write_text(
+            f'[master]\nllama_cpp_path = "{llama_release.server}"\n'
+            f'[router.r.server]\nhost = "0.0.0.0"\nport = {port}\n{server}'
+            f'[router.r.models.a]\nref = "{tiny_model}"\n'
+        )
+        return {
+            "AUTO_INFER_ROOT": str(tmp_path / "root"),
+            "AUTO_INFER_STATE_DIR": str(tmp_path / "state"),
+            "AUTO_INFER_LLAMA_CPP_ON_BOOT": "1",
+            "AUTO_INFER_LLAMA_CPP_CONFIG": str(config),
+        }
+
+    env = write(f'api_key = "{key}"\n')
+    runs = [run_cli("--json", "plan", env=env), run_cli("servers", "render", env=env)]
+    runs.append(run_cli("--json", "boot", "--prepare-only", env=env))
+    for result in runs:
+        assert result.returncode == 0, result.stderr
+        assert key not in result.stdout + result.stderr
+    spec = json.loads(runs[0].stdout)["data"]["servers"][0]
+    at = spec["argv"].index("--api-key-file")
+    assert spec["argv"][at + 1] == str(tmp_path / "state/run/keys/r.key")
+    assert "listens on" not in runs[0].stdout
+    assert files_holding([tmp_path / "state", tmp_path / "root"], key) == {
+        key: [str(tmp_path / "state/run/keys/r.key")]
+    }
+    open_plan = run_cli("plan", env=write(""))
+    assert f"router r listens on 0.0.0.0:{port} without an API key" in open_plan.stdout
