@@ -182,9 +182,7 @@ def make_plan(settings: Settings, *, environ: Mapping[str, str], base_dir: Path 
             model_id = step.status.id if step else None
             spec = server_spec(inst, binary, path, model_id, environ=environ, layout=plan.layout)
             plan.servers.append(ServerStep(inst, binary, step, spec, pin))
-            warning = open_without_key(inst, environ)
-            if warning:
-                plan.warnings.append(warning)
+            plan.warnings += secret_warnings(inst, environ)
         plan.routers = router_steps(config, settings, plan, environ=environ, base_dir=base_dir)
         if not plan.servers and not plan.routers:
             plan.warnings.append("the config enables no instance: supervisord will run with no server")
@@ -297,6 +295,18 @@ def _installs(settings: Settings, package: str) -> bool:
     return bool(request and request.on_boot)
 
 
+def secret_warnings(inst: Instance | Router, environ: Mapping[str, str]) -> list[str]:
+    """An open server without a key; a variable ``control.env`` passes that the container lacks."""
+    kind = "router" if isinstance(inst, Router) else "instance"
+    warnings = [
+        f"{kind} {inst.name}: control.env {key} passes ${{{name}}}, which is not set in the container's environment"
+        for key, name in sorted(inst.control.env_passed().items())
+        if name not in environ
+    ]
+    open_port = open_without_key(inst, environ)
+    return [open_port, *warnings] if open_port else warnings
+
+
 def open_without_key(inst: Instance | Router, environ: Mapping[str, str]) -> str | None:
     """A warning when *inst* (an instance or a router) listens beyond loopback without an API key."""
     host = inst.host.strip("[]").lower()
@@ -392,9 +402,7 @@ def router_steps(
         paths = {m.name: str(s.status.path) for m, s in zip(rt.models, model_steps_, strict=True)}
         preset = plan.layout.preset(rt.name)
         spec = router_spec(rt, binary, preset, environ=environ, layout=plan.layout)
-        warning = open_without_key(rt, environ)
-        if warning:
-            plan.warnings.append(warning)
+        plan.warnings += secret_warnings(rt, environ)
         steps.append(
             RouterStep(rt, binary, model_steps_, preset, router.render_preset(rt.name, rt.models, paths), spec, pin)
         )

@@ -327,3 +327,15 @@ def test_a_router_keeps_its_api_key_out_of_argv_and_warns_when_open(
     }
     open_plan = run_cli("plan", env=write(""))
     assert f"router r listens on 0.0.0.0:{port} without an API key" in open_plan.stdout
+
+
+def test_plan_warns_about_a_passed_variable_the_container_lacks(
+    tmp_path: Path, llama_release: LlamaRelease, tiny_model: Path, port: int
+) -> None:
+    config = write_config(tmp_path / "c.toml", tiny_model, port)
+    config.write_text(config.read_text() + '[instance.tiny.control]\nenv = ["HF_TOKEN", "PRESENT"]\n')
+    env = {**boot_env(tmp_path / "root", llama_release, config), "PRESENT": "1"}
+    plan = run_cli("plan", env=env)
+    assert plan.returncode == 0, plan.stderr
+    assert "control.env HF_TOKEN passes ${HF_TOKEN}, which is not set" in plan.stdout
+    assert "PRESENT passes" not in plan.stdout
