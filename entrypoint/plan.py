@@ -192,6 +192,11 @@ def make_plan(settings: Settings, *, environ: Mapping[str, str], base_dir: Path 
         )
     if settings.llama_swap_on_boot:
         plan.swap = swap_spec(settings, environ, dry_run=True)
+        if not Path(plan.swap.binary).exists() and not _installs(settings, LLAMA_SWAP):
+            plan.warnings.append(
+                f"llama-swap is not installed ({plan.swap.binary}) and AUTO_INFER_LLAMA_SWAP_GET_PKG_ON_BOOT "
+                "is off: boot will fail unless it appears"
+            )
     return plan
 
 
@@ -448,14 +453,24 @@ def router_spec(
 
 
 def swap_spec(settings: Settings, environ: Mapping[str, str], *, dry_run: bool) -> ServerSpec:
-    """llama-swap as the supervised program; syncs its config first (parses only when *dry_run*)."""
+    """llama-swap as the supervised program; syncs its config first (parses only when *dry_run*).
+
+    Boot (*dry_run* False) runs after the package installs: the binary must be there then,
+    or the boot stops before supervisord would start a program that cannot exist.
+    """
     # Deferred: swap brings ruamel.yaml and the docker SDK, which only a llama-swap boot needs.
     from entrypoint import swap
 
+    binary = packages.binary_path(settings.root, LLAMA_SWAP, LLAMA_SWAP)
+    if not dry_run and not binary.exists():
+        raise NotFoundError(
+            f"AUTO_INFER_LLAMA_SWAP_ON_BOOT is on but llama-swap is not installed (no {binary})",
+            hint="set AUTO_INFER_LLAMA_SWAP_GET_PKG_ON_BOOT=1 with AUTO_INFER_LLAMA_SWAP_PKG_PATH",
+        )
     return swap.server_spec(
         settings,
         environ,
         llama_server=packages.binary_path(settings.root, LLAMA_CPP, SERVER_EXE),
-        swap_binary=packages.binary_path(settings.root, LLAMA_SWAP, LLAMA_SWAP),
+        swap_binary=binary,
         dry_run=dry_run,
     )

@@ -20,7 +20,6 @@ from typing import Literal
 
 from entrypoint.digest import parse_sha256
 from entrypoint.errors import ConfigError
-from entrypoint.ranged import connections_setting
 from entrypoint.safeio import printable
 
 PREFIX = "AUTO_INFER_"
@@ -40,6 +39,11 @@ _URL = re.compile(r"https?://[^\s\x00-\x1f\x7f-\x9f]+", re.IGNORECASE)
 
 #: AUTO_INFER_LOCK_TIMEOUT's accepted range in seconds: 0 tries once, a day is plenty.
 LOCK_TIMEOUT_RANGE = (0.0, 86400.0)
+
+#: How many ranges of one file may be fetched at once, at most.
+CONNECTIONS_VAR = "AUTO_INFER_DOWNLOAD_CONNECTIONS"
+MAX_CONNECTIONS = 32
+_DIGITS = re.compile(r"[0-9]+")
 
 #: Variables read directly (the package family is matched by pattern).
 KNOWN = frozenset(
@@ -104,6 +108,23 @@ def parse_url(name: str, value: str | None) -> str | None:
     if not _URL.fullmatch(value):
         raise ConfigError(f"{name}={value[:200]!r} is not an http:// or https:// URL")
     return value
+
+
+def connections_setting(environ: Mapping[str, str], connections: int | None = None) -> int | None:
+    """The connection count asked for: the keyword, else ``AUTO_INFER_DOWNLOAD_CONNECTIONS``, else None (by size)."""
+    if connections is not None:
+        if isinstance(connections, bool) or not isinstance(connections, int) or not 1 <= connections <= MAX_CONNECTIONS:
+            raise ConfigError(f"download connections {connections!r} is not a whole number from 1 to {MAX_CONNECTIONS}")
+        return connections
+    value = environ.get(CONNECTIONS_VAR, "").strip()
+    if not value:
+        return None
+    if not _DIGITS.fullmatch(value) or not 1 <= int(value) <= MAX_CONNECTIONS:
+        raise ConfigError(
+            f"{CONNECTIONS_VAR}={value!r} is not a whole number from 1 to {MAX_CONNECTIONS}",
+            hint=f"unset it to choose by file size, or set 1 (one stream) to {MAX_CONNECTIONS}",
+        )
+    return int(value)
 
 
 def _text(name: str, value: str | None) -> str | None:

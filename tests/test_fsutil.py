@@ -214,10 +214,13 @@ def test_check_space_counts_the_margin_on_a_real_small_volume(tmp_path: Path) ->
         assert 7 << 20 < free <= 8 << 20
         fsutil.check_space(small, 1 << 20, "a small file", margin=0)
         fsutil.check_space(small, 0, "something of unknown size")  # nothing to measure against
+        fsutil.check_space(small, 1 << 20, "a small file")  # a small volume keeps only a tenth spare
         with pytest.raises(DiskError) as err:
-            fsutil.check_space(small, 1 << 20, "extracting llama.tar.gz")  # 1 MiB + the default margin
+            fsutil.check_space(small, free - (free // 20), "extracting llama.tar.gz")  # fits, but not with a tenth
         assert err.value.exit_code == 73
         assert "extracting llama.tar.gz" in err.value.message and str(small) in err.value.message
+        with pytest.raises(DiskError) as err:
+            fsutil.check_space(small, 1 << 20, "extracting llama.tar.gz", margin=fsutil.SPACE_MARGIN)
         assert "needs about 1 MiB" in err.value.message
         with pytest.raises(DiskError):
             fsutil.check_space(small, 9 << 20, "a file larger than the volume", margin=0)

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import urllib3
 
-from entrypoint import ranged
-from entrypoint.download import fetch_url
+from entrypoint.download import fetch_url, pieces
 from entrypoint.errors import ConfigError, NetError, VerifyError
+from entrypoint.settings import CONNECTIONS_VAR, connections_setting
 from tests.helpers.httpserver import Server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,17 +55,17 @@ def test_files_below_16_mib_and_a_setting_of_one_use_a_single_stream(http_server
     url = http_server.add("/f.bin", small)
     fetch_url(url, tmp_path / "f.bin", sha256=hashlib.sha256(small).hexdigest())
     url = http_server.add("/g.bin", BODY)
-    fetch_url(url, tmp_path / "g.bin", sha256=BODY_SHA, environ={ranged.ENV: "1"})
+    fetch_url(url, tmp_path / "g.bin", sha256=BODY_SHA, environ={CONNECTIONS_VAR: "1"})
     assert [r.headers.get("Range") for r in http_server.requests] == [None, None]
     assert (tmp_path / "g.bin").read_bytes() == BODY
 
 
 def test_by_size_a_large_file_gets_several_connections() -> None:
-    assert ranged.connection_count(15 * MIB, None) == 1
-    assert ranged.connection_count(16 * MIB, None) == 2
-    assert ranged.connection_count(10 << 30, None) == 8
-    assert ranged.connection_count(10 << 30, 32) == 32
-    assert ranged.connection_count(3 * MIB, 8) == 3  # never pieces under 1 MiB
+    assert pieces.connection_count(15 * MIB, None) == 1
+    assert pieces.connection_count(16 * MIB, None) == 2
+    assert pieces.connection_count(10 << 30, None) == 8
+    assert pieces.connection_count(10 << 30, 32) == 32
+    assert pieces.connection_count(3 * MIB, 8) == 3  # never pieces under 1 MiB
 
 
 CHILD = """
@@ -134,11 +134,11 @@ def test_a_server_that_ignores_range_is_read_as_one_stream(http_server: Server, 
 
 
 def test_a_server_without_ranges_or_length_is_never_split() -> None:
-    assert not ranged.splits({"Content-Length": str(len(BODY))}, 8)
-    assert not ranged.splits({"Accept-Ranges": "bytes"}, 8)
-    assert not ranged.splits({"Accept-Ranges": "none", "Content-Length": str(len(BODY))}, 8)
-    assert not ranged.splits({"Accept-Ranges": "bytes", "Content-Length": "9", "Content-Encoding": "gzip"}, 8)
-    assert ranged.splits(urllib3.HTTPHeaderDict({"accept-ranges": "bytes", "content-length": str(len(BODY))}), 8)
+    assert not pieces.splits({"Content-Length": str(len(BODY))}, 8)
+    assert not pieces.splits({"Accept-Ranges": "bytes"}, 8)
+    assert not pieces.splits({"Accept-Ranges": "none", "Content-Length": str(len(BODY))}, 8)
+    assert not pieces.splits({"Accept-Ranges": "bytes", "Content-Length": "9", "Content-Encoding": "gzip"}, 8)
+    assert pieces.splits(urllib3.HTTPHeaderDict({"accept-ranges": "bytes", "content-length": str(len(BODY))}), 8)
 
 
 def test_a_range_answered_for_other_bytes_is_refused(http_server: Server, tmp_path: Path) -> None:
@@ -166,21 +166,21 @@ def test_a_cut_range_resumes_where_it_stopped(http_server: Server, tmp_path: Pat
     got = fetch_url(url, tmp_path / "f.bin", sha256=BODY_SHA, connections=4, backoff=0.01)
     assert got.sha256 == BODY_SHA and (tmp_path / "f.bin").read_bytes() == BODY
     starts = range_starts(http_server, "/f.bin")
-    piece = ranged.MIN_PIECE
+    piece = pieces.MIN_PIECE
     assert any(s % piece for s in starts)  # a range asked again from inside its piece, not from its start
 
 
 @pytest.mark.parametrize("value", ["nan", "0", "99", "-1", "4.0", "inf", "1e3"])
 def test_a_bad_connection_count_is_a_config_error(http_server: Server, tmp_path: Path, value: str) -> None:
     url = http_server.add("/f.bin", BODY)
-    with pytest.raises(ConfigError, match=f"{ranged.ENV}={value!r}") as info:
-        fetch_url(url, tmp_path / "f.bin", environ={ranged.ENV: value})
+    with pytest.raises(ConfigError, match=f"{CONNECTIONS_VAR}={value!r}") as info:
+        fetch_url(url, tmp_path / "f.bin", environ={CONNECTIONS_VAR: value})
     assert info.value.exit_code == 78 and http_server.requests == []
     with pytest.raises(ConfigError, match="connections"):
         fetch_url(url, tmp_path / "f.bin", connections=0)
-    assert ranged.connections_setting({ranged.ENV: " 12 "}) == 12
-    assert ranged.connections_setting({ranged.ENV: ""}) is None
-    assert ranged.connections_setting({ranged.ENV: "3"}, 5) == 5  # a flag wins over the variable
+    assert connections_setting({CONNECTIONS_VAR: " 12 "}) == 12
+    assert connections_setting({CONNECTIONS_VAR: ""}) is None
+    assert connections_setting({CONNECTIONS_VAR: "3"}, 5) == 5  # a flag wins over the variable
 
 
 def test_ranges_go_to_the_redirect_target_without_the_token_and_resign_when_it_expires(

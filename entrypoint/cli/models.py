@@ -102,7 +102,7 @@ def pull(
     library: str | None,
     max_workers: int,
 ) -> Outcome:
-    """Provision REF: a path, file:, hf:owner/repo[/file][@rev] or http(s):// URL.
+    """Provision REF: a path, file:, hf:owner/repo[/file][@rev], an http(s):// URL or oci://registry/repo[:tag].
 
     The download resumes after an interruption, is verified (the given sha256, the
     hub's LFS sha256, the GGUF header) and only then appears in the models folder.

@@ -75,3 +75,21 @@ def test_boot_uses_the_cmd_template_variable(tmp_path: Path, models: Path) -> No
     assert yaml.safe_load(config.read_text())["models"]["tiny--tiny-llama-F32"]["cmd"] == (
         "srv --port ${PORT} -m tiny/tiny-llama-F32.gguf\n"
     )
+
+
+def test_a_llama_swap_boot_without_llama_swap_is_refused_before_supervisord(tmp_path: Path, models: Path) -> None:
+    """plan warns; boot stops with E_NOT_FOUND naming the binary, with nothing of supervisord written."""
+    from tests.helpers.cli import run_cli
+
+    env = {
+        "AUTO_INFER_ROOT": str(tmp_path / "root"),
+        "AUTO_INFER_MODELS_DIR": str(models),
+        "AUTO_INFER_STATE_DIR": str(tmp_path / "state"),
+        "AUTO_INFER_LLAMA_SWAP_ON_BOOT": "1",
+    }
+    planned = run_cli("plan", env=env)
+    assert planned.returncode == 0 and "llama-swap is not installed" in planned.stdout + planned.stderr
+    booted = run_cli("boot", "--prepare-only", env=env)
+    assert booted.returncode == 66, booted.stderr
+    assert "llama-swap/bin/llama-swap" in booted.stderr and "Traceback" not in booted.stderr
+    assert not (tmp_path / "state" / "supervisor" / "supervisord.conf").exists()

@@ -129,6 +129,7 @@ def provision_oci(job: Job) -> ProvisionedModel:
                 size=layer.size,
                 headers=registry.headers(),
                 lock_timeout=job.lock_timeout,
+                environ=job.environ,
             )
         except PermError as exc:  # the download's own hint speaks of the hub's tokens
             raise PermError(f"model {ref.text}: {exc.message}", hint=registry.hint()) from exc

@@ -134,7 +134,7 @@ def test_server_ignoring_range_restarts_from_zero(http_server: Server, models_di
 
 
 def test_complete_partial_answered_416_is_verified_and_published(http_server: Server, models_dir: Path) -> None:
-    from entrypoint.download import _partial_key
+    from entrypoint.download.stream import _partial_key
 
     url = http_server.add("/w.bin", BLOB)
     final = Path(status(models_dir, url)["path"])

@@ -1,4 +1,4 @@
-"""Fetch bytes to a final path only after they verify: HTTP(S) with resume, or a local copy.
+"""Fetch an HTTP(S) body to a final path only after it verifies, resuming a partial of an earlier run.
 
 Steps of :func:`fetch_url`:
 
@@ -18,7 +18,7 @@ Steps of :func:`fetch_url`:
    is complete or too long: its signature went stale), the request is made again through
    *url*, keeping the partial. 401/403/404 from *url* itself fail at once with a clear
    message (no retry loop).
-   A large body whose server offers ranges goes to :mod:`entrypoint.ranged` instead
+   A large body whose server offers ranges goes to :mod:`.ranged` instead
    (several connections at once), which hands back a complete, hashed part file.
 5. Check size and sha256; only then fsync, rename onto the target and fsync the folder.
    A partial that fails verification is deleted.
@@ -32,76 +32,25 @@ import hashlib
 import logging
 import os
 import re
-import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote
 
 from entrypoint import digest as digestmod
-from entrypoint.errors import (
-    NetError,
-    NotFoundError,
-    PermError,
-    VerifyError,
-    from_os_error,
-)
-from entrypoint.fsutil import file_lock, fsync_dir, temp_name
+from entrypoint.download.pieces import splits
+from entrypoint.download.progress import Progress
+from entrypoint.download.ranged import fetch_ranges
+from entrypoint.download.redirects import answered_by, discard
+from entrypoint.download.verify import CHUNK, Fetched, publish, verify
+from entrypoint.errors import NetError, NotFoundError, PermError, from_os_error
+from entrypoint.fsutil import file_lock
+from entrypoint.settings import connections_setting
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _UNSIZED_RANGE = re.compile(r"bytes \*/(\d+)")
-
-
-@dataclass(frozen=True)
-class Fetched:
-    path: Path
-    sha256: str
-    size: int
-    resumed_from: int = 0
-
-
-class Progress:
-    """A tqdm bar on a TTY; otherwise one log line every *interval* seconds."""
-
-    def __init__(self, label: str, total: int | None, done: int = 0, interval: float = 10.0) -> None:
-        self.label, self.total, self.done, self.interval = label, total, done, interval
-        self._bar: Any = None
-        self._last = time.monotonic()
-        self._started = self._last
-        if sys.stderr.isatty() and log.isEnabledFor(logging.INFO):  # -q (WARNING) hides the bar
-            from tqdm import tqdm  # deferred: only a TTY download pays for it
-
-            self._bar = tqdm(total=total, initial=done, unit="B", unit_scale=True, desc=label)
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if self._bar is not None:
-            self._bar.update(n)
-            return
-        now = time.monotonic()
-        if now - self._last >= self.interval:
-            self._last = now
-            rate = self.done / max(now - self._started, 1e-9)
-            pct = f"{100 * self.done / self.total:.0f}% " if self.total else ""
-            log.info("%s: %s%s at %s/s", self.label, pct, _human(self.done), _human(int(rate)))
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
-        size /= 1000
-    return f"{size:.1f} GB"
 
 
 def _partial_key(url: str, sha256: str | None) -> str:
@@ -129,56 +78,6 @@ def _discard_foreign_partials(target: Path, key: str) -> None:
                 other.unlink()
 
 
-def _publish(partial: Path, target: Path) -> None:
-    with open(partial, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(partial, target)
-    fsync_dir(target.parent)
-
-
-def _verify(partial: Path, hasher: Any, size: int, sha256: str | None, expected_size: int | None, what: str) -> str:
-    actual = str(hasher.hexdigest())
-    if expected_size is not None and size != expected_size:
-        partial.unlink(missing_ok=True)
-        raise VerifyError(f"{what}: expected {expected_size} bytes, received {size}")
-    if sha256 is not None and actual != sha256.lower():
-        partial.unlink(missing_ok=True)
-        raise VerifyError(
-            f"sha256 mismatch for {what}: expected {sha256.lower()}, found {actual}",
-            hint="the source changed or is corrupt; nothing was written to the final path",
-        )
-    return actual
-
-
-def copy_file(src: Path, target: Path, *, sha256: str | None = None) -> Fetched:
-    """Copy a local file to *target*, hashing while copying; publish only if it verifies."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(target)
-    hasher = hashlib.sha256()
-    size = 0
-    try:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            while chunk := fin.read(CHUNK):
-                hasher.update(chunk)
-                fout.write(chunk)
-                size += len(chunk)
-        actual = _verify(tmp, hasher, size, sha256, None, str(src))
-        copy_times(src, tmp)
-        _publish(tmp, target)
-    except OSError as exc:
-        raise from_os_error(exc, f"copy {src} to {target}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    digestmod.files_hashed += 1
-    return Fetched(path=target, sha256=actual, size=size)
-
-
-def copy_times(src: Path, dst: Path) -> None:
-    """Give *dst* the access and modification times of *src* (the cache copy keeps the source's mtime)."""
-    st = src.stat()
-    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
 def fetch_url(
     url: str,
     target: Path,
@@ -202,12 +101,10 @@ def fetch_url(
     partial's key; an explicit ``Authorization`` in *headers* wins.
 
     *connections* (else ``AUTO_INFER_DOWNLOAD_CONNECTIONS`` in *environ*, else chosen by
-    size) is how many ranges a large body is fetched as at once (:mod:`entrypoint.ranged`).
+    size) is how many ranges a large body is fetched as at once (:mod:`.ranged`).
     """
-    from entrypoint import ranged  # deferred: the warm boot path imports this module but never downloads
-
     url, headers = _userinfo_as_auth(url, headers or {})
-    wanted = ranged.connections_setting(environ or {}, connections)
+    wanted = connections_setting(environ or {}, connections)
     if offline:
         raise NetError(
             f"offline mode: not downloading {url}",
@@ -254,8 +151,6 @@ def _download(
 ) -> Fetched:
     import urllib3  # deferred: only a download pays for the HTTP stack
 
-    from entrypoint import ranged  # deferred: as urllib3
-
     http = urllib3.PoolManager(
         retries=urllib3.Retry(
             total=attempts,
@@ -290,22 +185,22 @@ def _download(
                 raise NetError(f"cannot reach {url}: {exc}", hint="check the URL, the network or the mirror") from exc
             try:
                 status = resp.status
-                signed = ranged.answered_by(url, resp) != url  # answered by a redirect's target
+                signed = answered_by(url, resp) != url  # answered by a redirect's target
                 if status == 416 and offset:
                     total = _total_from_416(resp.headers.get("Content-Range"))
                     if total in (None, offset) and (expected_size in (None, offset)):
-                        actual = _verify(partial, hasher, offset, sha256, expected_size, url)
-                        _publish(partial, target)
+                        actual = verify(partial, hasher, offset, sha256, expected_size, url)
+                        publish(partial, target)
                         return Fetched(target, actual, offset, resumed_from)
                     if signed and (total is None or total > offset):  # a stale signature, not a bad partial
-                        ranged.discard(resp)
+                        discard(resp)
                         failures = _again(failures, attempts, backoff, sleep, f"{url} answered HTTP 416 at {offset}")
                         continue
                     partial.unlink(missing_ok=True)  # our partial is not a prefix of this file
                     hasher, offset = hashlib.sha256(), 0
                     continue
                 if status in (403, 410) and signed and failures + 1 < attempts:
-                    ranged.discard(resp)
+                    discard(resp)
                     failures = _again(failures, attempts, backoff, sleep, f"{url} answered HTTP {status}")
                     continue
                 _raise_for_status(status, url)
@@ -314,11 +209,11 @@ def _download(
                 if (
                     status == 200
                     and not offset
-                    and ranged.splits(resp.headers, connections)
+                    and splits(resp.headers, connections)
                     and expected_size in (None, int(resp.headers["Content-Length"]))
                 ):
                     resp.close()  # the body comes over several connections instead
-                    body = ranged.fetch_ranges(
+                    body = fetch_ranges(
                         url,
                         partial,
                         resp,
@@ -335,8 +230,8 @@ def _download(
                     if body is None:  # the server ignored the Range requests: one stream after all
                         connections = 1
                         continue
-                    actual = _verify(body.path, body.hasher, body.size, sha256, expected_size, url)
-                    _publish(body.path, target)
+                    actual = verify(body.path, body.hasher, body.size, sha256, expected_size, url)
+                    publish(body.path, target)
                     digestmod.files_hashed += 1
                     return Fetched(target, actual, body.size, body.resumed_from)
                 if status == 200 and offset:
@@ -381,8 +276,8 @@ def _download(
                         raise NetError(f"download of {url} stopped at {offset} of {expected_size} bytes")
                     sleep(backoff * 2 ** (failures - 1))
                     continue
-                actual = _verify(partial, hasher, offset, sha256, expected_size, url)
-                _publish(partial, target)
+                actual = verify(partial, hasher, offset, sha256, expected_size, url)
+                publish(partial, target)
                 digestmod.files_hashed += 1
                 return Fetched(target, actual, offset, resumed_from)
             finally:
@@ -429,18 +324,3 @@ def _parse_content_range(value: str | None, url: str) -> tuple[int, int | None]:
 def _total_from_416(value: str | None) -> int | None:
     match = _UNSIZED_RANGE.match(value or "")
     return int(match.group(1)) if match else None
-
-
-def is_url(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
-
-
-def local_path(source: str) -> Path:
-    """A plain path or a ``file://`` URL as a Path."""
-    if source.startswith("file://"):
-        from urllib.parse import unquote, urlparse
-
-        return Path(unquote(urlparse(source).path))
-    if source.startswith("file:"):
-        return Path(source[5:])
-    return Path(source)
