@@ -85,17 +85,16 @@ SECRET_KEYS = frozenset(
     }
 )
 
-_PARAM_NAMES = "|".join(sorted((re.escape(p) for p in SECRET_PARAMS), key=len, reverse=True))
 # A URL as it appears in free text: a scheme, "://", then up to whitespace, a quote or a bracket.
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>`]+")
-# A credential parameter of a query or fragment whose URL has no scheme ("/x.gguf?token=...");
-# only after ?, &, ; or #, so "password=" at the start of a config line is left alone.
-_PARAM = re.compile(rf"(?i)(?<=[?&;#])((?:{_PARAM_NAMES})=)([^&#;\s\"'<>`]*)")
+# A parameter of a query or fragment whose URL has no scheme ("/x.gguf?token=..."); only after
+# ?, &, ; or #, so "password=" at the start of a config line is left alone. Names are checked
+# against SECRET_PARAMS in code: a plain pattern compiles in a fraction of the alternation's time.
+_PARAM = re.compile(r"(?<=[?&;#])([A-Za-z0-9_.~%-]+)=([^&#;\s\"'<>`]*)")
 # "Authorization: Bearer x", "'Authorization': 'Basic x'", "authorization=x": the value to the end of the line.
 _HEADER = re.compile(r"(?i)((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)([^\r\n\"']+)")
-_FLAG_NAMES = "|".join(sorted((re.escape(f) for f in SECRET_FLAGS), key=len, reverse=True))
-# "--api-key VALUE", "--api-key=VALUE", "--api-key 'a b'" (as shlex.join quotes it).
-_FLAG = re.compile(rf"(?<![\w-])((?:{_FLAG_NAMES})(?:=|\s+))('[^']*'|\"[^\"]*\"|[^\s\"']+)")
+# A flag and its value: "--api-key VALUE", "--api-key=VALUE", "--api-key 'a b'" (as shlex.join quotes it).
+_FLAG = re.compile(r"(?<![\w-])(-{1,2}[A-Za-z][\w-]*)(=|\s+)('[^']*'|\"[^\"]*\"|[^\s\"']+)")
 
 
 def redact_url(url: str) -> str:
@@ -164,9 +163,18 @@ def redact_text(text: str) -> str:
     if not text:
         return text
     text = _URL.sub(lambda m: redact_url(m.group()), text)
-    text = _PARAM.sub(lambda m: m.group(1) + MASK, text)
+    text = _PARAM.sub(_param, text)
     text = _HEADER.sub(lambda m: m.group(1) + MASK, text)
-    return _FLAG.sub(lambda m: m.group(1) + MASK, text)
+    return _FLAG.sub(_flag, text)
+
+
+def _param(match: re.Match[str]) -> str:
+    secret = unquote(match.group(1)).lower() in SECRET_PARAMS
+    return f"{match.group(1)}={MASK}" if secret else match.group()
+
+
+def _flag(match: re.Match[str]) -> str:
+    return match.group(1) + match.group(2) + MASK if match.group(1) in SECRET_FLAGS else match.group()
 
 
 def redact_argv(argv: Iterable[str]) -> list[str]:
