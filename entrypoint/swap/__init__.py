@@ -12,11 +12,13 @@ Where the llama-server and llama-swap binaries live is the packages capability's
 knowledge: the caller passes them in.
 
 The modules behind it: discover.py (the models of a folder), ids.py (entry IDs from
-paths), scaffold.py (new entries as text), yamledit.py (composed nodes, aliases and text
-edits), entries.py (the existing entries, the files they serve, groups and matrix),
-edits.py (where each change goes), matrix.py (matrix set expressions), configdir.py
-(our own file in a ``--config-dir``), files.py (backups, atomic replace, stamp),
-sync.py (the sync itself) and restart.py (restart a llama-swap container).
+paths), scaffold.py (new entries as text), composer.py (YAML text to nodes with
+positions), nodes.py (reading those nodes: mappings, merges, aliases), textedit.py (text
+edits at those positions, and their diff), entries.py (the existing entries, the files
+they serve, groups and matrix), changes.py (which edits a sync makes), edits.py (where
+each change goes), matrix.py (matrix set expressions), configdir.py (our own file in a
+``--config-dir``), files.py (backups, atomic replace, stamp), result.py (what a sync
+did), sync.py (the sync's steps) and restart.py (restart a llama-swap container).
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from entrypoint.settings import Settings
 from entrypoint.swap.configdir import OWN_FILE
 from entrypoint.swap.files import DEFAULT_MAX_BACKUPS
 from entrypoint.swap.restart import DEFAULT_CONTAINER, RELOAD_MODES, parse_reload_mode, restart_container
+from entrypoint.swap.result import SyncResult
 from entrypoint.swap.scaffold import default_cmd_template
-from entrypoint.swap.sync import SyncResult, sync_config, sync_config_dir
+from entrypoint.swap.sync import sync_config, sync_config_dir
 
 __all__ = [
     "DEFAULT_CONTAINER",

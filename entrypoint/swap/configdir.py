@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from entrypoint.errors import from_os_error
+from entrypoint.swap.composer import compose
 from entrypoint.swap.entries import Entry, read_entries
 from entrypoint.swap.files import read_config
-from entrypoint.swap.yamledit import compose, is_mapping, is_scalar, is_sequence, line_start, mapping_items
+from entrypoint.swap.nodes import is_mapping, is_scalar, is_sequence, mapping_items
+from entrypoint.swap.textedit import line_start
 
 #: Our file in the config folder: sorted after most hand-written names, and named
 #: after what writes it.

@@ -22,19 +22,18 @@ from typing import Any
 from entrypoint.errors import ConfigError
 from entrypoint.swap.discover import ModelFile
 from entrypoint.swap.ids import entry_id
-from entrypoint.swap.scaffold import AUDIT_KEYS, PATH_FIELD
-from entrypoint.swap.yamledit import (
-    content_end,
+from entrypoint.swap.nodes import (
     fields,
     is_mapping,
     is_null,
     is_scalar,
     is_sequence,
-    line_start,
     mapping_items,
     merged_keys,
     refuse_duplicates,
 )
+from entrypoint.swap.scaffold import AUDIT_KEYS, PATH_FIELD
+from entrypoint.swap.textedit import content_end, line_start
 
 
 @dataclass(eq=False)  # compared by identity: two entries are never "equal"
