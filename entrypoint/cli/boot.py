@@ -22,6 +22,7 @@ def boot(app: App, prepare_only: bool, cmd: tuple[str, ...]) -> Outcome | None:
     asked for, provisions the models, renders the supervisord programs, then becomes
     the init, with supervisord as its child. With `-- CMD ...` it execs CMD instead.
     """
+    # boot imports every capability: deferred so that `boot --help` and `plan` do not pay for it
     from entrypoint.boot import boot as run_boot
 
     prepared = run_boot(app.settings(), environ=app.environ, prepare_only=prepare_only, command=cmd)
@@ -41,6 +42,7 @@ def plan(app: App) -> Outcome:
 
     Reads the same variables and config as boot and changes nothing.
     """
+    # plan imports every capability: deferred so that `boot --help` does not pay for it
     from entrypoint.plan import make_plan
 
     result = make_plan(app.settings(), environ=app.environ)
