@@ -72,20 +72,17 @@ def boot_cmd_template(environ: Mapping[str, str], *, llama_server: Path) -> str:
 
 def max_backups_from(environ: Mapping[str, str]) -> int:
     """``LLAMA_SWAP_MAX_BACKUPS`` (a whole number, 0 or more), else the default."""
-    raw = (environ.get("LLAMA_SWAP_MAX_BACKUPS") or "").strip()
-    if not raw:
-        return DEFAULT_MAX_BACKUPS
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ConfigError(f"LLAMA_SWAP_MAX_BACKUPS={raw!r} is not a whole number of backups (0 or more)")
-    return value
+    value = _whole_number((environ.get("LLAMA_SWAP_MAX_BACKUPS") or "").strip(), "LLAMA_SWAP_MAX_BACKUPS", "backups")
+    return DEFAULT_MAX_BACKUPS if value is None else value
 
 
 def parse_ttl(raw: str | None, source: str = "LLAMA_SWAP_TTL") -> int | None:
     """The ttl of new entries: seconds (0: never unload), or None (unset: llama-swap's globalTTL)."""
+    return _whole_number(raw, source, "seconds")
+
+
+def _whole_number(raw: str | None, source: str, unit: str) -> int | None:
+    """*raw* as a whole number (0 or more), None when blank; else a ConfigError naming *source*."""
     text = (raw or "").strip()
     if not text:
         return None
@@ -94,7 +91,7 @@ def parse_ttl(raw: str | None, source: str = "LLAMA_SWAP_TTL") -> int | None:
     except ValueError:
         value = -1
     if value < 0:
-        raise ConfigError(f"{source}={raw!r} is not a whole number of seconds (0 or more)")
+        raise ConfigError(f"{source}={raw!r} is not a whole number of {unit} (0 or more)")
     return value
 
 

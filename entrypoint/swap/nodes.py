@@ -7,6 +7,7 @@ apart by class name so that neither parser needs importing here.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,24 @@ def refuse_duplicates(items: list[tuple[Any, Any]], config: Path, what: str) -> 
 
 def fields(mapping: Any) -> dict[str, Any]:
     return {str(k.value): v for k, v in mapping.value if is_scalar(k)}
+
+
+def reachable_scalars(stack: list[Any], skip: Iterable[Any] = ()) -> Iterator[Any]:
+    """Every scalar reachable from the nodes of *stack* through sequences and mapping values,
+    each node once (an aliased node is read once: nested merges, shared anchors); the
+    nodes of *skip* and what only they reach are left out. *stack* is consumed."""
+    seen = {id(n) for n in skip}
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if is_scalar(node):
+            yield node
+        elif is_sequence(node):
+            stack.extend(node.value)
+        elif is_mapping(node):
+            stack.extend(v for _, v in node.value)
 
 
 def merged_keys(mapping: Any, config: Path | None = None) -> set[str]:
