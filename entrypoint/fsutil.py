@@ -56,6 +56,7 @@ class Syncer:
     """
 
     def __init__(self) -> None:
+        # deferred: a thread pool only while extracting; a warm boot and the listener never sync
         from concurrent.futures import Future, ThreadPoolExecutor
 
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync")
@@ -205,7 +206,7 @@ def file_lock(path: Path, *, timeout: float, what: str) -> Iterator[None]:
     waited = time.monotonic() - started
     try:
         if waited > 1:
-            import logging
+            import logging  # deferred: the listener script imports fsutil and starts without logging
 
             logging.getLogger(__name__).info("waited %.1fs for the lock on %s", waited, what)
         yield
@@ -215,7 +216,7 @@ def file_lock(path: Path, *, timeout: float, what: str) -> Iterator[None]:
 
 def remove_tree(path: Path) -> None:
     """Remove a file, a symlink or a whole tree; absent is fine."""
-    import shutil
+    import shutil  # deferred: it loads zlib, bz2 and lzma, which the listener script never needs
 
     if path.is_symlink() or path.is_file():
         with contextlib.suppress(FileNotFoundError):

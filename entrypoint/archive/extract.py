@@ -11,7 +11,9 @@ import contextlib
 import errno
 import os
 import stat
+import tarfile
 import time
+import zipfile
 from pathlib import Path
 from typing import IO, Any
 
@@ -84,8 +86,6 @@ def extract_archive(
 def _extract_tar(
     fh: IO[bytes], fmt: str, dest: Path, limits: Limits, what: str, copy_fd: int | None, syncer: fsutil.Syncer | None
 ) -> Extracted:
-    import tarfile  # deferred with the rest of the extraction pipeline (off the warm boot path)
-
     raw = HashingReader(fh, copy_fd, sync_copy(copy_fd, syncer))
     stream = Prefetch(decompressed(raw, fmt))
     try:
@@ -161,8 +161,6 @@ def _extract_zip(
 def _unzip(
     fh: IO[bytes], dest: Path, limits: Limits, what: str, result: Extracted, syncer: fsutil.Syncer | None
 ) -> Extracted:
-    import zipfile  # deferred with the rest of the extraction pipeline (off the warm boot path)
-
     writer = Writer(dest, limits, what, result, syncer)
     with zipfile.ZipFile(fh) as zf:
         infos = zf.infolist()

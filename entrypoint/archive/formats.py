@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import zipfile
 from pathlib import Path
 
 from entrypoint.archive.members import Limits
@@ -65,8 +66,6 @@ def declared_size(path: Path, fmt: str) -> int | None:
         if fmt == "tar":
             return size
         if fmt == "zip":
-            import zipfile  # deferred with the rest of the extraction pipeline (off the warm boot path)
-
             with zipfile.ZipFile(path) as zf:
                 return sum(i.file_size for i in zf.infolist())
         if fmt == "tar.gz" and size >= 18:

@@ -10,10 +10,15 @@ notice a stream cut between frames.
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import hashlib
 import io
+import lzma
 import os
+import queue
+import threading
+import zlib
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -132,8 +137,6 @@ class Gunzip(io.RawIOBase):
     """
 
     def __init__(self, raw: IO[bytes]) -> None:
-        import zlib  # deferred with the rest of the extraction pipeline (off the warm boot path)
-
         self._zlib = zlib
         self._raw = raw
         self._inflate = zlib.decompressobj(31)
@@ -174,9 +177,6 @@ class Prefetch(io.RawIOBase):
     """
 
     def __init__(self, source: Any, depth: int = 4) -> None:
-        import queue  # deferred with the rest of the extraction pipeline (off the warm boot path)
-        import threading
-
         self._source = source
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
         self._item = b""
@@ -232,8 +232,6 @@ class Prefetch(io.RawIOBase):
 
     def close(self) -> None:
         """Stop the helper (unblocking it if the queue is full) and wait for it."""
-        import queue
-
         self._stop.set()
         while self._thread.is_alive():
             with contextlib.suppress(queue.Empty):
@@ -243,9 +241,6 @@ class Prefetch(io.RawIOBase):
 
 def decompressed(raw: HashingReader, fmt: str) -> Any:
     """The tar stream inside *raw*; reading it to the end checks the compressed stream's own end."""
-    import bz2  # deferred with the rest of the extraction pipeline (off the warm boot path)
-    import lzma
-
     source: Any = raw
     if fmt == "tar":
         return io.BufferedReader(source, CHUNK)

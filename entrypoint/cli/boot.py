@@ -36,6 +36,7 @@ def plan(app: App) -> Outcome:
 
     Reads the same variables and config as boot and changes nothing.
     """
+    # plan imports every capability: deferred so that `boot --help` does not pay for it
     from entrypoint.plan import make_plan
 
     result = make_plan(app.settings(), environ=app.environ)

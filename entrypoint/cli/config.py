@@ -8,7 +8,11 @@ from typing import Any
 
 import click
 
+from entrypoint import starter
 from entrypoint.cli.edge import App, Outcome, command
+from entrypoint.config import json_schema, load_config
+from entrypoint.errors import ArgsError
+from entrypoint.fsutil import atomic_write_text
 
 
 @click.group()
@@ -21,7 +25,6 @@ def config() -> None:
 @command
 def validate(app: App, file: Path) -> Outcome:
     """Check FILE: unknown keys, wrong types, duplicate ports, bad instance and router names."""
-    from entrypoint.config import load_config
 
     cfg = load_config(file)
     enabled = [i.name for i in cfg.enabled_instances]
@@ -60,7 +63,6 @@ def _router(router: Any, enabled: bool) -> dict[str, Any]:
 @command
 def schema(app: App) -> Outcome:
     """Print the config's JSON Schema."""
-    from entrypoint.config import json_schema
 
     body = json_schema()
     if app.json:
@@ -90,10 +92,6 @@ def init(app: App, file: Path, models_dir: Path | None, from_swap: Path | None, 
 
     Bare: the commented example. Never overwrites FILE without --force.
     """
-    from entrypoint import starter
-    from entrypoint.errors import ArgsError
-    from entrypoint.fsutil import atomic_write_text
-
     if models_dir is not None and from_swap is not None:
         raise ArgsError("--models-dir and --from-swap: choose one")
     if str(file) != "-" and file.exists() and not force:

@@ -204,10 +204,7 @@ def verify(app: App, refs: tuple[str, ...], quick: bool) -> Outcome:
 @command
 def pin(app: App, ref: str) -> Outcome:
     """Protect REF from gc."""
-    check_ref(ref)
-    settings = app.settings()
-    row = set_pinned(settings.models_dir, ref, True, lock_timeout=settings.lock_timeout)
-    return Outcome(f"{row.key}: pinned", row.to_dict())
+    return _set_pinned(app, ref, True)
 
 
 @models.command()
@@ -215,10 +212,14 @@ def pin(app: App, ref: str) -> Outcome:
 @command
 def unpin(app: App, ref: str) -> Outcome:
     """Let gc remove REF again."""
+    return _set_pinned(app, ref, False)
+
+
+def _set_pinned(app: App, ref: str, pinned: bool) -> Outcome:
     check_ref(ref)
     settings = app.settings()
-    row = set_pinned(settings.models_dir, ref, False, lock_timeout=settings.lock_timeout)
-    return Outcome(f"{row.key}: unpinned", row.to_dict())
+    row = set_pinned(settings.models_dir, ref, pinned, lock_timeout=settings.lock_timeout)
+    return Outcome(f"{row.key}: {'pinned' if pinned else 'unpinned'}", row.to_dict())
 
 
 @models.command()

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from entrypoint import packages
 from entrypoint.cli.edge import App, Outcome, command
 
 
@@ -54,13 +55,13 @@ def install(
     The same archive again changes nothing. Formats: .tar, .tar.gz/.tgz, .tar.zst,
     .tar.xz, .zip (detected by content).
     """
+    # the archive pipeline (tarfile, zipfile, bz2, lzma) only for an install, not the other pkg commands
     from entrypoint.archive import Limits
-    from entrypoint.packages import install_package
 
     settings, root = _root(app)
     limits = Limits()
     limits = Limits(max_files=max_files or limits.max_files, max_bytes=max_bytes or limits.max_bytes)
-    result = install_package(
+    result = packages.install_package(
         root,
         source,
         name=name,
@@ -85,10 +86,9 @@ def install(
 @command
 def list_(app: App) -> Outcome:
     """List installed versions (* marks the active one)."""
-    from entrypoint.packages import list_versions, load_pins
 
     settings, root = _root(app)
-    data = list_versions(root, load_pins(settings.llama_cpp_config, force=True))
+    data = packages.list_versions(root, packages.load_pins(settings.llama_cpp_config, force=True))
     lines = []
     for name, body in data["packages"].items():
         for v in body["versions"]:
@@ -111,11 +111,8 @@ def info(app: App, ref: str) -> Outcome:
 
     A version installed as several variants shows the one this host would run.
     """
-    from entrypoint.packages import info as info_of
-    from entrypoint.packages import load_pins
-
     settings, root = _root(app)
-    data = info_of(root, ref, load_pins(settings.llama_cpp_config, force=True), app.environ)
+    data = packages.info(root, ref, packages.load_pins(settings.llama_cpp_config, force=True), app.environ)
     keys = ("pkg", "version", "variant", "sha256", "size_bytes", "source", "installed_at", "dir", "active", "intact")
     return Outcome(message=f"{data['pkg']} {data['id']}", data=data, details=[f"  {k}: {data[k]}" for k in keys])
 
@@ -129,10 +126,8 @@ def activate(app: App, ref: str) -> Outcome:
     ID: an id (or prefix), a version, or <pkg>@<id|version>[/<variant>]; a version
     installed as several variants needs its /<variant>.
     """
-    from entrypoint.packages import activate as do_activate
-
     settings, root = _root(app)
-    data = do_activate(root, ref, lock_timeout=settings.lock_timeout, environ=app.environ)
+    data = packages.activate(root, ref, lock_timeout=settings.lock_timeout, environ=app.environ)
     if not data["changed"]:
         return Outcome(message=f"{data['name']} {data['id']} is already active", data=data)
     return Outcome(message=f"activated {data['name']} {data['version'] or ''} {data['id']}", data=data)
@@ -148,15 +143,12 @@ def remove(app: App, ref: str, force: bool) -> Outcome:
     Removing the active version activates the newest other build of the same variant,
     or leaves none active (never a build of another variant).
     """
-    from entrypoint.packages import load_pins
-    from entrypoint.packages import remove as do_remove
-
     settings, root = _root(app)
-    data = do_remove(
+    data = packages.remove(
         root,
         ref,
         force=force,
-        pins=load_pins(settings.llama_cpp_config, force=force),
+        pins=packages.load_pins(settings.llama_cpp_config, force=force),
         lock_timeout=settings.lock_timeout,
         environ=app.environ,
     )
@@ -170,14 +162,12 @@ def remove(app: App, ref: str, force: bool) -> Outcome:
 @command
 def gc(app: App, keep: int, dry_run: bool) -> Outcome:
     """Remove old versions: keeps the active, the pinned and the N newest of each package."""
-    from entrypoint.packages import gc as do_gc
-    from entrypoint.packages import load_pins
 
     settings, root = _root(app)
-    report = do_gc(
+    report = packages.gc(
         root,
         keep=keep,
-        pins=load_pins(settings.llama_cpp_config, force=False),
+        pins=packages.load_pins(settings.llama_cpp_config, force=False),
         dry_run=dry_run,
         lock_timeout=settings.lock_timeout,
     )
@@ -198,10 +188,9 @@ def gc(app: App, keep: int, dry_run: bool) -> Outcome:
 @command
 def latest(app: App, offline: bool, variant: str | None) -> Outcome:
     """Ask the release index (AUTO_INFER_LLAMA_CPP_RELEASES_URL) for the newest llama.cpp build."""
-    from entrypoint.packages import latest as ask_latest
 
     settings, root = _root(app)
-    data = ask_latest(
+    data = packages.latest(
         root,
         releases_url=settings.releases_url,
         offline=offline or settings.offline,

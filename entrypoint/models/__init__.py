@@ -11,10 +11,11 @@ The front door. Boot, plan and the CLI call only what is exported here:
   :func:`show_license`, :func:`accept_license`.
 
 Inside, modules read as the pipeline: ``refs`` (what the user wrote) -> ``catalog`` (what
-is known: ``model_registry.json``) -> ``job`` and ``sources/`` (bringing and verifying the
-bytes; ``remote`` asks sizes and GGUF headers before any byte, ``hfcache`` shares bytes with
-the Hugging Face cache) -> ``status`` (what plan shows) -> ``store``/``verification``/``gc``/
-``migrate``/``compat``/``license`` (the ``models`` verbs). docs/models.md tells the design.
+is known: ``model_registry.json``) -> ``guards`` (quota, disk, fit, offline), ``job`` and
+``sources/`` (bringing and verifying the bytes; ``remote`` asks sizes and GGUF headers
+before any byte, ``hfcache`` shares bytes with the Hugging Face cache) -> ``status``
+(what plan shows) -> ``store``/``verification``/``gc``/``migrate``/``compat``/``license``
+(the ``models`` verbs). docs/models.md tells the design.
 Heavy third-party code (huggingface_hub, the download pipeline) is imported only where a
 cold provisioning or a hub query needs it, so a warm boot never loads it.
 """
@@ -23,8 +24,9 @@ from __future__ import annotations
 
 from entrypoint.models.compat import check_compat
 from entrypoint.models.gc import GcReport, collect_garbage, instances_using, models_in_use
+from entrypoint.models.guards import PullOptions
 from entrypoint.models.hub import RepoSummary
-from entrypoint.models.job import ProvisionedModel, PullOptions
+from entrypoint.models.job import ProvisionedModel
 from entrypoint.models.license import LicenseStatus, accept_license, show_license
 from entrypoint.models.migrate import MigrationReport, migrate_store
 from entrypoint.models.provisioning import ensure

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import platform
 import shutil
+import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -60,10 +61,6 @@ def nvidia_gpus() -> list[dict[str, Any]]:
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return []
-    # deferred: subprocess (with selectors, signal, fcntl) is not needed on the warm boot
-    # path, which imports this module through the models front door
-    import subprocess
-
     try:
         out = subprocess.run(
             [exe, "--query-gpu=name,memory.total,memory.free", "--format=csv,noheader,nounits"],
@@ -230,7 +227,8 @@ def check_compat(
 
 def _remote_weight(ref: ModelRef, environ: Mapping[str, str]) -> tuple[int | None, dict[str, Any] | None]:
     """What a remote ref will weigh once served (``layout.serving_weight``) and its model's GGUF header."""
-    from entrypoint.models.remote import remote_gguf_info, remote_size  # deferred: urllib3
+    # deferred: remote brings tempfile (and urllib3 when it asks), which a warm boot never needs
+    from entrypoint.models.remote import remote_gguf_info, remote_size
 
     hub = Hub(environ)
     if ref.source == "https":

@@ -3,59 +3,37 @@
 A source (``sources/local.py``, ``https.py``, ``hf.py``) decides which bytes to bring; the
 job keeps what they have in common: the warm check (stat calls only), the catalog record
 of each verified file, the ``pending`` mark, the commit to the catalog, the provenance
-line, and the ``failed`` record when something goes wrong.
+line, and the ``failed`` record when something goes wrong. The guards checked before a
+download (quota, free disk, fit, what offline refuses) are guards.py's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from entrypoint import fsutil
 from entrypoint.digest import StatKey, sha256_file
 from entrypoint.errors import (
     AutoinferError,
-    CompatError,
     ConfigError,
     DiskError,
     LockError,
-    NetError,
     PermError,
-    QuotaError,
     VerifyError,
 )
 from entrypoint.gguf_info import read_gguf_info
 from entrypoint.models import catalog, layout
 from entrypoint.models.catalog import file_unchanged
-from entrypoint.models.compat import fit_problem, machine_facts
+from entrypoint.models.guards import PullOptions, check_disk, check_pull, offline_error
 from entrypoint.models.refs import ModelRef
 from entrypoint.models.selection import selection_id
 from entrypoint.redact import redact_text
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PullOptions:
-    """The guards and choices of ``models pull`` (boot uses the defaults: no quota, no fit check).
-
-    ``max_quota_bytes``: E_QUOTA if the store would grow past it. ``check_fit``: E_COMPAT if
-    the model cannot fit in RAM and VRAM (``--force-compat`` turns it off). ``library``:
-    ``llama-cpp`` or ``transformers`` instead of the GGUF/other routing. ``max_workers``:
-    files of a whole repo downloaded at once. ``machine``: the facts the fit is judged on
-    (the machine's own by default).
-    """
-
-    max_quota_bytes: int | None = None
-    check_fit: bool = False
-    library: str | None = None
-    max_workers: int = 1
-    machine: Callable[[], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,11 +76,6 @@ class ProvisionedModel:
             "gguf": self.gguf,
             "outcome": self.outcome,
         }
-
-
-def model_lock_path(models_dir: Path, key: str) -> Path:
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in key)[-60:]
-    return models_dir / ".locks" / f"{safe}.{hashlib.sha256(key.encode()).hexdigest()[:12]}.lock"
 
 
 @dataclass
@@ -171,52 +144,19 @@ class Job:
 
     def offline_error(self, target: Path | None) -> AutoinferError:
         """E_NET for a missing file; E_VERIFY for one that is there but failed verification."""
-        if target is not None and target.exists():
-            return VerifyError(
-                f"model {self.ref.text}: {target} is not the expected file (truncated, changed or another digest)"
-                " and, offline, cannot be fetched again",
-                hint="restore the file, fix the digest in the config, or turn offline mode off",
-            )
-        where = f" ({target} is missing)" if target is not None else ""
-        return NetError(
-            f"offline: model {self.ref.text} is not in the model store{where} and cannot be downloaded",
-            hint="pre-seed the models volume or the Hugging Face cache, or turn AUTO_INFER_OFFLINE off",
-        )
+        return offline_error(self.ref, target)
 
     def check_disk_space(self, needed: int) -> None:
-        """E_DISK before a download that cannot fit (the margin is fsutil's, shared with packages)."""
-        fsutil.check_space(self.models_dir, needed, f"model {self.ref.text}")
+        """E_DISK before a download that cannot fit."""
+        check_disk(self.models_dir, self.ref, needed)
 
     def library_for(self, names: list[str]) -> str:
         """``--library`` when given, else GGUF -> llama-cpp, anything else -> transformers."""
         return self.options.library or layout.library_for(names)
 
     def guard(self, needed: int, model_bytes: int, gguf: Mapping[str, Any] | None = None) -> None:
-        """Before the first byte: the quota (E_QUOTA), the free disk (E_DISK), the fit (E_COMPAT).
-
-        *needed* is what is still to be downloaded, *model_bytes* what the model weighs
-        once there (its GGUF files, or every file of another kind of repo).
-        """
-        quota = self.options.max_quota_bytes
-        if quota is not None and needed > 0:
-            total = sum(int(e.get("total_size") or 0) for e in catalog.load_catalog(self.models_dir).values())
-            if total + needed > quota:
-                raise QuotaError(
-                    f"model {self.ref.text} needs {needed / 1e9:.2f} GB; the store holds {total / 1e9:.2f} GB "
-                    f"and --max-quota-gb is {quota / 1e9:.2f} GB",
-                    hint="run `autoinfer models gc --quota-gb N` first, or raise --max-quota-gb",
-                    data={"needed": needed, "store_total": total, "quota_bytes": quota},
-                )
-        self.check_disk_space(needed)
-        if self.options.check_fit and model_bytes > 0:
-            facts = (self.options.machine or machine_facts)()
-            problem = fit_problem(model_bytes, facts)
-            if problem is not None:
-                raise CompatError(
-                    f"model {self.ref.text} {problem}",
-                    hint="pass --force-compat to pull it anyway, or pick a smaller quantization",
-                    data={"model_bytes": model_bytes, "gguf": dict(gguf) if gguf else None},
-                )
+        """Before the first byte: the quota, the free disk, the fit (guards.py's :func:`check_pull`)."""
+        check_pull(self.models_dir, self.ref, self.options, needed, model_bytes, gguf)
 
     def reuse(self, target: Path, want: str | None, size: int | None) -> str | None:
         """Trust a final file the catalog does not know (a crash after publish) only if it checks out.

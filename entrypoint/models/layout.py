@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -45,6 +46,12 @@ def install_dir(models_dir: Path, ref: ModelRef, library: str) -> Path:
         assert ref.registry and ref.repo
         return models_dir / library / "_oci" / ref.registry / ref.repo
     raise ValueError(f"{ref.text} is used in place: it has no install dir")
+
+
+def model_lock_path(models_dir: Path, key: str) -> Path:
+    """``models/.locks/<key, made safe>.<hash12>.lock``: one lock per catalog key."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in key)[-60:]
+    return models_dir / ".locks" / f"{safe}.{hashlib.sha256(key.encode()).hexdigest()[:12]}.lock"
 
 
 def config_mirror(models_dir: Path, repo: str) -> Path:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from entrypoint.digest import StatKey, sha256_file
-from entrypoint.fsutil import atomic_write_bytes
+from entrypoint.fsutil import atomic_write_bytes, remove_tree
 from entrypoint.gguf_info import SPLIT_NAME
 from entrypoint.models import catalog, layout
 from entrypoint.models.hfcache import adopt_cache
@@ -290,8 +290,6 @@ def _duplicate_of(
 
 def _remove_unit(unit: Unit) -> None:
     if unit.kind == "transformers":
-        from entrypoint.fsutil import remove_tree
-
         remove_tree(unit.root)
         return
     for path in unit.files.values():

@@ -27,7 +27,8 @@ from entrypoint.digest import parse_sha256
 from entrypoint.errors import AutoinferError, ConfigError
 from entrypoint.fsutil import file_lock
 from entrypoint.models import layout
-from entrypoint.models.job import Job, ProvisionedModel, PullOptions, model_lock_path
+from entrypoint.models.guards import PullOptions
+from entrypoint.models.job import Job, ProvisionedModel
 from entrypoint.models.refs import parse_model_ref
 from entrypoint.models.sources.hf import provision_hf
 from entrypoint.models.sources.https import provision_https
@@ -92,7 +93,7 @@ def ensure(
 def _cold(job: Job, *, refresh: bool) -> ProvisionedModel:
     if job.ref.source == "local":
         return provision_local(job)  # used in place: nothing to download, nothing to lock
-    lock = model_lock_path(job.models_dir, job.key)
+    lock = layout.model_lock_path(job.models_dir, job.key)
     with file_lock(lock, timeout=job.lock_timeout, what=f"model {job.ref.text}"):
         warm = None if refresh else job.warm()  # another process may have just provisioned it
         if warm is not None and _wanted(job, warm):

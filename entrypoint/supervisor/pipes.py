@@ -132,12 +132,7 @@ def open_pipes(config: Mapping[str, Any]) -> list[Pipe]:
             pipe.path.unlink()  # a file or a FIFO left by an earlier run
         os.mkfifo(pipe.path, 0o600)
         pipe.fd = os.open(pipe.path, os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW)
-        if pipe.log_file:
-            try:
-                Path(pipe.log_file).parent.mkdir(parents=True, exist_ok=True)
-                pipe.copy = open(pipe.log_file, "ab")  # noqa: SIM115 (held open for the container's life)
-            except OSError as exc:
-                say(f"cannot open log_file {pipe.log_file}: {exc.strerror}; {pipe.instance} logs only to stdout")
+        _open_copy(pipe)
         pipes.append(pipe)
     return pipes
 
@@ -166,14 +161,19 @@ def open_new_pipes(config: Mapping[str, Any], have: Sequence[Pipe]) -> list[Pipe
         except OSError as exc:
             say(f"cannot open the log pipe {pipe.path}: {exc.strerror or exc}", "error")
             continue
-        if pipe.log_file:
-            try:
-                Path(pipe.log_file).parent.mkdir(parents=True, exist_ok=True)
-                pipe.copy = open(pipe.log_file, "ab")  # noqa: SIM115 (held open for the container's life)
-            except OSError as exc:
-                say(f"cannot open log_file {pipe.log_file}: {exc.strerror}; {pipe.instance} logs only to stdout")
+        _open_copy(pipe)
         new.append(pipe)
     return new
+
+
+def _open_copy(pipe: Pipe) -> None:
+    """Open the pipe's ``log_file`` for appending; one that cannot be opened is said and skipped."""
+    if pipe.log_file:
+        try:
+            Path(pipe.log_file).parent.mkdir(parents=True, exist_ok=True)
+            pipe.copy = open(pipe.log_file, "ab")  # noqa: SIM115 (held open for the container's life)
+        except OSError as exc:
+            say(f"cannot open log_file {pipe.log_file}: {exc.strerror}; {pipe.instance} logs only to stdout")
 
 
 def close_pipes(forwarder: Forwarder, pipes: Sequence[Pipe]) -> None:

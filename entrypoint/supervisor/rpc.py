@@ -29,7 +29,7 @@ class AutoinferNamespace:
         self.supervisord = supervisord
 
     def _groups(self, name: str) -> tuple[Any, Any]:
-        from supervisor.xmlrpc import Faults, RPCError
+        from supervisor.xmlrpc import Faults, RPCError  # deferred: supervisor.* only inside supervisord
 
         running = self.supervisord.process_groups.get(name)
         wanted = next((g for g in self.supervisord.options.process_group_configs if g.name == name), None)
@@ -48,6 +48,7 @@ class AutoinferNamespace:
         A changed or removed program must be stopped already (Faults.STILL_RUNNING).
         New and changed programs are not started here: ``supervisor.startProcess`` does.
         """
+        # deferred: render imports this module on the boot path; supervisor.* runs only in supervisord
         from supervisor.states import STOPPED_STATES
         from supervisor.xmlrpc import Faults, RPCError
 

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -153,8 +154,6 @@ def _supervisord_child(order: Callable[[], tuple[Path, dict[str, str]]], mask: A
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     except BaseException:
-        import traceback  # only on the way out of a failed child
-
         traceback.print_exc()
     finally:
         _flush_stdio()

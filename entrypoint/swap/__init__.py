@@ -12,11 +12,13 @@ Where the llama-server and llama-swap binaries live is the packages capability's
 knowledge: the caller passes them in.
 
 The modules behind it: discover.py (the models of a folder), ids.py (entry IDs from
-paths), scaffold.py (new entries as text), yamledit.py (composed nodes, aliases and text
-edits), entries.py (the existing entries, the files they serve, groups and matrix),
-edits.py (where each change goes), matrix.py (matrix set expressions), configdir.py
-(our own file in a ``--config-dir``), files.py (backups, atomic replace, stamp),
-sync.py (the sync itself) and restart.py (restart a llama-swap container).
+paths), scaffold.py (new entries as text), composer.py (YAML text to nodes with
+positions), nodes.py (reading those nodes: mappings, merges, aliases), textedit.py (text
+edits at those positions, and their diff), entries.py (the existing entries, the files
+they serve, groups and matrix), changes.py (which edits a sync makes), edits.py (where
+each change goes), matrix.py (matrix set expressions), configdir.py (our own file in a
+``--config-dir``), files.py (backups, atomic replace, stamp), result.py (what a sync
+did), sync.py (the sync's steps) and restart.py (restart a llama-swap container).
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from entrypoint.settings import Settings
 from entrypoint.swap.configdir import OWN_FILE
 from entrypoint.swap.files import DEFAULT_MAX_BACKUPS
 from entrypoint.swap.restart import DEFAULT_CONTAINER, RELOAD_MODES, parse_reload_mode, restart_container
+from entrypoint.swap.result import SyncResult
 from entrypoint.swap.scaffold import default_cmd_template
-from entrypoint.swap.sync import SyncResult, sync_config, sync_config_dir
+from entrypoint.swap.sync import sync_config, sync_config_dir
 
 __all__ = [
     "DEFAULT_CONTAINER",
@@ -69,20 +72,17 @@ def boot_cmd_template(environ: Mapping[str, str], *, llama_server: Path) -> str:
 
 def max_backups_from(environ: Mapping[str, str]) -> int:
     """``LLAMA_SWAP_MAX_BACKUPS`` (a whole number, 0 or more), else the default."""
-    raw = (environ.get("LLAMA_SWAP_MAX_BACKUPS") or "").strip()
-    if not raw:
-        return DEFAULT_MAX_BACKUPS
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ConfigError(f"LLAMA_SWAP_MAX_BACKUPS={raw!r} is not a whole number of backups (0 or more)")
-    return value
+    value = _whole_number((environ.get("LLAMA_SWAP_MAX_BACKUPS") or "").strip(), "LLAMA_SWAP_MAX_BACKUPS", "backups")
+    return DEFAULT_MAX_BACKUPS if value is None else value
 
 
 def parse_ttl(raw: str | None, source: str = "LLAMA_SWAP_TTL") -> int | None:
     """The ttl of new entries: seconds (0: never unload), or None (unset: llama-swap's globalTTL)."""
+    return _whole_number(raw, source, "seconds")
+
+
+def _whole_number(raw: str | None, source: str, unit: str) -> int | None:
+    """*raw* as a whole number (0 or more), None when blank; else a ConfigError naming *source*."""
     text = (raw or "").strip()
     if not text:
         return None
@@ -91,7 +91,7 @@ def parse_ttl(raw: str | None, source: str = "LLAMA_SWAP_TTL") -> int | None:
     except ValueError:
         value = -1
     if value < 0:
-        raise ConfigError(f"{source}={raw!r} is not a whole number of seconds (0 or more)")
+        raise ConfigError(f"{source}={raw!r} is not a whole number of {unit} (0 or more)")
     return value
 
 

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from entrypoint.errors import from_os_error
+from entrypoint.swap.composer import compose
 from entrypoint.swap.entries import Entry, read_entries
 from entrypoint.swap.files import read_config
-from entrypoint.swap.yamledit import compose, is_mapping, is_scalar, is_sequence, line_start, mapping_items
+from entrypoint.swap.nodes import mapping_items, reachable_scalars
+from entrypoint.swap.textedit import line_start
 
 #: Our file in the config folder: sorted after most hand-written names, and named
 #: after what writes it.
@@ -73,15 +75,5 @@ def read_neighbours(config_dir: Path) -> Neighbours:
 
 
 def _collect_names(stack: list[Any], path: Path, named: dict[str, str]) -> None:
-    seen: set[int] = set()
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if is_scalar(node):
-            named.setdefault(str(node.value), f"{path}:{node.start_mark.line + 1}")
-        elif is_sequence(node):
-            stack.extend(node.value)
-        elif is_mapping(node):
-            stack.extend(v for _, v in node.value)
+    for node in reachable_scalars(stack):
+        named.setdefault(str(node.value), f"{path}:{node.start_mark.line + 1}")

@@ -1,8 +1,8 @@
 """The text edits a sync makes to the config: where new entries, missing keys and cuts go.
 
-Each change is an :class:`~entrypoint.swap.yamledit.Edit` at positions of the composed
-file (see yamledit.py), never a YAML dump: every byte outside the changed lines stays
-the original's. New lines copy the file's own newline, indentation, key quoting and
+Each change is an :class:`~entrypoint.swap.textedit.Edit` at positions of the composed
+file (see composer.py and textedit.py), never a YAML dump: every byte outside the
+changed lines stays the original's. New lines copy the file's own newline, indentation, key quoting and
 spacing between entries.
 """
 
@@ -16,18 +16,14 @@ from entrypoint.errors import ConfigError
 from entrypoint.swap.entries import Entry
 from entrypoint.swap.matrix import Node as SetNode
 from entrypoint.swap.matrix import names_in, parse_set, render_set, without
+from entrypoint.swap.nodes import fields, is_mapping, is_null, is_scalar, is_sequence
 from entrypoint.swap.scaffold import Style
-from entrypoint.swap.yamledit import (
+from entrypoint.swap.textedit import (
     Edit,
     apply_edits,
     blank,
-    fields,
     has_blank_line,
     is_blank_line_before,
-    is_mapping,
-    is_null,
-    is_scalar,
-    is_sequence,
     line_end,
     line_start,
 )

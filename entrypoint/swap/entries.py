@@ -22,19 +22,19 @@ from typing import Any
 from entrypoint.errors import ConfigError
 from entrypoint.swap.discover import ModelFile
 from entrypoint.swap.ids import entry_id
-from entrypoint.swap.scaffold import AUDIT_KEYS, PATH_FIELD
-from entrypoint.swap.yamledit import (
-    content_end,
+from entrypoint.swap.nodes import (
     fields,
     is_mapping,
     is_null,
     is_scalar,
     is_sequence,
-    line_start,
     mapping_items,
     merged_keys,
+    reachable_scalars,
     refuse_duplicates,
 )
+from entrypoint.swap.scaffold import AUDIT_KEYS, PATH_FIELD
+from entrypoint.swap.textedit import content_end, line_start
 
 
 @dataclass(eq=False)  # compared by identity: two entries are never "equal"
@@ -251,22 +251,11 @@ def named_outside_groups(top: list[tuple[Any, Any]], gone: set[str], config: Pat
     """Warnings for pruned IDs still named outside ``models`` and the *handled* groups
     and matrices (``hooks`` preload, ``peers``): pruning edits groups and matrices
     only, the rest is the user's to edit."""
-    warnings = []
-    stack = [v for k, v in top if k.value != "models"]
-    seen = {id(n) for n in handled}  # an aliased node is read once (nested merges, shared anchors)
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if is_scalar(node):
-            if str(node.value) in gone:
-                warnings.append(f"{config}:{node.start_mark.line + 1}: pruned model {node.value!r} is still named here")
-        elif is_sequence(node):
-            stack.extend(node.value)
-        elif is_mapping(node):
-            stack.extend(v for _, v in node.value)
-    return warnings
+    return [
+        f"{config}:{node.start_mark.line + 1}: pruned model {node.value!r} is still named here"
+        for node in reachable_scalars([v for k, v in top if k.value != "models"], skip=handled)
+        if str(node.value) in gone
+    ]
 
 
 def _model_arg(cmd: str) -> str | None:

@@ -10,6 +10,7 @@ alternative, and a set left empty goes too (and so do its ``+name`` uses).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from entrypoint.errors import ConfigError
@@ -43,23 +44,23 @@ def parse_set(text: str) -> Node:
 
 
 def _expr(tokens: list[str], text: str) -> tuple[Node, list[str]]:
-    parts = []
-    term, tokens = _term(tokens, text)
-    parts.append(term)
-    while tokens and tokens[0] == "|":
-        term, tokens = _term(tokens[1:], text)
-        parts.append(term)
-    return (parts[0] if len(parts) == 1 else Node("|", parts=tuple(parts))), tokens
+    return _chain("|", _term, tokens, text)
 
 
 def _term(tokens: list[str], text: str) -> tuple[Node, list[str]]:
-    parts = []
-    factor, tokens = _factor(tokens, text)
-    parts.append(factor)
-    while tokens and tokens[0] == "&":
-        factor, tokens = _factor(tokens[1:], text)
-        parts.append(factor)
-    return (parts[0] if len(parts) == 1 else Node("&", parts=tuple(parts))), tokens
+    return _chain("&", _factor, tokens, text)
+
+
+def _chain(
+    op: str, operand: Callable[[list[str], str], tuple[Node, list[str]]], tokens: list[str], text: str
+) -> tuple[Node, list[str]]:
+    """Operands joined by *op* (``|`` binds looser than ``&``); one operand is itself."""
+    part, tokens = operand(tokens, text)
+    parts = [part]
+    while tokens and tokens[0] == op:
+        part, tokens = operand(tokens[1:], text)
+        parts.append(part)
+    return (parts[0] if len(parts) == 1 else Node(op, parts=tuple(parts))), tokens
 
 
 def _factor(tokens: list[str], text: str) -> tuple[Node, list[str]]:

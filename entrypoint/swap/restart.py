@@ -32,6 +32,7 @@ def restart_container(name: str, *, environ: Mapping[str, str], base_url: str | 
     An unreachable API is :class:`NetError` (E_NET), an unknown container
     :class:`NotFoundError`: both after the config was written, and the messages say so.
     """
+    # deferred: the docker SDK (and requests) only for --reload-mode restart
     import requests
     from docker.errors import DockerException, NotFound
 

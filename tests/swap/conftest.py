@@ -72,9 +72,9 @@ def golden_config(tmp_path: Path) -> Path:
 @pytest.fixture(params=["libyaml", "ruamel"])
 def each_composer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test with both YAML composers: libyaml (fast path, ASCII files) and ruamel.yaml."""
-    from entrypoint.swap import yamledit
+    from entrypoint.swap import composer
 
-    monkeypatch.setattr(yamledit, "USE_LIBYAML", request.param == "libyaml")
+    monkeypatch.setattr(composer, "USE_LIBYAML", request.param == "libyaml")
     return str(request.param)
 
 

@@ -72,7 +72,8 @@ def _guard(job: Job, names: list[str], prefix: str, install: Path, known: dict[s
     A server that does not say a file's size counts it as 0: the download's own checks
     (and the disk) decide then.
     """
-    from entrypoint.models.remote import remote_gguf_info, remote_size  # deferred: urllib3
+    # deferred: remote brings tempfile (and urllib3 when it asks), which a warm boot never needs
+    from entrypoint.models.remote import remote_gguf_info, remote_size
 
     assert job.ref.url is not None
     sizes: dict[str, int] = {}

@@ -174,7 +174,7 @@ def test_lock_held_elsewhere_does_not_mark_the_model_failed(
 ) -> None:
     from entrypoint.errors import LockError
     from entrypoint.fsutil import file_lock
-    from entrypoint.models.job import model_lock_path
+    from entrypoint.models.layout import model_lock_path
 
     url = http_server.add("/m.gguf", gguf_bytes(1))
     provision(models_dir, url)

@@ -48,15 +48,15 @@ def test_a_config_that_does_not_parse_is_refused_with_line_and_column(
     ],
 )
 def test_model_keys_of_reads_the_same_with_both_parsers(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from entrypoint.swap import yamledit
+    from entrypoint.swap import composer
 
-    fast = yamledit.model_keys_of(text, Path("c.yaml"))
-    monkeypatch.setattr(yamledit, "USE_LIBYAML", False)
-    assert fast == yamledit.model_keys_of(text, Path("c.yaml"))
+    fast = composer.model_keys_of(text, Path("c.yaml"))
+    monkeypatch.setattr(composer, "USE_LIBYAML", False)
+    assert fast == composer.model_keys_of(text, Path("c.yaml"))
 
 
 def test_model_keys_of_refuses_an_alias_to_a_missing_anchor() -> None:
-    from entrypoint.swap.yamledit import model_keys_of
+    from entrypoint.swap.composer import model_keys_of
 
     with pytest.raises(ConfigError, match=r"c\.yaml:2"):
         model_keys_of("models:\n  a: *gone\n", Path("c.yaml"))
