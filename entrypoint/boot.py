@@ -7,7 +7,8 @@ Steps of :func:`boot`:
 2. Install the packages asked for on boot and every build the config pins (atomic,
    idempotent: a warm boot copies, extracts and hashes nothing), then resolve each
    instance's binary, before any model is fetched.
-3. Provision the models the enabled instances use (verified; a warm boot reads nothing).
+3. Provision the models the enabled instances use (verified; a warm boot reads nothing;
+   two or more cold ones are fetched and hashed at once: :func:`provision_models`).
 4. Build each instance's exact argv (the installed binary, the local model path)
    and write the supervisord config and the handoff files.
 5. Become our small init (PID 1), which runs supervisord as a fork of itself; or
