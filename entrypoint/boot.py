@@ -7,7 +7,8 @@ Steps of :func:`boot`:
 2. Install the packages asked for on boot and every build the config pins (atomic,
    idempotent: a warm boot copies, extracts and hashes nothing), then resolve each
    instance's binary, before any model is fetched.
-3. Provision the models the enabled instances use (verified; a warm boot reads nothing).
+3. Provision the models the enabled instances use (verified; a warm boot reads nothing;
+   two or more cold ones are fetched and hashed at once: :func:`provision_models`).
 4. Build each instance's exact argv (the installed binary, the local model path)
    and write the supervisord config and the handoff files.
 5. Become our small init (PID 1), which runs supervisord as a fork of itself; or
@@ -117,7 +118,7 @@ def prepare(
     binaries = [_final_binary(plan, server.binary, server.pin, settings, environ) for server in plan.servers]
     router_binaries = [_final_binary(plan, step.binary, step.pin, settings, environ) for step in plan.routers]
 
-    provisioned = {(step.ref, step.sha256): _provision(step, settings, environ, base_dir) for step in plan.models}
+    provisioned = provision_models(plan.models, settings, environ, base_dir)
     servers = []
     for server, binary in zip(plan.servers, binaries, strict=True):
         model = provisioned[(server.model.ref, server.model.sha256)] if server.model is not None else None
@@ -175,6 +176,60 @@ def _final_binary(
         return planned
     assert plan.config is not None
     return choose_binary(settings, plan.config, pin, strict=True, environ=environ)
+
+
+#: At most this many models are provisioned at once. Each download opens up to
+#: ranged.AUTO_MAX_CONNECTIONS (8) connections unless AUTO_INFER_DOWNLOAD_CONNECTIONS says
+#: otherwise, so a boot holds at most 4 x that many sockets.
+MAX_MODELS_AT_ONCE = 4
+
+
+def provision_models(
+    steps: Sequence[ModelStep],
+    settings: Settings,
+    environ: Mapping[str, str],
+    base_dir: Path,
+    *,
+    max_workers: int | None = None,
+) -> dict[tuple[str, str | None], models.ProvisionedModel]:
+    """Provision every model step; the cold ones side by side, keyed by (ref, sha256).
+
+    Steps:
+
+    1. Count the cold steps (not ``verified`` when planned). With fewer than two, or one
+       worker, provision each in plan order in this thread: a warm boot starts no pool.
+    2. Otherwise run every step in a thread pool of :func:`_pool_size` workers (or
+       *max_workers*, which the benchmark sets to 1 for its one-after-the-other baseline).
+       Threads suffice: hashing (hashlib, on 1 MiB buffers) and downloads release the GIL.
+    3. On the first failure the steps not started yet are cancelled and the running ones
+       finish; then the failure first in plan order is raised, so the error does not
+       depend on timing. Each provisioning is atomic on its own: none is left half-written.
+    """
+    cold = [step for step in steps if step.status.state != "verified"]
+    workers = _pool_size(cold) if max_workers is None else min(max_workers, len(cold))
+    if workers < 2:
+        return {(step.ref, step.sha256): _provision(step, settings, environ, base_dir) for step in steps}
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait  # deferred: a warm boot starts no pool
+
+    log.info("provisioning %d models, %d at once", len(cold), workers)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="model")
+    try:
+        futures = [pool.submit(_provision, step, settings, environ, base_dir) for step in steps]
+        wait(futures, return_when=FIRST_EXCEPTION)
+    finally:  # after a failure (or an interrupt) start no other step; let the running ones end
+        pool.shutdown(wait=True, cancel_futures=True)
+    for future in futures:
+        if not future.cancelled() and (exc := future.exception()) is not None:
+            raise exc
+    return {(step.ref, step.sha256): future.result() for step, future in zip(steps, futures, strict=True)}
+
+
+def _pool_size(cold: Sequence[ModelStep]) -> int:
+    """How many models at once: one per core when all only hash (CPU-bound); a download
+    mostly waits on the network, so with one the cap alone bounds the pool."""
+    hashing_only = all(step.status.source == "local" for step in cold)
+    limit = min(os.cpu_count() or 1, MAX_MODELS_AT_ONCE) if hashing_only else MAX_MODELS_AT_ONCE
+    return min(len(cold), limit)
 
 
 def _provision(

@@ -17,7 +17,9 @@ records, not one open per model.
 Writes happen under a lock and each file lands with an atomic rename. The lock only
 avoids lost updates between pods on a local volume; where it does not exclude (some
 network file systems) the worst case is a lost record, which costs one re-hash later,
-never a half-written file.
+never a half-written file. Each edit opens the lock file anew and takes ``flock`` on that
+descriptor, so it also excludes another thread of this process: boot provisions several
+models at once, and their commits queue here.
 """
 
 from __future__ import annotations
