@@ -129,10 +129,12 @@ def prepare(
                 str(model.path) if model else None,
                 model.id if model else None,
                 environ=environ,
+                layout=plan.layout,
             )
         )
     servers += [
-        _router(step, binary, provisioned, environ) for step, binary in zip(plan.routers, router_binaries, strict=True)
+        _router(step, binary, provisioned, environ, plan.layout)
+        for step, binary in zip(plan.routers, router_binaries, strict=True)
     ]
     _remove_stale_presets(plan)
     if plan.swap is not None:
@@ -251,6 +253,7 @@ def _router(
     binary: Binary,
     provisioned: Mapping[tuple[str, str | None], models.ProvisionedModel],
     environ: Mapping[str, str],
+    layout: supervisor.StateLayout,
 ) -> ServerSpec:
     """A router's preset, written with the provisioned paths, and its final program."""
     paths = {
@@ -258,7 +261,7 @@ def _router(
     }
     if router.write_preset(step.preset, router.render_preset(step.router.name, step.router.models, paths)):
         log.info("router %s: wrote %s (%d model(s))", step.router.name, step.preset, len(paths))
-    return router_spec(step.router, binary, step.preset, environ=environ)
+    return router_spec(step.router, binary, step.preset, environ=environ, layout=layout)
 
 
 def _remove_stale_presets(plan: Plan) -> None:

@@ -15,6 +15,6 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if record.exc_info:
-            body["exc"] = self.formatException(record.exc_info)
+        if record.exc_info:  # exc_text: the traceback as a filter (redact.py's) left it
+            body["exc"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(body)

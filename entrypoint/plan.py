@@ -30,15 +30,18 @@ from pathlib import Path
 from typing import Any
 
 from entrypoint import models, packages, router, supervisor
-from entrypoint.config import Config, Instance, Router, load_config
+from entrypoint.config import API_KEY, Config, Instance, Router, load_config
 from entrypoint.errors import ConfigError, NotFoundError
 from entrypoint.packages import PinStatus
+from entrypoint.redact import redact_text
 from entrypoint.servers import ServerSpec
 from entrypoint.settings import Settings
 
 LLAMA_CPP = "llama-cpp"
 LLAMA_SWAP = "llama-swap"
 SERVER_EXE = "llama-server"
+#: Where llama-server also finds a key (its own environment variables), besides the config.
+KEY_VARIABLES = ("LLAMA_API_KEY", "LLAMA_ARG_API_KEY_FILE")
 
 
 @dataclass(frozen=True)
@@ -177,9 +180,9 @@ def make_plan(settings: Settings, *, environ: Mapping[str, str], base_dir: Path 
             step = by_key.get((inst.model_ref, inst.control.model_sha256)) if inst.model_ref else None
             path = str(step.status.path) if step else None
             model_id = step.status.id if step else None
-            plan.servers.append(
-                ServerStep(inst, binary, step, server_spec(inst, binary, path, model_id, environ=environ), pin)
-            )
+            spec = server_spec(inst, binary, path, model_id, environ=environ, layout=plan.layout)
+            plan.servers.append(ServerStep(inst, binary, step, spec, pin))
+            plan.warnings += secret_warnings(inst, environ)
         plan.routers = router_steps(config, settings, plan, environ=environ, base_dir=base_dir)
         if not plan.servers and not plan.routers:
             plan.warnings.append("the config enables no instance: supervisord will run with no server")
@@ -297,6 +300,37 @@ def _installs(settings: Settings, package: str) -> bool:
     return bool(request and request.on_boot)
 
 
+def secret_warnings(inst: Instance | Router, environ: Mapping[str, str]) -> list[str]:
+    """An open server without a key; a variable ``control.env`` passes that the container lacks."""
+    kind = "router" if isinstance(inst, Router) else "instance"
+    warnings = [
+        f"{kind} {inst.name}: control.env {key} passes ${{{name}}}, which is not set in the container's environment"
+        for key, name in sorted(inst.control.env_passed().items())
+        if name not in environ
+    ]
+    open_port = open_without_key(inst, environ)
+    return [open_port, *warnings] if open_port else warnings
+
+
+def open_without_key(inst: Instance | Router, environ: Mapping[str, str]) -> str | None:
+    """A warning when *inst* (an instance or a router) listens beyond loopback without an API key."""
+    host = inst.host.strip("[]").lower()
+    if host in ("localhost", "::1") or host.startswith("127."):
+        return None
+    passed = {*inst.control.env_literals(), *inst.control.env_passed()}
+    if (
+        API_KEY in inst.server
+        or "api_key_file" in inst.server
+        or any(v in environ or v in passed for v in KEY_VARIABLES)
+    ):
+        return None
+    kind = "router" if isinstance(inst, Router) else "instance"
+    return (
+        f"{kind} {inst.name} listens on {inst.host or '*'}:{inst.port} without an API key: anyone who "
+        "reaches that port can use it (set api_key or api_key_file in its server table, or LLAMA_API_KEY)"
+    )
+
+
 def server_spec(
     inst: Instance,
     exe: Binary,
@@ -304,8 +338,16 @@ def server_spec(
     model_id: str | None,
     *,
     environ: Mapping[str, str],
+    layout: supervisor.StateLayout | None = None,
 ) -> ServerSpec:
-    """One enabled instance as a supervised program: exact argv, environment, supervision."""
+    """One enabled instance as a supervised program: exact argv, environment, supervision.
+
+    Secrets stay out of the argv and of what supervisord's config carries: a literal
+    ``api_key`` becomes ``--api-key-file <layout.key_file>`` (supervisor writes that file,
+    0600; without a *layout* supervisor adds the flag when it renders the program),
+    literal ``control.env`` values go to the spec's ``secret_env`` (a 0600 file),
+    variables passed by name to ``env_passed`` (no value written at all).
+    """
     try:
         env: dict[str, str] = inst.control.gpu_environment(exe.variant)
     except ConfigError as exc:
@@ -316,18 +358,21 @@ def server_spec(
     inherited = environ.get("LD_LIBRARY_PATH", "")
     if folder:
         env["LD_LIBRARY_PATH"] = folder + (os.pathsep + inherited if inherited else "")
-    env.update(inst.control.env)
+    key_file = str(layout.key_file(inst.name)) if inst.api_key and layout is not None else None
     log_file = inst.control.log_file or (
         str(Path(inst.control.log_dir) / f"{inst.name}.log") if inst.control.log_dir else None
     )
     return ServerSpec(
         name=inst.name,
-        argv=(exe.path, *exe.args, *inst.args(model_path), *inst.address_args()),
+        argv=(exe.path, *exe.args, *inst.args(model_path, api_key_file=key_file), *inst.address_args()),
         env=env,
         devices=devices,
+        env_passed=inst.control.env_passed(),
+        secret_env=inst.control.env_literals(),
+        api_key=inst.api_key,
         host=inst.host,
         port=inst.port,
-        model_ref=inst.model_ref,
+        model_ref=redact_text(inst.model_ref) if inst.model_ref else None,
         model_path=model_path,
         model_id=model_id,
         binary=exe.path,
@@ -361,7 +406,8 @@ def router_steps(
         )
         paths = {m.name: str(s.status.path) for m, s in zip(rt.models, model_steps_, strict=True)}
         preset = plan.layout.preset(rt.name)
-        spec = router_spec(rt, binary, preset, environ=environ)
+        spec = router_spec(rt, binary, preset, environ=environ, layout=plan.layout)
+        plan.warnings += secret_warnings(rt, environ)
         steps.append(
             RouterStep(rt, binary, model_steps_, preset, router.render_preset(rt.name, rt.models, paths), spec, pin)
         )
@@ -381,7 +427,14 @@ def _router_model_step(
     return plan.models[-1]
 
 
-def router_spec(rt: Router, exe: Binary, preset: Path, *, environ: Mapping[str, str]) -> ServerSpec:
+def router_spec(
+    rt: Router,
+    exe: Binary,
+    preset: Path,
+    *,
+    environ: Mapping[str, str],
+    layout: supervisor.StateLayout | None = None,
+) -> ServerSpec:
     """A router as a supervised program: what :func:`server_spec` gives an instance, in router mode.
 
     Its environment (GPUs, library path, ``env``) and supervision come from the same
@@ -389,10 +442,11 @@ def router_spec(rt: Router, exe: Binary, preset: Path, *, environ: Mapping[str, 
     environment on to the model processes it starts.
     """
     as_instance = Instance(name=rt.name, control=rt.control, server=rt.server, extra_args=rt.extra_args)
-    spec = server_spec(as_instance, exe, None, None, environ=environ)
+    spec = server_spec(as_instance, exe, None, None, environ=environ, layout=layout)
+    key_file = str(layout.key_file(rt.name)) if as_instance.api_key and layout is not None else None
     return replace(
         spec,
-        argv=(exe.path, *rt.args(str(preset))),
+        argv=(exe.path, *rt.args(str(preset), api_key_file=key_file)),
         router_models=tuple(m.name for m in rt.models),
         load_on_startup=rt.load_on_startup,
     )

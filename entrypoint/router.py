@@ -149,6 +149,8 @@ def api_key(spec: ServerSpec) -> str | None:
     Unlike ``/health``, llama-server's ``/models`` and its load and unload calls answer 401
     without it. The first of several keys (comma-separated, or one per line) will do.
     """
+    if spec.api_key:  # a literal api_key, kept out of argv (its file is written at boot)
+        return spec.api_key.split(",")[0].strip() or None
     argv = list(spec.argv)
     for flag, value in itertools.pairwise(argv):
         if flag == "--api-key":

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from entrypoint.redact import MASK, redact_argv, redact_env
+
 
 @dataclass(frozen=True)
 class ServerSpec:
@@ -14,6 +16,14 @@ class ServerSpec:
     name: str
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)  # only what we add to the inherited env
+    # KEY -> NAME: KEY gets NAME's value from the container's environment when the server
+    # starts (KEY == NAME: simply inherited); no value is written anywhere.
+    env_passed: Mapping[str, str] = field(default_factory=dict)
+    # Values written in the config: kept in a 0600 file (the state dir's run/keys/), never in
+    # supervisord's config, shown as ***; repr=False keeps them out of tracebacks and logs.
+    secret_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # A literal API key: written to the 0600 file that the argv's --api-key-file names.
+    api_key: str | None = field(default=None, repr=False)
     host: str = "127.0.0.1"
     port: int = 8080
     model_ref: str | None = None
@@ -46,8 +56,8 @@ class ServerSpec:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "argv": list(self.argv),
-            "env": dict(self.env),
+            "argv": redact_argv(self.argv),
+            "env": self.shown_env(),
             "host": self.host,
             "port": self.port,
             "url": self.health_url.removesuffix("/health"),
@@ -61,8 +71,16 @@ class ServerSpec:
             **({"router": self.router_dict()} if self.router_models else {}),
             "log_file": self.log_file,
             "program": self.program,
+            "api_key": MASK if self.api_key else None,
             "devices": dict(self.devices),
         }
+
+    def shown_env(self) -> dict[str, str]:
+        """What the server's environment adds, for people: literal values as ***, passed ones as ${NAME}."""
+        shown = redact_env(self.env, ())
+        shown.update({key: "${" + name + "}" for key, name in self.env_passed.items()})
+        shown.update(dict.fromkeys(self.secret_env, MASK))
+        return shown
 
     def router_dict(self) -> dict[str, list[str]]:
         return {"models": list(self.router_models), "load_on_startup": list(self.load_on_startup)}

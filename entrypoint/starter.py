@@ -35,10 +35,12 @@ enable = true
 gpu_ids = "all"                       # "all" | "none" | "0,1" | "GPU-<uuid>" | "MIG-<uuid>"
 restart = "always"                    # always | on-failure | never
 stop_timeout = 8                      # seconds between SIGTERM and SIGKILL
+# env = ["HF_TOKEN"]                  # passed by name from the container (the value is written nowhere)
 
 [instance.server]                     # default llama-server flags for every instance
 host = "0.0.0.0"
 ctx_size = 4096
+# api_key_file = "/run/secrets/llama-api-key"   # or api_key = "..." (a 0600 file, never in ps) or LLAMA_API_KEY
 
 [instance.chat.server]
 model = "hf:ggml-org/SmolLM3-3B-GGUF/SmolLM3-Q4_K_M.gguf"   # a path, file:, hf:owner/repo/file[@rev], https://

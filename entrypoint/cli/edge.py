@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from entrypoint.errors import AutoinferError, from_os_error
+from entrypoint.redact import RedactingFilter, redact_obj, redact_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -75,6 +76,7 @@ def echo(text: str, *, err: bool = False) -> None:
 
 
 def emit(app: App, outcome: Outcome) -> None:
+    """Print *outcome*; every secret in it (URL credentials, API keys, headers) shows as ``***``."""
     if app.json:
         body = {
             "success": outcome.success,
@@ -82,23 +84,24 @@ def emit(app: App, outcome: Outcome) -> None:
             "error_code": outcome.error_code,
             "data": outcome.data,
         }
-        echo(json.dumps(body, default=_default, indent=None if not sys.stdout.isatty() else 2))
+        plain = json.loads(json.dumps(body, default=_default))  # to JSON types, so every string is redacted
+        echo(json.dumps(redact_obj(plain), indent=None if not sys.stdout.isatty() else 2))
         return
     stream_err = not outcome.success
     if outcome.message:
-        echo(outcome.message, err=stream_err)
+        echo(redact_text(outcome.message), err=stream_err)
     for line in outcome.details:
-        echo(line, err=stream_err)
+        echo(redact_text(line), err=stream_err)
 
 
 def fail(app: App, exc: AutoinferError) -> None:
-    """Report *exc* and exit with its code (text to stderr, or the JSON object)."""
+    """Report *exc* and exit with its code (text to stderr, or the JSON object), secrets redacted."""
     if app.json:
         emit(app, Outcome(exc.message, exc.data or None, False, exc.exit_code, exc.code))
     else:
-        echo(f"autoinfer: error [{exc.code}]: {exc.message}", err=True)
+        echo(redact_text(f"autoinfer: error [{exc.code}]: {exc.message}"), err=True)
         if exc.hint:
-            echo(f"hint: {exc.hint}", err=True)
+            echo(redact_text(f"hint: {exc.hint}"), err=True)
     sys.exit(exc.exit_code)
 
 
@@ -137,9 +140,10 @@ def command(fn: F) -> F:
 
 
 def setup_logging(app: App, log_format: str) -> None:
-    """Logs go to stderr (``docker logs`` shows them); JSON lines when asked."""
+    """Logs go to stderr (``docker logs`` shows them); JSON lines when asked; secrets as ``***``."""
     level = logging.WARNING if app.verbosity < 0 else logging.DEBUG if app.verbosity > 0 else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())  # on the handler: it sees every entrypoint.* logger's records
     if log_format == "json":
         from entrypoint.logfmt import JsonFormatter
 

@@ -15,17 +15,21 @@ without waiting), arrays and inline tables nested at most :data:`MAX_DEPTH` deep
 keys of at most :data:`MAX_KEY_PARTS` parts, at most :data:`MAX_KEYS` keys. Every value
 that reaches supervisord or llama-server's argv is checked here too (names whole, no
 control characters, bounded length), so a config is refused before anything is installed.
+
+Secrets: ``api_key`` never reaches a command line and ``control.env`` passes variables by
+name (``instances.py`` says how; the README's "Secrets").
 """
 
 from __future__ import annotations
 
-from entrypoint.config.fields import CONTROL, DEFAULT_HOST, DEFAULT_PORT, INSTANCE_NAME, MASTER
+from entrypoint.config.fields import API_KEY, CONTROL, DEFAULT_HOST, DEFAULT_PORT, INSTANCE_NAME, MASTER
 from entrypoint.config.instances import Config, Control, Instance, Router, server_flags
 from entrypoint.config.scan import prescan_toml
 from entrypoint.config.schema import json_schema
 from entrypoint.config.validator import load_config, parse_config
 
 __all__ = [
+    "API_KEY",
     "CONTROL",
     "DEFAULT_HOST",
     "DEFAULT_PORT",

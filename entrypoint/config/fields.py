@@ -39,6 +39,9 @@ SERVER_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # becomes --<key> on t
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")  # "${NAME}": NAME's value from the container
+
+
 # Characters a supervisord config line or an argv entry cannot carry (a tab can).
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
@@ -63,6 +66,12 @@ BINARY_REF = re.compile(r"^[a-z0-9][a-z0-9-]*(@[A-Za-z0-9._-]+(/[a-z0-9][a-z0-9.
 RESERVED = frozenset({"control", "server"})
 
 
+API_KEY = "api_key"  # the one server key that never becomes a flag (a 0600 file and --api-key-file)
+
+
+SECRET_FLAGS = ("--api-key", "--hf-token", "-hft")  # refused in extra_args: they would show in ps
+
+
 DEFAULT_PORT = 8080  # passed as --port when the config names none (llama-server's own default may change)
 
 
@@ -79,7 +88,7 @@ SUPERVISORD_HERE = "%(here)s"  # supervisord expands it in every value, even aft
 class Field:
     """One known key: its JSON type, default and description (and optional checks)."""
 
-    type: str  # "boolean" | "string" | "integer" | "object"
+    type: str  # "boolean" | "string" | "integer" | "env" (a table of variables or a list of names)
     default: Any
     description: str
     pattern: re.Pattern[str] | None = None
@@ -119,7 +128,13 @@ CONTROL: dict[str, Field] = {
     "critical": Field("boolean", True, "A FATAL instance stops the container with a non-zero exit."),
     "model_sha256": Field("string", None, "Enforced sha256 of the model file.", SHA256),
     "binary": Field("string", None, "Package pin: 'llama-cpp@<id>' or 'llama-cpp@<version>[/<variant>]'.", BINARY_REF),
-    "env": Field("object", {}, "Extra environment variables for this server."),
+    "env": Field(
+        "env",
+        {},
+        "Extra environment variables for this server: a list of names passed from the container's "
+        "environment, or a table NAME = value where '${OTHER}' passes OTHER's value and any other "
+        "value is a literal (kept in a 0600 file, shown as ***).",
+    ),
     "log_file": Field("string", None, "Also keep the server's log in this file."),
     "log_dir": Field("string", None, "Also keep logs as <log_dir>/<instance>.log (log_file wins)."),
     "background": Field("boolean", True, "Accepted for infer-dev compatibility; supervisord always runs servers."),

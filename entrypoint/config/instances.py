@@ -1,4 +1,12 @@
-"""What a validated config is: :class:`Config`, its instances, routers and their control keys."""
+"""What a validated config is: :class:`Config`, its instances, routers and their control keys.
+
+Secrets (the README's "Secrets"): ``api_key`` in a server table never becomes
+``--api-key VALUE`` (:meth:`Instance.args` and :meth:`Router.args` leave it out; the plan
+writes it to a 0600 key file and passes ``--api-key-file``); ``control.env`` takes
+variables by name from the container's environment (``env = ["HF_TOKEN"]`` or
+``HF_TOKEN = "${HF_TOKEN}"``), so their values are written nowhere; literal values are
+kept apart (:meth:`Control.env_literals`). The reprs leave both out.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from entrypoint.config.fields import DEFAULT_HOST, DEFAULT_PORT
+from entrypoint.config.fields import API_KEY, DEFAULT_HOST, DEFAULT_PORT, ENV_REFERENCE
 from entrypoint.errors import ConfigError
 from entrypoint.router import RouterModel
 
@@ -22,10 +30,18 @@ class Control:
     critical: bool = True
     model_sha256: str | None = None
     binary: str | None = None
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)  # literal values may be secrets
     log_file: str | None = None
     log_dir: str | None = None
     background: bool = True
+
+    def env_passed(self) -> dict[str, str]:
+        """Variables taken from the container's environment at start: ``{NAME: SOURCE_NAME}``."""
+        return {k: m.group(1) for k, v in self.env.items() if (m := ENV_REFERENCE.fullmatch(v))}
+
+    def env_literals(self) -> dict[str, str]:
+        """Variables with a value written in the config (a secret, as far as we know)."""
+        return {k: v for k, v in self.env.items() if not ENV_REFERENCE.fullmatch(v)}
 
     def cuda_visible_devices(self) -> str | None:
         """None leaves the variable alone ("all" = the system's default)."""
@@ -63,7 +79,7 @@ class Instance:
 
     name: str
     control: Control
-    server: Mapping[str, Any]  # merged llama-server keys, without extra_args
+    server: Mapping[str, Any] = field(repr=False)  # merged llama-server keys, without extra_args (api_key too)
     extra_args: tuple[str, ...] = ()
 
     @property
@@ -83,11 +99,28 @@ class Instance:
         model = self.server.get("model")
         return str(model) if model is not None else None
 
-    def args(self, model_path: str | None = None) -> list[str]:
-        """llama-server's arguments (no binary); *model_path* replaces the model ref."""
-        server = dict(self.server)
+    @property
+    def api_key(self) -> str | None:
+        """The literal ``api_key``: never on a command line (see :meth:`args`)."""
+        key = self.server.get(API_KEY)
+        return str(key) if key is not None else None
+
+    @property
+    def api_key_file(self) -> str | None:
+        key_file = self.server.get("api_key_file")
+        return str(key_file) if key_file is not None else None
+
+    def args(self, model_path: str | None = None, *, api_key_file: str | None = None) -> list[str]:
+        """llama-server's arguments (no binary); *model_path* replaces the model ref.
+
+        A literal ``api_key`` is left out: the caller writes it to a file and passes that
+        file as *api_key_file* (``--api-key-file``), so the key is not in ``ps``.
+        """
+        server = {k: v for k, v in self.server.items() if k != API_KEY}
         if model_path is not None and "model" in server:
             server["model"] = model_path
+        if api_key_file is not None:
+            server["api_key_file"] = api_key_file
         return [*self.extra_args, *server_flags(server)]
 
     def address_args(self) -> list[str]:
@@ -106,7 +139,7 @@ class Router:
 
     name: str
     control: Control
-    server: Mapping[str, Any]  # the router's own llama-server keys (its command line)
+    server: Mapping[str, Any] = field(repr=False)  # the router's own llama-server keys (its command line)
     models: tuple[RouterModel, ...]
     extra_args: tuple[str, ...] = ()
     models_max: int | None = None  # None: llama-server's default
@@ -128,12 +161,18 @@ class Router:
     def load_on_startup(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.models if m.load_on_startup)
 
-    def args(self, preset: str) -> list[str]:
-        """llama-server's arguments (no binary) for the preset file at *preset*."""
+    def args(self, preset: str, *, api_key_file: str | None = None) -> list[str]:
+        """llama-server's arguments (no binary) for the preset file at *preset*.
+
+        A literal ``api_key`` is left out, as for an instance (:meth:`Instance.args`).
+        """
         # Always an explicit address: health and status look for it there, whatever
         # llama-server's own default becomes.
         address = {"host": self.host, "port": self.port}
-        argv = [*self.extra_args, *server_flags({**address, **self.server}), "--models-preset", preset]
+        server = {k: v for k, v in self.server.items() if k != API_KEY}
+        if api_key_file is not None:
+            server["api_key_file"] = api_key_file
+        argv = [*self.extra_args, *server_flags({**address, **server}), "--models-preset", preset]
         if self.models_max is not None:
             argv += ["--models-max", str(self.models_max)]
         return [*argv, "--models-autoload" if self.autoload else "--no-models-autoload"]

@@ -29,7 +29,7 @@ def json_schema() -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, spec in fields.items():
             prop: dict[str, Any] = {"type": spec.type, "description": spec.description}
-            if spec.default is not None and spec.type != "object":
+            if spec.default is not None and spec.type != "env":
                 prop["default"] = spec.default
             if spec.pattern is not None:
                 prop["pattern"] = spec.pattern.pattern
@@ -37,9 +37,17 @@ def json_schema() -> dict[str, Any]:
                 prop["enum"] = list(spec.enum)
             if spec.minimum is not None:
                 prop["minimum"] = spec.minimum
-            if spec.type == "object":
-                prop["additionalProperties"] = {"type": "string", "maxLength": MAX_TEXT}
-                prop["propertyNames"] = {"pattern": ENV_KEY.pattern, "maxLength": MAX_NAME}
+            if spec.type == "env":
+                del prop["type"]
+                var = {"type": "string", "pattern": ENV_KEY.pattern, "maxLength": MAX_NAME}
+                prop["anyOf"] = [
+                    {
+                        "type": "object",
+                        "additionalProperties": {"type": "string", "maxLength": MAX_TEXT},
+                        "propertyNames": {"pattern": ENV_KEY.pattern, "maxLength": MAX_NAME},
+                    },
+                    {"type": "array", "items": var},
+                ]
             elif spec.type == "string":
                 prop["maxLength"] = MAX_TEXT
             out[name] = prop
@@ -91,6 +99,17 @@ def json_schema() -> dict[str, Any]:
                         "type": "array",
                         "items": {"type": "string"},
                         "description": "Raw arguments, passed first.",
+                    },
+                    "api_key": {
+                        "type": "string",
+                        "minLength": 1,
+                        "description": "The server's API key: written to a 0600 file in the state dir "
+                        "and passed as --api-key-file, never on the command line.",
+                    },
+                    "api_key_file": {
+                        "type": "string",
+                        "minLength": 1,
+                        "description": "A file of API keys, one per line (passed as --api-key-file).",
                     },
                 },
                 "propertyNames": {"pattern": SERVER_KEY.pattern, "maxLength": MAX_NAME},

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from entrypoint.config.fields import (
+    API_KEY,
     CONTROL,
     CONTROL_CHARS,
     ENV_KEY,
@@ -30,6 +31,7 @@ from entrypoint.config.fields import (
     ROUTER_MODEL_FLAGS,
     ROUTER_OWN_FLAGS,
     SCALAR,
+    SECRET_FLAGS,
     SERVER_KEY,
     SHOWN_KEY,
     SINGLE_MODEL_FLAGS,
@@ -159,7 +161,10 @@ class _Validator:
             self.check(spec, value, table, key)
 
     def check(self, spec: Field, value: Any, table: str, key: str) -> None:
-        types: dict[str, type[Any]] = {"boolean": bool, "string": str, "integer": int, "object": dict}
+        if spec.type == "env":
+            self.env(value, table, key)
+            return
+        types: dict[str, type[Any]] = {"boolean": bool, "string": str, "integer": int}
         expected = types[spec.type]
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise self.error(table, key, f"expected {spec.type}, found {kind_of_value(value)} {shown(value)}")
@@ -177,18 +182,36 @@ class _Validator:
             raise self.error(table, key, f"{value} is below the minimum {spec.minimum}")
         if spec.type == "integer" and value > INT_MAX:
             raise self.error(table, key, f"{value} is above the maximum {INT_MAX}")
-        if spec.type == "object":
+
+    def env(self, value: Any, table: str, key: str) -> None:
+        """``env``: a table NAME = value (``"${OTHER}"`` passes OTHER's value) or a list of names."""
+        if isinstance(value, list):
+            names = value
+        elif isinstance(value, dict):
+            names = list(value)
+        else:
+            raise self.error(
+                table,
+                key,
+                f"expected a table of NAME = value or a list of names, found {kind_of_value(value)} {shown(value)}",
+            )
+        for name in names:
+            if not isinstance(name, str) or not ENV_KEY.fullmatch(name) or len(name) > MAX_NAME:
+                raise self.error(
+                    table,
+                    key,
+                    f"{shown(name)} is not an environment variable name "
+                    f"({ENV_KEY.pattern}, at most {MAX_NAME} characters)",
+                )
+        if isinstance(value, dict):
             for name, item in value.items():
-                if not ENV_KEY.fullmatch(name) or len(name) > MAX_NAME:
-                    raise self.error(
-                        table,
-                        key,
-                        f"{shown(name)} is not an environment variable name "
-                        f"({ENV_KEY.pattern}, at most {MAX_NAME} characters)",
-                    )
                 if not isinstance(item, str):
                     raise self.error(table, key, f"{name} must be a string, found {kind_of_value(item)} {shown(item)}")
                 self.text(item, table, f"{key}.{name}")
+                if SUPERVISORD_HERE in item:
+                    raise self.error(
+                        table, f"{key}.{name}", f"contains {SUPERVISORD_HERE}, which supervisord always expands"
+                    )
 
     def text(self, value: str, table: str, key: str) -> None:
         """Refuse a string that supervisord's config or an argv entry cannot carry."""
@@ -212,9 +235,31 @@ class _Validator:
             for item in value if isinstance(value, list) else [value]:
                 if isinstance(item, str):
                     self.text(item, table, key)
+            if key.replace("-", "_") in (API_KEY, "api_key_file", "hf_token") and key not in (API_KEY, "api_key_file"):
+                raise self.error(
+                    table,
+                    key,
+                    "write api_key (kept out of the command line) or api_key_file; "
+                    "pass HF_TOKEN by name in control.env",
+                )
             if key == "extra_args":
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise self.error(table, key, f"expected a list of strings, found {shown(value)}")
+                for arg in value:
+                    if arg.split("=", 1)[0] in SECRET_FLAGS:
+                        raise self.error(
+                            table,
+                            key,
+                            f"{arg.split('=', 1)[0]} would show its value in ps: set api_key "
+                            "(or api_key_file) in the server table, or pass HF_TOKEN by name in control.env",
+                        )
+            elif key in (API_KEY, "api_key_file"):
+                if not isinstance(value, str) or not value or value.strip() != value:
+                    raise self.error(
+                        table,
+                        key,
+                        f"expected a non-empty string without surrounding spaces, found {kind_of_value(value)}",
+                    )
             elif key == "port":
                 if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
                     raise self.error(table, key, f"expected an integer from 1 to 65535, found {shown(value)}")
@@ -241,9 +286,12 @@ class _Validator:
             old = merged.get(key)
             merged[key] = [*old, *value] if isinstance(old, list) and isinstance(value, list) else value
         extra = tuple(merged.pop("extra_args", []))
+        if API_KEY in merged and "api_key_file" in merged:
+            where = f"instance.{name}.server" if API_KEY in server or "api_key_file" in server else "instance.server"
+            raise self.error(where, API_KEY, "api_key and api_key_file are both set: choose one")
         ctl = {**default_control, **control}
-        if isinstance(default_control.get("env"), dict) and isinstance(control.get("env"), dict):
-            ctl["env"] = {**default_control["env"], **control["env"]}
+        if "env" in default_control or "env" in control:
+            ctl["env"] = {**env_table(default_control.get("env", {})), **env_table(control.get("env", {}))}
         if "model_sha256" in ctl:
             ctl["model_sha256"] = ctl["model_sha256"].lower()
         return Instance(name=name, control=Control(**ctl), server=merged, extra_args=extra)
@@ -332,6 +380,10 @@ class _Validator:
                 "the later ones would unload the first and the router would never be ready",
             )
         extra = tuple(server.pop("extra_args", []))
+        if API_KEY in server and "api_key_file" in server:
+            raise self.error(prefix + ".server", API_KEY, "api_key and api_key_file are both set: choose one")
+        if "env" in control:
+            control = {**control, "env": env_table(control["env"])}
         return Router(
             name=name,
             control=Control(**control),
@@ -430,3 +482,8 @@ def kind_of_value(value: Any) -> str:
     return {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}.get(
         type(value), type(value).__name__
     )
+
+
+def env_table(value: dict[str, str] | list[str]) -> dict[str, str]:
+    """``["HF_TOKEN"]`` -> ``{"HF_TOKEN": "${HF_TOKEN}"}``: the list form is the table form's shorthand."""
+    return {name: f"${{{name}}}" for name in value} if isinstance(value, list) else dict(value)

@@ -26,6 +26,7 @@ Steps of :func:`fetch_url`:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import logging
@@ -34,6 +35,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from urllib.parse import unquote
 
 from entrypoint import digest as digestmod
 from entrypoint.download.pieces import splits
@@ -94,9 +96,14 @@ def fetch_url(
 ) -> Fetched:
     """Download *url* to *target* (see the module docstring for the steps).
 
+    A URL's userinfo (``https://user:pass@host/...``) is sent as HTTP basic auth (urllib3
+    ignores it otherwise) and is dropped from the URL, so it is in no message nor the
+    partial's key; an explicit ``Authorization`` in *headers* wins.
+
     *connections* (else ``AUTO_INFER_DOWNLOAD_CONNECTIONS`` in *environ*, else chosen by
     size) is how many ranges a large body is fetched as at once (:mod:`.ranged`).
     """
+    url, headers = _userinfo_as_auth(url, headers or {})
     wanted = connections_setting(environ or {}, connections)
     if offline:
         raise NetError(
@@ -114,6 +121,19 @@ def fetch_url(
             )
         except OSError as exc:
             raise from_os_error(exc, f"write {partial}") from exc
+
+
+def _userinfo_as_auth(url: str, headers: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    scheme, sep, rest = url.partition("://")
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if not sep or "@" not in netloc:
+        return url, dict(headers)
+    userinfo, _, host = netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+    if any(k.lower() == "authorization" for k in headers):
+        return f"{scheme}://{host}{rest[len(netloc) :]}", dict(headers)
+    return f"{scheme}://{host}{rest[len(netloc) :]}", {**headers, "Authorization": f"Basic {token}"}
 
 
 def _download(

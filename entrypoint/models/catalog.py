@@ -39,6 +39,7 @@ from entrypoint.models.catalog_files import entry_problem as entry_problem
 from entrypoint.models.catalog_files import load_catalog as load_catalog
 from entrypoint.models.catalog_files import read_regular as read_regular
 from entrypoint.models.refs import ModelRef
+from entrypoint.redact import redact_obj, storable_url
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def catalog_key(ref: ModelRef, base_dir: Path | None) -> str:
         path = ref.local_path(base_dir)
         return str(path.with_name(layout.first_shard(path.name)))
     assert ref.url is not None
-    return ref.url
+    return storable_url(ref.url)  # the URL without its credentials
 
 
 def now_iso() -> str:
@@ -114,9 +115,10 @@ def append_provenance(models_dir: Path, record: dict[str, Any]) -> None:
     """Append one JSON line to ``models/provenance.jsonl``.
 
     One ``write`` on an ``O_APPEND`` descriptor: lines from several processes never
-    interleave on a local file system. A failure to log is reported, never fatal.
+    interleave on a local file system. A failure to log is reported, never fatal. Secrets
+    (a URL's credentials in an error message) are redacted first.
     """
-    line = json.dumps({"time": now_iso(), **record}, sort_keys=True, default=str) + "\n"
+    line = json.dumps(redact_obj({"time": now_iso(), **record}), sort_keys=True, default=str) + "\n"
     path = models_dir / PROVENANCE
     try:
         models_dir.mkdir(parents=True, exist_ok=True)

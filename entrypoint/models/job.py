@@ -31,6 +31,7 @@ from entrypoint.models.catalog import file_unchanged
 from entrypoint.models.guards import PullOptions, check_disk, check_pull, offline_error
 from entrypoint.models.refs import ModelRef
 from entrypoint.models.selection import selection_id
+from entrypoint.redact import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +349,7 @@ class Job:
             entry["state"] = "failed"
             entry["error"] = {
                 "code": exc.code,
-                "message": exc.message,
+                "message": redact_text(exc.message),  # a download error names the URL it fetched
                 "ref": self.ref.text,
                 "id": self.sel_id,
                 "at": catalog.now_iso(),

@@ -10,6 +10,12 @@
   artifact in an OCI registry (a tag defaults to ``latest``; see ``sources/oci.py``).
 
 Parsing is pure (no I/O): errors name the reference and what is wrong (E_CONFIG).
+
+A URL may carry a credential (``user:pass@``, ``?token=``, a signed query string): only
+:attr:`ModelRef.url` keeps it, to fetch with. What is shown, logged and stored is
+credential-free: :attr:`ModelRef.text` is the URL with each secret as ``***`` and
+:meth:`ModelRef.model_id` (the catalog key, the install folder's hash) is the URL without
+them (entrypoint/redact.py says what a stored URL can and cannot fetch again).
 """
 
 from __future__ import annotations
@@ -17,12 +23,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from entrypoint.errors import ConfigError
+from entrypoint.redact import redact_url, storable_url
 
 Source = Literal["local", "hf", "https", "oci"]
 
@@ -52,7 +59,9 @@ class ModelRef:
     repo: str | None = None
     filename: str | None = None  # path inside the repo
     revision: str | None = None  # as written; None means "main" (oci: the tag or ``sha256:…`` digest)
-    url: str | None = None  # https: the URL; oci: ``oci://registry/repo`` (the catalog key)
+    # https: the URL as written, credentials included (shown and stored without them: see
+    # model_id); oci: ``oci://registry/repo`` (the catalog key)
+    url: str | None = field(default=None, repr=False)
     registry: str | None = None  # oci: ``host[:port]`` as written (repo holds the repository path)
 
     @property
@@ -81,7 +90,7 @@ class ModelRef:
         if self.source == "oci":
             return f"{self.url}{'@' if self.is_digest else ':'}{self.revision}"
         assert self.url is not None
-        return self.url
+        return storable_url(self.url)
 
     @property
     def is_digest(self) -> bool:
@@ -98,8 +107,9 @@ class ModelRef:
         return self.path.name if self.path else ""
 
     def url_hash(self) -> str:
+        """The install folder's name: a hash of the URL without its credentials (they may rotate)."""
         assert self.url is not None
-        return hashlib.sha256(self.url.encode()).hexdigest()[:12]
+        return hashlib.sha256(storable_url(self.url).encode()).hexdigest()[:12]
 
 
 def is_hub_name(name: str) -> bool:
@@ -170,22 +180,23 @@ def _parse_hf(raw: str, body: str) -> ModelRef:
 
 
 def _parse_url(raw: str) -> ModelRef:
+    shown = redact_url(raw)
     try:
         parts = urlsplit(raw)
         _ = parts.port  # a port that is not a number raises only when read
     except ValueError as exc:  # an unclosed [IPv6] bracket, a bad port
-        raise ConfigError(f"model reference {raw!r}: not a valid URL ({exc})") from exc
+        raise ConfigError(f"model reference {shown!r}: not a valid URL ({exc})") from exc
     if any(c.isspace() or ord(c) < 32 for c in raw):
-        raise ConfigError(f"model reference {raw!r}: a URL cannot hold spaces or control characters")
+        raise ConfigError(f"model reference {shown!r}: a URL cannot hold spaces or control characters")
     if not parts.netloc or not parts.hostname:
-        raise ConfigError(f"model reference {raw!r}: the URL has no host")
+        raise ConfigError(f"model reference {shown!r}: the URL has no host")
     name = unquote(parts.path.rsplit("/", 1)[-1])
     if not name:
-        raise ConfigError(f"model reference {raw!r}: the URL does not end with a file name")
+        raise ConfigError(f"model reference {shown!r}: the URL does not end with a file name")
     if name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
-        raise ConfigError(f"model reference {raw!r}: {name!r} cannot be a file name")
+        raise ConfigError(f"model reference {shown!r}: {name!r} cannot be a file name")
     url = parts._replace(fragment="").geturl()
-    return ModelRef(text=raw, source="https", url=url)
+    return ModelRef(text=shown, source="https", url=url)
 
 
 def parse_oci(raw: str) -> ModelRef:

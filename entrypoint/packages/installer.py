@@ -53,6 +53,7 @@ from entrypoint.packages.releases import parse_ref
 from entrypoint.packages.repair import needs_repair, reconcile
 from entrypoint.packages.source import Source, check_package_name, guess_package
 from entrypoint.packages.variants import VariantChoice, canonical, choose
+from entrypoint.redact import storable_url
 from entrypoint.settings import DEFAULT_RELEASES_URL
 
 log = logging.getLogger(__name__)
@@ -264,7 +265,7 @@ def install_release(
         log.info("installing llama.cpp %s (%s): %s", release.tag, chosen, choice.reason)
         return install_archive(
             job,
-            Source(asset.url, asset.url, None, asset.name),
+            Source(storable_url(asset.url), asset.url, None, asset.name),
             expected or sha256,
             activate=activate,
             variant=chosen,

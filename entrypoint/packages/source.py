@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from entrypoint.errors import ConfigError, NotFoundError
+from entrypoint.redact import storable_url
 
 _PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
@@ -32,10 +33,15 @@ def local_path(source: str) -> Path:
 
 @dataclass(frozen=True)
 class Source:
-    """Where an archive comes from, and its basename in ``cache/``."""
+    """Where an archive comes from, and its basename in ``cache/``.
+
+    *text* is what records keep (the registry, ``.installed-from.json``, the cache's
+    record) and messages show: for a URL, without its credentials (userinfo, ``?token=``,
+    a signature; see entrypoint/redact.py). *url* is the URL as given, to fetch with.
+    """
 
     text: str
-    url: str | None
+    url: str | None = field(repr=False)
     path: Path | None
     basename: str
 
@@ -45,7 +51,7 @@ class Source:
             name = unquote(Path(urlparse(source).path).name)
             if not name:
                 raise ConfigError(f"{what}={source!r}: the URL does not end in a file name")
-            return cls(source, source, None, name)
+            return cls(storable_url(source), source, None, name)
         path = local_path(source).absolute()
         return cls(str(path), None, path, path.name)
 

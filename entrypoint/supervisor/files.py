@@ -23,6 +23,7 @@ from entrypoint.supervisor.handoff import render_handoff, render_init_config, sp
 from entrypoint.supervisor.layout import StateLayout
 from entrypoint.supervisor.private import PrivateDir, opened
 from entrypoint.supervisor.render import render_program, render_supervisord
+from entrypoint.supervisor.secrets import with_key_file, write_secret_files
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def render_files(
         files[layout.program(spec.name)] = render_program(spec, layout)
     files[layout.init_config] = render_init_config(layout, specs, log_format=log_format)
     for spec in specs:
-        files[layout.handoff(spec.name)] = render_handoff(spec)
+        files[layout.handoff(spec.name)] = render_handoff(with_key_file(spec, layout))
     return files
 
 
@@ -99,6 +100,7 @@ def write_config(
         for path in [*contents, layout.pidfile, layout.exit_marker]:
             folders[path.parent].check(path.name)
         folders[layout.run].check(layout.socket.name, kinds=(stat.S_IFSOCK,))
+        write_secret_files(folders[layout.run], layout, specs)  # run/keys/: before the programs that read them
         for path, text in contents.items():
             _write_if_changed(folders[path.parent], path.name, text)
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from entrypoint.fsutil import dump_json
+from entrypoint.redact import redact_argv
 from entrypoint.servers import ServerSpec
 from entrypoint.supervisor.layout import StateLayout
 
@@ -28,7 +29,7 @@ def handoff(spec: ServerSpec) -> dict[str, Any]:
         "host": spec.host,
         "port": spec.port,
         **({"router": spec.router_dict()} if spec.router_models else {}),
-        "flags": list(spec.argv[1:]),
+        "flags": redact_argv(spec.argv[1:]),  # a key is never in argv; this is the second line of defence
         "critical": spec.critical,
         "devices": dict(spec.devices),  # gpu_ids as the build's backend takes them (empty: all)
     }

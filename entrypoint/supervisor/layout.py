@@ -92,6 +92,19 @@ class StateLayout:
         return self.engines / f"{name}.json"
 
     @property
+    def keys(self) -> Path:
+        """``run/keys/`` (0700): the servers' API keys and literal environment values, each file 0600."""
+        return self.run / "keys"
+
+    def key_file(self, name: str) -> Path:
+        """``run/keys/<name>.key``: one server's API key(s), one per line (``--api-key-file``)."""
+        return self.keys / f"{name}.key"
+
+    def env_file(self, name: str) -> Path:
+        """``run/keys/<name>.env``: one server's environment values written in the config."""
+        return self.keys / f"{name}.env"
+
+    @property
     def presets(self) -> Path:
         return self.supervisor_dir / "presets"
 

@@ -41,6 +41,7 @@ from entrypoint.supervisor.quoting import (
 )
 from entrypoint.supervisor.rpc import FACTORY as RPC_FACTORY
 from entrypoint.supervisor.rpc import NAMESPACE as RPC_NAMESPACE
+from entrypoint.supervisor.secrets import with_env_file, with_key_file
 
 GROUP = "servers"
 LISTENER = "autoinfer-watch"
@@ -73,7 +74,7 @@ def render_program(spec: ServerSpec, layout: StateLayout) -> str:
     lines = [
         f"; rendered by autoinfer for instance {spec.name}; changes are overwritten at boot",
         f"[program:{spec.name}]",
-        f"command={p(render_command(program_argv(spec)))}",
+        f"command={p(render_command(program_argv(with_env_file(with_key_file(spec, layout), layout))))}",
     ]
     if plain:
         lines.append(f"environment={p(render_environment(plain))}")
