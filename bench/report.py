@@ -24,7 +24,7 @@ benchmark never fails: what is not available (an API not merged yet, podman or t
 missing) is a row that says so. Goals are the ones stated in the issues.
 
 Baselines (see `bench/baselines/`): `sha256sum`, `cp`, `tar -xzf`, `zstd -d | tar -x`,
-`seed004-install.sh` (seed 004's install-on-boot plan followed step by step: copy to cache,
+`seed004-install.sh` (the infer-dev install-on-boot plan followed step by step: copy to cache,
 sha256 the cached archive on every boot, extract to a temp dir, move into place), the bare
 interpreter (`python -c pass`) and `true` for start-up, and llama-server started directly
 for the container path.

@@ -1,4 +1,4 @@
-"""Boot (issue 3): prepare time for 1/10/50 instances, start to /health, SIGTERM to exit.
+"""Boot: prepare time for 1/10/50 instances, start to /health, SIGTERM to exit.
 
 - ``autoinfer boot --prepare-only`` with everything already installed and verified (a warm
   boot: what every container restart pays), whole process, for 1, 10 and 50 instances

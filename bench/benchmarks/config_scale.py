@@ -12,7 +12,7 @@ from bench.harness import Context, Curve, bench, time_call
 
 
 def config_text(instances: int, model: str = "/models/tiny.gguf", ports: list[int] | None = None) -> str:
-    """A config in SPEC section 3's shape with *instances* servers."""
+    """A config in the README's shape ("The config") with *instances* servers."""
     lines = [
         "[master]",
         "enable = true",

@@ -1,4 +1,4 @@
-"""Container start to /health 200 (issue 7): autoinfer as ENTRYPOINT against llama-server directly.
+"""Container start to /health 200: autoinfer as ENTRYPOINT against llama-server directly.
 
 The image of ``make image`` (``localhost/autoinfer:latest``) under podman, host network:
 

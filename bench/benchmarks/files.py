@@ -1,6 +1,6 @@
 """Hashing and copying large files: ours in-process against ``sha256sum`` and ``cp``.
 
-sha256 goal (issue 5): our verifier's throughput at least 0.9x ``sha256sum``'s on the
+sha256 goal: our verifier's throughput at least 0.9x ``sha256sum``'s on the
 same 2 GB file (64 MB with --quick). Both read from the page cache after the warm-up,
 so this measures hashing, not the disk.
 """

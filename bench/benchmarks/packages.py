@@ -1,11 +1,11 @@
-"""Package installs (issue 4): cold install against tar, warm re-install against seed 004's script.
+"""Package installs: cold install against tar, warm re-install against bench/baselines/seed004-install.sh.
 
 Cold: ``packages.install_package`` of the real llama-server release (.tar.gz and .tar.zst)
 into a fresh root, in-process, against ``tar -xzf`` / ``zstd -d | tar -x`` of the same
-file into a fresh folder (goal: within 1.3x), and against seed 004's plan as a script.
+file into a fresh folder (goal: within 1.3x), and against the install-on-boot plan as a script (bench/baselines/seed004-install.sh).
 Warm: the same archive again into the same root (goal: under 50 ms whatever the size),
 shown with the small real archive and with a 1 GB one (64 MB with --quick), against
-seed 004's script, which hashes the cached archive on every boot.
+that script, which hashes the cached archive on every boot.
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def cold(ctx: Context) -> None:
             Row(
                 f"pkg-cold-{label}-vs-seed004",
                 what,
-                "seed 004 script (cold)",
+                "install-on-boot script (cold)",
                 stats["ours"],
                 stats["seed004"],
                 extra={"archive_bytes": size},
@@ -171,7 +171,7 @@ def _warm_row(ctx: Context, name: str, archive: Path, what: str, rounds: int) ->
             what,
             lambda: time_call(lambda: install(root, archive)),
             lambda: time_process(["bash", str(SEED004), str(archive), str(seed_root), PKG]),
-            baseline_what="seed 004 script, warm (re-hashes the cached archive)",
+            baseline_what="install-on-boot script, warm (re-hashes the cached archive)",
             rounds=rounds,
             goal=under(0.050),
             extra={"archive_bytes": size},

@@ -1,4 +1,4 @@
-"""llama-swap config sync (issue 6): scanning 100, 1,000 and 10,000 ``.gguf`` files.
+"""llama-swap config sync: scanning 100, 1,000 and 10,000 ``.gguf`` files.
 
 - ``swap.discover.discover_models`` (the scan: shards grouped, projectors attached),
   in-process, against ``find DIR -name '*.gguf'`` (the bare walk). Goal for 10,000
