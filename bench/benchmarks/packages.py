@@ -2,7 +2,8 @@
 
 Cold: ``packages.install_package`` of the real llama-server release (.tar.gz and .tar.zst)
 into a fresh root, in-process, against ``tar -xzf`` / ``zstd -d | tar -x`` of the same
-file into a fresh folder (goal: within 1.3x), and against the install-on-boot plan as a script (bench/baselines/seed004-install.sh).
+file into a fresh folder (goal: within 1.3x), and against the install-on-boot plan as a
+script (bench/baselines/seed004-install.sh).
 Warm: the same archive again into the same root (goal: under 50 ms whatever the size),
 shown with the small real archive and with a 1 GB one (64 MB with --quick), against
 that script, which hashes the cached archive on every boot.
