@@ -2,7 +2,8 @@
 
 One table of fields (:data:`MASTER`, :data:`CONTROL`, :data:`ROUTER`, :data:`ROUTER_MODEL`)
 drives both the validation (``validator``) and the JSON Schema (``schema``), so the two
-cannot drift apart.
+cannot drift apart. Also how a value is shown in an error (:func:`shown`) and the two
+forms of ``env`` made one (:func:`env_table`), for ``validator`` and ``routers`` alike.
 """
 
 from __future__ import annotations
@@ -179,3 +180,20 @@ MAX_MODEL_NAME = 128
 
 
 INT_MAX = 2**31 - 1  # seconds and counts; supervisord has no use for more
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr`` cut to *limit* characters: an error message stays one short line."""
+    text = repr(value) if not isinstance(value, (list, dict)) or len(value) < 100 else f"<{kind_of_value(value)}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def kind_of_value(value: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def env_table(value: dict[str, str] | list[str]) -> dict[str, str]:
+    """``["HF_TOKEN"]`` -> ``{"HF_TOKEN": "${HF_TOKEN}"}``: the list form is the table form's shorthand."""
+    return {name: f"${{{name}}}" for name in value} if isinstance(value, list) else dict(value)

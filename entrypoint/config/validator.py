@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,27 +20,23 @@ from entrypoint.config.fields import (
     INT_MAX,
     MASTER,
     MAX_CONFIG_BYTES,
-    MAX_MODEL_NAME,
     MAX_NAME,
     MAX_TEXT,
-    MODEL_NAME,
     RESERVED,
-    ROUTER,
-    ROUTER_MODEL,
-    ROUTER_MODEL_FLAGS,
-    ROUTER_OWN_FLAGS,
     SCALAR,
     SECRET_FLAGS,
     SERVER_KEY,
     SHOWN_KEY,
-    SINGLE_MODEL_FLAGS,
     SUPERVISORD_HERE,
     Field,
+    env_table,
+    kind_of_value,
+    shown,
 )
-from entrypoint.config.instances import Config, Control, Instance, Router
+from entrypoint.config.instances import Config, Control, Instance
+from entrypoint.config.routers import routers
 from entrypoint.config.scan import prescan_toml
 from entrypoint.errors import ConfigError
-from entrypoint.router import PRESET_CUT, RouterModel
 from entrypoint.safeio import printable, read_small_file
 
 
@@ -138,14 +133,14 @@ class _Validator:
             self.server(server, prefix + ".server")
             instances.append(self.merge(name, defaults_control, control, defaults_server, server))
         self.unique_ports(instances)
-        routers = self.routers(self.table(data.get("router", {}), "router"), instances)
+        found = routers(self, self.table(data.get("router", {}), "router"), instances)
         return Config(
             source=self.source,
             enable=bool(master.get("enable", True)),
             llama_cpp_path=master.get("llama_cpp_path") or None,
             binary=master.get("binary"),
             instances=tuple(instances),
-            routers=routers,
+            routers=found,
         )
 
     def table(self, value: Any, name: str) -> dict[str, Any]:
@@ -309,181 +304,3 @@ class _Validator:
                     f"port {inst.port} is used by instances {seen[inst.port]!r} and {inst.name!r}",
                 )
             seen[inst.port] = inst.name
-
-    def routers(self, table: Mapping[str, Any], instances: Sequence[Instance]) -> tuple[Router, ...]:
-        """Every ``[router.<name>]``; names and ports unique across instances and routers."""
-        routers = [self.router(name, body, instances) for name, body in table.items()]
-        owners: dict[int, str] = {i.port: f"instance {i.name!r}" for i in instances if i.enabled}
-        for router in routers:
-            if not router.enabled:
-                continue
-            if router.port in owners:
-                table_name = f"router.{router.name}.server"
-                raise self.error(
-                    table_name,
-                    "port",
-                    f"port {router.port} is used by {owners[router.port]} and router {router.name!r}",
-                )
-            owners[router.port] = f"router {router.name!r}"
-        return tuple(routers)
-
-    def router(self, name: str, body: Any, instances: Sequence[Instance]) -> Router:
-        prefix = f"router.{name}"
-        if not INSTANCE_NAME.fullmatch(name) or len(name) > MAX_NAME:
-            raise self.error(
-                prefix,
-                None,
-                f"router name {shown(name)} must match {INSTANCE_NAME.pattern} and have at most {MAX_NAME} characters",
-            )
-        if any(i.name == name for i in instances):
-            raise self.error(prefix, None, f"{name!r} is also an instance: each server needs its own name")
-        body = self.table(body, prefix)
-        known = {*ROUTER, "load_on_startup", "control", "server", "models"}
-        for key, value in body.items():
-            if key not in known:
-                raise self.error(prefix, key, f"unknown key (known: {', '.join(sorted(known))})")
-            if key in ROUTER:
-                self.check(ROUTER[key], value, prefix, key)
-        control = self.table(body.get("control", {}), prefix + ".control")
-        self.fields(control, CONTROL, prefix + ".control")
-        if "model_sha256" in control:
-            raise self.error(
-                prefix + ".control",
-                "model_sha256",
-                f"a router has one sha256 per model: [{prefix}.models.<name>] sha256",
-            )
-        server = dict(self.table(body.get("server", {}), prefix + ".server"))
-        self.server(server, prefix + ".server")
-        for key in server:
-            flag = key.replace("-", "_")
-            if flag in SINGLE_MODEL_FLAGS:
-                raise self.error(
-                    prefix + ".server", key, f"a router serves the models of [{prefix}.models.*], not one model"
-                )
-            if flag in ROUTER_OWN_FLAGS:
-                raise self.error(
-                    prefix + ".server", key, "set by autoinfer: use the router's models_max and autoload keys"
-                )
-        models_table = self.table(body.get("models", {}), prefix + ".models")
-        if not models_table:
-            raise self.error(prefix, "models", f"a router needs at least one model: [{prefix}.models.<name>] ref = ...")
-        models = [self.router_model(prefix, model, value, server) for model, value in models_table.items()]
-        startup = self.startup_list(prefix, body.get("load_on_startup", []), [m.name for m in models])
-        models = [replace(m, load_on_startup=True) if m.name in startup else m for m in models]
-        models_max = body.get("models_max")
-        on_startup = sum(m.load_on_startup for m in models)
-        if models_max and on_startup > models_max:
-            raise self.error(
-                prefix,
-                "models_max",
-                f"{on_startup} models load on startup but at most {models_max} can be loaded at once: "
-                "the later ones would unload the first and the router would never be ready",
-            )
-        extra = tuple(server.pop("extra_args", []))
-        if API_KEY in server and "api_key_file" in server:
-            raise self.error(prefix + ".server", API_KEY, "api_key and api_key_file are both set: choose one")
-        if "env" in control:
-            control = {**control, "env": env_table(control["env"])}
-        return Router(
-            name=name,
-            control=Control(**control),
-            server=server,
-            models=tuple(models),
-            extra_args=extra,
-            models_max=models_max,
-            autoload=bool(body.get("autoload", True)),
-        )
-
-    def router_model(self, prefix: str, name: str, body: Any, router_server: Mapping[str, Any]) -> RouterModel:
-        """One ``[router.<r>.models.<name>]``: ref, sha256, load_on_startup and llama-server keys."""
-        table = f"{prefix}.models.{name}"
-        if not MODEL_NAME.fullmatch(name) or len(name) > MAX_MODEL_NAME:
-            raise self.error(
-                table,
-                None,
-                f"model name {shown(name)} must match {MODEL_NAME.pattern} "
-                f"and have at most {MAX_MODEL_NAME} characters",
-            )
-        body = self.table(body, table)
-        if "ref" not in body:
-            raise self.error(table, None, "a model needs ref = (a path, hf:owner/repo/file.gguf or URL)")
-        settings: dict[str, Any] = {}
-        for key, value in body.items():
-            if key in ROUTER_MODEL:
-                self.check(ROUTER_MODEL[key], value, table, key)
-                continue
-            flag = key.replace("-", "_")
-            if flag in ROUTER_MODEL:
-                raise self.error(table, key, f"write it {flag} (autoinfer's key, not a llama-server one)")
-            if key == "control" or (key in CONTROL and key != "log_file"):
-                raise self.error(
-                    table,
-                    key,
-                    "router mode runs every model as a child of one llama-server, which cannot give one "
-                    f"model its own {key}: set it for all models in [{prefix}.control], or serve this "
-                    "model as an [instance.*]",
-                )
-            if flag in ROUTER_MODEL_FLAGS:
-                raise self.error(
-                    table, key, "set by the router for each model (its name, address and file come from this table)"
-                )
-            if flag in {k.replace("-", "_") for k in router_server}:
-                raise self.error(
-                    table,
-                    key,
-                    f"also set in [{prefix}.server]: the router's command line wins over every model's own "
-                    "value, so this one would be ignored; set it per model only",
-                )
-            self.server({key: value}, table)
-            if isinstance(value, list):
-                raise self.error(
-                    table,
-                    key,
-                    "a preset holds one value per key: write a list as the one comma-separated string "
-                    "llama-server accepts, or set it in the router's [server]",
-                )
-            if isinstance(value, str) and (not value or PRESET_CUT.search(value)):
-                raise self.error(
-                    table,
-                    key,
-                    f"{shown(value)}: a preset value cannot be empty, contain ; or # (they start a comment) "
-                    "or start or end with a space",
-                )
-            settings[key] = value
-        sha = body.get("sha256")
-        return RouterModel(
-            name=name,
-            ref=body["ref"],
-            sha256=sha.lower() if sha else None,
-            settings=settings,
-            load_on_startup=bool(body.get("load_on_startup", False)),
-        )
-
-    def startup_list(self, prefix: str, value: Any, names: Sequence[str]) -> set[str]:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.error(prefix, "load_on_startup", f"expected a list of model names, found {shown(value)}")
-        for item in value:
-            if item not in names:
-                raise self.error(
-                    prefix,
-                    "load_on_startup",
-                    f"{shown(item)} is not a model of this router (models: {', '.join(names)})",
-                )
-        return set(value)
-
-
-def shown(value: Any, limit: int = 80) -> str:
-    """``repr`` cut to *limit* characters: an error message stays one short line."""
-    text = repr(value) if not isinstance(value, (list, dict)) or len(value) < 100 else f"<{kind_of_value(value)}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def kind_of_value(value: Any) -> str:
-    return {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def env_table(value: dict[str, str] | list[str]) -> dict[str, str]:
-    """``["HF_TOKEN"]`` -> ``{"HF_TOKEN": "${HF_TOKEN}"}``: the list form is the table form's shorthand."""
-    return {name: f"${{{name}}}" for name in value} if isinstance(value, list) else dict(value)
