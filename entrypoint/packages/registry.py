@@ -154,6 +154,8 @@ def same_version(ref: str, version: str | None) -> bool:
 
 @dataclass
 class Registry:
+    """``pkgs/registry.json``: every installed version, and the cache's archive digests."""
+
     versions: dict[str, Version] = field(default_factory=dict)
     archives: dict[str, dict[str, Any]] = field(default_factory=dict)  # cache basename -> digest record
 

@@ -81,6 +81,8 @@ _REF = re.compile(r"^(?P<pkg>[a-z0-9][a-z0-9-]*)@(?P<version>[A-Za-z0-9._-]+)$")
 
 @dataclass(frozen=True)
 class Asset:
+    """One downloadable archive of a release: its URL, size, digest, OS and variant."""
+
     name: str
     url: str
     size: int | None
@@ -92,6 +94,8 @@ class Asset:
 
 @dataclass(frozen=True)
 class Release:
+    """One llama.cpp release (a build tag) and its assets."""
+
     tag: str
     assets: tuple[Asset, ...]
     published_at: str | None = None
