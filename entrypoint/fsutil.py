@@ -1,7 +1,7 @@
 """File-system helpers that every capability shares: atomic writes, symlink flips, locks.
 
 The rule everywhere: write beside the target under a name no other process can pick
-(uuid4), fsync the data, rename over the target, fsync the directory. A rename within
+(128 random bits), fsync the data, rename over the target, fsync the directory. A rename within
 one file system is atomic, so a reader sees the old or the new file, never half of one,
 even when several containers share the volume and the lock below does not exclude
 (``flock`` is advisory and silently a no-op on some network file systems).
@@ -14,7 +14,6 @@ import errno
 import json
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,9 @@ SPACE_MARGIN = 16 << 20
 
 def temp_name(target: Path, tag: str = "tmp") -> Path:
     """A sibling of *target* that no other process or container will pick."""
-    return target.with_name(f".{target.name}.{tag}-{uuid.uuid4().hex}")
+    # 128 random bits in hex, as uuid4().hex; the uuid module would add platform (and its
+    # regexes) to every boot's imports.
+    return target.with_name(f".{target.name}.{tag}-{os.urandom(16).hex()}")
 
 
 def fsync_dir(path: Path) -> None:

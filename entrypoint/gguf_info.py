@@ -59,6 +59,8 @@ FILE_TYPES = {
 
 @dataclass(frozen=True)
 class GGUFInfo:
+    """What a GGUF file's header says: format version, architecture, size and quantization."""
+
     path: str
     version: int
     architecture: str | None

@@ -163,6 +163,8 @@ class PackageRequest:
 
 @dataclass(frozen=True)
 class Settings:
+    """The resolved AUTO_INFER_* settings: folders, boot switches and package requests."""
+
     root: Path = DEFAULT_ROOT
     state_dir: Path = Path("/tmp/autoinfer/default")  # noqa: S108 - replaced by from_environ
     models_dir: Path = DEFAULT_ROOT / "models"

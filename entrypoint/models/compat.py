@@ -12,9 +12,7 @@ cache and compute buffers. Findings are warnings; ``--force-compat`` makes them 
 
 from __future__ import annotations
 
-import platform
 import shutil
-import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,8 @@ MIN_OVERHEAD = 256 << 20
 
 
 def machine_facts() -> dict[str, Any]:
+    import platform  # deferred: 1.7 ms of a warm boot, which never asks
+
     import psutil  # deferred: only this command needs it
 
     mem = psutil.virtual_memory()
@@ -58,6 +58,8 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
 
 
 def nvidia_gpus() -> list[dict[str, Any]]:
+    import subprocess  # deferred: 3 ms of a warm boot, which never asks for GPUs
+
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return []

@@ -45,6 +45,8 @@ STALE_PENDING = 12 * 3600  # seconds
 
 @dataclass
 class GcReport:
+    """What a model garbage collection removed, kept and found (partials, orphans)."""
+
     quota_bytes: int | None
     dry_run: bool
     total_before: int = 0

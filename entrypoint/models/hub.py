@@ -34,6 +34,8 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 @dataclass(frozen=True)
 class RemoteFile:
+    """One file of a hub repo at a commit: its size, LFS sha256 and pinned URL."""
+
     name: str  # path inside the repo
     size: int | None
     sha256: str | None  # the LFS sha256 the hub publishes (None for small git files)
@@ -42,6 +44,8 @@ class RemoteFile:
 
 @dataclass(frozen=True)
 class RemoteRepo:
+    """A hub repo resolved to one commit, with its files, gating and license."""
+
     repo_id: str
     revision: str
     commit: str

@@ -80,6 +80,8 @@ class ProvisionedModel:
 
 @dataclass
 class Job:
+    """The state of one provisioning of one ref (see the module docstring)."""
+
     models_dir: Path
     ref: ModelRef
     expected: str | None

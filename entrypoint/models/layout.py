@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable
@@ -96,7 +97,10 @@ def role_of(name: str) -> str:
     return "file"
 
 
-_QUANT = re.compile(r"(?:^|[-_.])((?:I?Q\d(?:_[A-Z0-9]+)*)|BF16|F16|F32|MXFP4(?:_MOE)?)(?=[-_.]|$)", re.IGNORECASE)
+@functools.cache
+def _quant() -> re.Pattern[str]:
+    """A quantization in a file name; compiled on first use (a warm boot never asks)."""
+    return re.compile(r"(?:^|[-_.])((?:I?Q\d(?:_[A-Z0-9]+)*)|BF16|F16|F32|MXFP4(?:_MOE)?)(?=[-_.]|$)", re.IGNORECASE)
 
 
 def quantization_of(name: str) -> str | None:
@@ -108,7 +112,7 @@ def quantization_of(name: str) -> str | None:
     base = name.rsplit("/", 1)[-1]
     if not is_gguf(base):
         return None
-    found = _QUANT.findall(base[: -len(".gguf")])
+    found = _quant().findall(base[: -len(".gguf")])
     return found[-1].upper() if found else None
 
 

@@ -162,6 +162,8 @@ def remove(
 
 @dataclass
 class GcReport:
+    """What a package garbage collection removed, kept, dropped from the cache and repaired."""
+
     removed: list[dict[str, Any]] = field(default_factory=list)
     kept: list[dict[str, Any]] = field(default_factory=list)
     cache_removed: list[str] = field(default_factory=list)

@@ -12,6 +12,8 @@ from entrypoint.packages.registry import Version
 
 @dataclass(frozen=True)
 class Pin:
+    """One ``binary = ...`` pin and where in the config it is."""
+
     ref: str  # llama-cpp | llama-cpp@<id or version>
     where: str  # [master] or [instance.<name>.control] of the config file
 

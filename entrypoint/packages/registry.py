@@ -17,7 +17,6 @@ import contextlib
 import logging
 import os
 import re
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -83,6 +82,8 @@ def lock_path(root: Path, pkg: str) -> Path:
 
 def new_id() -> str:
     """A fresh version id: a uuid4, so concurrent installs never pick the same directory."""
+    import uuid  # deferred: it imports platform, and a warm boot installs nothing
+
     return str(uuid.uuid4())
 
 
@@ -154,6 +155,8 @@ def same_version(ref: str, version: str | None) -> bool:
 
 @dataclass
 class Registry:
+    """``pkgs/registry.json``: every installed version, and the cache's archive digests."""
+
     versions: dict[str, Version] = field(default_factory=dict)
     archives: dict[str, dict[str, Any]] = field(default_factory=dict)  # cache basename -> digest record
 

@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -41,9 +42,16 @@ from entrypoint.packages.variants import canonical
 log = logging.getLogger(__name__)
 
 FRESH_SECONDS = 3600.0  # how long a cached answer is used without asking again
-_ASSET = re.compile(
-    r"^llama-(?P<tag>[^-]+)-bin-(?P<os>[a-z0-9]+)-(?P<variant>.+?)\.(?P<ext>tar\.gz|tgz|tar\.zst|tar\.xz|zip)$"
-)
+
+
+@functools.cache  # compiled on first use: a warm boot reads no release index
+def _asset() -> re.Pattern[str]:
+    """A release asset's name: ``llama-<tag>-bin-<os>-<variant>.<ext>``."""
+    return re.compile(
+        r"^llama-(?P<tag>[^-]+)-bin-(?P<os>[a-z0-9]+)-(?P<variant>.+?)\.(?P<ext>tar\.gz|tgz|tar\.zst|tar\.xz|zip)$"
+    )
+
+
 _EXT_ORDER = ("tar.gz", "tgz", "tar.zst", "tar.xz", "zip")
 POINTER_ASSET = "nightly-tag.txt"  # a semver release's only asset: the bNNNN build it promotes
 _BUILD_TAG = re.compile(r"^b\d+$")
@@ -76,11 +84,18 @@ ASSET_ERAS: tuple[AssetEra, ...] = (
     AssetEra("OpenVINO", None, None, "ubuntu-openvino-<version>-x64", None, "openvino"),
     AssetEra("macOS", None, None, None, None, "cpu"),  # macos-arm64, macos-x64 (Metal in the CPU build)
 )
-_REF = re.compile(r"^(?P<pkg>[a-z0-9][a-z0-9-]*)@(?P<version>[A-Za-z0-9._-]+)$")
+
+
+@functools.cache  # compiled on first use, as _asset
+def _ref() -> re.Pattern[str]:
+    """``<pkg>@<version>``."""
+    return re.compile(r"^(?P<pkg>[a-z0-9][a-z0-9-]*)@(?P<version>[A-Za-z0-9._-]+)$")
 
 
 @dataclass(frozen=True)
 class Asset:
+    """One downloadable archive of a release: its URL, size, digest, OS and variant."""
+
     name: str
     url: str
     size: int | None
@@ -92,6 +107,8 @@ class Asset:
 
 @dataclass(frozen=True)
 class Release:
+    """One llama.cpp release (a build tag) and its assets."""
+
     tag: str
     assets: tuple[Asset, ...]
     published_at: str | None = None
@@ -129,7 +146,7 @@ def parse_ref(source: str) -> tuple[str, str] | None:
     """``llama-cpp@b7572`` -> (``llama-cpp``, ``b7572``); None for paths and URLs."""
     if "/" in source or source.startswith(("http:", "https:", "file:")):
         return None
-    match = _REF.match(source)
+    match = _ref().match(source)
     return (match.group("pkg"), match.group("version")) if match else None
 
 
@@ -138,7 +155,7 @@ def asset_variant(name: str) -> str | None:
 
     A name that looks like an asset but carries no valid variant is :class:`ConfigError`.
     """
-    match = _ASSET.match(name)
+    match = _asset().match(name)
     return canonical(match.group("variant")) if match else None
 
 
@@ -152,7 +169,7 @@ def parse_release(body: Any) -> Release:
         if raw.get("name") == POINTER_ASSET:
             pointer = str(raw.get("browser_download_url") or raw.get("url"))
             continue
-        match = _ASSET.match(str(raw.get("name", "")))
+        match = _asset().match(str(raw.get("name", "")))
         if not match or match.group("tag") != tag:
             continue  # cudart-*, xcframework and other companions
         digest = raw.get("digest")

@@ -11,7 +11,6 @@ import contextlib
 import os
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +49,8 @@ def _pid_namespace() -> int:
 
 
 def staging_name() -> str:
+    import uuid  # deferred: it imports platform, and a warm boot stages nothing
+
     return f"{STAGING_PREFIX}{_boot_id()}-{_pid_namespace()}-{os.getpid()}-{uuid.uuid4().hex}"
 
 
@@ -84,6 +85,8 @@ def _is_zombie(pid: int) -> bool:
 
 def trash(path: Path) -> None:
     """Unpublish *path* with one rename, then delete it (a crash leaves only a ``.trash-`` dir)."""
+    import uuid  # deferred, as in staging_name
+
     doomed = path.with_name(f"{TRASH_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}")
     try:
         os.rename(path, doomed)

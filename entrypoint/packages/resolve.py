@@ -22,6 +22,8 @@ from entrypoint.packages.variants import VariantChoice, choose, detect
 
 @dataclass(frozen=True)
 class ResolvedBinary:
+    """The executable a pin names, with the version it belongs to."""
+
     path: Path
     version: str | None
     package_id: str | None

@@ -16,17 +16,17 @@ Detection (when no variant is given):
 
 from __future__ import annotations
 
-import glob
 import os
-import platform
 import re
 import shutil
-import subprocess
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from entrypoint.errors import ConfigError
+
+if TYPE_CHECKING:
+    import subprocess
 
 ARCHES = ("x64", "arm64", "s390x", "x86", "riscv64", "ppc64le")
 _CUDA_VERSION = re.compile(r"CUDA Version:\s*(\d+)\.(\d+)")
@@ -40,13 +40,24 @@ FAMILY_PREFIXES = {"rocm": ("rocm", "hip")}
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
+def run_program(*args: Any, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run`` (the default :data:`Runner`; tests pass their own)."""
+    import subprocess  # deferred: 3 ms of a warm boot, which detects no variant
+
+    return subprocess.run(*args, **kwargs)
+
+
 def machine_arch(machine: str | None = None) -> str:
+    import platform  # deferred: 1.7 ms of a warm boot, which detects no variant
+
     value = (machine or platform.machine()).lower()
     return {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64", "i686": "x86"}.get(value, value)
 
 
 def os_names(system: str | None = None) -> tuple[str, ...]:
     """The ``<os>`` parts of asset names that run here (llama.cpp calls Linux ``ubuntu``)."""
+    import platform  # deferred, as in machine_arch
+
     value = (system or platform.system()).lower()
     return {"linux": ("ubuntu", "linux"), "darwin": ("macos",), "windows": ("win",)}.get(value, (value,))
 
@@ -107,7 +118,7 @@ class VariantChoice:
 
 
 def choose(
-    variant: str | None, environ: Mapping[str, str], *, run: Runner = subprocess.run, arch: str | None = None
+    variant: str | None, environ: Mapping[str, str], *, run: Runner = run_program, arch: str | None = None
 ) -> VariantChoice:
     """The variant to install: *variant* if given (``cuda`` alone is a family), else detected."""
     arch = arch or machine_arch()
@@ -123,7 +134,7 @@ def choose(
     return detect(environ, run=run, arch=arch)
 
 
-def detect(environ: Mapping[str, str], *, run: Runner = subprocess.run, arch: str | None = None) -> VariantChoice:
+def detect(environ: Mapping[str, str], *, run: Runner = run_program, arch: str | None = None) -> VariantChoice:
     arch = arch or machine_arch()
     nvidia = _nvidia(environ, run)
     if nvidia is not None:
@@ -143,6 +154,8 @@ def _which(name: str, environ: Mapping[str, str]) -> str | None:
 
 
 def _run(run: Runner, argv: list[str], environ: Mapping[str, str]) -> str | None:
+    import subprocess  # deferred, as in run_program
+
     try:
         proc = run(argv, capture_output=True, text=True, timeout=10, env=dict(environ), check=False)
     except (OSError, subprocess.SubprocessError):
@@ -168,6 +181,7 @@ def _nvidia(environ: Mapping[str, str], run: Runner) -> tuple[tuple[int, int], i
 
 def _vulkan(environ: Mapping[str, str], run: Runner) -> str | None:
     import ctypes.util  # deferred: only a machine without nvidia-smi probes for Vulkan
+    import glob  # deferred with it
 
     extra = [d for d in environ.get("LD_LIBRARY_PATH", "").split(":") if d]
     loader = [*glob.glob("/usr/lib*/libvulkan.so.1"), *glob.glob("/usr/lib/*/libvulkan.so.1")]

@@ -112,6 +112,8 @@ def server_status(layout: StateLayout, specs: Sequence[ServerSpec]) -> list[Serv
 
 @dataclass
 class InstanceHealth:
+    """One instance's answer to ``/health``."""
+
     name: str
     url: str
     state: str  # ready | loading | down | error
@@ -124,6 +126,8 @@ class InstanceHealth:
 
 @dataclass
 class HealthReport:
+    """Every instance's health, and how long the caller waited for it."""
+
     ok: bool
     instances: list[InstanceHealth] = field(default_factory=list)
     waited: float = 0.0

@@ -18,6 +18,8 @@ SECTION = "[supervisorctl]"
 
 @dataclass(frozen=True)
 class Credentials:
+    """The username and password of supervisord's socket (never shown: ``repr`` hides the password)."""
+
     username: str
     password: str = field(repr=False)
 

@@ -21,7 +21,6 @@ import contextlib
 import errno
 import os
 import stat
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -190,7 +189,7 @@ class PrivateDir:
         The rename replaces whatever entry had the name (a symlink is replaced, not
         followed); the temp file is created with ``O_EXCL | O_NOFOLLOW``.
         """
-        tmp = f".{name}.tmp-{uuid.uuid4().hex}"
+        tmp = f".{name}.tmp-{os.urandom(16).hex()}"  # as uuid4().hex, without the uuid module (fsutil.temp_name)
         try:
             fd = os.open(
                 tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE, dir_fd=self.fd
