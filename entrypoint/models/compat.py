@@ -12,7 +12,6 @@ cache and compute buffers. Findings are warnings; ``--force-compat`` makes them 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -58,6 +57,7 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
 
 
 def nvidia_gpus() -> list[dict[str, Any]]:
+    import shutil  # deferred: it brings bz2 and lzma, and only the GPU probe needs it
     import subprocess  # deferred: 3 ms of a warm boot, which never asks for GPUs
 
     exe = shutil.which("nvidia-smi")

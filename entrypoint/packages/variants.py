@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -150,6 +149,8 @@ def detect(environ: Mapping[str, str], *, run: Runner = run_program, arch: str |
 
 
 def _which(name: str, environ: Mapping[str, str]) -> str | None:
+    import shutil  # deferred: it brings bz2 and lzma, and only host detection needs it
+
     return shutil.which(name, path=environ.get("PATH", os.defpath))
 
 

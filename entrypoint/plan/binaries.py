@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping
 
 from entrypoint import packages
@@ -72,6 +71,8 @@ def choose_binary(
         )
     if not strict and installs(settings, LLAMA_CPP):
         return Binary(str(installed_by_boot), note="the llama-cpp package this boot installs", pending=True)
+    import shutil  # deferred: it brings bz2 and lzma, and only this last fallback needs it
+
     on_path = shutil.which(SERVER_EXE)
     if on_path:
         return Binary(on_path, note="llama-server on PATH")
