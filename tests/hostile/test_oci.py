@@ -27,6 +27,7 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 GGUF_LAYER = "application/vnd.docker.ai.gguf.v3"
 HEX = "ab" * 32
+HANG = 5.0  # seconds: a known hang is cut short so that the xfail stays cheap
 
 
 @pytest.fixture
@@ -283,3 +284,28 @@ def test_pull_refuses_a_hostile_credentials_file(
         path.write_bytes(path.read_bytes().replace(b"REGISTRY", host.encode()))
     registry.add(MANIFEST_PATH, status=401, headers={"WWW-Authenticate": "Basic realm=x"})
     _pull(volumes, _ref(registry), **{variable: str(folder if variable == "DOCKER_CONFIG" else path)})
+
+
+# -- rate limits -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("retry_after", ["9" * 30, "86400", "\u00b2"], ids=["huge", "a_day", "superscript"])
+def test_pull_on_a_rate_limited_manifest_does_not_sleep_for_retry_after(
+    retry_after: str, volumes: Volumes, registry: Server
+) -> None:
+    registry.add(MANIFEST_PATH, status=429, headers={"Retry-After": retry_after})
+    _pull(volumes, _ref(registry))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="download (entrypoint/download.py, ranged.py): urllib3 sleeps for any Retry-After of a 429 blob",
+)
+def test_pull_on_a_rate_limited_blob_does_not_sleep_for_retry_after(volumes: Volumes, registry: Server) -> None:
+    registry.add(MANIFEST_PATH, _manifest(_layer()))
+    registry.add(f"/v2/ai/m/blobs/sha256:{HEX}", status=429, headers={"Retry-After": "86400"})
+    before = volumes.digest()
+    env = volumes.env(AUTO_INFER_OFFLINE="0", HOME=str(volumes.state))
+    run = run_bounded("models", "pull", _ref(registry), env=env, wall=HANG)
+    assert_clean_refusal(run)
+    assert_only_bookkeeping_changed(volumes, before)

@@ -198,6 +198,7 @@ class Registry:
                 status_forcelist=(429, 500, 502, 503, 504),
                 allowed_methods=None,
                 raise_on_status=False,
+                respect_retry_after_header=False,  # urllib3 would sleep whatever Retry-After says
             ),
             timeout=urllib3.Timeout(connect=timeout, read=timeout),
         )
