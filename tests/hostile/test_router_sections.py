@@ -94,7 +94,7 @@ LATER = {
     "ref_bad_oci": '[router.r.models.m]\nref = "oci://x/Y"\n',
     "ref_unknown_scheme": '[router.r.models.m]\nref = "ftp://x/m.gguf"\n',
     "ref_with_semicolon": '[router.r.models.m]\nref = "/nonexistent/m;x.gguf"\n',
-    "load_on_startup_100000_times": '[router.r]\nload_on_startup = [' + ", ".join(['"m"'] * 100_000) + "]\n" + M,
+    "load_on_startup_100000_times": "[router.r]\nload_on_startup = [" + ", ".join(['"m"'] * 100_000) + "]\n" + M,
 }
 
 
