@@ -71,7 +71,7 @@ MIN_PIECE, MAX_PIECE = 4 * MIB, 64 * MIB
 MIN_STEAL = 1 * MIB
 JOURNAL_EVERY = 1.0  # seconds between flush + journal rewrites
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)$")
-_DIGITS = re.compile(r"[0-9]+")
+_DIGITS = re.compile(r"[0-9]{1,9}")  # more digits than that is no count (and int() refuses 4300)
 
 
 class ProgressLike(Protocol):
@@ -101,7 +101,7 @@ def connections_setting(environ: Mapping[str, str], connections: int | None = No
         return None
     if not _DIGITS.fullmatch(value) or not 1 <= int(value) <= MAX_CONNECTIONS:
         raise ConfigError(
-            f"{ENV}={value!r} is not a whole number from 1 to {MAX_CONNECTIONS}",
+            f"{ENV}={value[:40]!r} is not a whole number from 1 to {MAX_CONNECTIONS}",
             hint=f"unset it to choose by file size, or set 1 (one stream) to {MAX_CONNECTIONS}",
         )
     return int(value)

@@ -93,7 +93,7 @@ def parse_path(name: str, value: str | None) -> Path | None:
         return None
     bad = _CONTROL_CHARS.search(value)
     if bad:
-        raise ConfigError(f"{name}={value!r} contains the control character {bad.group()!r}")
+        raise ConfigError(f"{name}={value[:200]!r} contains the control character {bad.group()!r}")
     return Path(value)
 
 

@@ -91,7 +91,7 @@ def parse_ttl(raw: str | None, source: str = "LLAMA_SWAP_TTL") -> int | None:
     except ValueError:
         value = -1
     if value < 0:
-        raise ConfigError(f"{source}={raw!r} is not a whole number of seconds (0 or more)")
+        raise ConfigError(f"{source}={text[:40]!r} is not a whole number of seconds (0 or more)")
     return value
 
 
