@@ -13,6 +13,7 @@ import contextlib
 import errno
 import json
 import os
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,12 +157,44 @@ def atomic_write_json(target: Path, value: Any, *, mode: int = 0o644) -> None:
     atomic_write_text(target, dump_json(value), mode=mode)
 
 
-def read_json(path: Path, default: Any = None) -> Any:
-    """Read a JSON file written by :func:`atomic_write_json`; *default* if it is absent."""
+#: The most :func:`read_json` and :func:`read_regular_bytes` read by default: far above any
+#: state or cache file autoinfer writes, far below what would exhaust a container's memory.
+READ_LIMIT = 64 << 20
+
+
+def read_regular_bytes(path: Path, limit: int = READ_LIMIT) -> bytes:
+    """The bytes of *path*, which must be a regular file of at most *limit* bytes.
+
+    A FIFO would block and a device (``/dev/zero``) never end: both, and a file over the
+    limit, are ValueError, which readers already treat as "not valid".
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        return json.loads(path.read_text())
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise ValueError(f"{path} is larger than {limit} bytes")
+    return data
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    """Read a JSON file written by :func:`atomic_write_json`; *default* if it is absent.
+
+    Whatever else is there (not JSON, not UTF-8, nested too deep, a FIFO, a device, a
+    file over :data:`READ_LIMIT`) is ValueError.
+    """
+    try:
+        data = read_regular_bytes(path)
     except FileNotFoundError:
         return default
+    try:
+        return json.loads(data)
+    except RecursionError as exc:
+        raise ValueError(f"{path} is nested too deep") from exc
 
 
 def atomic_symlink(target: str, link: Path) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from entrypoint.errors import ConfigError, NotFoundError, NotReadyError
-from entrypoint.fsutil import atomic_write_text
+from entrypoint.fsutil import atomic_write_text, read_regular_bytes
 from entrypoint.servers import ServerSpec
 
 LOADED = "loaded"
@@ -89,10 +89,13 @@ def render_preset(router: str, models: Sequence[RouterModel], paths: Mapping[str
 
 def write_preset(path: Path, text: str) -> bool:
     """Write the preset (0600) unless it already holds *text*; True when it was written."""
-    try:
-        if path.read_text() == text and (path.stat().st_mode & 0o777) == PRESET_MODE:
+    try:  # a FIFO or a device in its place reads as "different" (ValueError), never blocks
+        if (
+            read_regular_bytes(path, len(text.encode())) == text.encode()
+            and (path.stat().st_mode & 0o777) == PRESET_MODE
+        ):
             return False
-    except (OSError, UnicodeDecodeError):
+    except (OSError, ValueError):
         pass
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     atomic_write_text(path, text, mode=PRESET_MODE)

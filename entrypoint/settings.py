@@ -43,7 +43,7 @@ LOCK_TIMEOUT_RANGE = (0.0, 86400.0)
 #: How many ranges of one file may be fetched at once, at most.
 CONNECTIONS_VAR = "AUTO_INFER_DOWNLOAD_CONNECTIONS"
 MAX_CONNECTIONS = 32
-_DIGITS = re.compile(r"[0-9]+")
+_DIGITS = re.compile(r"[0-9]{1,9}")  # more digits than that is no count (and int() refuses 4300)
 
 #: Variables read directly (the package family is matched by pattern).
 KNOWN = frozenset(
@@ -97,7 +97,7 @@ def parse_path(name: str, value: str | None) -> Path | None:
         return None
     bad = _CONTROL_CHARS.search(value)
     if bad:
-        raise ConfigError(f"{name}={value!r} contains the control character {bad.group()!r}")
+        raise ConfigError(f"{name}={value[:200]!r} contains the control character {bad.group()!r}")
     return Path(value)
 
 
@@ -121,7 +121,7 @@ def connections_setting(environ: Mapping[str, str], connections: int | None = No
         return None
     if not _DIGITS.fullmatch(value) or not 1 <= int(value) <= MAX_CONNECTIONS:
         raise ConfigError(
-            f"{CONNECTIONS_VAR}={value!r} is not a whole number from 1 to {MAX_CONNECTIONS}",
+            f"{CONNECTIONS_VAR}={value[:40]!r} is not a whole number from 1 to {MAX_CONNECTIONS}",
             hint=f"unset it to choose by file size, or set 1 (one stream) to {MAX_CONNECTIONS}",
         )
     return int(value)

@@ -208,3 +208,12 @@ def test_sources_are_told_apart() -> None:
     assert download.local_path("file:///models/my%20model.gguf") == Path("/models/my model.gguf")
     assert download.local_path("file:rel/a.gguf") == Path("rel/a.gguf")
     assert download.local_path("/models/a.gguf") == Path("/models/a.gguf")
+
+
+def test_a_rate_limit_asking_for_a_long_wait_fails_at_once(http_server: Server, tmp_path: Path) -> None:
+    """A Retry-After over the cap is not slept on: E_NET now, not a boot hanging for a day."""
+    url = http_server.add("/limited", BODY, status=429, headers={"Retry-After": "86400"})
+    with pytest.raises(NetError, match="429"):
+        download.fetch_url(url, tmp_path / "x.gguf", backoff=0.01)
+    assert len(http_server.requests_for("/limited")) == 1  # asked once: no retry, so no wait
+    assert not (tmp_path / "x.gguf").exists()

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from entrypoint.download import journal
 from entrypoint.download.fetcher import Fetcher
 from entrypoint.download.pieces import MAX_PIECE, MIB, MIN_PIECE, Plan, connection_count
+from entrypoint.download.pool import http_pool
 from entrypoint.download.redirects import direct
 from entrypoint.errors import NetError
 
@@ -105,7 +106,6 @@ def fetch_ranges(
     they say, and the bytes are judged by that digest at the end.
     Returns None when the server turns out to ignore ranges.
     """
-    import urllib3  # deferred: only a download pays for the HTTP stack
 
     total = int(first.headers["Content-Length"])
     validator = f"sha256:{digest.lower()}" if digest else journal.validator(first.headers)
@@ -116,17 +116,7 @@ def fetch_ranges(
     resumed = sum(b - a for a, b in done)
     piece_size = max(MIN_PIECE, min(MAX_PIECE, total // (count * 8) // MIB * MIB))
     plan = Plan(total, done, piece_size, workers_left=count)
-    http = urllib3.PoolManager(
-        maxsize=count,
-        retries=urllib3.Retry(
-            total=attempts,
-            backoff_factor=backoff,
-            status_forcelist=(429, 500, 502, 503, 504),
-            allowed_methods=None,
-            raise_on_status=False,
-        ),
-        timeout=urllib3.Timeout(connect=timeout, read=timeout),
-    )
+    http = http_pool(attempts=attempts, backoff=backoff, timeout=timeout, maxsize=count)
     if resumed:
         log.info("resuming %s: %d of %d bytes already written", url, resumed, total)
     fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)

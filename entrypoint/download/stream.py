@@ -39,6 +39,7 @@ from urllib.parse import unquote
 
 from entrypoint import digest as digestmod
 from entrypoint.download.pieces import splits
+from entrypoint.download.pool import http_pool
 from entrypoint.download.progress import Progress
 from entrypoint.download.ranged import fetch_ranges
 from entrypoint.download.redirects import answered_by, discard
@@ -151,16 +152,7 @@ def _download(
 ) -> Fetched:
     import urllib3  # deferred: only a download pays for the HTTP stack
 
-    http = urllib3.PoolManager(
-        retries=urllib3.Retry(
-            total=attempts,
-            backoff_factor=backoff,
-            status_forcelist=(429, 500, 502, 503, 504),
-            allowed_methods=None,
-            raise_on_status=False,
-        ),
-        timeout=urllib3.Timeout(connect=timeout, read=timeout),
-    )
+    http = http_pool(attempts=attempts, backoff=backoff, timeout=timeout)
     hasher = hashlib.sha256()
     offset = 0
     if partial.exists():

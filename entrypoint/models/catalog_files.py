@@ -48,19 +48,22 @@ JOURNAL = "touched.jsonl"  # in RECORDS_DIR: keys whose last_accessed is newer t
 #: An edit of more records than this (a migration, an import) does not fsync each one:
 #: the export, written next with an fsync, is the copy that survives a crash.
 DURABLE_BATCH = 8
+STAMP_LIMIT = 256  # export.stat holds three numbers
 
 
-def read_regular(path: Path) -> str:
+def read_regular(path: Path, limit: int | None = None) -> str:
     """The text of *path*, which must be a regular file: a FIFO or a device would block or
-    never end; it reads as "not valid JSON" (ValueError) instead."""
+    never end; it reads as "not valid JSON" (ValueError) instead, as does a file over *limit* bytes."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ValueError(f"{path} is not a regular file")
         with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read()
+            data = fh.read() if limit is None else fh.read(limit + 1)
     finally:
         os.close(fd)
+    if limit is not None and len(data) > limit:
+        raise ValueError(f"{path} is larger than {limit} bytes")
     return data.decode()
 
 
@@ -269,8 +272,10 @@ def _stat_key(path: Path) -> str | None:
 def records_current(models_dir: Path) -> bool:
     """Whether the records are the truth: the export is the very file this catalog last wrote."""
     try:
-        stamp = (records_dir(models_dir) / STAMP).read_text()
+        stamp = read_regular(records_dir(models_dir) / STAMP, limit=STAMP_LIMIT)
     except FileNotFoundError:
+        return False
+    except ValueError:  # not a regular file, too long, not UTF-8: not a stamp this catalog wrote
         return False
     except OSError as exc:
         raise from_os_error(exc, f"read {records_dir(models_dir) / STAMP}") from exc
@@ -433,14 +438,14 @@ def _append_journal(models_dir: Path, keys: list[str]) -> None:
 
 def _journal_keys(models_dir: Path) -> set[str]:
     try:
-        lines = (records_dir(models_dir) / JOURNAL).read_text().splitlines()
+        lines = read_regular(records_dir(models_dir) / JOURNAL).splitlines()
     except FileNotFoundError:
         return set()
-    except (OSError, UnicodeDecodeError):
+    except (OSError, ValueError):  # UnicodeDecodeError too
         return set()
     keys = set()
     for line in lines:
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, RecursionError):
             key = json.loads(line)
             if isinstance(key, str):
                 keys.add(key)

@@ -39,12 +39,23 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 # The grammar of the distribution spec (and Docker's reference package): a registry host,
 # path components in lower case, a tag, a sha256 digest.
 _OCI_HOST = re.compile(
-    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?$"
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:]+\])(?::(?P<port>[0-9]{1,5}))?$"
 )
 _OCI_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _OCI_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _OCI_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 OCI_DEFAULT_TAG = "latest"
+#: The longest oci:// ref taken: a registry host (255), a repository name (255, the
+#: distribution spec's limit), a tag (128) or a digest (71), with room to spare.
+MAX_OCI_REF = 1024
+
+
+def _short(text: str, limit: int = 100) -> str:
+    """``repr`` of *text* cut to *limit* characters: an error stays one short line."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
 DEFAULT_REVISION = "main"
 
 
@@ -202,30 +213,36 @@ def _parse_url(raw: str) -> ModelRef:
 def parse_oci(raw: str) -> ModelRef:
     """``oci://registry[:port]/repo[/more][:tag][@sha256:<hex>]`` (a digest wins over a tag)."""
     expected = "expected oci://registry[:port]/repo[/more]:tag or oci://registry/repo@sha256:<64 hex>"
+    shown = _short(raw, 240)
+    if len(raw) > MAX_OCI_REF:
+        raise ConfigError(f"model reference {shown}: longer than {MAX_OCI_REF} characters ({expected})")
     body = raw[len("oci://") :]
     digest: str | None = None
     if "@" in body:
         body, digest = body.rsplit("@", 1)
-        if not _OCI_DIGEST.match(digest):
-            raise ConfigError(f"model reference {raw!r}: bad digest {digest!r} ({expected})")
+        if not _OCI_DIGEST.fullmatch(digest):
+            raise ConfigError(f"model reference {shown}: bad digest {_short(digest)} ({expected})")
     registry, _, path = body.partition("/")
     if not registry or not path:
-        raise ConfigError(f"model reference {raw!r}: no repository after the registry ({expected})")
-    if not _OCI_HOST.match(registry) or ("." not in registry and ":" not in registry and registry != "localhost"):
+        raise ConfigError(f"model reference {shown}: no repository after the registry ({expected})")
+    host = _OCI_HOST.fullmatch(registry)
+    if not host or ("." not in registry and ":" not in registry and registry != "localhost"):
         raise ConfigError(
-            f"model reference {raw!r}: {registry!r} is not a registry host (a name with a dot or a port, "
+            f"model reference {shown}: {_short(registry)} is not a registry host (a name with a dot or a port, "
             f"or localhost; {expected})"
         )
+    if host.group("port") is not None and not 0 < int(host.group("port")) < 65536:
+        raise ConfigError(f"model reference {shown}: port {host.group('port')} is not a port (1-65535)")
     tag: str | None = None
     last = path.rsplit("/", 1)[-1]
     if ":" in last:
         path, tag = path.rsplit(":", 1)
-        if not _OCI_TAG.match(tag):
-            raise ConfigError(f"model reference {raw!r}: bad tag {tag!r} ({expected})")
-    bad = [c for c in path.split("/") if not _OCI_COMPONENT.match(c)]
+        if not _OCI_TAG.fullmatch(tag):
+            raise ConfigError(f"model reference {shown}: bad tag {_short(tag)} ({expected})")
+    bad = [c for c in path.split("/") if not _OCI_COMPONENT.fullmatch(c)]
     if bad:
         raise ConfigError(
-            f"model reference {raw!r}: {bad[0]!r} is not a valid repository name component "
+            f"model reference {shown}: {_short(bad[0])} is not a valid repository name component "
             f"(lower case letters, digits and . _ - separators; {expected})"
         )
     return ModelRef(

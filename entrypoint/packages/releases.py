@@ -55,6 +55,11 @@ def _asset() -> re.Pattern[str]:
 _EXT_ORDER = ("tar.gz", "tgz", "tar.zst", "tar.xz", "zip")
 POINTER_ASSET = "nightly-tag.txt"  # a semver release's only asset: the bNNNN build it promotes
 _BUILD_TAG = re.compile(r"^b\d+$")
+# What a release's tag may be: it names folders (pkgs/llama-cpp/<id>) and cache entries.
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_PUBLISHED_DIGEST = re.compile(r"sha256:[0-9a-fA-F]{64}")
+_URL = re.compile(r"[\x21-\x7e]+")  # one word of visible ASCII (the download checks the scheme)
+MAX_ANSWER = 32 << 20  # bytes of one index answer: a page of 30 releases is well under 2 MiB
 
 
 @dataclass(frozen=True)
@@ -162,27 +167,34 @@ def asset_variant(name: str) -> str | None:
 def parse_release(body: Any) -> Release:
     if not isinstance(body, dict) or "tag_name" not in body:
         raise NetError("the release index answered something that is not a release (no tag_name)")
-    tag = str(body["tag_name"])
+    tag = body["tag_name"]
+    if not isinstance(tag, str) or not _TAG.fullmatch(tag):
+        raise NetError(f"the release index answered a release whose tag_name {_short(tag)} is not a tag")
+    listed = body.get("assets") or []
+    if not isinstance(listed, list):
+        raise NetError(f"the release index answered release {tag} whose assets is not a list")
     assets = []
     pointer = None
-    for raw in body.get("assets") or ():
-        if raw.get("name") == POINTER_ASSET:
-            pointer = str(raw.get("browser_download_url") or raw.get("url"))
+    for raw in listed:
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+            continue  # not an asset: nothing to install from it
+        if raw["name"] == POINTER_ASSET:
+            pointer = _asset_url(raw, tag)
             continue
-        match = _asset().match(str(raw.get("name", "")))
+        match = _asset().fullmatch(raw["name"])
         if not match or match.group("tag") != tag:
             continue  # cudart-*, xcframework and other companions
         digest = raw.get("digest")
         sha = None
-        if isinstance(digest, str) and digest.lower().startswith("sha256:") and len(digest) == 71:
+        if isinstance(digest, str) and _PUBLISHED_DIGEST.fullmatch(digest):
             sha = digest[7:].lower()
         size = raw.get("size")
         ext = "tar.gz" if match.group("ext") == "tgz" else match.group("ext")
         assets.append(
             Asset(
-                name=str(raw["name"]),
-                url=str(raw.get("browser_download_url") or raw.get("url")),
-                size=int(size) if isinstance(size, int) else None,
+                name=raw["name"],
+                url=_asset_url(raw, tag),
+                size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
                 sha256=sha,
                 os=match.group("os"),
                 variant=canonical(match.group("variant")),
@@ -192,10 +204,24 @@ def parse_release(body: Any) -> Release:
     return Release(
         tag=tag,
         assets=tuple(assets),
-        published_at=body.get("published_at"),
-        url=body.get("html_url"),
+        published_at=body["published_at"] if isinstance(body.get("published_at"), str) else None,
+        url=body["html_url"] if isinstance(body.get("html_url"), str) else None,
         pointer_url=pointer if not assets else None,
     )
+
+
+def _asset_url(raw: dict[str, Any], tag: str) -> str:
+    """The asset's download URL: a string without spaces or control characters."""
+    url = raw.get("browser_download_url") or raw.get("url")
+    if not isinstance(url, str) or not _URL.fullmatch(url):
+        raise NetError(f"the release index gives asset {_short(raw['name'])} of release {tag} the URL {_short(url)}")
+    return url
+
+
+def _short(value: object, limit: int = 100) -> str:
+    """``repr`` of *value* cut to *limit* characters: an error stays one short line."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 class ReleaseIndex:
@@ -329,13 +355,24 @@ class ReleaseIndex:
         if entry is not None and entry.get("etag"):
             headers["If-None-Match"] = str(entry["etag"])
         http = urllib3.PoolManager(
-            retries=urllib3.Retry(total=2, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504)),
+            retries=urllib3.Retry(
+                total=2,
+                backoff_factor=0.5,
+                status_forcelist=(500, 502, 503, 504),
+                respect_retry_after_header=False,  # a 429 is reported once; a Retry-After of days is a hang
+            ),
             timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout),
         )
         try:
-            resp = http.request("GET", url, headers=headers)
-        except urllib3.exceptions.HTTPError as exc:
-            raise NetError(f"cannot reach the release index {self.url}: {exc}", hint=_OFFLINE_HINT) from exc
+            resp = http.request("GET", url, headers=headers, preload_content=False)
+            data = resp.read(MAX_ANSWER + 1)
+            resp.release_conn()
+        except (urllib3.exceptions.HTTPError, ValueError) as exc:  # ValueError: a URL http.client refuses
+            raise NetError(
+                f"cannot reach the release index {self.url}: {_short(str(exc), 300)}", hint=_OFFLINE_HINT
+            ) from exc
+        if len(data) > MAX_ANSWER:
+            raise NetError(f"the release index answered more than {MAX_ANSWER} bytes for {what}", hint=_OFFLINE_HINT)
         self.requests += 1
         status = resp.status
         if status == 304 and entry is not None:
@@ -355,8 +392,8 @@ class ReleaseIndex:
         if status != 200:
             raise NetError(f"the release index answered HTTP {status} for {what}", hint=_OFFLINE_HINT)
         try:
-            body = resp.data.decode("utf-8", "replace")[:4096] if raw else json.loads(resp.data)
-        except ValueError as exc:
+            body = data.decode("utf-8", "replace")[:4096] if raw else json.loads(data)
+        except (ValueError, RecursionError) as exc:
             raise NetError(f"the release index answered invalid JSON for {what}") from exc
         self._write_cache(url, {"url": url, "etag": resp.headers.get("ETag"), "fetched_at": self.clock(), "body": body})
         return body
@@ -395,15 +432,18 @@ _TOKEN_HINT = "set GITHUB_TOKEN to raise the limit, or point AUTO_INFER_LLAMA_CP
 _OFFLINE_HINT = "check the network, or install from a local archive with AUTO_INFER_LLAMA_CPP_PKG_PATH"
 
 
+_SECONDS = re.compile(r"[0-9]{1,12}")
+
+
 def _rate_limited(headers: Any, now: float) -> str:
     reset = headers.get("X-RateLimit-Reset")
     retry_after = headers.get("Retry-After")
     when: float | None = None
-    if reset and str(reset).isdigit():
+    if reset and _SECONDS.fullmatch(str(reset)):
         when = float(reset)
-    elif retry_after and str(retry_after).isdigit():
+    elif retry_after and _SECONDS.fullmatch(str(retry_after)):
         when = now + float(retry_after)
-    if when is None:
+    if when is None or when > now + 366 * 86400:  # a reset over a year away is no time we can show
         return "the release index is rate-limiting us; try again later"
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(when))
     wait = max(0, int(when - now))

@@ -7,6 +7,7 @@ which log pipes to carry and where the exit marker is, before supervisord starts
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,7 +43,9 @@ def render_handoff(spec: ServerSpec) -> str:
 def spec_from_handoff(data: dict[str, Any], *, name: str) -> ServerSpec:
     """A handoff read back: enough for status and health (name, address, model, version).
 
-    *name* (the file's stem) stands in when the file has no ``instance``.
+    *name* (the file's stem) stands in when the file has no ``instance``. Every field is
+    checked for its type (TypeError/ValueError otherwise): what is read here is printed
+    and dialled, so a name or host with control characters is refused too.
     """
     model = data.get("model") or {}
     if not isinstance(model, dict):
@@ -53,29 +56,70 @@ def spec_from_handoff(data: dict[str, Any], *, name: str) -> ServerSpec:
     port = data.get("port") or 8080
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise ValueError(f"port {port!r} is not a TCP port")
+    instance = data.get("instance") or name
+    if not isinstance(instance, str) or not _NAME.fullmatch(instance):
+        raise ValueError(f"instance {str(instance)[:80]!r} is not a server name")
+    host = _text(data, "host") or "127.0.0.1"
+    if not _WORD.fullmatch(host):
+        raise ValueError(f"host {host[:80]!r} is not a host name")
+    devices = data.get("devices") or {}
+    if not isinstance(devices, dict):
+        raise TypeError("devices is not an object")
+    critical = data.get("critical", True)
+    if not isinstance(critical, bool):
+        raise TypeError("critical is not a boolean")
+    binary = _text(data, "binary")
     return ServerSpec(
-        name=data.get("instance") or name,
-        argv=(str(data.get("binary") or data.get("engine") or "llama-server"), *flags),
-        host=data.get("host") or "127.0.0.1",
+        name=instance,
+        argv=(binary or _text(data, "engine") or "llama-server", *flags),
+        host=host,
         port=port,
-        model_ref=model.get("ref"),
-        model_path=model.get("path"),
-        model_id=model.get("id"),
+        model_ref=_text(model, "ref"),
+        model_path=_text(model, "path"),
+        model_id=_text(model, "id"),
         router_models=_router_names(data, "models"),
         load_on_startup=_router_names(data, "load_on_startup"),
-        binary=data.get("binary") or "llama-server",
-        binary_version=data.get("engine_version"),
-        critical=bool(data.get("critical", True)),
-        program=data.get("engine") or "llama-server",
-        devices=dict(data.get("devices") or {}),
+        binary=binary or "llama-server",
+        binary_version=_text(data, "engine_version"),
+        critical=critical,
+        program=_text(data, "engine") or "llama-server",
+        devices=dict(devices),
     )
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # an instance or router name (docs/configuration.md)
+_WORD = re.compile(r"[\x21-\x7e]{1,255}")  # visible ASCII: a host, a model name
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_MAX_MODELS = 4096  # models of one router; a preset of more is not one autoinfer wrote
+
+
+def _text(data: dict[str, Any], key: str) -> str | None:
+    """``data[key]``: a string without control characters, or None."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or _CONTROL.search(value):
+        raise TypeError(f"{key} is not a one-line string")
+    return value
 
 
 def _router_names(data: dict[str, Any], key: str) -> tuple[str, ...]:
     """``router.<key>`` of a router's handoff: model names (none when it is not a router's)."""
     router = data.get("router")
-    value = router.get(key) if isinstance(router, dict) else None
-    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+    if router is None:
+        return ()
+    if not isinstance(router, dict):
+        raise TypeError("router is not an object")
+    value = router.get(key)
+    if value is None:
+        return ()
+    if (
+        not isinstance(value, list)
+        or len(value) > _MAX_MODELS
+        or not all(isinstance(v, str) and _WORD.fullmatch(v) for v in value)
+    ):
+        raise TypeError(f"router.{key} is not a list of model names")
+    return tuple(value)
 
 
 def init_config(layout: StateLayout, specs: Sequence[ServerSpec], *, log_format: str) -> dict[str, Any]:

@@ -57,6 +57,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from entrypoint.fsutil import read_regular_bytes
 from entrypoint.supervisor.listener import poke
 from entrypoint.supervisor.pipes import (
     Forwarder,
@@ -71,6 +72,7 @@ from entrypoint.supervisor.spawn import FORWARDED, Preforked, Starter, start_com
 
 STOPPING = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})  # supervisord shuts down on these
 _PR_SET_CHILD_SUBREAPER = 36
+INIT_LIMIT = 1 << 20  # init.json and the exit marker are a few hundred bytes
 
 
 def become_subreaper() -> None:
@@ -88,11 +90,12 @@ def exit_status(status: int, marker: Path | None) -> int:
     """The marker's status (a critical server went FATAL), else supervisord's own."""
     if marker is not None:
         try:
-            data = json.loads(marker.read_text())
-        except (OSError, ValueError):
+            data = json.loads(read_regular_bytes(marker, INIT_LIMIT))
+        except (OSError, ValueError, RecursionError):
             data = None
         if isinstance(data, dict):
-            code = int(data.get("exit_code") or 1)
+            code = data.get("exit_code")
+            code = code if isinstance(code, int) and not isinstance(code, bool) and 0 < code < 256 else 1
             say(f"{data.get('message') or 'a critical server failed'} (exit {code})", "error")
             return code
     code = os.waitstatus_to_exitcode(status)
@@ -213,10 +216,10 @@ class _Watch:
             return []
         self.seen = stamp
         try:
-            config = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+            config = json.loads(read_regular_bytes(self.path, INIT_LIMIT))
+        except (OSError, ValueError, RecursionError):
             return []  # caught mid-write would be a bug (it is written atomically); try again next change
-        return open_new_pipes(config, have)
+        return open_new_pipes(config, have) if isinstance(config, dict) else []
 
 
 def reap(child_pid: int) -> int | None:
@@ -241,9 +244,14 @@ def main(argv: Sequence[str] | None = None, *, preforked: Preforked | None = Non
     if args[:1] == ["--config"] and len(args) >= 2:
         args_config = args[1]
         try:
-            config = json.loads(Path(args[1]).read_text())
-        except (OSError, ValueError) as exc:
-            say(f"cannot read {args[1]}: {exc}")
+            config = json.loads(read_regular_bytes(Path(args[1]), INIT_LIMIT))
+        except (OSError, ValueError, RecursionError) as exc:
+            say(
+                f"cannot read {args[1]}: {str(exc)[:200] if not isinstance(exc, RecursionError) else 'nested too deep'}"
+            )
+            return 78
+        if not isinstance(config, dict):
+            say(f"cannot read {args[1]}: a JSON {type(config).__name__}, not an object")
             return 78
         args = args[2:]
     start: Sequence[str] | Starter

@@ -91,7 +91,7 @@ def _whole_number(raw: str | None, source: str, unit: str) -> int | None:
     except ValueError:
         value = -1
     if value < 0:
-        raise ConfigError(f"{source}={raw!r} is not a whole number of {unit} (0 or more)")
+        raise ConfigError(f"{source}={text[:40]!r} is not a whole number of {unit} (0 or more)")
     return value
 
 

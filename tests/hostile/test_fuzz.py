@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from entrypoint.config import INSTANCE_NAME, parse_config
 from entrypoint.errors import AutoinferError, ConfigError, VerifyError
 from entrypoint.gguf_info import read_gguf_info
+from entrypoint.models.refs import parse_oci
+from entrypoint.router import PRESET_CUT, render_preset
 from entrypoint.settings import Settings
 from entrypoint.supervisor.render import split_env
 from tests.hostile.make_corpus import (
@@ -367,3 +369,162 @@ def test_settings_raise_only_config_error(environ: dict[str, str]) -> None:
         assert "\n" not in exc.message
     else:
         assert 0 <= got.lock_timeout <= 86400
+
+
+# --- oci:// refs -------------------------------------------------------------------
+
+_OCI_PIECES = ["oci://", "r.io", "127.0.0.1", ":5000", ":99999", ":0", "localhost", "[::1]", "[::1", "/", "//",
+               "a", "A", "ai", "m", ":", ":t", "@", "@sha256:", "a" * 64, "A" * 64, "_", "__", "-", ".", "..",
+               "\n", "\r", "\0", "\x1b", " ", "é", "%2F", "?", "#"]  # fmt: skip
+_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def _oci(text: str) -> None:
+    """parse_oci raises only ConfigError (one short line); what it accepts is the strict grammar."""
+    try:
+        ref = parse_oci(text)
+    except ConfigError as exc:
+        assert "\n" not in exc.message and len(exc.message) < 600, exc.message
+        return
+    assert ref.registry and ref.repo and ref.revision
+    assert not _UNCARRIABLE.search(ref.url), ref
+    assert all(re.fullmatch(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*", c) for c in ref.repo.split("/")), ref
+    assert _DIGEST_RE.fullmatch(ref.revision) or _TAG_RE.fullmatch(ref.revision), ref
+    port = ref.registry.rsplit(":", 1)[1] if ":" in ref.registry.rsplit("]", 1)[-1] else None
+    assert port is None or 0 < int(port) < 65536, ref
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(_OCI_PIECES), max_size=12).map(lambda parts: "oci://" + "".join(parts)))
+def test_oci_piece_soup_raises_only_config_error(text: str) -> None:
+    _oci(text)
+
+
+@FUZZ
+@given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=80))
+def test_oci_any_text_raises_only_config_error(body: str) -> None:
+    _oci("oci://" + body)
+
+
+def test_oci_seed_refs_parse() -> None:
+    assert parse_oci("oci://127.0.0.1:5000/ai/m:t").revision == "t"
+    assert parse_oci("oci://r.io/a/b@sha256:" + "a" * 64).revision == "sha256:" + "a" * 64
+
+
+# --- [router.<name>] sections ------------------------------------------------------
+
+_ROUTER_KEYS = st.one_of(
+    st.sampled_from(["models_max", "autoload", "load_on_startup", "control", "server", "models", "enable"]), _name
+)
+_MODEL_KEYS = st.one_of(
+    st.sampled_from(["ref", "sha256", "load_on_startup", "ctx_size", "chat_template", "port", "model", "env"]), _name
+)
+
+
+@st.composite
+def router_configs(draw: st.DrawFn) -> str:
+    """Well-formed TOML with [router.*] sections: mostly valid shapes, hostile names and values."""
+    lines = []
+    for router in draw(st.lists(st.one_of(st.sampled_from(["r", "s"]), _name), min_size=1, max_size=2, unique=True)):
+        head = f"router.{_toml_str(router)}"
+        models = draw(st.lists(st.one_of(st.sampled_from(["m", "org/m:Q4"]), _name), min_size=1, max_size=3,
+                               unique=True))  # fmt: skip
+        lines.append(f"[{head}]")
+        if draw(st.booleans()):
+            lines.append(f"models_max = {_toml_value(draw(st.one_of(st.integers(-1, 2**40), _value)))}")
+        if draw(st.booleans()):
+            startup = draw(st.one_of(st.lists(st.sampled_from(models), max_size=3), _value))
+            lines.append(f"load_on_startup = {_toml_value(startup)}")
+        for key in draw(st.lists(_name, max_size=1)):
+            lines.append(f"{_toml_str(key)} = {_toml_value(draw(_value))}")
+        if draw(st.booleans()):
+            lines.append(f"[{head}.server]")
+            lines.append(f"port = {_toml_value(draw(st.one_of(st.integers(-1, 70000), _value)))}")
+        for model in models:
+            lines.append(f"[{head}.models.{_toml_str(model)}]")
+            lines.append(f"ref = {_toml_value(draw(st.one_of(_text.map(lambda t: '/m' + t + '.gguf'), _value)))}")
+            for key in draw(st.lists(_MODEL_KEYS.filter(lambda k: k != "ref"), max_size=3, unique=True)):
+                value = draw(st.one_of(_scalar, _value))
+                lines.append(f"{_toml_str(key)} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+VALID_ROUTER = """\
+[router.r]
+models_max = 2
+load_on_startup = ["m"]
+
+[router.r.server]
+port = 9000
+ctx_size = 4096
+
+[router.r.models.m]
+ref = "/models/m.gguf"
+chat_template = "chatml"
+
+[router.r.models."org/n:Q4_K_M"]
+ref = "hf:org/n/n-Q4_K_M.gguf"
+sha256 = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+temp = 0.7
+"""
+
+
+def _parse_router(text: str) -> None:
+    """Only ConfigError escapes; an accepted router renders a preset that carries every value whole."""
+    try:
+        config = parse_config(text, "fuzz.toml")
+    except ConfigError as exc:
+        assert "\n" not in exc.message
+        return
+    for router in config.routers:
+        assert INSTANCE_NAME.fullmatch(router.name)
+        assert router.models_max is None or 0 <= router.models_max <= 2**31 - 1
+        try:
+            preset = render_preset(router.name, router.models, {m.name: "/models/m.gguf" for m in router.models})
+        except ConfigError:
+            continue
+        for model in router.models:
+            assert f"[{model.name}]" in preset.splitlines(), preset
+        for line in preset.splitlines():
+            assert not _UNCARRIABLE.search(line), line
+            if "=" in line and not line.startswith(";"):
+                value = line.split("=", 1)[1].strip()
+                assert not PRESET_CUT.search(value), line
+
+
+def test_valid_seed_router_parses() -> None:
+    config = parse_config(VALID_ROUTER)
+    assert [m.name for m in config.routers[0].models] == ["m", "org/n:Q4_K_M"]
+
+
+@FUZZ
+@given(router_configs())
+def test_router_section_raises_only_config_error(text: str) -> None:
+    _parse_router(text)
+
+
+@st.composite
+def mutated_routers(draw: st.DrawFn) -> str:
+    text = VALID_ROUTER
+    for _ in range(draw(st.integers(1, 6))):
+        at = draw(st.integers(0, len(text)))
+        op = draw(st.sampled_from(["insert", "delete", "repeat"]))
+        if op == "insert":
+            text = (
+                text[:at]
+                + draw(st.sampled_from([*_PIECES, ";", "#", "router", "models", "load_on_startup"]))
+                + text[at:]
+            )
+        elif op == "delete":
+            text = text[:at] + text[at + draw(st.integers(1, 20)) :]
+        else:
+            piece = draw(st.sampled_from(["[", ".a", '"', "x = 1\n", "[router.r.models.m]\n", '"m", ']))
+            text = text[:at] + piece * draw(st.integers(1, 300)) + text[at:]
+    return text
+
+
+@FUZZ
+@given(mutated_routers())
+def test_mutated_router_raises_only_config_error(text: str) -> None:
+    _parse_router(text)

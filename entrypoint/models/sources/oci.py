@@ -64,6 +64,16 @@ TITLE = "org.opencontainers.image.title"
 FILEPATH = "org.cncf.model.filepath"
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# A layer's name becomes a file name, then a word on llama-server's command line and a log
+# field: no control characters, and short enough for any file system.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+MAX_NAME = 200
+
+
+def _short(value: object, limit: int = 100) -> str:
+    """``repr`` of *value* cut to *limit* characters: an error stays one short line."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -254,15 +264,21 @@ def _title(desc: Mapping[str, Any], where: str) -> str | None:
     if not isinstance(value, str) or not value:
         return None
     name = value.replace("\\", "/").rsplit("/", 1)[-1]
-    if not name or name in (".", "..") or name.startswith(".") or "\0" in name:
-        raise VerifyError(f"{where}: a layer is named {value!r}, which cannot be a file name")
+    if (
+        not name
+        or name in (".", "..")
+        or name.startswith(".")
+        or _CONTROL.search(name)
+        or len(name.encode()) > MAX_NAME
+    ):
+        raise VerifyError(f"{where}: a layer is named {_short(value)}, which cannot be a file name")
     return name
 
 
 def _layer(name: str, desc: Mapping[str, Any], where: str, *, projector: bool = False) -> Layer:
     digest, size = desc.get("digest"), desc.get("size")
-    if not isinstance(digest, str) or not _DIGEST.match(digest):
-        raise VerifyError(f"{where}: layer {name} has digest {digest!r}; only sha256 digests are supported")
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+        raise VerifyError(f"{where}: layer {name} has digest {_short(digest)}; only sha256 digests are supported")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise VerifyError(f"{where}: layer {name} has size {size!r}")
+        raise VerifyError(f"{where}: layer {name} has size {_short(size)}")
     return Layer(name=name, digest=digest, size=size, projector=projector)

@@ -40,6 +40,7 @@ from urllib.parse import urlencode, urlsplit
 import urllib3
 
 from entrypoint.errors import ConfigError, NetError, NotFoundError, PermError, VerifyError
+from entrypoint.fsutil import read_regular_bytes
 from entrypoint.models.refs import ModelRef
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -54,6 +55,9 @@ DOCKER_CONFIG_PREFIX = "application/vnd.docker.ai.model.config"
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 MAX_MANIFEST = 4 << 20  # the distribution spec lets registries refuse larger manifests
+MAX_AUTH_FILE = 1 << 20  # a credentials file holds a few logins
+_TOKEN = re.compile(r"[\x21-\x7e]+")  # what an Authorization header can carry: visible ASCII
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 _PARAM = re.compile(r'([A-Za-z_]+)\s*=\s*(?:"([^"]*)"|([^,\s]*))')
 _DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -61,7 +65,10 @@ _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm6
 
 def pick_entry(index: Mapping[str, Any], where: str) -> str:
     """The digest of an index's model artifact, else of this platform's manifest, else the first."""
-    entries = [e for e in index.get("manifests") or [] if isinstance(e, dict) and _DIGEST.match(str(e.get("digest")))]
+    listed = index.get("manifests")
+    if not isinstance(listed, list):
+        raise VerifyError(f"{where}: the index's manifests is not a list")
+    entries = [e for e in listed if isinstance(e, dict) and _DIGEST.fullmatch(str(e.get("digest")))]
     if not entries:
         raise VerifyError(f"{where}: the index lists no manifest")
 
@@ -128,11 +135,12 @@ def find_credentials(environ: Mapping[str, str], registry: str, repo: str) -> Cr
     hub = registry in _DOCKER_HUB
     for path in auth_files(environ):
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(read_regular_bytes(path, MAX_AUTH_FILE))
         except FileNotFoundError:
             continue
-        except (OSError, ValueError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"registry credentials file {path} cannot be read: {exc}") from exc
+        except (OSError, ValueError, RecursionError) as exc:
+            reason = "nested too deep" if isinstance(exc, RecursionError) else _short(str(exc))
+            raise ConfigError(f"registry credentials file {path} cannot be read: {reason}") from exc
         auths = data.get("auths") if isinstance(data, dict) else None
         if not isinstance(auths, dict):
             continue
@@ -159,7 +167,7 @@ def _decode(entry: Mapping[str, Any], path: Path, key: str) -> Credentials:
     if isinstance(entry.get("auth"), str) and entry["auth"]:
         try:
             user, sep, password = base64.b64decode(entry["auth"], validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError) as exc:
+        except (binascii.Error, ValueError) as exc:  # ValueError: not ASCII; UnicodeDecodeError: not UTF-8
             raise ConfigError(
                 f"registry credentials file {path}: the auth of {key!r} is not base64 user:password"
             ) from exc
@@ -190,6 +198,7 @@ class Registry:
                 status_forcelist=(429, 500, 502, 503, 504),
                 allowed_methods=None,
                 raise_on_status=False,
+                respect_retry_after_header=False,  # urllib3 would sleep whatever Retry-After says
             ),
             timeout=urllib3.Timeout(connect=timeout, read=timeout),
         )
@@ -231,11 +240,13 @@ class Registry:
             raise VerifyError(f"{what}: the registry's manifest for {reference} hashes to {digest}")
         announced = headers.get("Docker-Content-Digest")
         if announced and announced.startswith("sha256:") and announced != digest:
-            raise VerifyError(f"{what}: the registry announces manifest {announced} but sent {digest}")
+            raise VerifyError(f"{what}: the registry announces manifest {_short(announced)} but sent {digest}")
         try:
             doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise VerifyError(f"{what}: manifest {digest} is not JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise VerifyError(f"{what}: manifest {digest} is nested too deep") from exc
+        except ValueError as exc:  # UnicodeDecodeError too
+            raise VerifyError(f"{what}: manifest {digest} is not JSON: {_short(str(exc))}") from exc
         if not isinstance(doc, dict):
             raise VerifyError(f"{what}: manifest {digest} is not a JSON object")
         media = str(doc.get("mediaType") or headers.get("Content-Type", "").split(";")[0].strip())
@@ -267,9 +278,9 @@ class Registry:
     def _send(self, url: str, headers: Mapping[str, str]) -> tuple[int, Mapping[str, str], bytes]:
         try:
             resp = self.http.request("GET", url, headers=dict(headers), preload_content=False, redirect=True)
-        except urllib3.exceptions.HTTPError as exc:
+        except (urllib3.exceptions.HTTPError, ValueError) as exc:  # ValueError: a URL http.client refuses
             raise NetError(
-                f"model {self.ref.text}: cannot reach {self.base}: {exc}",
+                f"model {self.ref.text}: cannot reach {self.base}: {_short(str(exc), 300)}",
                 hint="check the registry address, the network, or turn offline mode on if the model is in the store",
             ) from exc
         try:
@@ -293,20 +304,25 @@ class Registry:
         if scheme.lower() != "bearer" or not params.get("realm"):
             raise PermError(
                 f"model {self.ref.text}: {self.ref.registry} asks for an authentication this client does not speak"
-                f" ({scheme or 'no WWW-Authenticate header'})"
+                f" ({_short(scheme) or 'no WWW-Authenticate header'})"
             )
         realm = params["realm"]
-        parts = urlsplit(realm)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise PermError(f"model {self.ref.text}: {self.ref.registry} names a bad token service {realm!r}")
+        try:
+            parts = urlsplit(realm)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and not _CONTROL.search(realm)
+        except ValueError:  # an unclosed [ipv6]
+            ok = False
+        if not ok:
+            raise PermError(f"model {self.ref.text}: {self.ref.registry} names a bad token service {_short(realm)}")
         query = {"scope": params.get("scope") or f"repository:{self.repo}:pull"}
         if params.get("service"):
             query["service"] = params["service"]
         headers: dict[str, str] = {"Accept": "application/json"}
         if self.credentials is not None:
-            if parts.scheme != "https" and not is_loopback(parts.hostname):
+            if parts.scheme != "https" and not is_loopback(parts.hostname or ""):
                 raise PermError(
-                    f"model {self.ref.text}: the token service {realm} is plain HTTP; not sending credentials to it"
+                    f"model {self.ref.text}: the token service {_short(realm)} is plain HTTP;"
+                    " not sending credentials to it"
                 )
             headers["Authorization"] = self.credentials.basic()
         sep = "&" if parts.query else "?"
@@ -322,9 +338,14 @@ class Registry:
                 f"model {self.ref.text}: the token service {parts.scheme}://{parts.netloc} answered HTTP {status}"
             )
         token: object = None
-        with contextlib.suppress(ValueError, UnicodeDecodeError, AttributeError):
+        with contextlib.suppress(ValueError, RecursionError, AttributeError):
             data = json.loads(body)
             token = data.get("token") or data.get("access_token")
-        if not isinstance(token, str) or not token:
+        if not isinstance(token, str) or not _TOKEN.fullmatch(token):
             raise NetError(f"model {self.ref.text}: the token service {parts.scheme}://{parts.netloc} sent no token")
         self.authorization = f"Bearer {token}"
+
+
+def _short(text: str, limit: int = 100) -> str:
+    """*text* cut to *limit* characters: an error stays one short line."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
