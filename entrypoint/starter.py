@@ -79,6 +79,9 @@ class Starter:
     text: str
     instances: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    # It holds literal secrets (an api_key, control.env values) taken from a llama-swap
+    # config: the CLI writes it 0600, as boot writes the files those values go to.
+    private: bool = False
 
 
 def example() -> Starter:
@@ -164,7 +167,9 @@ def from_swap(config: Path, *, base_port: int = DEFAULT_PORT, host: str = "0.0.0
     if not instances:
         raise NotFoundError(f"{config}: no llama-server entry in models", hint="; ".join(skipped) or None)
     data = {"instance": {"control": {"gpu_ids": "all"}, "server": {"host": host}, **instances}}
-    return _finish(data, skipped, f"converted from the llama-swap config {config}")
+    made = _finish(data, skipped, f"converted from the llama-swap config {config}")
+    made.private = any("api_key" in body["server"] or "control" in body for body in instances.values())
+    return made
 
 
 def _finish(data: Mapping[str, Any], skipped: list[str], origin: str) -> Starter:

@@ -144,3 +144,25 @@ def test_init_from_a_llama_swap_config_validates_and_boots(
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+def test_init_from_a_llama_swap_config_with_literal_secrets_writes_the_file_0600(tmp_path: Path) -> None:
+    swap = tmp_path / "config.yaml"
+    swap.write_text(
+        "models:\n"
+        "  keyed:\n"
+        "    cmd: llama-server -m /m.gguf --api-key sk-literal-key\n"
+        "    env:\n"
+        '      - "HF_TOKEN=hf_literal_token"\n'
+    )
+    config = tmp_path / "llama.toml"
+    result = run_cli("config", "init", str(config), "--from-swap", str(swap))
+    assert result.returncode == 0, result.stderr
+    assert "sk-literal-key" in config.read_text()  # the user's own config keeps the key it asked for
+    assert config.stat().st_mode & 0o777 == 0o600  # but nobody else may read it
+
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("models:\n  open:\n    cmd: llama-server -m /m.gguf --ctx-size 256\n")
+    public = tmp_path / "public.toml"
+    assert run_cli("config", "init", str(public), "--from-swap", str(plain)).returncode == 0
+    assert public.stat().st_mode & 0o777 == 0o644

@@ -37,19 +37,15 @@ decompression, read-ahead), :mod:`.members` (the per-member checks and writes),
 """
 
 from entrypoint.archive.extract import extract_archive
-from entrypoint.archive.formats import FORMATS, declared_size, detect_format, estimate_size
-from entrypoint.archive.members import Extracted, Limits, check_tree, iter_symlinks
-from entrypoint.archive.streams import check_zstd_frames
+from entrypoint.archive.formats import FORMATS, detect_format, estimate_size
+from entrypoint.archive.members import Extracted, Limits, check_tree
 
 __all__ = [
     "FORMATS",
     "Extracted",
     "Limits",
     "check_tree",
-    "check_zstd_frames",
-    "declared_size",
     "detect_format",
     "estimate_size",
     "extract_archive",
-    "iter_symlinks",
 ]

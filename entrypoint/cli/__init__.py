@@ -24,8 +24,6 @@ from pathlib import Path
 
 from entrypoint.cli.edge import App, Outcome, environ, log_format_of, run_command, setup_logging
 
-PLAIN_FLAGS = {"--json", "-q", "--quiet", "-v", "--verbose"}
-
 
 class BootLine:
     """A boot command line read by :func:`parse_boot_line`."""

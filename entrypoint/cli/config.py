@@ -107,6 +107,6 @@ def init(app: App, file: Path, models_dir: Path | None, from_swap: Path | None, 
     if str(file) == "-":
         click.echo(made.text, nl=False)
         return Outcome("", data, details=details)
-    atomic_write_text(file, made.text)
+    atomic_write_text(file, made.text, mode=0o600 if made.private else 0o644)
     message = f"wrote {file}: {len(made.instances)} instance(s): {', '.join(made.instances)}"
     return Outcome(message, data, details=details)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from entrypoint.config.fields import API_KEY, CONTROL, DEFAULT_HOST, DEFAULT_PORT, INSTANCE_NAME, MASTER
 from entrypoint.config.instances import Config, Control, Instance, Router, server_flags
-from entrypoint.config.scan import prescan_toml
 from entrypoint.config.schema import json_schema
 from entrypoint.config.validator import load_config, parse_config
 
@@ -42,6 +41,5 @@ __all__ = [
     "json_schema",
     "load_config",
     "parse_config",
-    "prescan_toml",
     "server_flags",
 ]

@@ -35,7 +35,6 @@ from entrypoint.supervisor.files import (
     render_files,
     write_config,
 )
-from entrypoint.supervisor.handoff import render_handoff
 from entrypoint.supervisor.layout import StateLayout, check_state_dir
 from entrypoint.supervisor.render import render_program, render_supervisord
 from entrypoint.supervisor.update import UpdateReport
@@ -59,7 +58,6 @@ __all__ = [
     "read_credentials",
     "read_handoffs",
     "render_files",
-    "render_handoff",
     "render_program",
     "render_supervisord",
     "server_status",

@@ -104,6 +104,8 @@ class Forwarder:
                 pipe.copy.flush()
             except OSError as exc:
                 say(f"cannot write {pipe.log_file}: {exc.strerror}; no longer copying {pipe.instance}'s log")
+                with contextlib.suppress(OSError):  # its buffer cannot be flushed either
+                    pipe.copy.close()
                 pipe.copy = None
 
 

@@ -7,12 +7,16 @@ that write many partial lines); test_llama.py runs the real llama-server.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from entrypoint.servers import ServerSpec
+from entrypoint.supervisor import pipes
 from tests.supervisor.conftest import Supervised, wait_for
 
 PY = sys.executable
@@ -87,3 +91,46 @@ def test_log_file_keeps_a_copy(supervise: Callable[..., Supervised], short_state
     wait_for("line", lambda: "[chat] to the file too" in sup.out)
     sup.terminate()
     assert log.read_text() == "to the file too\n"
+
+
+def test_a_log_file_that_cannot_be_opened_leaves_the_server_logging_to_stdout(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    fifo = tmp_path / "pipes" / "chat.stdout"
+    config = {
+        "pipes": [{"path": str(fifo), "instance": "chat", "stream": "stdout", "log_file": str(blocker / "c.log")}]
+    }
+    [pipe] = pipes.open_pipes(config)
+    forwarder = pipes.Forwarder([pipe], "text")
+    try:
+        assert pipe.copy is None
+        os.write(pipe.fd, b"still forwarded\n")
+        forwarder.pump(pipe)
+    finally:
+        pipes.close_pipes(forwarder, [pipe])
+    out, err = capfd.readouterr()
+    assert "[chat] still forwarded" in out
+    assert f"cannot open log_file {blocker / 'c.log'}" in err and "chat logs only to stdout" in err
+
+
+def test_a_log_file_that_fails_mid_way_stops_the_copy_not_the_forwarding(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    full = Path("/dev/full")
+    if not full.exists():
+        pytest.skip("needs /dev/full (a device every write to fails with ENOSPC)")
+    pipe = pipes.Pipe(tmp_path / "chat.stdout", "chat", "stdout", log_file=str(full))
+    copy = pipe.copy = open(full, "ab")  # noqa: SIM115 - emit closes it when a write fails
+    forwarder = pipes.Forwarder([], "text")
+    try:
+        forwarder.emit(pipe, b"first")
+        forwarder.emit(pipe, b"second")
+    finally:
+        if pipe.copy is not None:
+            pipe.copy.close()
+    assert pipe.copy is None and copy.closed  # no descriptor left open in PID 1
+    out, err = capfd.readouterr()
+    assert "[chat] first" in out and "[chat] second" in out
+    assert err.count("no longer copying chat's log") == 1
