@@ -240,6 +240,7 @@ def test_config_env_forms_and_api_key_rules() -> None:
     for body, message in (
         ('[instance.a.server]\nextra_args = ["--api-key", "x"]\n', "--api-key would show its value in ps"),
         ('[instance.a.server]\nextra_args = ["--hf-token=x"]\n', "--hf-token would show its value in ps"),
+        ('[instance.a.server]\nextra_args = ["--api-key sk-x"]\n', "--api-key would show its value in ps"),
         ('[instance.a.server]\napi-key = "x"\n', "write api_key"),
         ('[instance.a.server]\nhf_token = "x"\n', "pass HF_TOKEN by name"),
         ('[instance.a.server]\napi_key = ""\n', "non-empty string"),

@@ -241,11 +241,12 @@ class _Validator:
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise self.error(table, key, f"expected a list of strings, found {shown(value)}")
                 for arg in value:
-                    if arg.split("=", 1)[0] in SECRET_FLAGS:
+                    flag = arg.split("=", 1)[0].split(None, 1)[0] if arg.strip() else ""
+                    if flag in SECRET_FLAGS:  # "--api-key=x" and "--api-key x" in one item alike
                         raise self.error(
                             table,
                             key,
-                            f"{arg.split('=', 1)[0]} would show its value in ps: set api_key "
+                            f"{flag} would show its value in ps: set api_key "
                             "(or api_key_file) in the server table, or pass HF_TOKEN by name in control.env",
                         )
             elif key in (API_KEY, "api_key_file"):

@@ -32,7 +32,7 @@ import json
 import platform
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -109,8 +109,8 @@ def _split_host(registry: str) -> str:
 @dataclass(frozen=True)
 class Credentials:
     username: str
-    password: str
-    origin: str  # the file they came from (never the secret)
+    password: str = field(repr=False)  # never in a repr, a log line or a traceback's locals
+    origin: str = ""  # the file they came from (never the secret)
 
     def basic(self) -> str:
         return "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
