@@ -132,3 +132,21 @@ def test_a_bad_model_ref_stops_the_plan_naming_it(tmp_path: Path) -> None:
     env = env_for(tmp_path, config)
     with pytest.raises(ConfigError, match="hf:acme/-bad-"):
         make_plan(Settings.from_environ(env), environ=env, base_dir=tmp_path)
+
+
+def test_a_warm_package_is_final_in_the_plan(tmp_path: Path, tiny_model: Path, llama_release: LlamaRelease) -> None:
+    """Installed and active already: boot changes nothing, so it need not resolve the binary again."""
+    config = two_instances(tmp_path / "llama.toml", tiny_model)
+    env = env_for(
+        tmp_path,
+        config,
+        AUTO_INFER_LLAMA_CPP_GET_PKG_ON_BOOT="1",
+        AUTO_INFER_LLAMA_CPP_PKG_PATH=str(llama_release.tar_gz),
+    )
+    settings = Settings.from_environ(env)
+    installed = packages.install_package(settings.root, str(llama_release.tar_gz))
+    plan = make_plan(settings, environ=env, base_dir=tmp_path)
+    assert plan.changing == frozenset()
+    binary = plan.servers[0].binary
+    assert not binary.pending and binary.package_id == installed.id
+    assert binary.note == "the active llama-cpp package"

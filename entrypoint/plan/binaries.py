@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from entrypoint import packages
 from entrypoint.config import Config
@@ -35,6 +35,7 @@ def choose_binary(
     strict: bool,
     environ: Mapping[str, str] | None = None,
     status: packages.PinStatus | None = None,
+    changing: Collection[str] = (),
 ) -> Binary:
     """Which llama-server an instance runs.
 
@@ -43,7 +44,9 @@ def choose_binary(
     (a version installed as several variants: the pin's, else this host's detected
     one); else ``master.llama_cpp_path``; else the active llama-cpp package; else
     llama-server on PATH. In a plan (*strict* False) a build that this boot installs
-    counts: *status* (from :func:`pin_steps`) says so for a pin.
+    counts: *status* (from :func:`pin_steps`) says so for a pin, *changing* (the packages
+    the plan installs, activates or repairs) for the active one. An active build that the
+    boot leaves as it is is final: boot does not resolve it again.
     """
     installed_by_boot = packages.binary_path(settings.root, LLAMA_CPP, SERVER_EXE)
     if pin:
@@ -60,7 +63,7 @@ def choose_binary(
     if config.llama_cpp_path:
         return Binary(config.llama_cpp_path, note="master.llama_cpp_path")
     active = packages.find_binary(settings.root, None, SERVER_EXE)
-    if active is not None and (strict or not installs(settings, LLAMA_CPP)):
+    if active is not None and (strict or LLAMA_CPP not in changing):
         return Binary(
             str(active.path),
             active.version,
@@ -69,7 +72,7 @@ def choose_binary(
             variant=active.variant,
             args=active.args,
         )
-    if not strict and installs(settings, LLAMA_CPP):
+    if not strict and LLAMA_CPP in changing:
         return Binary(str(installed_by_boot), note="the llama-cpp package this boot installs", pending=True)
     import shutil  # deferred: it brings bz2 and lzma, and only this last fallback needs it
 

@@ -42,7 +42,13 @@ def make_plan(settings: Settings, *, environ: Mapping[str, str], base_dir: Path 
         for inst in config.enabled_instances:
             pin = inst.control.binary or config.binary
             binary = choose_binary(
-                settings, config, pin, strict=False, environ=environ, status=by_pin.get(pin) if pin else None
+                settings,
+                config,
+                pin,
+                strict=False,
+                environ=environ,
+                status=by_pin.get(pin) if pin else None,
+                changing=plan.changing,
             )
             step = by_key.get((inst.model_ref, inst.control.model_sha256)) if inst.model_ref else None
             path = str(step.status.path) if step else None
@@ -106,7 +112,9 @@ def router_steps(
             )
         pin = rt.control.binary or config.binary
         status = next((p for p in plan.pins if p.pin == pin), None) if pin else None
-        binary = choose_binary(settings, config, pin, strict=False, environ=environ, status=status)
+        binary = choose_binary(
+            settings, config, pin, strict=False, environ=environ, status=status, changing=plan.changing
+        )
         model_steps_ = tuple(
             _router_model_step(plan, m.ref, m.sha256, f"{rt.name}/{m.name}", settings, base_dir) for m in rt.models
         )

@@ -89,6 +89,11 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def changing(self) -> frozenset[str]:
+        """The packages this boot changes: installs, activates or repairs (the rest stay as they are)."""
+        return frozenset(p.name for p in self.packages if p.state != "installed" or p.activate or p.needs_repair)
+
+    @property
     def specs(self) -> list[ServerSpec]:
         """Every supervised program as planned (llama-swap last)."""
         routers = [step.spec for step in self.routers]
