@@ -241,6 +241,8 @@ def test_config_env_forms_and_api_key_rules() -> None:
         ('[instance.a.server]\nextra_args = ["--api-key", "x"]\n', "--api-key would show its value in ps"),
         ('[instance.a.server]\nextra_args = ["--hf-token=x"]\n', "--hf-token would show its value in ps"),
         ('[instance.a.server]\nextra_args = ["--api-key sk-x"]\n', "--api-key would show its value in ps"),
+        ('[instance.a.server]\nmodel_url = "https://u:p@host/x.gguf"\n', "a URL with a credential would show in ps"),
+        ('[instance.a.server]\nextra_args = ["-mu", "https://h/x.gguf?token=t"]\n', "a URL with a credential"),
         ('[instance.a.server]\napi-key = "x"\n', "write api_key"),
         ('[instance.a.server]\nhf_token = "x"\n', "pass HF_TOKEN by name"),
         ('[instance.a.server]\napi_key = ""\n', "non-empty string"),

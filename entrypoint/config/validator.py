@@ -37,6 +37,7 @@ from entrypoint.config.instances import Config, Control, Instance
 from entrypoint.config.routers import routers
 from entrypoint.config.scan import prescan_toml
 from entrypoint.errors import ConfigError
+from entrypoint.redact import redact_text
 from entrypoint.safeio import printable, read_small_file
 
 
@@ -230,6 +231,15 @@ class _Validator:
             for item in value if isinstance(value, list) else [value]:
                 if isinstance(item, str):
                     self.text(item, table, key)
+                    # A URL with a credential would show in ps and in supervisord's config. The
+                    # model is ours to fetch (its path replaces it), so only it may carry one.
+                    if key != "model" and "://" in item and redact_text(item) != item:
+                        raise self.error(
+                            table,
+                            key,
+                            "a URL with a credential would show in ps: give the model as `model` "
+                            "(fetched by autoinfer, stored redacted) or pass the token by name in control.env",
+                        )
             if key.replace("-", "_") in (API_KEY, "api_key_file", "hf_token") and key not in (API_KEY, "api_key_file"):
                 raise self.error(
                     table,
