@@ -22,6 +22,7 @@ import tomli_w
 from entrypoint.config import DEFAULT_PORT, INSTANCE_NAME, parse_config
 from entrypoint.errors import ConfigError, NotFoundError, VerifyError
 from entrypoint.gguf_info import SPLIT_NAME, is_projector_name, read_gguf_info
+from entrypoint.safeio import printable, read_small_file
 
 EXAMPLE = """\
 # autoinfer llama.cpp config (AUTO_INFER_LLAMA_CPP_CONFIG); `autoinfer config validate FILE`
@@ -124,20 +125,30 @@ def from_models_dir(models_dir: Path, *, base_port: int = DEFAULT_PORT, host: st
     return _finish(data, skipped, f"from the models under {models_dir}")
 
 
+MAX_SWAP_CONFIG = 8 << 20  # bytes: llama-swap configs are kilobytes; thousands of entries stay well under
+
+
 def from_swap(config: Path, *, base_port: int = DEFAULT_PORT, host: str = "0.0.0.0") -> Starter:  # noqa: S104
     """The llama-server entries of a llama-swap config (``models.<id>.cmd``), one instance each."""
     # Deferred: ruamel.yaml is for llama-swap configs only.
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
+    if not config.exists() and not config.is_symlink():
+        raise NotFoundError(f"--from-swap {config} does not exist")
+    # A regular file under a cap, read without blocking: a FIFO or /dev/zero is refused.
+    raw = read_small_file(config, limit=MAX_SWAP_CONFIG, what="--from-swap")
     try:
-        text = config.read_text()
-    except FileNotFoundError:
-        raise NotFoundError(f"--from-swap {config} does not exist") from None
-    try:
-        doc = YAML(typ="safe").load(text) or {}
+        doc = YAML(typ="safe").load(raw.decode()) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{printable(config)}: not UTF-8 text") from None
     except YAMLError as exc:
-        raise ConfigError(f"{config}: not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{printable(config)}{where}: not valid YAML: {printable(problem)[:200]}") from None
+    except RecursionError:
+        raise ConfigError(f"{printable(config)}: nested too deep to be a llama-swap config") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("models") or {}, dict):
         raise ConfigError(f"{config}: expected a llama-swap config with a models map")
     macros = {str(k): str(v) for k, v in (doc.get("macros") or {}).items()}
