@@ -177,7 +177,6 @@ class Settings:
     llama_swap_config_dir: Path | None = None  # llama-swap --config-dir: the sync writes a file of its own there
     releases_url: str = DEFAULT_RELEASES_URL
     lock_timeout: float = 600.0
-    download_connections: int | None = None  # AUTO_INFER_DOWNLOAD_CONNECTIONS; None: chosen by size
     packages: tuple[PackageRequest, ...] = ()
     unknown: tuple[str, ...] = field(default=())  # names of unknown AUTO_INFER_*, escaped for a message
 
@@ -203,6 +202,9 @@ class Settings:
             "AUTO_INFER_LOCK_TIMEOUT", get("AUTO_INFER_LOCK_TIMEOUT"), 600.0, LOCK_TIMEOUT_RANGE
         )
 
+        # Checked here so that a bad value stops the plan before anything changes; each
+        # download reads it again from the same mapping (settings are not passed that far).
+        connections_setting(environ)
         return cls(
             root=root,
             state_dir=state_dir,
@@ -220,7 +222,6 @@ class Settings:
                 "AUTO_INFER_LLAMA_SWAP_CONFIG_DIR", get("AUTO_INFER_LLAMA_SWAP_CONFIG_DIR")
             ),
             lock_timeout=lock_timeout,
-            download_connections=connections_setting(environ),
             packages=_packages(environ),
             unknown=tuple(
                 sorted(
