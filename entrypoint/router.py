@@ -202,6 +202,16 @@ def _find(spec: ServerSpec, name: str, *, timeout: float) -> ModelState:
     )
 
 
+def _ask(spec: ServerSpec, verb: str, name: str, *, timeout: float, fine: str) -> None:
+    """POST ``/models/<verb>`` for *name*; an error whose message holds *fine* means "already so"."""
+    try:
+        code, answer = _call(spec, "POST", f"/models/{verb}", {"model": name}, timeout=timeout)
+    except OSError as exc:
+        raise NotReadyError(f"router {spec.name} does not answer at {base_url(spec)}: {exc}") from None
+    if code != 200 and fine not in _message(answer):
+        raise NotReadyError(f"router {spec.name}: {verb}ing {name} failed: HTTP {code} {_message(answer)}".rstrip())
+
+
 def load_model(
     spec: ServerSpec,
     name: str,
@@ -215,12 +225,7 @@ def load_model(
     state = _find(spec, name, timeout=timeout)
     if state.state in (LOADED, LOADING):
         return _wait_loaded(spec, name, wait, timeout, clock, sleep) if wait else state
-    try:
-        code, answer = _call(spec, "POST", "/models/load", {"model": name}, timeout=timeout)
-    except OSError as exc:
-        raise NotReadyError(f"router {spec.name} does not answer at {base_url(spec)}: {exc}") from None
-    if code != 200 and "already" not in _message(answer):
-        raise NotReadyError(f"router {spec.name}: loading {name} failed: HTTP {code} {_message(answer)}".rstrip())
+    _ask(spec, "load", name, timeout=timeout, fine="already")
     if not wait:
         return _find(spec, name, timeout=timeout)
     return _wait_loaded(spec, name, wait, timeout, clock, sleep)
@@ -265,12 +270,7 @@ def unload_model(
     state = _find(spec, name, timeout=timeout)
     if state.state in (UNLOADED, FAILED):
         return state
-    try:
-        code, answer = _call(spec, "POST", "/models/unload", {"model": name}, timeout=timeout)
-    except OSError as exc:
-        raise NotReadyError(f"router {spec.name} does not answer at {base_url(spec)}: {exc}") from None
-    if code != 200 and "not running" not in _message(answer):
-        raise NotReadyError(f"router {spec.name}: unloading {name} failed: HTTP {code} {_message(answer)}".rstrip())
+    _ask(spec, "unload", name, timeout=timeout, fine="not running")
     deadline = clock() + wait
     while True:
         state = _find(spec, name, timeout=timeout)
