@@ -31,9 +31,10 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
+
+from msgspec import Struct
 
 from entrypoint import models, packages, router, supervisor
 from entrypoint.errors import ConfigError
@@ -61,8 +62,7 @@ def exec_process(file: str, argv: Sequence[str], env: Mapping[str, str]) -> NoRe
     os.execvpe(file, list(argv), dict(env))  # noqa: S606 - exec of our own argv is the point
 
 
-@dataclass
-class Prepared:
+class Prepared(Struct):
     """What boot did: the plan it followed and the result of each step."""
 
     plan: Plan

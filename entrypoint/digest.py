@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from msgspec import Struct
+from msgspec.structs import asdict
 
 from entrypoint.errors import ConfigError, VerifyError, from_os_error
 
@@ -23,8 +25,7 @@ _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 files_hashed = 0
 
 
-@dataclass(frozen=True)
-class StatKey:
+class StatKey(Struct, frozen=True):
     """What must stay equal for a remembered digest to be trusted."""
 
     size: int

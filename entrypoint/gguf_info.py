@@ -19,9 +19,11 @@ from __future__ import annotations
 import os
 import re
 import struct
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from msgspec import Struct
+from msgspec.structs import asdict
 
 from entrypoint.errors import NotFoundError, PermError, VerifyError
 from entrypoint.safeio import open_regular_file, printable
@@ -57,8 +59,7 @@ FILE_TYPES = {
 }  # fmt: skip
 
 
-@dataclass(frozen=True)
-class GGUFInfo:
+class GGUFInfo(Struct, frozen=True):
     """What a GGUF file's header says: format version, architecture, size and quantization."""
 
     path: str
@@ -87,8 +88,7 @@ class GGUFInfo:
         return {**asdict(self), "size_label": self.size_label}
 
 
-@dataclass(frozen=True)
-class _Array:
+class _Array(Struct, frozen=True):
     """A skipped array value: its item type and length (never its items)."""
 
     item_type: int

@@ -10,7 +10,8 @@ What counts as a secret (each becomes :data:`MASK`):
 - an ``Authorization`` or ``Proxy-Authorization`` header's value;
 - the value after a secret flag in a command line (``--api-key VALUE``, ``--api-key=VALUE``,
   ``--hf-token VALUE``; :data:`SECRET_FLAGS`);
-- in JSON-like data, the string value of a key named like a secret (:data:`SECRET_KEYS`).
+- in JSON-like data, the string value of a key named like a secret (:data:`SECRET_KEYS`);
+- in a struct's repr, the fields its type names as secret (:func:`repr_hiding`).
 
 Two uses, two functions for URLs:
 
@@ -218,6 +219,16 @@ def redact_obj(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [redact_obj(item) for item in value]
     return value
+
+
+def repr_hiding(obj: Any, *hidden: str) -> str:
+    """``Name(field=value, ...)`` of a struct without its *hidden* fields.
+
+    For the types that hold a secret (a password, a key, literal env values): their repr
+    shows up in tracebacks, debug logs and test failures, so the secret is left out whole.
+    """
+    shown = ", ".join(f"{name}={getattr(obj, name)!r}" for name in obj.__struct_fields__ if name not in hidden)
+    return f"{type(obj).__name__}({shown})"
 
 
 class RedactingFilter(logging.Filter):

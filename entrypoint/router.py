@@ -22,9 +22,10 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 from entrypoint.errors import ConfigError, NotFoundError, NotReadyError
 from entrypoint.fsutil import atomic_write_text, read_regular_bytes
@@ -41,8 +42,7 @@ PRESET_CUT = re.compile(r"[;#]|^\s|\s$")
 _LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f]")
 
 
-@dataclass(frozen=True)
-class RouterModel:
+class RouterModel(Struct, frozen=True):
     """One model of a router (``[router.<r>.models.<name>]``): its section in the preset file."""
 
     name: str  # the model's id in requests and in /models
@@ -52,8 +52,7 @@ class RouterModel:
     load_on_startup: bool = False
 
 
-@dataclass(frozen=True)
-class ModelState:
+class ModelState(Struct, frozen=True):
     """One model of a running router, as ``GET /models`` reports it."""
 
     name: str

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from entrypoint.redact import MASK, redact_argv, redact_env
+from msgspec import Struct, field
+
+from entrypoint.redact import MASK, redact_argv, redact_env, repr_hiding
 
 
-@dataclass(frozen=True)
-class ServerSpec:
+class ServerSpec(Struct, frozen=True):
     """One enabled instance, ready to run: exact argv (binary first) and environment."""
 
     name: str
@@ -21,9 +21,9 @@ class ServerSpec:
     env_passed: Mapping[str, str] = field(default_factory=dict)
     # Values written in the config: kept in a 0600 file (the state dir's run/keys/), never in
     # supervisord's config, shown as ***; repr=False keeps them out of tracebacks and logs.
-    secret_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    secret_env: Mapping[str, str] = field(default_factory=dict)
     # A literal API key: written to the 0600 file that the argv's --api-key-file names.
-    api_key: str | None = field(default=None, repr=False)
+    api_key: str | None = None
     host: str = "127.0.0.1"
     port: int = 8080
     model_ref: str | None = None
@@ -44,6 +44,9 @@ class ServerSpec:
     log_file: str | None = None
     program: str = "llama-server"  # what it runs: llama-server, or llama-swap
     devices: Mapping[str, str] = field(default_factory=dict)  # the GPU variables of env (gpu_ids), for the handoff
+
+    def __repr__(self) -> str:
+        return repr_hiding(self, "secret_env", "api_key")
 
     @property
     def health_url(self) -> str:

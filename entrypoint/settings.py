@@ -14,9 +14,10 @@ import os
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from msgspec import Struct
 
 from entrypoint.digest import parse_sha256
 from entrypoint.errors import ConfigError
@@ -146,8 +147,7 @@ def package_name(env_part: str) -> str:
     return env_part.lower().replace("_", "-")
 
 
-@dataclass(frozen=True)
-class PackageRequest:
+class PackageRequest(Struct, frozen=True):
     """What the environment asks of one package ``<pkg>``."""
 
     name: str
@@ -161,8 +161,7 @@ class PackageRequest:
         return f"{PREFIX}{env_name(self.name)}_{field_name}"
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(Struct, frozen=True):
     """The resolved AUTO_INFER_* settings: folders, boot switches and package requests."""
 
     root: Path = DEFAULT_ROOT
@@ -178,7 +177,7 @@ class Settings:
     releases_url: str = DEFAULT_RELEASES_URL
     lock_timeout: float = 600.0
     packages: tuple[PackageRequest, ...] = ()
-    unknown: tuple[str, ...] = field(default=())  # names of unknown AUTO_INFER_*, escaped for a message
+    unknown: tuple[str, ...] = ()  # names of unknown AUTO_INFER_*, escaped for a message
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], *, root: Path | None = None) -> Settings:

@@ -13,11 +13,11 @@ import os
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomli_w
+from msgspec import Struct, field
 
 from entrypoint.config import DEFAULT_PORT, INSTANCE_NAME, parse_config
 from entrypoint.errors import ConfigError, NotFoundError, VerifyError
@@ -73,8 +73,7 @@ _DROPPED = {"port", "host"}  # autoinfer assigns them
 _MACRO = re.compile(r"\$\{([A-Za-z0-9_.-]+)\}")
 
 
-@dataclass
-class Starter:
+class Starter(Struct):
     """A starter config: its text, and what was left out (for the person running init)."""
 
     text: str

@@ -15,9 +15,10 @@ import os
 import posixpath
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+from msgspec import Struct, field
 
 from entrypoint import fsutil
 from entrypoint.archive.streams import CHUNK
@@ -27,16 +28,14 @@ NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(Struct, frozen=True):
     """Bomb guards: the most members and uncompressed bytes one archive may hold."""
 
     max_files: int = 100_000
     max_bytes: int = 32 << 30  # CUDA builds of llama.cpp carry ~2 GB of runtime libraries
 
 
-@dataclass
-class Extracted:
+class Extracted(Struct):
     """What :func:`extract_archive` wrote, and the sha256 of the archive bytes it read."""
 
     format: str

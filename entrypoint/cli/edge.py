@@ -17,9 +17,10 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from msgspec import Struct, field
 
 from entrypoint.errors import AutoinferError, from_os_error
 from entrypoint.redact import RedactingFilter, redact_obj, redact_text
@@ -27,8 +28,7 @@ from entrypoint.redact import RedactingFilter, redact_obj, redact_text
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@dataclass
-class Outcome:
+class Outcome(Struct):
     """What a command returns: a line for people, data for tools, and a status."""
 
     message: str
@@ -39,8 +39,7 @@ class Outcome:
     details: list[str] = field(default_factory=list)  # extra text lines for people
 
 
-@dataclass
-class App:
+class App(Struct):
     """Global options, shared by every command through click's context."""
 
     environ: Mapping[str, str]
@@ -59,10 +58,10 @@ def _default(value: Any) -> Any:
         return str(value)
     if hasattr(value, "to_dict"):
         return value.to_dict()
-    if hasattr(value, "__dataclass_fields__"):
-        import dataclasses
+    if hasattr(value, "__struct_fields__"):
+        from msgspec.structs import asdict
 
-        return dataclasses.asdict(value)
+        return asdict(value)
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")

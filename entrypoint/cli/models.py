@@ -7,11 +7,11 @@ an :class:`Outcome`; the edge prints it (or the JSON object) and sets the exit c
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
 import click
+from msgspec.structs import replace
 
 from entrypoint.cli.edge import App, Outcome, command
 from entrypoint.digest import parse_sha256
@@ -115,7 +115,7 @@ def pull(
             parse_sha256(sha256, "--sha256")
     settings = app.settings()
     if offline:
-        settings = dataclasses.replace(settings, offline=True)
+        settings = replace(settings, offline=True)
     options = PullOptions(
         max_quota_bytes=int(max_quota_gb * 1e9) if max_quota_gb is not None else None,
         check_fit=not force_compat,

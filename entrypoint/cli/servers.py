@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
+from msgspec.structs import replace
 
 from entrypoint.cli.edge import App, Outcome, command
 from entrypoint.errors import ConfigError, NotReadyError

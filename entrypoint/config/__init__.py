@@ -6,7 +6,7 @@ It is infer-dev's contract, extended. One table of fields (:data:`MASTER`,
 free-form llama-server flags: ``ctx_size`` -> ``--ctx-size``; ``true`` -> bare flag;
 ``false`` -> omitted; a list repeats the flag; ``extra_args`` go first, raw.
 
-Everything here is pure: text in, dataclasses out (only :func:`load_config` reads the
+Everything here is pure: text in, frozen structs out (only :func:`load_config` reads the
 file). Resolving the binary and the model to paths on disk is the plan's job.
 
 The file may come from anyone who can set a variable, so it is bounded before it is

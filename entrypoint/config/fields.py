@@ -9,8 +9,9 @@ forms of ``env`` made one (:func:`env_table`), for ``validator`` and ``routers``
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: a config is a few KB; anything near this is not a config
 
@@ -85,8 +86,7 @@ SHOWN_KEY = 200  # a longer key path is cut in messages (and not looked up)
 SUPERVISORD_HERE = "%(here)s"  # supervisord expands it in every value, even after %-escaping
 
 
-@dataclass(frozen=True)
-class Field:
+class Field(Struct, frozen=True):
     """One known key: its JSON type, default and description (and optional checks)."""
 
     type: str  # "boolean" | "string" | "integer" | "env" (a table of variables or a list of names)

@@ -11,16 +11,17 @@ kept apart (:meth:`Control.env_literals`). The reprs leave both out.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from entrypoint.config.fields import API_KEY, DEFAULT_HOST, DEFAULT_PORT, ENV_REFERENCE
 from entrypoint.errors import ConfigError
+from entrypoint.redact import repr_hiding
 from entrypoint.router import RouterModel
 
 
-@dataclass(frozen=True)
-class Control:
+class Control(Struct, frozen=True):
     enabled: bool = True
     gpu_ids: str = "all"
     restart: str = "always"
@@ -30,10 +31,13 @@ class Control:
     critical: bool = True
     model_sha256: str | None = None
     binary: str | None = None
-    env: Mapping[str, str] = field(default_factory=dict, repr=False)  # literal values may be secrets
+    env: Mapping[str, str] = field(default_factory=dict)  # literal values may be secrets
     log_file: str | None = None
     log_dir: str | None = None
     background: bool = True
+
+    def __repr__(self) -> str:
+        return repr_hiding(self, "env")
 
     def env_passed(self) -> dict[str, str]:
         """Variables taken from the container's environment at start: ``{NAME: SOURCE_NAME}``."""
@@ -73,14 +77,16 @@ class Control:
         return env
 
 
-@dataclass(frozen=True)
-class Instance:
+class Instance(Struct, frozen=True):
     """One ``[instance.<name>]`` with the defaults merged in."""
 
     name: str
     control: Control
-    server: Mapping[str, Any] = field(repr=False)  # merged llama-server keys, without extra_args (api_key too)
+    server: Mapping[str, Any]  # merged llama-server keys, without extra_args (api_key too)
     extra_args: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return repr_hiding(self, "server")
 
     @property
     def enabled(self) -> bool:
@@ -133,17 +139,19 @@ class Instance:
         return server_flags(missing)
 
 
-@dataclass(frozen=True)
-class Router:
+class Router(Struct, frozen=True):
     """One ``[router.<name>]``: one llama-server in router mode serving several models."""
 
     name: str
     control: Control
-    server: Mapping[str, Any] = field(repr=False)  # the router's own llama-server keys (its command line)
+    server: Mapping[str, Any]  # the router's own llama-server keys (its command line)
     models: tuple[RouterModel, ...]
     extra_args: tuple[str, ...] = ()
     models_max: int | None = None  # None: llama-server's default
     autoload: bool = True
+
+    def __repr__(self) -> str:
+        return repr_hiding(self, "server")
 
     @property
     def enabled(self) -> bool:
@@ -178,8 +186,7 @@ class Router:
         return [*argv, "--models-autoload" if self.autoload else "--no-models-autoload"]
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Struct, frozen=True):
     source: str
     enable: bool
     llama_cpp_path: str | None

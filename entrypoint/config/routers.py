@@ -7,8 +7,9 @@ Functions over the validator (:class:`Tables`, what they need of it), called by
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any, Protocol
+
+from msgspec.structs import replace
 
 from entrypoint.config.fields import (
     API_KEY,

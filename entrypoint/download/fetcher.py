@@ -15,8 +15,9 @@ import logging
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from msgspec import Struct, field
 
 from entrypoint.download.journal import changed, validator
 from entrypoint.download.pieces import READ, Piece, Plan
@@ -56,8 +57,7 @@ class _SourceGone(Exception):
         self.direct = direct
 
 
-@dataclass
-class Fetcher:
+class Fetcher(Struct):
     http: urllib3.PoolManager
     url: str
     headers: Mapping[str, str]

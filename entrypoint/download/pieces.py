@@ -11,7 +11,8 @@ import re
 import threading
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+
+from msgspec import Struct, field
 
 AUTO_MAX_CONNECTIONS = 8
 MIB = 1 << 20
@@ -61,15 +62,13 @@ def _missing(total: int, done: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return gaps
 
 
-@dataclass
-class Piece:
+class Piece(Struct):
     start: int
     pos: int  # written up to here
     end: int  # exclusive; shrinks when another worker takes the upper half
 
 
-@dataclass
-class Plan:
+class Plan(Struct):
     """Who fetches which bytes; every field is guarded by ``cond``."""
 
     total: int

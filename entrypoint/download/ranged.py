@@ -45,9 +45,10 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+from msgspec import Struct
 
 from entrypoint.download import journal
 from entrypoint.download.fetcher import Fetcher
@@ -70,8 +71,7 @@ class ProgressLike(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True)
-class Body:
+class Body(Struct, frozen=True):
     """A complete part file, hashed in order: what the caller verifies and publishes."""
 
     path: Path

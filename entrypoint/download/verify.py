@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct
 
 from entrypoint.errors import VerifyError
 from entrypoint.fsutil import fsync_dir
@@ -13,8 +14,7 @@ from entrypoint.fsutil import fsync_dir
 CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
-class Fetched:
+class Fetched(Struct, frozen=True):
     path: Path
     sha256: str
     size: int

@@ -23,10 +23,11 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 from entrypoint.config import load_config
 from entrypoint.errors import AutoinferError
@@ -43,8 +44,7 @@ PARTIAL_MARKERS = (".part-", ".incomplete", ".tmp-", ".import-")
 STALE_PENDING = 12 * 3600  # seconds
 
 
-@dataclass
-class GcReport:
+class GcReport(Struct):
     """What a model garbage collection removed, kept and found (partials, orphans)."""
 
     quota_bytes: int | None

@@ -9,9 +9,10 @@ bytes are still to come.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct
 
 from entrypoint import fsutil
 from entrypoint.errors import AutoinferError, CompatError, NetError, QuotaError, VerifyError
@@ -20,8 +21,7 @@ from entrypoint.models.compat import fit_problem, machine_facts
 from entrypoint.models.refs import ModelRef
 
 
-@dataclass(frozen=True)
-class PullOptions:
+class PullOptions(Struct, frozen=True):
     """The guards and choices of ``models pull`` (boot uses the defaults: no quota, no fit check).
 
     ``max_quota_bytes``: E_QUOTA if the store would grow past it. ``check_fit``: E_COMPAT if

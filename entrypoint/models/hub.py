@@ -22,9 +22,11 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct
+from msgspec.structs import asdict
 
 from entrypoint.errors import AutoinferError, LicenseError, NetError, NotFoundError, PermError, VerifyError
 
@@ -32,8 +34,7 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-@dataclass(frozen=True)
-class RemoteFile:
+class RemoteFile(Struct, frozen=True):
     """One file of a hub repo at a commit: its size, LFS sha256 and pinned URL."""
 
     name: str  # path inside the repo
@@ -42,8 +43,7 @@ class RemoteFile:
     url: str  # resolve URL pinned to the commit
 
 
-@dataclass(frozen=True)
-class RemoteRepo:
+class RemoteRepo(Struct, frozen=True):
     """A hub repo resolved to one commit, with its files, gating and license."""
 
     repo_id: str
@@ -54,8 +54,7 @@ class RemoteRepo:
     license: str | None = None
 
 
-@dataclass(frozen=True)
-class RepoSummary:
+class RepoSummary(Struct, frozen=True):
     """One repo of ``models search``: what the hub's listing says of it."""
 
     id: str

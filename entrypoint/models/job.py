@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from entrypoint.digest import StatKey, sha256_file
 from entrypoint.errors import (
@@ -36,8 +38,7 @@ from entrypoint.redact import redact_text
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ProvisionedModel:
+class ProvisionedModel(Struct, frozen=True):
     """A model ready to serve: ``path`` is what llama-server's ``--model`` gets."""
 
     id: str
@@ -78,8 +79,7 @@ class ProvisionedModel:
         }
 
 
-@dataclass
-class Job:
+class Job(Struct):
     """The state of one provisioning of one ref (see the module docstring)."""
 
     models_dir: Path

@@ -16,9 +16,11 @@ import json
 import os
 import pwd
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct
+from msgspec.structs import asdict
 
 from entrypoint.errors import NotFoundError, VerifyError
 from entrypoint.fsutil import atomic_write_json, file_lock
@@ -28,8 +30,7 @@ from entrypoint.models.hub import Hub
 from entrypoint.models.refs import ModelRef, parse_model_ref
 
 
-@dataclass(frozen=True)
-class LicenseStatus:
+class LicenseStatus(Struct, frozen=True):
     """A model's license, where it was learnt (``catalog`` or ``hub``), and its recorded acceptance."""
 
     key: str

@@ -33,9 +33,11 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterable, MutableMapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
+from msgspec.structs import asdict
 
 from entrypoint.digest import StatKey, sha256_file
 from entrypoint.fsutil import atomic_write_bytes, remove_tree
@@ -51,8 +53,7 @@ WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx")
 OURS = {layout.LLAMA_CPP, layout.TRANSFORMERS, "configs", catalog.CATALOG_FILE, catalog.PROVENANCE, "licenses.json"}
 
 
-@dataclass
-class MigrationReport:
+class MigrationReport(Struct):
     """What ``models migrate`` changed (or, with ``--dry-run``, would change)."""
 
     moved: list[dict[str, str]] = field(default_factory=list)  # {"from", "to", "how": rename|link|duplicate}
@@ -70,8 +71,7 @@ class MigrationReport:
         return {**asdict(self), "changed": self.changed}
 
 
-@dataclass
-class Unit:
+class Unit(Struct):
     """One model found outside the layout: its files (relative name -> path) and where it goes."""
 
     kind: str  # gguf | transformers

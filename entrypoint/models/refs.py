@@ -23,13 +23,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
+from msgspec import Struct
+from msgspec.structs import replace
+
 from entrypoint.errors import ConfigError
-from entrypoint.redact import redact_url, storable_url
+from entrypoint.redact import redact_url, repr_hiding, storable_url
 
 Source = Literal["local", "hf", "https", "oci"]
 
@@ -59,8 +61,7 @@ def _short(text: str, limit: int = 100) -> str:
 DEFAULT_REVISION = "main"
 
 
-@dataclass(frozen=True)
-class ModelRef:
+class ModelRef(Struct, frozen=True):
     """A parsed reference. ``filename`` is None for a whole-repo ``hf:`` ref."""
 
     text: str
@@ -72,8 +73,11 @@ class ModelRef:
     revision: str | None = None  # as written; None means "main" (oci: the tag or ``sha256:…`` digest)
     # https: the URL as written, credentials included (shown and stored without them: see
     # model_id); oci: ``oci://registry/repo`` (the catalog key)
-    url: str | None = field(default=None, repr=False)
+    url: str | None = None
     registry: str | None = None  # oci: ``host[:port]`` as written (repo holds the repository path)
+
+    def __repr__(self) -> str:
+        return repr_hiding(self, "url")
 
     @property
     def repo_id(self) -> str:

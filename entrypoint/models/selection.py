@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+from msgspec import Struct
 
 from entrypoint.models.refs import ModelRef
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Named:
+class Named(Struct, frozen=True):
     """A file known only by its path inside a repo (a file of the HF cache's snapshot)."""
 
     name: str

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct
 
 from entrypoint.digest import parse_sha256
 from entrypoint.models import catalog, layout
@@ -13,8 +14,7 @@ from entrypoint.models.refs import Source, parse_model_ref
 from entrypoint.models.selection import selection_id
 
 
-@dataclass(frozen=True)
-class ModelStatus:
+class ModelStatus(Struct, frozen=True):
     """Where a ref is or will be, and in which state (see :func:`check`)."""
 
     ref: str

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct
+from msgspec.structs import asdict
 
 from entrypoint.errors import AutoinferError, ConfigError, NetError, NotFoundError
 from entrypoint.models import catalog, layout
@@ -32,8 +34,7 @@ def resolve_key(models_dir: Path, text: str, *, base_dir: Path | None = None) ->
     return key
 
 
-@dataclass(frozen=True)
-class ModelSummary:
+class ModelSummary(Struct, frozen=True):
     """One line of ``models list`` (and what pin/unpin answer)."""
 
     key: str

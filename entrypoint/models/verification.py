@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
+from msgspec.structs import asdict
 
 from entrypoint import digest as digestmod
 from entrypoint.digest import StatKey, sha256_file
@@ -14,8 +16,7 @@ from entrypoint.models import catalog, layout
 from entrypoint.models.catalog import file_unchanged
 
 
-@dataclass
-class VerifyReport:
+class VerifyReport(Struct):
     """What ``models verify`` found: files checked and hashed, failures, each model's new state."""
 
     checked: int = 0

@@ -25,9 +25,10 @@ crashes and older installers left), :mod:`.release`/:mod:`.releases`/:mod:`.vari
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from msgspec.structs import replace
 
 from entrypoint.packages.job import Hook, InstallResult, result_of
 from entrypoint.packages.manage import GcReport, activate, gc, info, latest, list_versions, remove

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from msgspec import Struct, field
 
 from entrypoint import fsutil
 from entrypoint.packages.cache import cache_dir
@@ -25,8 +26,7 @@ Hook = Callable[[str], None]
 STEPS = ("locked", "repaired", "cached", "staging", "extracted", "marked", "published", "registered", "activated")
 
 
-@dataclass(frozen=True)
-class InstallResult:
+class InstallResult(Struct, frozen=True):
     """What an install did. ``changed`` is False for the warm no-op."""
 
     id: str
@@ -59,8 +59,7 @@ class InstallResult:
         }
 
 
-@dataclass
-class Job:
+class Job(Struct):
     """The install of *pkg* under *root*; *locking* False skips the package lock (concurrency tests)."""
 
     root: Path

@@ -18,8 +18,9 @@ import os
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+
+from msgspec import Struct
 
 from entrypoint.errors import ArchiveError
 from entrypoint.packages.registry import ALTERNATES, EXECUTABLES
@@ -32,8 +33,7 @@ _NAME_BUILD = re.compile(r"(?:^|[-_.])(b\d+)(?=[-_.]|$)")
 _NAME_SEMVER = re.compile(r"(?:^|[-_])v?(\d+(?:\.\d+)*)(?=[-_]|\.(?:tar|tgz|zip))")
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(Struct, frozen=True):
     kind: str  # bin | build/bin | flat
     executables: tuple[str, ...]
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 from entrypoint import fsutil
 from entrypoint.errors import ArgsError, NotFoundError
@@ -160,8 +161,7 @@ def remove(
     }
 
 
-@dataclass
-class GcReport:
+class GcReport(Struct):
     """What a package garbage collection removed, kept, dropped from the cache and repaired."""
 
     removed: list[dict[str, Any]] = field(default_factory=list)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from entrypoint.errors import ConfigError, NotFoundError
 from entrypoint.packages.job import InstallResult
@@ -27,8 +28,7 @@ from entrypoint.settings import Settings
 _TAG = re.compile(r"^(b?\d+|v\d+(\.\d+)*)$")
 
 
-@dataclass(frozen=True)
-class PinStatus:
+class PinStatus(Struct, frozen=True):
     """One pin and what boot does for it.
 
     ``state``: ``installed`` (*found* is the build), ``install`` (this boot installs

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+
+from msgspec import Struct
 
 from entrypoint.config import load_config
 from entrypoint.errors import ConfigError, NotFoundError
 from entrypoint.packages.registry import Version
 
 
-@dataclass(frozen=True)
-class Pin:
+class Pin(Struct, frozen=True):
     """One ``binary = ...`` pin and where in the config it is."""
 
     ref: str  # llama-cpp | llama-cpp@<id or version>

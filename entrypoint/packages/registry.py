@@ -18,9 +18,11 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
+from msgspec.structs import asdict
 
 from entrypoint import fsutil
 
@@ -92,8 +94,7 @@ def link_target(pkg: str, version_id: str) -> str:
     return f"pkgs/{pkg}/{version_id}"
 
 
-@dataclass(frozen=True)
-class Version:
+class Version(Struct, frozen=True):
     """One installed version (a registry entry; also the marker inside its directory)."""
 
     id: str
@@ -153,8 +154,7 @@ def same_version(ref: str, version: str | None) -> bool:
     return ref == version or (ref.lstrip("b") == version.lstrip("b") and ref.lstrip("b").isdigit())
 
 
-@dataclass
-class Registry:
+class Registry(Struct):
     """``pkgs/registry.json``: every installed version, and the cache's archive digests."""
 
     versions: dict[str, Version] = field(default_factory=dict)

@@ -30,10 +30,12 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from entrypoint import __version__, fsutil
 from entrypoint.errors import NetError, NotFoundError, PermError
@@ -62,8 +64,7 @@ _URL = re.compile(r"[\x21-\x7e]+")  # one word of visible ASCII (the download ch
 MAX_ANSWER = 32 << 20  # bytes of one index answer: a page of 30 releases is well under 2 MiB
 
 
-@dataclass(frozen=True)
-class AssetEra:
+class AssetEra(Struct, frozen=True):
     """One row of :data:`ASSET_ERAS`: how one backend's build is named in a range of releases."""
 
     backend: str
@@ -97,8 +98,7 @@ def _ref() -> re.Pattern[str]:
     return re.compile(r"^(?P<pkg>[a-z0-9][a-z0-9-]*)@(?P<version>[A-Za-z0-9._-]+)$")
 
 
-@dataclass(frozen=True)
-class Asset:
+class Asset(Struct, frozen=True):
     """One downloadable archive of a release: its URL, size, digest, OS and variant."""
 
     name: str
@@ -110,8 +110,7 @@ class Asset:
     ext: str
 
 
-@dataclass(frozen=True)
-class Release:
+class Release(Struct, frozen=True):
     """One llama.cpp release (a build tag) and its assets."""
 
     tag: str

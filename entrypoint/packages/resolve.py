@@ -9,9 +9,10 @@ the answer's ``note`` says which and why. Nothing here switches variants silentl
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct
 
 from entrypoint.errors import ArgsError, ConfigError, NotFoundError
 from entrypoint.packages.cache import cache_dir
@@ -20,16 +21,25 @@ from entrypoint.packages.releases import read_aliases
 from entrypoint.packages.variants import VariantChoice, choose, detect
 
 
-@dataclass(frozen=True)
-class ResolvedBinary:
+class ResolvedBinary(Struct, frozen=True):
     """The executable a pin names, with the version it belongs to."""
 
     path: Path
     version: str | None
     package_id: str | None
     variant: str | None = None
-    note: str | None = field(default=None, compare=False)  # why this build (several could have been meant)
+    note: str | None = None  # why this build (several could have been meant)
     args: tuple[str, ...] = ()  # what makes it the server: ("serve",) for the unified llama binary
+
+    # The same build whatever the note says: equality and hash leave it out.
+    def _build(self) -> tuple[object, ...]:
+        return (self.path, self.version, self.package_id, self.variant, self.args)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ResolvedBinary) and self._build() == other._build()
+
+    def __hash__(self) -> int:
+        return hash(self._build())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,8 +52,7 @@ class ResolvedBinary:
         }
 
 
-@dataclass(frozen=True)
-class PinRef:
+class PinRef(Struct, frozen=True):
     """A parsed pin: ``llama-cpp@b7600/vulkan-x64`` -> (llama-cpp, b7600, vulkan-x64)."""
 
     pkg: str

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from msgspec import Struct
+
 from entrypoint.errors import ConfigError, NotFoundError
-from entrypoint.redact import storable_url
+from entrypoint.redact import repr_hiding, storable_url
 
 _PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
@@ -31,8 +32,7 @@ def local_path(source: str) -> Path:
     return Path(source)
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(Struct, frozen=True):
     """Where an archive comes from, and its basename in ``cache/``.
 
     *text* is what records keep (the registry, ``.installed-from.json``, the cache's
@@ -41,9 +41,12 @@ class Source:
     """
 
     text: str
-    url: str | None = field(repr=False)
+    url: str | None
     path: Path | None
     basename: str
+
+    def __repr__(self) -> str:
+        return repr_hiding(self, "url")
 
     @classmethod
     def parse(cls, source: str, what: str = "source") -> Source:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from entrypoint.errors import ConfigError
 from entrypoint.packages.cache import is_cached, known_digest
@@ -26,8 +28,7 @@ from entrypoint.settings import PackageRequest, Settings
 _VERSION = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
-@dataclass(frozen=True)
-class PackageStatus:
+class PackageStatus(Struct, frozen=True):
     """One package request and what boot would do with it.
 
     ``state``: ``installed`` (nothing to do, or only an activation: *activate*),

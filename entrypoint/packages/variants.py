@@ -19,8 +19,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from msgspec import Struct
 
 from entrypoint.errors import ConfigError
 
@@ -78,8 +79,7 @@ def cuda_of(variant: str) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-@dataclass(frozen=True)
-class VariantChoice:
+class VariantChoice(Struct, frozen=True):
     """A wanted variant: exact (given by the user) or a family (detected), and why."""
 
     family: str  # cpu | vulkan | cuda | exact

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
+
+from msgspec.structs import replace
 
 from entrypoint import packages, supervisor
 from entrypoint.config import API_KEY, Instance, Router

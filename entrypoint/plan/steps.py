@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 from entrypoint import models, packages, supervisor
 from entrypoint.config import Config, Instance, Router
@@ -13,8 +14,7 @@ from entrypoint.servers import ServerSpec
 from entrypoint.settings import Settings
 
 
-@dataclass(frozen=True)
-class Binary:
+class Binary(Struct, frozen=True):
     """The llama-server an instance runs, and why that one."""
 
     path: str
@@ -26,8 +26,7 @@ class Binary:
     args: tuple[str, ...] = ()  # before the instance's own: ("serve",) for llama.cpp's unified llama binary
 
 
-@dataclass(frozen=True)
-class ModelStep:
+class ModelStep(Struct, frozen=True):
     """One distinct (model ref, expected digest): provisioned once, shared by its instances."""
 
     ref: str
@@ -39,8 +38,7 @@ class ModelStep:
         return {**self.status.to_dict(), "instances": list(self.instances), "sha256_expected": self.sha256}
 
 
-@dataclass(frozen=True)
-class ServerStep:
+class ServerStep(Struct, frozen=True):
     """One enabled instance: what it runs (as planned) and the model step it needs."""
 
     instance: Instance
@@ -50,8 +48,7 @@ class ServerStep:
     pin: str | None = None  # the build the config pins for it (its own binary, else master's)
 
 
-@dataclass(frozen=True)
-class RouterStep:
+class RouterStep(Struct, frozen=True):
     """One enabled router: its models' steps, its preset file and what it runs (as planned)."""
 
     router: Router
@@ -75,8 +72,7 @@ class RouterStep:
         }
 
 
-@dataclass
-class Plan:
+class Plan(Struct):
     settings: Settings
     config: Config | None
     layout: supervisor.StateLayout

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from entrypoint import router
 from entrypoint.servers import ServerSpec
@@ -35,8 +36,7 @@ def supervisor_rpc(layout: StateLayout) -> Any:
     return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
 
 
-@dataclass(frozen=True)
-class ServerStatus:
+class ServerStatus(Struct, frozen=True):
     """One server as supervisord sees it, with where it listens and what it serves."""
 
     name: str
@@ -110,8 +110,7 @@ def server_status(layout: StateLayout, specs: Sequence[ServerSpec]) -> list[Serv
     return rows
 
 
-@dataclass
-class InstanceHealth:
+class InstanceHealth(Struct):
     """One instance's answer to ``/health``."""
 
     name: str
@@ -124,8 +123,7 @@ class InstanceHealth:
         return {"name": self.name, "url": self.url, "state": self.state, "status": self.status, "detail": self.detail}
 
 
-@dataclass
-class HealthReport:
+class HealthReport(Struct):
     """Every instance's health, and how long the caller waited for it."""
 
     ok: bool

@@ -11,17 +11,22 @@ command line, into an environment, a handoff file, a log line or ``--json`` outp
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+
+from msgspec import Struct
+
+from entrypoint.redact import repr_hiding
 
 SECTION = "[supervisorctl]"
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(Struct, frozen=True):
     """The username and password of supervisord's socket (never shown: ``repr`` hides the password)."""
 
     username: str
-    password: str = field(repr=False)
+    password: str
+
+    def __repr__(self) -> str:
+        return repr_hiding(self, "password")
 
     @classmethod
     def generate(cls) -> Credentials:

@@ -11,9 +11,10 @@ import os
 import stat
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 from entrypoint.errors import VerifyError
 from entrypoint.safeio import printable, read_small_file
@@ -28,8 +29,7 @@ from entrypoint.supervisor.secrets import with_key_file, write_secret_files
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class SupervisorFiles:
+class SupervisorFiles(Struct):
     """What :func:`write_config` wrote (and removed)."""
 
     conf: Path

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
+
+from msgspec import Struct
 
 from entrypoint.errors import ConfigError
 from entrypoint.supervisor.private import check_entry, check_folder, check_parents, lstat
@@ -20,8 +21,7 @@ from entrypoint.supervisor.private import check_entry, check_folder, check_paren
 SOCKET_MAX = 107
 
 
-@dataclass(frozen=True)
-class StateLayout:
+class StateLayout(Struct, frozen=True):
     """Every path under one state dir: supervisord's config, its run files, our handoffs."""
 
     state_dir: Path

@@ -14,9 +14,10 @@ import contextlib
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from msgspec import Struct, field
 
 from entrypoint.supervisor.listener import message_line, timestamp
 
@@ -39,8 +40,7 @@ def say(message: str, level: str = "info") -> None:
         os.write(2, line)
 
 
-@dataclass
-class Pipe:
+class Pipe(Struct):
     """One server's stdout or stderr: a FIFO we read, and where its lines go."""
 
     path: Path

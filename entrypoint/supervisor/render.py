@@ -46,7 +46,7 @@ from entrypoint.supervisor.secrets import with_env_file, with_key_file
 GROUP = "servers"
 LISTENER = "autoinfer-watch"
 #: The listener runs as a script, not ``-m entrypoint.supervisor.listener``: ``-m`` would
-#: import this package's front door (dataclasses, logging, the renderers) into a process
+#: import this package's front door (msgspec, logging, the renderers) into a process
 #: that starts beside the servers while they warm up.
 LISTENER_SCRIPT = Path(__file__).resolve().with_name("listener.py")
 _AUTORESTART = {"always": "true", "on-failure": "unexpected", "never": "false"}

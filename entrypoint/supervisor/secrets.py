@@ -19,8 +19,9 @@ inherits the container's environment.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
+
+from msgspec.structs import replace
 
 from entrypoint.servers import ServerSpec
 from entrypoint.supervisor.layout import StateLayout

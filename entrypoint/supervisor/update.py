@@ -26,9 +26,10 @@ from __future__ import annotations
 import stat
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 from entrypoint.errors import ArgsError, NotReadyError
 from entrypoint.servers import ServerSpec
@@ -41,8 +42,7 @@ RUNNING_STATES = frozenset({"RUNNING", "STARTING", "BACKOFF"})
 PIPE_WAIT_SECONDS = 10.0  # our init looks at init.json about once a second
 
 
-@dataclass
-class UpdateReport:
+class UpdateReport(Struct):
     """What :func:`update` or :func:`stop` did, by server name."""
 
     added: list[str] = field(default_factory=list)

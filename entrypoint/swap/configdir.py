@@ -11,9 +11,10 @@ ours they name is not pruned: llama-swap would refuse a group naming a missing m
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 from entrypoint.errors import from_os_error
 from entrypoint.swap.composer import compose
@@ -28,8 +29,7 @@ OWN_FILE = "autoinfer-sync.yaml"
 _SUFFIXES = (".yaml", ".yml")
 
 
-@dataclass
-class Neighbours:
+class Neighbours(Struct):
     """The user's files beside ours: their entries and the IDs they name elsewhere."""
 
     entries: list[Entry] = field(default_factory=list)

@@ -21,8 +21,9 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
+
+from msgspec import Struct
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,7 @@ _PROJECTOR = re.compile(r"^mmproj", re.IGNORECASE)
 _PROJECTOR_PREFERENCE = ("f16", "bf16", "f32")
 
 
-@dataclass(frozen=True)
-class ModelFile:
+class ModelFile(Struct, frozen=True):
     """One model: its (first) file relative to the models folder, and its projector."""
 
     rel: str  # POSIX path relative to the models folder, e.g. "qwen/Qwen-7B-Q4_K_M.gguf"

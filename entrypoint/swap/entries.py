@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct
 
 from entrypoint.errors import ConfigError
 from entrypoint.swap.discover import ModelFile
@@ -37,8 +38,7 @@ from entrypoint.swap.scaffold import AUDIT_KEYS, PATH_FIELD
 from entrypoint.swap.textedit import content_end, line_start
 
 
-@dataclass(eq=False)  # compared by identity: two entries are never "equal"
-class Entry:
+class Entry(Struct, eq=False):  # compared by identity: two entries are never "equal"
     key: str  # the entry ID as the file writes it
     key_node: Any
     value: Any

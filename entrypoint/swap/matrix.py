@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from entrypoint.errors import ConfigError
 
 _TOKEN = re.compile(r"\s*(?:(?P<name>\+?[A-Za-z0-9_-]+)|(?P<op>[&|()]))")
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(Struct, frozen=True):
     """``op`` is ``&``, ``|`` or ``""`` (a name, ``+ref`` included)."""
 
     op: str

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 from entrypoint.errors import ConfigError
 
@@ -107,8 +108,7 @@ def merged_keys(mapping: Any, config: Path | None = None) -> set[str]:
     return set(keys_of(mapping))
 
 
-@dataclass
-class Aliases:
+class Aliases(Struct):
     """Where each node of a document is defined and from where aliases name it.
 
     *region* is the index of the ``models`` entry a node sits in (None: outside every

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from msgspec import Struct, field
 
-@dataclass
-class SyncResult:
+
+class SyncResult(Struct):
     """What a sync did (or, with dry_run, would do)."""
 
     config: Path

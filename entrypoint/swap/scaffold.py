@@ -14,8 +14,9 @@ import json
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from msgspec import Struct
 
 from entrypoint.errors import ConfigError
 from entrypoint.swap.discover import ModelFile
@@ -184,8 +185,7 @@ def describe(model: ModelFile, info: GGUFInfo | None, quant: str | None) -> str:
     return model.rel + (f" ({detail})" if detail else "")
 
 
-@dataclass(frozen=True)
-class Style:
+class Style(Struct, frozen=True):
     """How the file writes its model entries, copied for the lines we add."""
 
     key_indent: int = 2  # column of the model keys

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import bisect
 import difflib
-from dataclasses import dataclass, field
+
+from msgspec import Struct
 
 
-@dataclass(order=True)
-class Edit:
+class Edit(Struct, order=True):
     """Replace text[start:end] with *text*; same-place inserts keep their *order*."""
 
     start: int
     end: int
     order: int
-    text: str = field(compare=False)
+    text: str
 
 
 def line_start(text: str, index: int) -> int:

@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
 from entrypoint import router
 from entrypoint.errors import NotFoundError, NotReadyError
@@ -113,7 +114,7 @@ def test_unload_waits_until_unloaded_and_an_unknown_model_is_not_found(stand_in:
 def test_startup_state_and_the_api_key(stand_in: StandIn) -> None:
     stand_in.script = {"a": [{"value": "loaded"}], "b": [{"value": "loading"}]}
     spec = stand_in.spec("--api-key", "k")
-    spec = ServerSpec(**{**spec.__dict__, "load_on_startup": ("a", "b")})
+    spec = replace(spec, load_on_startup=("a", "b"))
     assert router.startup_state(spec) == (False, "waiting for b (loading)", False)
     assert stand_in.auth[-1] == "Bearer k"
     stand_in.script["b"] = [{"value": "loaded"}]

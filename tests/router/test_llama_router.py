@@ -18,6 +18,7 @@ from typing import Any
 
 import psutil
 import pytest
+from msgspec.structs import replace
 
 from entrypoint import router
 from entrypoint.config import parse_config
@@ -204,7 +205,7 @@ def _router_spec(
     preset = tmp / "r.ini"
     router.write_preset(preset, router.render_preset(rt.name, rt.models, {n: str(p) for n, p in models.items()}))
     spec = router_spec(rt, Binary(str(release.server), release.version), preset, environ={})
-    return type(spec)(**{**spec.__dict__, "load_on_startup": (startup,), "start_retries": 0})
+    return replace(spec, load_on_startup=(startup,), start_retries=0)
 
 
 def test_a_load_on_startup_model_holds_readiness_until_it_has_loaded(

@@ -97,7 +97,7 @@ def test_parse_tokens() -> None:
 
 
 def test_the_listener_script_starts_without_the_package_front_door(tmp_path: Path) -> None:
-    """It starts beside warming servers: no dataclasses, logging or renderers, and no supervisor.*."""
+    """It starts beside warming servers: no msgspec, logging or renderers, and no supervisor.*."""
     out = subprocess.run(
         [sys.executable, "-X", "importtime", "-P", str(LISTENER_SCRIPT), "--marker", str(tmp_path / "m.json")],
         input="",
@@ -110,7 +110,7 @@ def test_the_listener_script_starts_without_the_package_front_door(tmp_path: Pat
     assert out.stdout == "READY\n"  # then supervisord closed our stdin: we leave
     imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if "import time:" in line}
     assert "entrypoint.fsutil" in imported
-    assert not {"entrypoint.supervisor", "dataclasses", "logging", "argparse", "supervisor"} & imported
+    assert not {"entrypoint.supervisor", "msgspec", "dataclasses", "logging", "argparse", "supervisor"} & imported
 
 
 def test_listener_usage_errors() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from msgspec.structs import replace
 
 from entrypoint.supervisor import StateLayout, check_health, read_handoffs
 from tests.conftest import free_port
@@ -92,7 +93,7 @@ def test_stop_during_a_streaming_request_ends_within_stop_timeout(
     spec = llama_spec(llama_release, tiny_model, port, "chat", stop_timeout=2)
     # Room for an answer that takes seconds even on a quiet machine (the tiny model writes
     # thousands of tokens a second): the stop must meet a request still in flight.
-    spec = type(spec)(**{**spec.__dict__, "argv": (*spec.argv[:-1], "32768")})
+    spec = replace(spec, argv=(*spec.argv[:-1], "32768"))
     sup = supervise([spec])
     assert check_health([spec], wait=20).ok
     client = socket.create_connection(("127.0.0.1", port))

@@ -43,9 +43,10 @@ import logging
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct
 
 from entrypoint.errors import ConfigError, NotFoundError, PermError, VerifyError
 from entrypoint.fsutil import fsync_dir, temp_name
@@ -76,8 +77,7 @@ def _short(value: object, limit: int = 100) -> str:
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
-@dataclass(frozen=True)
-class Layer:
+class Layer(Struct, frozen=True):
     """One blob to fetch: its file name in the store, digest, size and role."""
 
     name: str

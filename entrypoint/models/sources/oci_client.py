@@ -32,16 +32,17 @@ import json
 import platform
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import urllib3
+from msgspec import Struct
 
 from entrypoint.errors import ConfigError, NetError, NotFoundError, PermError, VerifyError
 from entrypoint.fsutil import read_regular_bytes
 from entrypoint.models.refs import ModelRef
+from entrypoint.redact import repr_hiding
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -106,11 +107,13 @@ def _split_host(registry: str) -> str:
     return registry.rsplit(":", 1)[0] if ":" in registry else registry
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(Struct, frozen=True):
     username: str
-    password: str = field(repr=False)  # never in a repr, a log line or a traceback's locals
+    password: str  # never in a repr, a log line or a traceback's locals
     origin: str = ""  # the file they came from (never the secret)
+
+    def __repr__(self) -> str:
+        return repr_hiding(self, "password")
 
     def basic(self) -> str:
         return "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
