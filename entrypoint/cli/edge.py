@@ -16,11 +16,9 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
-
-from msgspec import Struct, field
+from typing import Any, NamedTuple, TypeVar
 
 from entrypoint.errors import AutoinferError, from_os_error
 from entrypoint.redact import RedactingFilter, redact_obj, redact_text
@@ -28,7 +26,9 @@ from entrypoint.redact import RedactingFilter, redact_obj, redact_text
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Outcome(Struct):
+# Outcome and App are the two types every command loads, `--help` included: a NamedTuple
+# and a plain class keep msgspec (the core's data types, ~20 ms to import) off that path.
+class Outcome(NamedTuple):
     """What a command returns: a line for people, data for tools, and a status."""
 
     message: str
@@ -36,16 +36,19 @@ class Outcome(Struct):
     success: bool = True
     exit_code: int = 0
     error_code: str | None = None
-    details: list[str] = field(default_factory=list)  # extra text lines for people
+    details: Sequence[str] = ()  # extra text lines for people
 
 
-class App(Struct):
+class App:
     """Global options, shared by every command through click's context."""
 
-    environ: Mapping[str, str]
-    root: Path | None = None
-    json: bool = False
-    verbosity: int = 0
+    def __init__(
+        self, environ: Mapping[str, str], root: Path | None = None, json: bool = False, verbosity: int = 0
+    ) -> None:
+        self.environ = environ
+        self.root = root
+        self.json = json
+        self.verbosity = verbosity
 
     def settings(self) -> Any:
         from entrypoint.settings import Settings
