@@ -514,7 +514,13 @@ def write_results(ctx: Context, path: Path, *, merge: bool) -> dict[str, Any]:
         rows = [r for r in old.get("rows", []) if r["name"] not in names] + rows
         curve_names = {c["name"] for c in curves}
         curves = [c for c in old.get("curves", []) if c["name"] not in curve_names] + curves
-        info = {**old.get("info", {}), **info}
+        old_info = old.get("info", {})
+        # Tables keyed by title (timelines, importtime): this run's titles replace theirs only.
+        info = {
+            **old_info,
+            **{k: {**old_info[k], **v} if isinstance(v, dict) and isinstance(old_info.get(k), dict) else v
+               for k, v in info.items()},
+        }  # fmt: skip
     doc = {
         "schema": 1,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

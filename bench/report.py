@@ -141,6 +141,21 @@ def plot_curves(curves: list[dict[str, Any]], path: Path) -> bool:
     return True
 
 
+def timeline_table(title: str, timeline: dict[str, Any]) -> str:
+    """Where one run's time goes: each phase (median over the rounds), its share, and the baseline."""
+    total = timeline["total_seconds"]
+    lines = [f"\n## Timeline: {title}\n", "| phase | median | share |", "|---|---|---|"]
+    for phase in timeline["phases"]:
+        share = phase["seconds"] / total if total else 0
+        lines.append(f"| {_escape(phase['phase'])} | {fmt_seconds(phase['seconds'])} | {share:.0%} |")
+    lines.append(f"| **in all** (fork to exit) | {fmt_seconds(total)} | |")
+    base = timeline.get("baseline")
+    if base:
+        lines.append(f"| baseline: {_escape(base['what'])} | {fmt_seconds(base['seconds'])} | |")
+    lines.append("\nPhases are medians of separate runs, so they need not add up exactly to the median in all.\n")
+    return "\n".join(lines)
+
+
 def render_readme(doc: dict[str, Any], png: Path | None, readme: Path) -> str:
     rows = [Row.from_json(r) for r in doc["rows"]]
     info = doc.get("info", {})
@@ -169,6 +184,8 @@ def render_readme(doc: dict[str, Any], png: Path | None, readme: Path) -> str:
                 parts.append(f"![scale curves]({png.relative_to(readme.parent)})\n")
         for curve in curves:
             parts.append(f"### {curve['title']}\n\n{curve_table(curve)}\n")
+    for title, timeline in info.get("timelines", {}).items():
+        parts.append(timeline_table(title, timeline))
     imports = info.get("importtime")
     if imports:
         parts.append("\n## Start-up: top imports (`python -X importtime`, cumulative)\n")

@@ -12,10 +12,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -246,3 +249,71 @@ def serve(ctx: Context) -> None:
                 Stats.of(down["direct"]),
             )
         )
+
+
+# The same work as the `autoinfer` console script (`entrypoint.cli.run`), with a clock
+# read between the phases: perf_counter is CLOCK_MONOTONIC, one clock for every process,
+# so the parent's fork time and the child's marks subtract. Boot's own log records mark
+# the steps inside `prepare` (a handler on `entrypoint.boot`, which setup_logging leaves).
+_TIMELINE_DRIVER = """
+import time
+t0 = time.perf_counter()
+import json, logging, os, sys
+import entrypoint.cli, entrypoint.boot
+t1 = time.perf_counter()
+marks = {}
+class Mark(logging.Handler):
+    def emit(self, record):
+        marks.setdefault(record.getMessage().split(" ")[0], time.perf_counter())
+logging.getLogger("entrypoint.boot").addHandler(Mark())
+sys.argv = ["autoinfer", "boot", "--prepare-only"]
+try:
+    entrypoint.cli.run()
+except SystemExit:
+    pass
+with open(os.environ["BENCH_TIMELINE_OUT"], "w") as out:
+    json.dump({"start": t0, "imported": t1, "marks": marks, "done": time.perf_counter()}, out)
+"""
+
+#: (label, start mark, end mark) of each phase of a warm ``boot --prepare-only``.
+TIMELINE_PHASES = [
+    ("interpreter start (`python -c pass` costs about this plus its exit)", "fork", "start"),
+    ("import `entrypoint.cli` and `entrypoint.boot`", "start", "imported"),
+    ("settings, plan, package check (`package ... already installed`)", "imported", "package"),
+    ("model check (`model ... (cached)`)", "package", "model"),
+    ("supervisord config and handoff files (`prepared in`)", "model", "prepared"),
+    ("summary printed, interpreter exit", "prepared", "exit"),
+]
+
+
+@bench("boot-timeline")
+def timeline(ctx: Context) -> None:
+    """Where the time of one warm ``boot --prepare-only`` goes, phase by phase (medians)."""
+    setup = boot_setup(ctx, 1)
+    _prepare_once(setup)
+    out = ctx.scratch("timeline") / "marks.json"
+    env = {**setup.env, "BENCH_TIMELINE_OUT": str(out)}
+    runs: list[dict[str, float]] = []
+    for _ in range(ctx.rounds(full=21, quick=9)):
+        fork = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", _TIMELINE_DRIVER], env=env, capture_output=True, timeout=120)
+        end = time.perf_counter()
+        if proc.returncode != 0:
+            raise RuntimeError(f"timeline driver exited {proc.returncode}: {proc.stderr.decode()[-300:]}")
+        got = json.loads(out.read_text())
+        runs.append({"fork": fork, "start": got["start"], "imported": got["imported"], **got["marks"],
+                     "exit": end})  # fmt: skip
+    missing = {m for _, a, b in TIMELINE_PHASES for m in (a, b)} - set(runs[0])
+    if missing:
+        raise RuntimeError(f"boot did not log {sorted(missing)}: its log lines changed")
+    baseline = [time_process(python_pass(), env=setup.env).seconds for _ in range(ctx.rounds(full=21, quick=9))]
+    phases = [(label, statistics.median(r[b] - r[a] for r in runs)) for label, a, b in TIMELINE_PHASES]
+    total = statistics.median(r["exit"] - r["fork"] for r in runs)
+    ctx.info.setdefault("timelines", {})["warm `autoinfer boot --prepare-only`, 1 instance"] = {
+        "phases": [{"phase": label, "seconds": round(s, 6)} for label, s in phases],
+        "total_seconds": round(total, 6),
+        "baseline": {"what": "`python -c pass`", "seconds": round(statistics.median(baseline), 6)},
+    }
+    for label, s in phases:
+        ctx.log(f"  {s * 1000:6.1f} ms  {label}")
+    ctx.log(f"  {total * 1000:6.1f} ms  in all (python -c pass: {statistics.median(baseline) * 1000:.1f} ms)")

@@ -16,8 +16,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import statistics
 import subprocess
-import tempfile
+import threading
 import time
 import uuid
 
@@ -43,34 +44,69 @@ def _check() -> None:
         raise NotAvailable(f"image {IMAGE} not built (run `make image`)")
 
 
-def _run(name: str, args: list[str], port: int) -> Sample:
-    """`podman run …` (attached), until /health 200; the container is removed afterwards."""
-    with tempfile.TemporaryFile() as out:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            # As root: the scratch volumes are bind mounts of root-owned folders (the image's
-            # default user, 10001, is for named volumes; the timing does not depend on it).
-            [*PODMAN, "run", "--name", name, "--user", "0", *ULIMITS, "--network", "host", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            _all_healthy([port], start + 120, lambda: proc.poll() is None)
-            return Sample(time.perf_counter() - start)
-        except RuntimeError as exc:
-            with contextlib.suppress(subprocess.SubprocessError):
-                proc.wait(timeout=5)
-            out.seek(0)
-            lines = [ln for ln in out.read().decode(errors="replace").splitlines() if "level=error" not in ln]
-            if any("ImportError" in ln or "ModuleNotFoundError" in ln for ln in lines):
-                raise NotAvailable(f"the image's autoinfer cannot boot yet: {lines[-1]}") from exc
-            raise RuntimeError(f"container {name} did not serve: {exc}; output: {' / '.join(lines[-3:])}") from exc
-        finally:
-            with contextlib.suppress(subprocess.SubprocessError):
-                subprocess.run([*PODMAN, "rm", "-f", "-t", "2", name], capture_output=True, timeout=60)
-            with contextlib.suppress(subprocess.SubprocessError):
-                proc.wait(timeout=30)
+def _run(name: str, args: list[str], port: int, lines: list[tuple[float, str]] | None = None) -> Sample:
+    """`podman run …` (attached), until /health 200; the container is removed afterwards.
+
+    With *lines*, each output line is added with its time since the start (a timeline).
+    """
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        # As root: the scratch volumes are bind mounts of root-owned folders (the image's
+        # default user, 10001, is for named volumes; the timing does not depend on it).
+        [*PODMAN, "run", "--name", name, "--user", "0", *ULIMITS, "--network", "host", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    seen: list[tuple[float, str]] = [] if lines is None else lines
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            seen.append((time.perf_counter() - start, raw.decode(errors="replace").rstrip()))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        _all_healthy([port], start + 120, lambda: proc.poll() is None)
+        return Sample(time.perf_counter() - start)
+    except RuntimeError as exc:
+        with contextlib.suppress(subprocess.SubprocessError):
+            proc.wait(timeout=5)
+        reader.join(timeout=5)
+        shown = [ln for _, ln in seen if "level=error" not in ln]
+        if any("ImportError" in ln or "ModuleNotFoundError" in ln for ln in shown):
+            raise NotAvailable(f"the image's autoinfer cannot boot yet: {shown[-1]}") from exc
+        raise RuntimeError(f"container {name} did not serve: {exc}; output: {' / '.join(shown[-3:])}") from exc
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError):
+            subprocess.run([*PODMAN, "rm", "-f", "-t", "2", name], capture_output=True, timeout=60)
+        with contextlib.suppress(subprocess.SubprocessError):
+            proc.wait(timeout=30)
+        reader.join(timeout=5)
+
+
+#: (label, text of the line that ends the phase) of a warm container start; "/health" is
+#: the first 200. Lines are matched in order, the first match of each.
+CONTAINER_MARKS = [
+    ("container runtime, interpreter start, imports, plan, package check", "autoinfer: package "),
+    ("model check, supervisord config written", "autoinfer: prepared in"),
+    ("our init starts; supervisord (forked earlier) reads its config", "supervisord started with pid"),
+    ("supervisord spawns the server", "spawned: 'main'"),
+    ("llama-server loads the model and listens", "listening on"),
+    ("first /health 200 seen by the client", "/health"),
+]
+
+
+def _timeline(runs: list[tuple[float, list[tuple[float, str]]]]) -> list[tuple[str, float]]:
+    """Median end time of each phase over *runs* (up time, lines); phases not seen are left out."""
+    ends: dict[str, list[float]] = {}
+    for up, lines in runs:
+        for label, text in CONTAINER_MARKS:
+            at = up if text == "/health" else next((t for t, ln in lines if text in ln), None)
+            if at is not None:
+                ends.setdefault(label, []).append(at)
+    return [(label, statistics.median(ends[label])) for label, _ in CONTAINER_MARKS if label in ends]
 
 
 @bench("container")
@@ -108,8 +144,14 @@ def container(ctx: Context) -> None:
         finally:
             shutil.rmtree(root, ignore_errors=True)
 
+    warm_runs: list[tuple[float, list[tuple[float, str]]]] = []
+
     def warm() -> Sample:
-        return _run(f"bench-warm-{uuid.uuid4().hex[:8]}", [*mounts, "-v", f"{warm_root}:/soft/app", *env, IMAGE], port)
+        lines: list[tuple[float, str]] = []
+        args = [*mounts, "-v", f"{warm_root}:/soft/app", *env, IMAGE]
+        sample = _run(f"bench-warm-{uuid.uuid4().hex[:8]}", args, port, lines)
+        warm_runs.append((sample.seconds, lines))
+        return sample
 
     def direct() -> Sample:
         args = [
@@ -136,3 +178,16 @@ def container(ctx: Context) -> None:
     for row in ctx.rows[-2:]:
         row.extra["image"] = {"ref": IMAGE, "id": image_id}
     ctx.add(warm_row)
+    phases = _timeline(warm_runs[1:])  # the first run installed
+    if phases:
+        ctx.info.setdefault("timelines", {})["warm container start to /health 200 (`podman run`)"] = {
+            "phases": [
+                {"phase": label, "seconds": round(end - (phases[i - 1][1] if i else 0.0), 6)}
+                for i, (label, end) in enumerate(phases)
+            ],
+            "total_seconds": round(stats["warm"].median, 6),
+            "baseline": {
+                "what": "the same image, ENTRYPOINT llama-server",
+                "seconds": round(stats["direct"].median, 6),
+            },
+        }
