@@ -170,3 +170,30 @@ def test_ctrl_c_while_preparing_exits_130_and_ends_the_preforked_child(
     assert "interrupted" in err and "Traceback" not in err
     assert in_session(proc.pid) == []
     assert not children[0].is_running()  # reaped by boot, not left to the test's init
+
+
+def test_a_boot_line_that_click_reads_forks_in_boot_and_serves_as_before(
+    tmp_path: Path, llama_release: LlamaRelease, tiny_model: Path, port: int
+) -> None:
+    """``-vv boot`` goes through click, whose ``boot`` calls boot() with no child: boot forks
+    its own (before preparing), and the container serves and stops as on the plain path."""
+    env = boot_env(tmp_path / "root", llama_release, write_config(tmp_path / "c.toml", tiny_model, port))
+    proc = subprocess.Popen(
+        autoinfer_argv("-vv", "boot"),
+        env=cli_env(env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        assert wait_health(port, proc=proc) == 200
+        supervisord = int((tmp_path / "state" / "run" / "supervisord.pid").read_text())
+        assert psutil.Process(supervisord).ppid() == proc.pid
+        assert psutil.Process(supervisord).name() == "supervisord"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert in_session(proc.pid) == []
