@@ -15,6 +15,10 @@ Steps of :func:`boot`:
    replace this process with ``-- CMD``; or stop here with ``--prepare-only`` (an
    init container).
 
+For step 5, supervisord's process is forked before step 1 (by the CLI for a plain
+``autoinfer boot``, before it imports this module; else by :func:`boot`): supervisor's
+imports overlap steps 1 to 4, and it waits for its config until step 5.
+
 A router (``[router.<name>]``) goes through the same steps: its models are provisioned
 in step 3 with the instances', and step 4 writes its preset file before the supervisord
 config that starts it.

@@ -9,7 +9,7 @@ about 10 ms of CPU (a 2-core machine), so a plain boot command line is read here
 and runs :func:`boot_outcome`, the same body as the click command ``boot``
 (:mod:`entrypoint.cli.boot`). A full boot (neither ``--prepare-only`` nor ``-- CMD``)
 forks supervisord's process first, before the boot pipeline is imported, so that
-supervisor's imports (50 to 100 ms) run on the other core meanwhile (see
+supervisor's imports (45 to 100 ms) run on the other core meanwhile (see
 :mod:`entrypoint.supervisor.spawn`); boot hands it to the init, and every other way out
 ends it. Any other line (``--help``, ``--version``, another command,
 a usage error, a ``--root`` that click would refuse) goes to the click group in
