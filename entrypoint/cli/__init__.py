@@ -11,9 +11,9 @@ and runs :func:`boot_outcome`, the same body as the click command ``boot``
 forks supervisord's process first, before the boot pipeline is imported, so that
 supervisor's imports (45 to 100 ms) run on the other core meanwhile (see
 :mod:`entrypoint.supervisor.spawn`); boot hands it to the init, and every other way out
-ends it. Any other line (``--help``, ``--version``, another command,
-a usage error, a ``--root`` that click would refuse) goes to the click group in
-:mod:`entrypoint.cli.group`, so help and errors are click's, unchanged.
+ends it. Any other line (``--help``, ``--version``, another command, a usage error, a
+``--root`` that click would refuse) goes to the click group in :mod:`entrypoint.cli.group`,
+so help and errors are click's, unchanged.
 
 The CLI defers imports in two places only: this split, and the group's lazy table of
 commands (each command's module is imported when that command runs).
