@@ -15,6 +15,10 @@ Steps of :func:`boot`:
    replace this process with ``-- CMD``; or stop here with ``--prepare-only`` (an
    init container).
 
+For step 5, supervisord's process is forked before step 1 (by the CLI for a plain
+``autoinfer boot``, before it imports this module; else by :func:`boot`): supervisor's
+imports overlap steps 1 to 4, and it waits for its config until step 5.
+
 A router (``[router.<name>]``) goes through the same steps: its models are provisioned
 in step 3 with the instances', and step 4 writes its preset file before the supervisord
 config that starts it.
@@ -32,7 +36,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from msgspec import Struct
 
@@ -51,6 +55,9 @@ from entrypoint.plan import (
 )
 from entrypoint.servers import ServerSpec
 from entrypoint.settings import Settings
+
+if TYPE_CHECKING:  # the annotation only: boot imports spawn when it forks (not on --prepare-only)
+    from entrypoint.supervisor.spawn import Preforked
 
 log = logging.getLogger(__name__)
 
@@ -282,48 +289,52 @@ def boot(
     command: Sequence[str] = (),
     execvpe: ExecFn = exec_process,
     base_dir: Path | None = None,
+    preforked: Preforked | None = None,
 ) -> Prepared:
     """Prepare, then run our init and supervisord (or exec *command*).
 
     Returns at once with *prepare_only*; else when the container stops, with the
     init's exit status in :attr:`Prepared.exit_status` (the caller exits with it).
+
+    *preforked*: supervisord's process, forked by the caller before it imported this
+    module (the CLI does, for a plain ``autoinfer boot``). Boot then owns it: the init
+    gets it, and every other way out (an error, *prepare_only*, *command*) ends it.
+    Without it, a full boot forks one here, before preparing.
     """
-    preforked = None
-    if not prepare_only and not command:
+    if preforked is None and not prepare_only and not command:
         from entrypoint.supervisor.spawn import prefork_supervisord
 
         preforked = prefork_supervisord()  # imports supervisor on the other core meanwhile
     try:
         prepared = prepare(settings, environ=environ, base_dir=base_dir)
-    except BaseException:
-        if preforked is not None:
-            preforked.cancel()
-        raise
-    log.info(
-        "prepared in %.2fs: %d package(s), %d model(s), %d server(s)",
-        prepared.seconds,
-        len(prepared.installs),
-        len(prepared.models),
-        len(prepared.servers),
-    )
-    if prepare_only:
-        return prepared
-    if command:
-        argv = list(command)
-    else:
-        if not prepared.servers:
-            log.info("no server to start: supervisord runs idle (set AUTO_INFER_LLAMA_CPP_ON_BOOT=1 to serve)")
-        if preforked is not None or _single_threaded():
-            from entrypoint.supervisor import init
-
-            log.info("starting supervisord (%s)", prepared.files.conf)
-            if environ is not os.environ:  # what the init and supervisord pass on, as an exec would
-                wanted = dict(environ)
-                os.environ.clear()
-                os.environ.update(wanted)
-            prepared.exit_status = init.main(supervisor.init_args(prepared.files), preforked=preforked)
+        log.info(
+            "prepared in %.2fs: %d package(s), %d model(s), %d server(s)",
+            prepared.seconds,
+            len(prepared.installs),
+            len(prepared.models),
+            len(prepared.servers),
+        )
+        if prepare_only:
             return prepared
-        argv = prepared.exec_argv  # forking now could copy another thread's held lock
+        if command:
+            argv = list(command)
+        else:
+            if not prepared.servers:
+                log.info("no server to start: supervisord runs idle (set AUTO_INFER_LLAMA_CPP_ON_BOOT=1 to serve)")
+            if preforked is not None or _single_threaded():
+                from entrypoint.supervisor import init
+
+                log.info("starting supervisord (%s)", prepared.files.conf)
+                if environ is not os.environ:  # what the init and supervisord pass on, as an exec would
+                    wanted = dict(environ)
+                    os.environ.clear()
+                    os.environ.update(wanted)
+                prepared.exit_status = init.main(supervisor.init_args(prepared.files), preforked=preforked)
+                return prepared
+            argv = prepared.exec_argv  # forking now could copy another thread's held lock
+    finally:
+        if preforked is not None:
+            preforked.cancel()  # unless the init gave it its order (then a no-op)
     log.info("exec %s", " ".join(argv))
     execvpe(argv[0], argv, dict(environ))
     return prepared  # only reached when execvpe is a test double that returns

@@ -7,9 +7,13 @@ about 10 ms of CPU (a 2-core machine), so a plain boot command line is read here
     autoinfer [--root DIR] [--json] [-q|--quiet] [-v|--verbose]... boot [--prepare-only] [-- CMD ...]
 
 and runs :func:`boot_outcome`, the same body as the click command ``boot``
-(:mod:`entrypoint.cli.boot`). Any other line (``--help``, ``--version``, another command,
-a usage error, a ``--root`` that click would refuse) goes to the click group in
-:mod:`entrypoint.cli.group`, so help and errors are click's, unchanged.
+(:mod:`entrypoint.cli.boot`). A full boot (neither ``--prepare-only`` nor ``-- CMD``)
+forks supervisord's process first, before the boot pipeline is imported, so that
+supervisor's imports (45 to 100 ms) run on the other core meanwhile (see
+:mod:`entrypoint.supervisor.spawn`); boot hands it to the init, and every other way out
+ends it. Any other line (``--help``, ``--version``, another command, a usage error, a
+``--root`` that click would refuse) goes to the click group in :mod:`entrypoint.cli.group`,
+so help and errors are click's, unchanged.
 
 The CLI defers imports in two places only: this split, and the group's lazy table of
 commands (each command's module is imported when that command runs).
@@ -21,8 +25,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from entrypoint.cli.edge import App, Outcome, environ, log_format_of, run_command, setup_logging
+
+if TYPE_CHECKING:  # the annotation only: run() imports spawn for a full boot alone
+    from entrypoint.supervisor.spawn import Preforked
 
 
 class BootLine:
@@ -84,11 +92,19 @@ def _plain_dir(value: str) -> bool:
     return os.path.isdir(value) and os.access(value, os.R_OK)
 
 
-def boot_outcome(app: App, *, prepare_only: bool, command: Sequence[str]) -> Outcome | None:
-    """The body of ``autoinfer boot`` (both paths): prepare, then run supervisord or exec CMD."""
+def boot_outcome(
+    app: App, *, prepare_only: bool, command: Sequence[str], preforked: Preforked | None = None
+) -> Outcome | None:
+    """The body of ``autoinfer boot`` (both paths): prepare, then run supervisord or exec CMD.
+
+    *preforked*: supervisord's process if the caller forked it (:func:`run` does); without
+    it boot forks its own. The caller ends it if this raises before boot has it.
+    """
     from entrypoint.boot import boot  # the whole pipeline: not for `autoinfer --help`
 
-    prepared = boot(app.settings(), environ=app.environ, prepare_only=prepare_only, command=tuple(command))
+    prepared = boot(
+        app.settings(), environ=app.environ, prepare_only=prepare_only, command=tuple(command), preforked=preforked
+    )
     if prepared.exit_status is not None:
         sys.exit(prepared.exit_status)  # the container's life is over: its status, nothing printed
     return Outcome(
@@ -107,11 +123,20 @@ def run(argv: Sequence[str] | None = None) -> None:
 
         main(args, prog_name="autoinfer")
         return
-    env = environ()
-    app = App(environ=env, root=line.root, json=line.json, verbosity=-1 if line.quiet else line.verbose)
-    setup_logging(app, log_format_of(env))
+    preforked = None
+    if not line.prepare_only and not line.command:  # only a full boot starts supervisord
+        # the supervisor package: not for `autoinfer --help` nor `boot --prepare-only`
+        from entrypoint.supervisor.spawn import prefork_supervisord
+
+        preforked = prefork_supervisord()  # now, while one thread runs and nothing is set up
     try:
-        run_command(app, boot_outcome, prepare_only=line.prepare_only, command=line.command)
+        env = environ()
+        app = App(environ=env, root=line.root, json=line.json, verbosity=-1 if line.quiet else line.verbose)
+        setup_logging(app, log_format_of(env))
+        run_command(app, boot_outcome, prepare_only=line.prepare_only, command=line.command, preforked=preforked)
     except BrokenPipeError:  # stdout's reader has gone: exit 1 quietly, as click does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+    finally:
+        if preforked is not None:
+            preforked.cancel()  # every way out but supervisord's run (then a no-op)
