@@ -252,27 +252,27 @@ def serve(ctx: Context) -> None:
 
 
 # The same work as the `autoinfer` console script (`entrypoint.cli.run`), with a clock
-# read between the phases: perf_counter is CLOCK_MONOTONIC, one clock for every process,
-# so the parent's fork time and the child's marks subtract. Boot's own log records mark
+# read between the phases (saved at each: run() ends the process). perf_counter is
+# CLOCK_MONOTONIC, one clock for every process, so the parent's fork time and the child's
+# marks subtract. Boot's own log records mark
 # the steps inside `prepare` (a handler on `entrypoint.boot`, which setup_logging leaves).
 _TIMELINE_DRIVER = """
 import time
 t0 = time.perf_counter()
 import json, logging, os, sys
 import entrypoint.cli, entrypoint.boot
-t1 = time.perf_counter()
-marks = {}
+marks = {"start": t0, "imported": time.perf_counter()}
+def save():
+    with open(os.environ["BENCH_TIMELINE_OUT"], "w") as out:
+        json.dump(marks, out)
 class Mark(logging.Handler):
     def emit(self, record):
         marks.setdefault(record.getMessage().split(" ")[0], time.perf_counter())
+        save()
 logging.getLogger("entrypoint.boot").addHandler(Mark())
+save()
 sys.argv = ["autoinfer", "boot", "--prepare-only"]
-try:
-    entrypoint.cli.run()
-except SystemExit:
-    pass
-with open(os.environ["BENCH_TIMELINE_OUT"], "w") as out:
-    json.dump({"start": t0, "imported": t1, "marks": marks, "done": time.perf_counter()}, out)
+entrypoint.cli.run()  # ends the process, as the console script does
 """
 
 #: (label, start mark, end mark) of each phase of a warm ``boot --prepare-only``.
@@ -300,9 +300,7 @@ def timeline(ctx: Context) -> None:
         end = time.perf_counter()
         if proc.returncode != 0:
             raise RuntimeError(f"timeline driver exited {proc.returncode}: {proc.stderr.decode()[-300:]}")
-        got = json.loads(out.read_text())
-        runs.append({"fork": fork, "start": got["start"], "imported": got["imported"], **got["marks"],
-                     "exit": end})  # fmt: skip
+        runs.append({"fork": fork, **json.loads(out.read_text()), "exit": end})
     missing = {m for _, a, b in TIMELINE_PHASES for m in (a, b)} - set(runs[0])
     if missing:
         raise RuntimeError(f"boot did not log {sorted(missing)}: its log lines changed")
