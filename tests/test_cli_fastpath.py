@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -81,3 +83,40 @@ def test_fast_boot_errors_match_click(tmp_path: Path) -> None:
         fast, slow = _both_paths(args, env)
         assert fast.returncode == slow.returncode == 78
         assert (fast.stdout, fast.stderr) == (slow.stdout, slow.stderr)
+
+
+def test_fast_boot_ends_with_its_output_whole_and_its_status(tmp_path: Path) -> None:
+    """The fast path skips the interpreter's teardown: what it printed must still all be there."""
+    env = cli_env({"AUTO_INFER_ROOT": str(tmp_path / "root"), "AUTO_INFER_STATE_DIR": str(tmp_path / "state")})
+    # stdout a file, not a tty: block-buffered, so a missing flush would lose the summary
+    with (tmp_path / "out.json").open("w+") as out:
+        done = subprocess.run(
+            autoinfer_argv("--json", "boot", "--prepare-only"), env=env, stdout=out, stderr=subprocess.PIPE, timeout=120
+        )
+        out.seek(0)
+        data = json.loads(out.read())
+    assert done.returncode == 0, done.stderr
+    assert data["success"] is True and data["data"]["servers"] == []
+    bad = subprocess.run(
+        autoinfer_argv("--json", "boot", "--prepare-only"),
+        env={**env, "AUTO_INFER_LLAMA_CPP_ON_BOOT": "maybe"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 78 and json.loads(bad.stdout)["error_code"] == "E_CONFIG"
+
+
+def test_fast_boot_with_no_reader_exits_1_without_a_traceback(tmp_path: Path) -> None:
+    """stdout's reader has gone before anything was printed: exit 1 quietly, as click's path does."""
+    env = cli_env({"AUTO_INFER_ROOT": str(tmp_path / "root"), "AUTO_INFER_STATE_DIR": str(tmp_path / "state")})
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            autoinfer_argv("boot", "--prepare-only"), env=env, stdout=write_end, stderr=subprocess.PIPE, timeout=120
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert b"Traceback" not in done.stderr
