@@ -25,8 +25,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from msgspec import Struct, field
+from msgspec import Struct
 
+from entrypoint.config.fields import PRESET_CUT
+from entrypoint.config.instances import RouterModel
 from entrypoint.errors import ConfigError, NotFoundError, NotReadyError
 from entrypoint.fsutil import atomic_write_text, read_regular_bytes
 from entrypoint.servers import ServerSpec
@@ -37,19 +39,7 @@ UNLOADED = "unloaded"
 FAILED = "failed"  # unloaded after its process exited with an error
 LOAD_GRACE = 2.0  # seconds a load may take to show up in /models
 PRESET_MODE = 0o600  # the file names every model path and setting: ours alone
-#: What the preset reader ends a value at (a comment) or trims: a value with these is not carried whole.
-PRESET_CUT = re.compile(r"[;#]|^\s|\s$")
 _LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class RouterModel(Struct, frozen=True):
-    """One model of a router (``[router.<r>.models.<name>]``): its section in the preset file."""
-
-    name: str  # the model's id in requests and in /models
-    ref: str
-    sha256: str | None = None
-    settings: Mapping[str, Any] = field(default_factory=dict)  # llama-server keys for its section
-    load_on_startup: bool = False
 
 
 class ModelState(Struct, frozen=True):
