@@ -7,7 +7,8 @@ recently used beyond ``--models-max``. A request picks its model by the ``model`
 The preset is an INI file: ``version = 1``, then one ``[<model name>]`` section per model
 with ``model = <path>`` and llama-server keys without their dashes (``ctx-size = 512``).
 Its reader ends a value at ``;`` or ``#`` and trims spaces, which is why the config
-refuses such values (``config.py``) and :func:`render_preset` refuses such paths.
+refuses such values (``config/routers.py``, by ``config.fields.PRESET_CUT``) and
+:func:`render_preset` refuses such paths.
 
 ``GET /models`` lists each model with ``status.value`` ``loaded``, ``loading`` or
 ``unloaded`` (and ``failed``/``exit_code`` after a child died); ``POST /models/load`` and

@@ -3,9 +3,9 @@
 It is infer-dev's contract, extended. One table of fields (:data:`MASTER`,
 :data:`CONTROL`) drives both the validation and the JSON Schema that
 ``autoinfer config schema`` prints (:mod:`.schema`, which only that command imports), so
-the two cannot drift apart. Server keys are
-free-form llama-server flags: ``ctx_size`` -> ``--ctx-size``; ``true`` -> bare flag;
-``false`` -> omitted; a list repeats the flag; ``extra_args`` go first, raw.
+the two cannot drift apart. Server keys are free-form llama-server flags: ``ctx_size``
+-> ``--ctx-size``; ``true`` -> bare flag; ``false`` -> omitted; a list repeats the flag;
+``extra_args`` go first, raw.
 
 Everything here is pure: text in, frozen structs out (only :func:`load_config` reads the
 file). Resolving the binary and the model to paths on disk is the plan's job.
