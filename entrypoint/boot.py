@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from msgspec import Struct
 
-from entrypoint import models, packages, router, supervisor
+from entrypoint import models, packages, supervisor
 from entrypoint.errors import ConfigError
 from entrypoint.plan import (
     Binary,
@@ -263,6 +263,8 @@ def _router(
     layout: supervisor.StateLayout,
 ) -> ServerSpec:
     """A router's preset, written with the provisioned paths, and its final program."""
+    from entrypoint import router  # deferred: keeps router mode off the boot path of a config without routers
+
     paths = {
         m.name: str(provisioned[(s.ref, s.sha256)].path) for m, s in zip(step.router.models, step.models, strict=True)
     }

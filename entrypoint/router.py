@@ -7,7 +7,8 @@ recently used beyond ``--models-max``. A request picks its model by the ``model`
 The preset is an INI file: ``version = 1``, then one ``[<model name>]`` section per model
 with ``model = <path>`` and llama-server keys without their dashes (``ctx-size = 512``).
 Its reader ends a value at ``;`` or ``#`` and trims spaces, which is why the config
-refuses such values (``config.py``) and :func:`render_preset` refuses such paths.
+refuses such values (``config/routers.py``, by ``config.fields.PRESET_CUT``) and
+:func:`render_preset` refuses such paths.
 
 ``GET /models`` lists each model with ``status.value`` ``loaded``, ``loading`` or
 ``unloaded`` (and ``failed``/``exit_code`` after a child died); ``POST /models/load`` and
@@ -25,8 +26,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from msgspec import Struct, field
+from msgspec import Struct
 
+from entrypoint.config.fields import PRESET_CUT
+from entrypoint.config.instances import RouterModel
 from entrypoint.errors import ConfigError, NotFoundError, NotReadyError
 from entrypoint.fsutil import atomic_write_text, read_regular_bytes
 from entrypoint.servers import ServerSpec
@@ -37,19 +40,7 @@ UNLOADED = "unloaded"
 FAILED = "failed"  # unloaded after its process exited with an error
 LOAD_GRACE = 2.0  # seconds a load may take to show up in /models
 PRESET_MODE = 0o600  # the file names every model path and setting: ours alone
-#: What the preset reader ends a value at (a comment) or trims: a value with these is not carried whole.
-PRESET_CUT = re.compile(r"[;#]|^\s|\s$")
 _LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class RouterModel(Struct, frozen=True):
-    """One model of a router (``[router.<r>.models.<name>]``): its section in the preset file."""
-
-    name: str  # the model's id in requests and in /models
-    ref: str
-    sha256: str | None = None
-    settings: Mapping[str, Any] = field(default_factory=dict)  # llama-server keys for its section
-    load_on_startup: bool = False
 
 
 class ModelState(Struct, frozen=True):

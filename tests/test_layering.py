@@ -89,3 +89,24 @@ def test_no_import_cycle() -> None:
         if node not in state:
             visit(node, [node])
     assert cycles == []
+
+
+def test_front_doors_never_import_their_verbs() -> None:
+    """A capability's ``__init__`` is what boot and plan walk; its ``verbs`` (the CLI's commands)
+    stay off that path: neither the front door nor boot nor plan imports them, at any depth."""
+    edges = graph()
+    verbs = {m for m in edges if m.endswith(".verbs") and area(m) in CAPABILITIES}
+    assert {f"entrypoint.{c}.verbs" for c in ("models", "packages", "supervisor")} <= verbs
+
+    def reach(start: str) -> set[str]:
+        seen: set[str] = set()
+        todo = [start]
+        while todo:
+            for dep in edges.get(todo.pop(), ()):
+                if dep not in seen:
+                    seen.add(dep)
+                    todo.append(dep)
+        return seen
+
+    starts = [f"entrypoint.{c}" for c in CAPABILITIES] + [m for m in edges if area(m) in ("boot", "plan")]
+    assert {m: sorted(reach(m) & verbs) for m in starts if reach(m) & verbs} == {}

@@ -23,7 +23,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from entrypoint.config import json_schema, parse_config
+from entrypoint.config import parse_config
+from entrypoint.config.schema import json_schema
 from entrypoint.errors import ConfigError
 from entrypoint.servers import ServerSpec
 from entrypoint.supervisor import StateLayout, render_program

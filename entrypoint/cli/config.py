@@ -10,7 +10,8 @@ import click
 
 from entrypoint import starter
 from entrypoint.cli.edge import App, Outcome, command
-from entrypoint.config import json_schema, load_config
+from entrypoint.config import load_config
+from entrypoint.config.schema import json_schema
 from entrypoint.errors import ArgsError
 from entrypoint.fsutil import atomic_write_text
 

@@ -16,17 +16,15 @@ from msgspec.structs import replace
 from entrypoint.cli.edge import App, Outcome, command
 from entrypoint.digest import parse_sha256
 from entrypoint.errors import ArgsError, ConfigError, QuotaError, VerifyError
-from entrypoint.models import (
-    PullOptions,
+from entrypoint.models import PullOptions, ensure, parse_model_ref
+from entrypoint.models.verbs import (
     accept_license,
     check_compat,
     collect_garbage,
-    ensure,
     instances_using,
     list_models,
     migrate_store,
     model_info,
-    parse_model_ref,
     resolve_key,
     search_models,
     set_pinned,

@@ -9,6 +9,7 @@ import click
 
 from entrypoint import packages
 from entrypoint.cli.edge import App, Outcome, command
+from entrypoint.packages import verbs
 
 
 @click.group()
@@ -88,7 +89,7 @@ def list_(app: App) -> Outcome:
     """List installed versions (* marks the active one)."""
 
     settings, root = _root(app)
-    data = packages.list_versions(root, packages.load_pins(settings.llama_cpp_config, force=True))
+    data = verbs.list_versions(root, verbs.load_pins(settings.llama_cpp_config, force=True))
     lines = []
     for name, body in data["packages"].items():
         for v in body["versions"]:
@@ -112,7 +113,7 @@ def info(app: App, ref: str) -> Outcome:
     A version installed as several variants shows the one this host would run.
     """
     settings, root = _root(app)
-    data = packages.info(root, ref, packages.load_pins(settings.llama_cpp_config, force=True), app.environ)
+    data = verbs.info(root, ref, verbs.load_pins(settings.llama_cpp_config, force=True), app.environ)
     keys = ("pkg", "version", "variant", "sha256", "size_bytes", "source", "installed_at", "dir", "active", "intact")
     return Outcome(message=f"{data['pkg']} {data['id']}", data=data, details=[f"  {k}: {data[k]}" for k in keys])
 
@@ -127,7 +128,7 @@ def activate(app: App, ref: str) -> Outcome:
     installed as several variants needs its /<variant>.
     """
     settings, root = _root(app)
-    data = packages.activate(root, ref, lock_timeout=settings.lock_timeout, environ=app.environ)
+    data = verbs.activate(root, ref, lock_timeout=settings.lock_timeout, environ=app.environ)
     if not data["changed"]:
         return Outcome(message=f"{data['name']} {data['id']} is already active", data=data)
     return Outcome(message=f"activated {data['name']} {data['version'] or ''} {data['id']}", data=data)
@@ -144,11 +145,11 @@ def remove(app: App, ref: str, force: bool) -> Outcome:
     or leaves none active (never a build of another variant).
     """
     settings, root = _root(app)
-    data = packages.remove(
+    data = verbs.remove(
         root,
         ref,
         force=force,
-        pins=packages.load_pins(settings.llama_cpp_config, force=force),
+        pins=verbs.load_pins(settings.llama_cpp_config, force=force),
         lock_timeout=settings.lock_timeout,
         environ=app.environ,
     )
@@ -164,10 +165,10 @@ def gc(app: App, keep: int, dry_run: bool) -> Outcome:
     """Remove old versions: keeps the active, the pinned and the N newest of each package."""
 
     settings, root = _root(app)
-    report = packages.gc(
+    report = verbs.gc(
         root,
         keep=keep,
-        pins=packages.load_pins(settings.llama_cpp_config, force=False),
+        pins=verbs.load_pins(settings.llama_cpp_config, force=False),
         dry_run=dry_run,
         lock_timeout=settings.lock_timeout,
     )
@@ -190,7 +191,7 @@ def latest(app: App, offline: bool, variant: str | None) -> Outcome:
     """Ask the release index (AUTO_INFER_LLAMA_CPP_RELEASES_URL) for the newest llama.cpp build."""
 
     settings, root = _root(app)
-    data = packages.latest(
+    data = verbs.latest(
         root,
         releases_url=settings.releases_url,
         offline=offline or settings.offline,

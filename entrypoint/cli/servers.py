@@ -28,7 +28,8 @@ def render(app: App, write: bool) -> Outcome:
     Shown, the socket's password is a placeholder: the real one is only in the file.
     """
     from entrypoint.plan import make_plan
-    from entrypoint.supervisor import StateLayout, read_credentials, render_files, write_config
+    from entrypoint.supervisor import StateLayout, read_credentials, write_config
+    from entrypoint.supervisor.verbs import render_files
 
     settings = app.settings()
     plan = make_plan(settings, environ=app.environ, base_dir=Path.cwd())
@@ -58,7 +59,8 @@ def render(app: App, write: bool) -> Outcome:
 @command
 def status(app: App) -> Outcome:
     """Each server: supervisord state, pid, uptime, port, model and binary version."""
-    from entrypoint.supervisor import StateLayout, read_handoffs, server_status
+    from entrypoint.supervisor import StateLayout
+    from entrypoint.supervisor.verbs import read_handoffs, server_status
 
     layout = StateLayout(app.settings().state_dir)
     specs = read_handoffs(layout)
@@ -112,7 +114,8 @@ def _write_presets(plan: Any) -> None:
 def _router_spec(app: App, name: str) -> Any:
     """The router *name* as the last boot started it (``servers load|unload``, from its handoff)."""
     from entrypoint import router
-    from entrypoint.supervisor import StateLayout, read_handoffs
+    from entrypoint.supervisor import StateLayout
+    from entrypoint.supervisor.verbs import read_handoffs
 
     layout = StateLayout(app.settings().state_dir)
     return router.find(read_handoffs(layout), name, where=str(layout.state_dir))
@@ -173,7 +176,8 @@ def health(app: App, wait: float) -> Outcome:
 
     For Docker HEALTHCHECK and Kubernetes probes: not ready exits 1.
     """
-    from entrypoint.supervisor import StateLayout, check_health, read_handoffs
+    from entrypoint.supervisor import StateLayout
+    from entrypoint.supervisor.verbs import check_health, read_handoffs
 
     layout = StateLayout(app.settings().state_dir)
     started = time.monotonic()
@@ -233,7 +237,8 @@ def restart(app: App, names: tuple[str, ...]) -> Outcome:
 @command
 def stop(app: App, names: tuple[str, ...]) -> Outcome:
     """Stop the named servers (all when none is named); `servers start` starts them again."""
-    from entrypoint.supervisor import StateLayout, stop_servers
+    from entrypoint.supervisor import StateLayout
+    from entrypoint.supervisor.verbs import stop_servers
 
     report = stop_servers(StateLayout(app.settings().state_dir), names)
     return Outcome(f"stopped {len(report.stopped)} server(s)", report.to_dict(), details=report.lines())
@@ -241,7 +246,8 @@ def stop(app: App, names: tuple[str, ...]) -> Outcome:
 
 def _update(app: App, names: Sequence[str], action: str) -> Outcome:
     from entrypoint.boot import prepare
-    from entrypoint.supervisor import StateLayout, connect_supervisord, update_servers
+    from entrypoint.supervisor import StateLayout
+    from entrypoint.supervisor.verbs import connect_supervisord, update_servers
 
     settings = app.settings()
     if settings.llama_cpp_config is None:

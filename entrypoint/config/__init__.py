@@ -2,9 +2,10 @@
 
 It is infer-dev's contract, extended. One table of fields (:data:`MASTER`,
 :data:`CONTROL`) drives both the validation and the JSON Schema that
-``autoinfer config schema`` prints, so the two cannot drift apart. Server keys are
-free-form llama-server flags: ``ctx_size`` -> ``--ctx-size``; ``true`` -> bare flag;
-``false`` -> omitted; a list repeats the flag; ``extra_args`` go first, raw.
+``autoinfer config schema`` prints (:mod:`.schema`, which only that command imports), so
+the two cannot drift apart. Server keys are free-form llama-server flags: ``ctx_size``
+-> ``--ctx-size``; ``true`` -> bare flag; ``false`` -> omitted; a list repeats the flag;
+``extra_args`` go first, raw.
 
 Everything here is pure: text in, frozen structs out (only :func:`load_config` reads the
 file). Resolving the binary and the model to paths on disk is the plan's job.
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 from entrypoint.config.fields import API_KEY, CONTROL, DEFAULT_HOST, DEFAULT_PORT, INSTANCE_NAME, MASTER
 from entrypoint.config.instances import Config, Control, Instance, Router, server_flags
-from entrypoint.config.schema import json_schema
 from entrypoint.config.validator import load_config, parse_config
 
 __all__ = [
@@ -38,7 +38,6 @@ __all__ = [
     "Control",
     "Instance",
     "Router",
-    "json_schema",
     "load_config",
     "parse_config",
     "server_flags",

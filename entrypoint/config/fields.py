@@ -179,6 +179,11 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
 MAX_MODEL_NAME = 128
 
 
+# What llama-server's preset reader ends a value at (a comment) or trims: a value with these
+# is not carried whole (the config refuses such values, ``router.render_preset`` such paths).
+PRESET_CUT = re.compile(r"[;#]|^\s|\s$")
+
+
 INT_MAX = 2**31 - 1  # seconds and counts; supervisord has no use for more
 
 

@@ -18,7 +18,6 @@ from msgspec import Struct, field
 from entrypoint.config.fields import API_KEY, DEFAULT_HOST, DEFAULT_PORT, ENV_REFERENCE
 from entrypoint.errors import ConfigError
 from entrypoint.redact import repr_hiding
-from entrypoint.router import RouterModel
 
 
 class Control(Struct, frozen=True):
@@ -137,6 +136,16 @@ class Instance(Struct, frozen=True):
         """
         missing = {key: value for key, value in (("host", self.host), ("port", self.port)) if key not in self.server}
         return server_flags(missing)
+
+
+class RouterModel(Struct, frozen=True):
+    """One model of a router (``[router.<r>.models.<name>]``): its section in the preset file."""
+
+    name: str  # the model's id in requests and in /models
+    ref: str
+    sha256: str | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)  # llama-server keys for its section
+    load_on_startup: bool = False
 
 
 class Router(Struct, frozen=True):

@@ -18,6 +18,7 @@ from entrypoint.config.fields import (
     MAX_MODEL_NAME,
     MAX_NAME,
     MODEL_NAME,
+    PRESET_CUT,
     ROUTER,
     ROUTER_MODEL,
     ROUTER_MODEL_FLAGS,
@@ -27,9 +28,8 @@ from entrypoint.config.fields import (
     env_table,
     shown,
 )
-from entrypoint.config.instances import Control, Instance, Router
+from entrypoint.config.instances import Control, Instance, Router, RouterModel
 from entrypoint.errors import ConfigError
-from entrypoint.router import PRESET_CUT, RouterModel
 
 
 class Tables(Protocol):

@@ -17,7 +17,7 @@ from msgspec import Struct
 from entrypoint import fsutil
 from entrypoint.errors import AutoinferError, CompatError, NetError, QuotaError, VerifyError
 from entrypoint.models import catalog
-from entrypoint.models.compat import fit_problem, machine_facts
+from entrypoint.models.fit import fit_problem, machine_facts
 from entrypoint.models.refs import ModelRef
 
 

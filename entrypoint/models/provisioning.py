@@ -7,8 +7,8 @@ Steps of :func:`ensure`:
    mtime_ns, inode) are unchanged -> done. Nothing is hashed, opened or fetched; only
    ``last_accessed`` is written (:meth:`Job.warm`).
 3. Otherwise the ref's source brings the bytes (``sources/local.py``, ``https.py``,
-   ``hf.py``, ``oci.py``). Offline, nothing touches the network: a missing file is E_NET naming
-   the ref.
+   ``hf.py``, ``oci.py``: imported only then, by :func:`_cold`). Offline, nothing
+   touches the network: a missing file is E_NET naming the ref.
 4. Every ``.gguf`` header is read (E_VERIFY if it is not a complete GGUF: the file is
    removed from the final path); the catalog records sizes, sha256, stat keys and the
    header; state ``pending`` -> ``active``, or ``failed`` with the error.
@@ -30,10 +30,6 @@ from entrypoint.models import layout
 from entrypoint.models.guards import PullOptions
 from entrypoint.models.job import Job, ProvisionedModel
 from entrypoint.models.refs import parse_model_ref
-from entrypoint.models.sources.hf import provision_hf
-from entrypoint.models.sources.https import provision_https
-from entrypoint.models.sources.local import provision_local
-from entrypoint.models.sources.oci import provision_oci
 from entrypoint.settings import Settings
 
 
@@ -91,18 +87,22 @@ def ensure(
 
 
 def _cold(job: Job, *, refresh: bool) -> ProvisionedModel:
+    """The one dispatch to a source: reached only when :meth:`Job.warm` did not answer."""
+    # deferred: keeps the sources and the download pipeline behind them off the warm boot path
+    from entrypoint.models.sources import hf, https, local, oci
+
     if job.ref.source == "local":
-        return provision_local(job)  # used in place: nothing to download, nothing to lock
+        return local.provision_local(job)  # used in place: nothing to download, nothing to lock
     lock = layout.model_lock_path(job.models_dir, job.key)
     with file_lock(lock, timeout=job.lock_timeout, what=f"model {job.ref.text}"):
         warm = None if refresh else job.warm()  # another process may have just provisioned it
         if warm is not None and _wanted(job, warm):
             return warm
         if job.ref.source == "https":
-            return provision_https(job)
+            return https.provision_https(job)
         if job.ref.source == "oci":
-            return provision_oci(job)
-        return provision_hf(job)
+            return oci.provision_oci(job)
+        return hf.provision_hf(job)
 
 
 def _wanted(job: Job, warm: ProvisionedModel) -> bool:

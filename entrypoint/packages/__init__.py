@@ -1,6 +1,6 @@
 """Binary packages under the root: install (atomic, idempotent, safe), activate, pin, collect.
 
-The front door: boot, plan and ``autoinfer pkg`` call only what is here.
+The front door: boot and plan call only what is here (``autoinfer pkg install`` too).
 
 - :func:`check` validates one ``AUTO_INFER_<PKG>_*`` request and describes it
   (:class:`PackageStatus`); :func:`ensure` is the boot step that makes it so.
@@ -10,8 +10,10 @@ The front door: boot, plan and ``autoinfer pkg`` call only what is here.
   (``binary = "llama-cpp@<version>[/<variant>]"``): every pinned build is installed on boot.
 - :func:`find_binary` and :func:`binary_path` say where an executable is (a version
   installed as several variants: the pin's, else this host's detected variant).
-- :func:`list_versions`, :func:`info`, :func:`activate`, :func:`remove`, :func:`gc`,
-  :func:`latest` and :func:`load_pins` back the other ``autoinfer pkg`` commands.
+
+The other ``autoinfer pkg`` commands (``list``, ``info``, ``activate``, ``remove``, ``gc``,
+``latest``) call :mod:`.verbs`, which only the CLI imports: this module never does, so
+a boot does not load them.
 
 Modules, in the order an install meets them: :mod:`.source` (what an archive source
 is), :mod:`.cache` (what is remembered of it), :mod:`.fetch` (into ``cache/``),
@@ -19,7 +21,7 @@ is), :mod:`.cache` (what is remembered of it), :mod:`.fetch` (into ``cache/``),
 versions, and the layout under the root), :mod:`.repair` and :mod:`.legacy` (what
 crashes and older installers left), :mod:`.release`/:mod:`.releases`/:mod:`.variants`
 (``llama-cpp@<version>``), :mod:`.installer` (the steps in order), :mod:`.status`,
-:mod:`.resolve`, :mod:`.pinned`, :mod:`.manage` and :mod:`.pins`.
+:mod:`.resolve`, :mod:`.pinned`; for the verbs, :mod:`.manage` and :mod:`.pins`.
 """
 
 from __future__ import annotations
@@ -31,9 +33,7 @@ from typing import TYPE_CHECKING
 from msgspec.structs import replace
 
 from entrypoint.packages.job import Hook, InstallResult, result_of
-from entrypoint.packages.manage import GcReport, activate, gc, info, latest, list_versions, remove
 from entrypoint.packages.pinned import PinStatus, check_pin, ensure_pin
-from entrypoint.packages.pins import Pin, load_pins
 from entrypoint.packages.registry import Registry, active_id, binary_path, intact
 from entrypoint.packages.resolve import PinRef, ResolvedBinary, find_binary
 from entrypoint.packages.status import PackageStatus, check
@@ -43,28 +43,19 @@ if TYPE_CHECKING:
     from entrypoint.archive import Limits
 
 __all__ = [
-    "GcReport",
     "InstallResult",
     "PackageRequest",
     "PackageStatus",
-    "Pin",
     "PinRef",
     "PinStatus",
     "ResolvedBinary",
-    "activate",
     "binary_path",
     "check",
     "check_pin",
     "ensure",
     "ensure_pin",
     "find_binary",
-    "gc",
-    "info",
     "install_package",
-    "latest",
-    "list_versions",
-    "load_pins",
-    "remove",
 ]
 
 

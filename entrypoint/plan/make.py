@@ -7,7 +7,7 @@ from pathlib import Path
 
 from msgspec.structs import replace
 
-from entrypoint import models, packages, router, supervisor
+from entrypoint import models, packages, supervisor
 from entrypoint.config import Config, Instance, load_config
 from entrypoint.errors import ConfigError, NotFoundError
 from entrypoint.plan.binaries import LLAMA_SWAP, choose_binary, installs, pin_steps
@@ -104,6 +104,10 @@ def router_steps(
     config: Config, settings: Settings, plan: Plan, *, environ: Mapping[str, str], base_dir: Path
 ) -> list[RouterStep]:
     """One step per enabled router; its models join :attr:`Plan.models` (shared with instances)."""
+    if not config.enabled_routers:
+        return []
+    from entrypoint import router  # deferred: keeps router mode off the boot path of a config without routers
+
     steps = []
     for rt in config.enabled_routers:
         if not rt.autoload and not rt.load_on_startup:

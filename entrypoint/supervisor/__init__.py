@@ -1,8 +1,10 @@
 """supervisord as the container's init: render its config, hand off, check on the servers.
 
-The front door for boot, plan and the CLI. Its modules import nothing of supervisor's
-own package (``supervisor.options`` alone costs 70 ms) nor its XML-RPC transport:
-:func:`server_status` imports those when asked. Our init, when it runs as
+The front door for boot and plan. Its modules import nothing of supervisor's own package
+(``supervisor.options`` alone costs 70 ms) nor its XML-RPC transport. What only the
+``autoinfer servers`` commands call (status, health, start/stop/restart, render, the
+handoffs read back) is in :mod:`.verbs`, which this module never imports; there,
+:func:`~.verbs.server_status` imports supervisor's code when asked. Our init, when it runs as
 ``python -m entrypoint.supervisor.init``, imports this module first, one more reason to
 keep it light; the event listener, which starts beside warming servers, does not (it runs
 as a script, see ``listener.py``).
@@ -24,44 +26,20 @@ The modules, in the order of a boot:
 
 from __future__ import annotations
 
-from entrypoint.supervisor.control import HealthReport, InstanceHealth, ServerStatus, check_health, server_status
 from entrypoint.supervisor.credentials import Credentials
-from entrypoint.supervisor.files import (
-    SupervisorFiles,
-    exec_argv,
-    init_args,
-    read_credentials,
-    read_handoffs,
-    render_files,
-    write_config,
-)
+from entrypoint.supervisor.files import SupervisorFiles, exec_argv, init_args, read_credentials, write_config
 from entrypoint.supervisor.layout import StateLayout, check_state_dir
 from entrypoint.supervisor.render import render_program, render_supervisord
-from entrypoint.supervisor.update import UpdateReport
-from entrypoint.supervisor.update import connect as connect_supervisord
-from entrypoint.supervisor.update import stop as stop_servers
-from entrypoint.supervisor.update import update as update_servers
 
 __all__ = [
     "Credentials",
-    "HealthReport",
-    "InstanceHealth",
-    "ServerStatus",
     "StateLayout",
     "SupervisorFiles",
-    "UpdateReport",
-    "check_health",
     "check_state_dir",
-    "connect_supervisord",
     "exec_argv",
     "init_args",
     "read_credentials",
-    "read_handoffs",
-    "render_files",
     "render_program",
     "render_supervisord",
-    "server_status",
-    "stop_servers",
-    "update_servers",
     "write_config",
 ]

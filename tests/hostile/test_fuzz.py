@@ -16,10 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from entrypoint.config import INSTANCE_NAME, parse_config
+from entrypoint.config.fields import PRESET_CUT
 from entrypoint.errors import AutoinferError, ConfigError, VerifyError
 from entrypoint.gguf_info import read_gguf_info
 from entrypoint.models.refs import parse_oci
-from entrypoint.router import PRESET_CUT, render_preset
+from entrypoint.router import render_preset
 from entrypoint.settings import Settings
 from entrypoint.supervisor.render import split_env
 from tests.hostile.make_corpus import (

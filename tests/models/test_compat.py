@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from entrypoint.errors import CompatError
-from entrypoint.models.compat import assess, check_compat, cpu_flags
+from entrypoint.models.compat import assess, check_compat
+from entrypoint.models.fit import cpu_flags
 
 BIG_BOX = {"arch": "x86_64", "cpu_flags": ["avx", "avx2", "fma"], "ram_available": 64 << 30, "gpus": []}
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint.models import collect_garbage, models_in_use, set_pinned
 from entrypoint.models.catalog import edit_catalog, load_catalog
+from entrypoint.models.verbs import collect_garbage, models_in_use, set_pinned
 from tests.helpers.httpserver import Server
 from tests.models.conftest import provision
 

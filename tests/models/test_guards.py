@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from entrypoint.errors import CompatError, DiskError, QuotaError
-from entrypoint.models import PullOptions, check_compat, ensure
+from entrypoint.models import PullOptions, ensure
 from entrypoint.models.catalog import edit_catalog, load_catalog
+from entrypoint.models.verbs import check_compat
 from entrypoint.settings import Settings
 from tests.helpers.httpserver import Server
 from tests.models.conftest import provision

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from huggingface_hub import hf_hub_download
 
-from entrypoint.models import collect_garbage
 from entrypoint.models.catalog import edit_catalog, load_catalog
 from entrypoint.models.hfcache import restore_blobs
+from entrypoint.models.verbs import collect_garbage
 from tests.models.conftest import provision
 from tests.models.fakehub import FakeHub
 

@@ -8,8 +8,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from entrypoint.models import migrate_store, verify_store
 from entrypoint.models.catalog import load_catalog
+from entrypoint.models.verbs import migrate_store, verify_store
 
 COMMIT = "c" * 40
 

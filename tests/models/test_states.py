@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint.models import collect_garbage, set_pinned, verify_store
 from entrypoint.models.catalog import CATALOG_FILE, edit_catalog, load_catalog
+from entrypoint.models.verbs import collect_garbage, set_pinned, verify_store
 from tests.helpers.cli import autoinfer_argv, cli_env, run_cli
 from tests.helpers.httpserver import Server
 from tests.models.conftest import provision

@@ -8,7 +8,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from entrypoint.config import json_schema, parse_config
+from entrypoint.config import parse_config
+from entrypoint.config.schema import json_schema
 from entrypoint.errors import ConfigError
 from entrypoint.router import render_preset
 
@@ -216,7 +217,7 @@ def test_config_validate_reports_the_router_and_its_models() -> None:
 
 
 def test_models_gc_protects_the_models_of_routers(tmp_path: Path) -> None:
-    from entrypoint.models import models_in_use
+    from entrypoint.models.verbs import models_in_use
 
     config = tmp_path / "r.toml"
     config.write_text(BASE)

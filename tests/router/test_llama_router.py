@@ -24,7 +24,7 @@ from entrypoint import router
 from entrypoint.config import parse_config
 from entrypoint.errors import NotReadyError
 from entrypoint.plan import Binary, router_spec
-from entrypoint.supervisor import check_health
+from entrypoint.supervisor.verbs import check_health
 from tests.conftest import LlamaRelease
 from tests.helpers.cli import autoinfer_argv, cli_env, run_cli
 from tests.supervisor.conftest import Supervised, wait_for

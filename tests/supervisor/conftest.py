@@ -18,7 +18,8 @@ import psutil
 import pytest
 
 from entrypoint.servers import ServerSpec
-from entrypoint.supervisor import StateLayout, SupervisorFiles, exec_argv, server_status, write_config
+from entrypoint.supervisor import StateLayout, SupervisorFiles, exec_argv, write_config
+from entrypoint.supervisor.verbs import server_status
 
 REPO = Path(__file__).resolve().parents[2]
 

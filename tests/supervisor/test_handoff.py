@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from entrypoint.errors import VerifyError
-from entrypoint.supervisor import StateLayout, read_handoffs, write_config
+from entrypoint.supervisor import StateLayout, write_config
+from entrypoint.supervisor.verbs import read_handoffs
 from tests.supervisor.conftest import spec
 
 

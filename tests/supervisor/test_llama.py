@@ -15,7 +15,8 @@ from typing import Any
 import psutil
 from msgspec.structs import replace
 
-from entrypoint.supervisor import StateLayout, check_health, read_handoffs
+from entrypoint.supervisor import StateLayout
+from entrypoint.supervisor.verbs import check_health, read_handoffs
 from tests.conftest import free_port
 from tests.supervisor.conftest import Supervised, llama_spec, wait_for
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from entrypoint.config import json_schema, load_config, parse_config, server_flags
+from entrypoint.config import load_config, parse_config, server_flags
+from entrypoint.config.schema import json_schema
 from entrypoint.errors import ConfigError, NotFoundError
 
 REPO = Path(__file__).resolve().parents[2]
