@@ -57,7 +57,7 @@ from entrypoint.servers import ServerSpec
 from entrypoint.settings import Settings
 
 if TYPE_CHECKING:  # the annotation only: boot imports spawn when it forks (not on --prepare-only)
-    from entrypoint.supervisor.spawn import Preforked
+    from entrypoint.spawn import Preforked
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +304,7 @@ def boot(
     Without it, a full boot forks one here, before preparing.
     """
     if preforked is None and not prepare_only and not command:
-        from entrypoint.supervisor.spawn import prefork_supervisord
+        from entrypoint.spawn import prefork_supervisord
 
         preforked = prefork_supervisord()  # imports supervisor on the other core meanwhile
     try:

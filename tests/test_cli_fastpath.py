@@ -18,7 +18,7 @@ from tests.helpers.cli import autoinfer_argv, cli_env
 def test_plain_boot_lines_are_read_by_hand(tmp_path: Path) -> None:
     line = parse_boot_line(["--root", str(tmp_path), "--json", "-q", "-v", "boot", "--prepare-only", "--", "a", "--"])
     assert line is not None
-    assert (line.root, line.json, line.quiet, line.verbose) == (tmp_path, True, True, 1)
+    assert (line.root, line.json, line.quiet, line.verbose) == (str(tmp_path), True, True, 1)
     assert line.prepare_only and line.command == ("a", "--")
     bare = parse_boot_line(["boot"])
     assert bare is not None and not bare.prepare_only and bare.command == ()

@@ -8,12 +8,15 @@ about 10 ms of CPU (a 2-core machine), so a plain boot command line is read here
 
 and runs :func:`boot_outcome`, the same body as the click command ``boot``
 (:mod:`entrypoint.cli.boot`). A full boot (neither ``--prepare-only`` nor ``-- CMD``)
-forks supervisord's process first, before the boot pipeline is imported, so that
-supervisor's imports (45 to 100 ms) run on the other core meanwhile (see
-:mod:`entrypoint.supervisor.spawn`); boot hands it to the init, and every other way out
-ends it. Any other line (``--help``, ``--version``, another command, a usage error, a
-``--root`` that click would refuse) goes to the click group in :mod:`entrypoint.cli.group`,
-so help and errors are click's, unchanged.
+forks supervisord's process first, before anything else of ours is imported, so that
+supervisor's imports (about 110 ms in the image) run on the other core meanwhile (see
+:mod:`entrypoint.spawn`); boot hands it to the init, and every other way out ends it.
+For that this module imports only os, sys and collections.abc at the top: the edge
+(logging, json, our errors) and pathlib come once the fork is done.
+
+Any other line (``--help``, ``--version``, another command, a usage error, a ``--root``
+that click would refuse) goes to the click group in :mod:`entrypoint.cli.group`, so help
+and errors are click's, unchanged.
 
 The CLI defers imports in two places only: this split, and the group's lazy table of
 commands (each command's module is imported when that command runs).
@@ -24,20 +27,18 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from entrypoint.cli.edge import App, Outcome, echo, environ, log_format_of, run_command, setup_logging
-
-if TYPE_CHECKING:  # the annotation only: run() imports spawn for a full boot alone
-    from entrypoint.supervisor.spawn import Preforked
+TYPE_CHECKING = False  # typing itself would be imported before the fork (it imports re)
+if TYPE_CHECKING:
+    from entrypoint.cli.edge import App, Outcome
+    from entrypoint.spawn import Preforked
 
 
 class BootLine:
     """A boot command line read by :func:`parse_boot_line`."""
 
     def __init__(self) -> None:
-        self.root: Path | None = None
+        self.root: str | None = None  # a path, made a Path after the fork
         self.json = False
         self.quiet = False
         self.verbose = 0
@@ -63,10 +64,10 @@ def parse_boot_line(args: Sequence[str]) -> BootLine | None:
         elif arg in ("-v", "--verbose"):
             line.verbose += 1
         elif arg == "--root" and i + 1 < len(args) and _plain_dir(args[i + 1]):
-            line.root = Path(args[i + 1])
+            line.root = args[i + 1]
             i += 1
         elif arg.startswith("--root=") and _plain_dir(arg.removeprefix("--root=")):
-            line.root = Path(arg.removeprefix("--root="))
+            line.root = arg.removeprefix("--root=")
         else:
             return None
         i += 1
@@ -101,6 +102,7 @@ def boot_outcome(
     it boot forks its own. The caller ends it if this raises before boot has it.
     """
     from entrypoint.boot import boot  # the whole pipeline: not for `autoinfer --help`
+    from entrypoint.cli.edge import Outcome
 
     prepared = boot(
         app.settings(), environ=app.environ, prepare_only=prepare_only, command=tuple(command), preforked=preforked
@@ -143,13 +145,25 @@ def _run_boot(line: BootLine) -> int:
     """Run a plain boot line; its exit status."""
     preforked = None
     if not line.prepare_only and not line.command:  # only a full boot starts supervisord
-        # the supervisor package: not for `autoinfer --help` nor `boot --prepare-only`
-        from entrypoint.supervisor.spawn import prefork_supervisord
+        from entrypoint.spawn import prefork_supervisord  # light on purpose: see entrypoint/spawn.py
 
         preforked = prefork_supervisord()  # now, while one thread runs and nothing is set up
     try:
-        env = environ()
-        app = App(environ=env, root=line.root, json=line.json, verbosity=-1 if line.quiet else line.verbose)
+        return _boot_status(line, preforked)
+    finally:
+        if preforked is not None:
+            preforked.cancel()  # every way out but supervisord's run (then a no-op)
+
+
+def _boot_status(line: BootLine, preforked: Preforked | None) -> int:
+    from pathlib import Path
+
+    from entrypoint.cli.edge import App, echo, environ, log_format_of, run_command, setup_logging
+
+    env = environ()
+    root = Path(line.root) if line.root is not None else None
+    app = App(environ=env, root=root, json=line.json, verbosity=-1 if line.quiet else line.verbose)
+    try:
         setup_logging(app, log_format_of(env))
         run_command(app, boot_outcome, prepare_only=line.prepare_only, command=line.command, preforked=preforked)
     except BrokenPipeError:  # stdout's reader has gone: exit 1 quietly, as click does
@@ -160,7 +174,4 @@ def _run_boot(line: BootLine) -> int:
             return exc.code or 0
         echo(str(exc.code), err=True)
         return 1
-    finally:
-        if preforked is not None:
-            preforked.cancel()  # every way out but supervisord's run (then a no-op)
     return 0

@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from entrypoint.fsutil import read_regular_bytes
+from entrypoint.spawn import FORWARDED, Preforked, Starter, start_command, start_supervisord
 from entrypoint.supervisor.listener import poke
 from entrypoint.supervisor.pipes import (
     Forwarder,
@@ -68,7 +69,6 @@ from entrypoint.supervisor.pipes import (
     say,
     set_message_format,
 )
-from entrypoint.supervisor.spawn import FORWARDED, Preforked, Starter, start_command, start_supervisord
 
 STOPPING = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})  # supervisord shuts down on these
 _PR_SET_CHILD_SUBREAPER = 36

@@ -4,29 +4,34 @@ supervisord runs as a fork of the process that becomes the init, running supervi
 own ``main``: not ``python -m supervisor.supervisord``, because a second interpreter
 start costs more than supervisord's own start-up, and this is the path every boot waits
 on. A full boot forks it even earlier (:func:`prefork_supervisord`), so that supervisor's
-imports overlap boot's own: the CLI does, as soon as it has read a plain ``autoinfer boot``
-line and before it imports the boot pipeline, and hands the child to boot.
+imports (about 110 ms in the image: xmlrpc, http.client, email, importlib.metadata come
+with them) overlap boot's own work: the CLI forks it as soon as it has read a plain
+``autoinfer boot`` line, before it imports anything else of ours, and hands the child to
+boot. supervisor's imports, not boot's, are then what a warm container start waits for
+(bench/README.md, "Timeline").
 
-This module is imported that early, so it imports only the standard library and
-fsutil. The package's ``__init__`` (the front door) runs first all the same: in the image
-the two cost about 12 ms before the fork, against supervisor's 45 to 50 after it, which
-then overlap boot's remaining 50 ms of imports.
+Why this module is not in ``entrypoint/supervisor/``: importing anything there runs that
+package's front door first (its types, msgspec included: about 20 ms in the image), and
+the fork must come before. So before it, this module imports only os, signal, sys,
+contextlib and collections.abc; json, fsutil, subprocess and traceback are imported
+where they are used, after it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
-import subprocess
 import sys
-import traceback
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any, NoReturn
 
-from entrypoint import fsutil
+# typing, pathlib and json would cost ~15 ms before the fork in the image (typing alone
+# imports re): annotations only, or imported where used, after it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
+    from pathlib import Path
+    from typing import Any, NoReturn
 
 #: Signals our init forwards to supervisord (see init.py).
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
@@ -37,6 +42,8 @@ Starter = Callable[[dict[str, str]], int]
 
 def start_command(command: Sequence[str]) -> Starter:
     """Start *command* as a new process (any program; ``--`` on the init's command line)."""
+
+    import subprocess  # not before the prefork (see the module docstring): only `-- CMD` needs it
 
     started: list[subprocess.Popen[bytes]] = []
 
@@ -93,10 +100,14 @@ class Preforked:
 
     def starter(self, conf: Path) -> Starter:
         def start(env: dict[str, str]) -> int:
+            import json  # after the fork (see the module docstring), like fsutil
+
+            from entrypoint.fsutil import write_all
+
             order = json.dumps({"conf": str(conf), "env": env}).encode()
             fd, self.order_fd = self.order_fd, -1
             try:
-                fsutil.write_all(fd, order)
+                write_all(fd, order)
             finally:
                 os.close(fd)
             self.started = True
@@ -139,7 +150,9 @@ def prefork_supervisord() -> Preforked | None:
     # Ctrl-C while boot prepares reaches the whole process group: boot reports it, we just go.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
-    def wait_for_order() -> tuple[Path, dict[str, str]]:
+    def wait_for_order() -> tuple[str, dict[str, str]]:
+        import json
+
         from supervisor import supervisord  # noqa: F401 - the slow part, while boot prepares
 
         data = bytearray()
@@ -148,12 +161,12 @@ def prefork_supervisord() -> Preforked | None:
         if not data:
             os._exit(0)
         order = json.loads(data)
-        return Path(order["conf"]), order["env"]
+        return str(order["conf"]), order["env"]
 
     _supervisord_child(wait_for_order, signal.pthread_sigmask(signal.SIG_BLOCK, set()))
 
 
-def _supervisord_child(order: Callable[[], tuple[Path, dict[str, str]]], mask: Any) -> NoReturn:
+def _supervisord_child(order: Callable[[], tuple[str | Path, dict[str, str]]], mask: Any) -> NoReturn:
     """The forked child's life: get the config, reset what we changed, run supervisord."""
     code = 1
     try:
@@ -165,8 +178,8 @@ def _supervisord_child(order: Callable[[], tuple[Path, dict[str, str]]], mask: A
         _close_fds_from(3)
         os.environ.clear()
         os.environ.update(env)
-        with contextlib.suppress(OSError):
-            Path("/proc/self/comm").write_text("supervisord")  # what ps and top show
+        with contextlib.suppress(OSError), open("/proc/self/comm", "w") as comm:
+            comm.write("supervisord")  # what ps and top show
         # Deferred: supervisor.* costs ~0.1 s and only the forked child runs it.
         from supervisor import supervisord
 
@@ -175,6 +188,8 @@ def _supervisord_child(order: Callable[[], tuple[Path, dict[str, str]]], mask: A
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     except BaseException:
+        import traceback
+
         traceback.print_exc()
     finally:
         _flush_stdio()
