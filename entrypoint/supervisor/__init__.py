@@ -16,12 +16,13 @@ The modules, in the order of a boot:
 - ``quoting``, ``render``, ``handoff``: the files as strings (no I/O); ``credentials``:
   the socket's per-boot username and password.
 - ``files``: writes them, reads the handoffs back.
-- ``init`` (with ``spawn`` and ``pipes``): our PID 1, which runs supervisord, forwards
-  signals, reaps, and carries the servers' log lines.
+- ``init`` (with ``pipes``, and ``entrypoint/spawn.py``): our PID 1, which runs
+  supervisord, forwards signals, reaps, and carries the servers' log lines.
 - ``listener``: stops the container when a critical server fails.
 - ``control``: status (supervisord's view) and health (the servers' own).
-- ``update`` (with ``rpc``, which supervisord loads): ``servers start|stop|restart``
-  tell the running supervisord what the files say now, program by program.
+- ``update`` (with ``entrypoint/supervisord_rpc.py``, which supervisord loads):
+  ``servers start|stop|restart`` tell the running supervisord what the files say now,
+  program by program.
 """
 
 from __future__ import annotations

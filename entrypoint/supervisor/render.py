@@ -39,9 +39,9 @@ from entrypoint.supervisor.quoting import (
     render_environment,
     split_env,
 )
-from entrypoint.supervisor.rpc import FACTORY as RPC_FACTORY
-from entrypoint.supervisor.rpc import NAMESPACE as RPC_NAMESPACE
 from entrypoint.supervisor.secrets import with_env_file, with_key_file
+from entrypoint.supervisord_rpc import FACTORY as RPC_FACTORY
+from entrypoint.supervisord_rpc import NAMESPACE as RPC_NAMESPACE
 
 GROUP = "servers"
 LISTENER = "autoinfer-watch"

@@ -36,7 +36,7 @@ from entrypoint.servers import ServerSpec
 from entrypoint.supervisor.control import supervisor_rpc
 from entrypoint.supervisor.layout import StateLayout
 from entrypoint.supervisor.render import GROUP
-from entrypoint.supervisor.rpc import NAMESPACE
+from entrypoint.supervisord_rpc import NAMESPACE
 
 RUNNING_STATES = frozenset({"RUNNING", "STARTING", "BACKOFF"})
 PIPE_WAIT_SECONDS = 10.0  # our init looks at init.json about once a second

@@ -117,3 +117,19 @@ def test_json_mode_sends_supervisords_log_through_init(tmp_path: Path) -> None:
     assert {"path": str(StateLayout(tmp_path).supervisord_pipe), "instance": "supervisord", "stream": "stdout"} in init[
         "pipes"
     ]
+
+
+def test_supervisord_loads_our_namespace_without_our_front_door(tmp_path: Path) -> None:
+    """supervisord's own start (its parse of our config, which loads ``[rpcinterface:autoinfer]``)
+    imports nothing of ours beyond that module: every container start waits for it."""
+    import subprocess
+    import sys
+
+    files = write_config(StateLayout(tmp_path), [spec()], log_format="text")
+    code = (
+        "import sys; from supervisor.options import ServerOptions; before = set(sys.modules);"
+        f"ServerOptions().realize(args=['-c', {str(files.conf)!r}]);"
+        "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in ('entrypoint', 'msgspec')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "['entrypoint', 'entrypoint.supervisord_rpc']"
