@@ -148,7 +148,7 @@ def timeline_table(title: str, timeline: dict[str, Any]) -> str:
     for phase in timeline["phases"]:
         share = phase["seconds"] / total if total else 0
         lines.append(f"| {_escape(phase['phase'])} | {fmt_seconds(phase['seconds'])} | {share:.0%} |")
-    lines.append(f"| **in all** (fork to exit) | {fmt_seconds(total)} | |")
+    lines.append(f"| **in all** | {fmt_seconds(total)} | |")
     base = timeline.get("baseline")
     if base:
         lines.append(f"| baseline: {_escape(base['what'])} | {fmt_seconds(base['seconds'])} | |")

@@ -6,7 +6,7 @@ The image of ``make image`` (``localhost/autoinfer:latest``) under podman, host 
   verifies the tiny model before supervisord starts the server;
 - warm: the same volume again (nothing to copy, extract or hash);
 - baseline: the same image with ``--entrypoint`` the unpacked llama-server (mounted),
-  serving the same model: the difference is our overhead (goal: warm overhead < 0.5 s).
+  serving the same model: the difference is our overhead (goal: warm within 1.65x).
 
 Skipped with a "not available" row when podman or the image is missing.
 """
@@ -26,14 +26,15 @@ from bench.benchmarks.boot import _all_healthy, free_ports
 from bench.benchmarks.common import tiny_model
 from bench.benchmarks.models import sha256_of
 from bench.benchmarks.packages import release_archives
-from bench.harness import Context, Goal, NotAvailable, Row, Sample, bench
+from bench.harness import Context, NotAvailable, Row, Sample, bench, within
 
 IMAGE = os.environ.get("AUTOINFER_BENCH_IMAGE", "localhost/autoinfer:latest")
 PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
 # Limits at or below this machine's hard limits: podman's defaults (and `--ulimit host`)
 # ask for more than a process without CAP_SYS_RESOURCE may set, and runc refuses to start.
 ULIMITS = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
-OVERHEAD_GOAL = Goal("warm overhead < 0.5 s", "overhead_max", 0.5)
+#: A warm start within 1.65x of llama-server as the ENTRYPOINT (about 120 ms of overhead).
+WARM_GOAL = within(1.65)
 
 
 def _check() -> None:
@@ -167,7 +168,7 @@ def container(ctx: Context) -> None:
     ctx.add(Row("container-cold", "container start to /health 200, cold (install + verify)", base,
                 stats["cold"], stats["direct"]))  # fmt: skip
     warm_row = Row("container-warm", "container start to /health 200, warm (same volume)", base,
-                   stats["warm"], stats["direct"], OVERHEAD_GOAL)  # fmt: skip
+                   stats["warm"], stats["direct"], WARM_GOAL)  # fmt: skip
     overhead = stats["warm"].median - stats["direct"].median
     warm_row.extra["overhead_s"] = round(overhead, 3)
     image = subprocess.run(
