@@ -156,6 +156,7 @@ def _run_boot(line: BootLine) -> int:
 
 
 def _boot_status(line: BootLine, preforked: Preforked | None) -> int:
+    """The boot line once supervisord's process is forked: logging, then the boot command."""
     from pathlib import Path
 
     from entrypoint.cli.edge import App, echo, environ, log_format_of, run_command, setup_logging
