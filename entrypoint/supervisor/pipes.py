@@ -162,6 +162,11 @@ def open_new_pipes(config: Mapping[str, Any], have: Sequence[Pipe]) -> list[Pipe
             os.replace(temporary, pipe.path)
         except OSError as exc:
             say(f"cannot open the log pipe {pipe.path}: {exc.strerror or exc}", "error")
+            if pipe.fd >= 0:  # opened, then not put in place: neither the fd nor the FIFO stays
+                os.close(pipe.fd)
+                pipe.fd = -1
+            with contextlib.suppress(OSError):
+                temporary.unlink()
             continue
         _open_copy(pipe)
         new.append(pipe)

@@ -92,6 +92,22 @@ def test_unexpected_exit_is_final_only_for_restart_never(tmp_path: Path, terms: 
     assert "restart = never" in json.loads((tmp_path / "m.json").read_text())["message"]
 
 
+def test_a_marker_it_cannot_write_still_stops_supervisord(
+    tmp_path: Path, terms: list[tuple[int, int]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The stop matters more than the marker: a state dir gone read-only or full still gets the stop,
+    and the line says why the exit status will be supervisord's own."""
+    (tmp_path / "gone").write_text("")  # a file where the folder should be: the write fails (as EACCES would)
+    gone = tmp_path / "gone" / "m.json"
+    watch = Watch(gone, {"chat"}, set())
+    out = run(watch, event("PROCESS_STATE_FATAL", "processname:chat groupname:servers from_state:BACKOFF"))
+    assert out == "READY\nRESULT 2\nOKREADY\n"  # the protocol goes on
+    assert terms == [(os.getppid(), signal.SIGTERM)]
+    err = capsys.readouterr().err
+    assert "instance chat went FATAL" in err and f"cannot write {gone}" in err
+    assert (tmp_path / "gone").read_text() == ""
+
+
 def test_parse_tokens() -> None:
     assert parse_tokens("a:1 b:x:y c") == {"a": "1", "b": "x:y"}
 

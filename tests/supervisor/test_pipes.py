@@ -134,3 +134,27 @@ def test_a_log_file_that_fails_mid_way_stops_the_copy_not_the_forwarding(
     out, err = capfd.readouterr()
     assert "[chat] first" in out and "[chat] second" in out
     assert err.count("no longer copying chat's log") == 1
+
+
+def test_a_new_pipe_that_cannot_be_put_in_place_is_skipped_without_a_leak(tmp_path: Path) -> None:
+    """A server added after boot whose FIFO path is taken (here by a folder with something in it):
+    one error line, no descriptor or half-made FIFO left behind, and the next server's pipe still opens."""
+    taken = tmp_path / "pipes" / "a.out"
+    (taken / "inside").mkdir(parents=True)
+    config = {
+        "pipes": [
+            {"path": str(taken), "instance": "a", "stream": "stdout"},
+            {"path": str(tmp_path / "pipes" / "b.out"), "instance": "b", "stream": "stdout"},
+        ]
+    }
+    fds_before = set(os.listdir("/proc/self/fd"))
+    opened = pipes.open_new_pipes(config, [])
+    try:
+        assert [p.instance for p in opened] == ["b"]
+        fds_after = set(os.listdir("/proc/self/fd"))  # each listing holds one fd of its own while it reads
+        assert len(fds_after) == len(fds_before) + 1 and str(opened[0].fd) in fds_after  # b's pipe, nothing else
+        assert sorted(p.name for p in (tmp_path / "pipes").iterdir()) == ["a.out", "b.out"]  # no ".a.out.opening"
+        assert (taken / "inside").is_dir()
+    finally:
+        for pipe in opened:
+            os.close(pipe.fd)
