@@ -157,9 +157,18 @@ def _run_boot(line: BootLine) -> int:
 
 def _boot_status(line: BootLine, preforked: Preforked | None) -> int:
     """The boot line once supervisord's process is forked: logging, then the boot command."""
-    from pathlib import Path
+    import gc
 
-    from entrypoint.cli.edge import App, echo, environ, log_format_of, run_command, setup_logging
+    # Every import of a boot, without the collector: an import keeps what it allocates, so
+    # a collection meanwhile only walks live objects (~9% of the imports' time).
+    gc.disable()
+    try:
+        from pathlib import Path
+
+        import entrypoint.boot  # noqa: F401 - boot_outcome's import, done here with the others
+        from entrypoint.cli.edge import App, echo, environ, log_format_of, run_command, setup_logging
+    finally:
+        gc.enable()
 
     env = environ()
     root = Path(line.root) if line.root is not None else None
