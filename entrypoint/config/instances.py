@@ -1,7 +1,7 @@
 """What a validated config is: :class:`Config`, its instances, routers and their control keys.
 
 Secrets (the README's "Secrets"): ``api_key`` in a server table never becomes
-``--api-key VALUE`` (:meth:`Instance.args` and :meth:`Router.args` leave it out; the plan
+``--api-key VALUE`` (:meth:`ServerTable.command_keys` leaves it out of both; the plan
 writes it to a 0600 key file and passes ``--api-key-file``); ``control.env`` takes
 variables by name from the container's environment (``env = ["HF_TOKEN"]`` or
 ``HF_TOKEN = "${HF_TOKEN}"``), so their values are written nowhere; literal values are
@@ -76,13 +76,12 @@ class Control(Struct, frozen=True):
         return env
 
 
-class Instance(Struct, frozen=True):
-    """One ``[instance.<name>]`` with the defaults merged in."""
+class ServerTable(Struct, frozen=True):
+    """What an instance and a router share: a name, its control table and its llama-server keys."""
 
     name: str
     control: Control
     server: Mapping[str, Any]  # merged llama-server keys, without extra_args (api_key too)
-    extra_args: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return repr_hiding(self, "server")
@@ -100,32 +99,35 @@ class Instance(Struct, frozen=True):
         return str(self.server.get("host", DEFAULT_HOST))
 
     @property
+    def api_key(self) -> str | None:
+        """The literal ``api_key``: never on a command line (see :meth:`command_keys`)."""
+        key = self.server.get(API_KEY)
+        return str(key) if key is not None else None
+
+    def command_keys(self, api_key_file: str | None) -> dict[str, Any]:
+        """The server keys for the command line: a literal ``api_key`` left out, so it is not in
+        ``ps``; the caller writes it to a file and passes that file as *api_key_file*."""
+        server = {k: v for k, v in self.server.items() if k != API_KEY}
+        if api_key_file is not None:
+            server["api_key_file"] = api_key_file
+        return server
+
+
+class Instance(ServerTable, frozen=True):
+    """One ``[instance.<name>]`` with the defaults merged in."""
+
+    extra_args: tuple[str, ...] = ()
+
+    @property
     def model_ref(self) -> str | None:
         model = self.server.get("model")
         return str(model) if model is not None else None
 
-    @property
-    def api_key(self) -> str | None:
-        """The literal ``api_key``: never on a command line (see :meth:`args`)."""
-        key = self.server.get(API_KEY)
-        return str(key) if key is not None else None
-
-    @property
-    def api_key_file(self) -> str | None:
-        key_file = self.server.get("api_key_file")
-        return str(key_file) if key_file is not None else None
-
     def args(self, model_path: str | None = None, *, api_key_file: str | None = None) -> list[str]:
-        """llama-server's arguments (no binary); *model_path* replaces the model ref.
-
-        A literal ``api_key`` is left out: the caller writes it to a file and passes that
-        file as *api_key_file* (``--api-key-file``), so the key is not in ``ps``.
-        """
-        server = {k: v for k, v in self.server.items() if k != API_KEY}
+        """llama-server's arguments (no binary); *model_path* replaces the model ref."""
+        server = self.command_keys(api_key_file)
         if model_path is not None and "model" in server:
             server["model"] = model_path
-        if api_key_file is not None:
-            server["api_key_file"] = api_key_file
         return [*self.extra_args, *server_flags(server)]
 
     def address_args(self) -> list[str]:
@@ -148,47 +150,24 @@ class RouterModel(Struct, frozen=True):
     load_on_startup: bool = False
 
 
-class Router(Struct, frozen=True):
+class Router(ServerTable, frozen=True):
     """One ``[router.<name>]``: one llama-server in router mode serving several models."""
 
-    name: str
-    control: Control
-    server: Mapping[str, Any]  # the router's own llama-server keys (its command line)
     models: tuple[RouterModel, ...]
     extra_args: tuple[str, ...] = ()
     models_max: int | None = None  # None: llama-server's default
     autoload: bool = True
-
-    def __repr__(self) -> str:
-        return repr_hiding(self, "server")
-
-    @property
-    def enabled(self) -> bool:
-        return self.control.enabled
-
-    @property
-    def port(self) -> int:
-        return int(self.server.get("port", DEFAULT_PORT))
-
-    @property
-    def host(self) -> str:
-        return str(self.server.get("host", "127.0.0.1"))
 
     @property
     def load_on_startup(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.models if m.load_on_startup)
 
     def args(self, preset: str, *, api_key_file: str | None = None) -> list[str]:
-        """llama-server's arguments (no binary) for the preset file at *preset*.
-
-        A literal ``api_key`` is left out, as for an instance (:meth:`Instance.args`).
-        """
+        """llama-server's arguments (no binary) for the preset file at *preset*."""
         # Always an explicit address: health and status look for it there, whatever
         # llama-server's own default becomes.
         address = {"host": self.host, "port": self.port}
-        server = {k: v for k, v in self.server.items() if k != API_KEY}
-        if api_key_file is not None:
-            server["api_key_file"] = api_key_file
+        server = self.command_keys(api_key_file)
         argv = [*self.extra_args, *server_flags({**address, **server}), "--models-preset", preset]
         if self.models_max is not None:
             argv += ["--models-max", str(self.models_max)]

@@ -124,7 +124,7 @@ def router_spec(
     """
     as_instance = Instance(name=rt.name, control=rt.control, server=rt.server, extra_args=rt.extra_args)
     spec = server_spec(as_instance, exe, None, None, environ=environ, layout=layout)
-    key_file = str(layout.key_file(rt.name)) if as_instance.api_key and layout is not None else None
+    key_file = str(layout.key_file(rt.name)) if rt.api_key and layout is not None else None
     return replace(
         spec,
         argv=(exe.path, *rt.args(str(preset), api_key_file=key_file)),
