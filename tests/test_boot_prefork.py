@@ -58,6 +58,21 @@ def in_session(sid: int) -> list[psutil.Process]:
     return found
 
 
+def serves_then_stops(proc: subprocess.Popen[bytes], port: int, state: Path) -> None:
+    """*proc* (a full boot) serves /health 200 with supervisord as its child, then exits 0 on SIGTERM."""
+    try:
+        assert wait_health(port, proc=proc) == 200
+        supervisord = int((state / "run" / "supervisord.pid").read_text())
+        assert psutil.Process(supervisord).ppid() == proc.pid
+        assert psutil.Process(supervisord).name() == "supervisord"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def test_supervisord_is_forked_before_the_boot_pipeline_is_imported(
     tmp_path: Path, llama_release: LlamaRelease, tiny_model: Path, port: int
 ) -> None:
@@ -82,17 +97,7 @@ def test_supervisord_is_forked_before_the_boot_pipeline_is_imported(
             stderr=err,
             start_new_session=True,
         )
-    try:
-        assert wait_health(port, proc=proc) == 200
-        supervisord = int((tmp_path / "state" / "run" / "supervisord.pid").read_text())
-        assert psutil.Process(supervisord).ppid() == proc.pid
-        assert psutil.Process(supervisord).name() == "supervisord"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    serves_then_stops(proc, port, tmp_path / "state")
     imported = collections.Counter(IMPORT_LINE.findall(err_path.read_text(errors="replace")))
     assert {name: imported[name] for name in sorted(shared)} == dict.fromkeys(sorted(shared), 2)
 
@@ -190,15 +195,5 @@ def test_a_boot_line_that_click_reads_forks_in_boot_and_serves_as_before(
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    try:
-        assert wait_health(port, proc=proc) == 200
-        supervisord = int((tmp_path / "state" / "run" / "supervisord.pid").read_text())
-        assert psutil.Process(supervisord).ppid() == proc.pid
-        assert psutil.Process(supervisord).name() == "supervisord"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    serves_then_stops(proc, port, tmp_path / "state")
     assert in_session(proc.pid) == []

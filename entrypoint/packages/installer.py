@@ -71,7 +71,7 @@ def install_package(
     lock_timeout: float = 600.0,
     releases_url: str = DEFAULT_RELEASES_URL,
     environ: Mapping[str, str] | None = None,
-    limits: Limits = Limits(),  # noqa: B008 - frozen dataclass
+    limits: Limits = Limits(),  # noqa: B008 - a frozen struct
     locking: bool = True,
     hook: Hook | None = None,
     requested_by: str | None = None,
