@@ -166,7 +166,7 @@ def _boot_status(line: BootLine, preforked: Preforked | None) -> int:
         from pathlib import Path
 
         import entrypoint.boot  # noqa: F401 - boot_outcome's import, done here with the others
-        from entrypoint.cli.edge import App, echo, environ, log_format_of, run_command, setup_logging
+        from entrypoint.cli.edge import App, environ, log_format_of, run_command, setup_logging
     finally:
         gc.enable()
 
@@ -179,9 +179,6 @@ def _boot_status(line: BootLine, preforked: Preforked | None) -> int:
     except BrokenPipeError:  # stdout's reader has gone: exit 1 quietly, as click does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except SystemExit as exc:
-        if exc.code is None or isinstance(exc.code, int):
-            return exc.code or 0
-        echo(str(exc.code), err=True)
-        return 1
+    except SystemExit as exc:  # the edge's and boot's exits: always a status (int), never a message
+        return exc.code if isinstance(exc.code, int) else 0
     return 0
