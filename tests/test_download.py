@@ -203,11 +203,13 @@ def test_copy_file_of_a_missing_source_is_not_found(tmp_path: Path) -> None:
 
 
 def test_sources_are_told_apart() -> None:
-    assert download.is_url("https://example.org/a") and download.is_url("http://127.0.0.1/a")
-    assert not download.is_url("file:///models/a.gguf") and not download.is_url("/models/a.gguf")
-    assert download.local_path("file:///models/my%20model.gguf") == Path("/models/my model.gguf")
-    assert download.local_path("file:rel/a.gguf") == Path("rel/a.gguf")
-    assert download.local_path("/models/a.gguf") == Path("/models/a.gguf")
+    from entrypoint.packages import source  # where a package source's kind is told
+
+    assert source.is_url("https://example.org/a") and source.is_url("http://127.0.0.1/a")
+    assert not source.is_url("file:///models/a.gguf") and not source.is_url("/models/a.gguf")
+    assert source.local_path("file:///models/my%20model.gguf") == Path("/models/my model.gguf")
+    assert source.local_path("file:rel/a.gguf") == Path("rel/a.gguf")
+    assert source.local_path("/models/a.gguf") == Path("/models/a.gguf")
 
 
 def test_a_rate_limit_asking_for_a_long_wait_fails_at_once(http_server: Server, tmp_path: Path) -> None:

@@ -9,11 +9,11 @@ the ranged engine), :mod:`.ranged` (several connections at once), :mod:`.pieces`
 connections, which byte ranges), :mod:`.fetcher` (one connection's requests and retries),
 :mod:`.journal` (the ranged part file and its journal), :mod:`.redirects` (signed
 addresses behind redirects), :mod:`.verify` (check, then publish), :mod:`.progress`,
-:mod:`.local` (:func:`copy_file` and local sources).
+:mod:`.local` (:func:`copy_file`: a local source copied and verified).
 """
 
-from entrypoint.download.local import copy_file, copy_times, is_url, local_path
+from entrypoint.download.local import copy_file, copy_times
 from entrypoint.download.stream import fetch_url
 from entrypoint.download.verify import Fetched
 
-__all__ = ["Fetched", "copy_file", "copy_times", "fetch_url", "is_url", "local_path"]
+__all__ = ["Fetched", "copy_file", "copy_times", "fetch_url"]

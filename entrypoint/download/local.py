@@ -39,18 +39,3 @@ def copy_times(src: Path, dst: Path) -> None:
     """Give *dst* the access and modification times of *src* (the cache copy keeps the source's mtime)."""
     st = src.stat()
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
-def is_url(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
-
-
-def local_path(source: str) -> Path:
-    """A plain path or a ``file://`` URL as a Path."""
-    if source.startswith("file://"):
-        from urllib.parse import unquote, urlparse
-
-        return Path(unquote(urlparse(source).path))
-    if source.startswith("file:"):
-        return Path(source[5:])
-    return Path(source)
