@@ -193,6 +193,13 @@ def shown(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def bad_name(kind: str, name: str, pattern: re.Pattern[str], limit: int) -> str | None:
+    """Why *name* cannot name a *kind* (an instance, a router, a model), or None if it can."""
+    if pattern.fullmatch(name) and len(name) <= limit:
+        return None
+    return f"{kind} name {shown(name)} must match {pattern.pattern} and have at most {limit} characters"
+
+
 def kind_of_value(value: Any) -> str:
     return {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}.get(
         type(value), type(value).__name__

@@ -25,6 +25,7 @@ from entrypoint.config.fields import (
     ROUTER_OWN_FLAGS,
     SINGLE_MODEL_FLAGS,
     Field,
+    bad_name,
     env_table,
     shown,
 )
@@ -66,12 +67,8 @@ def routers(v: Tables, table: Mapping[str, Any], instances: Sequence[Instance]) 
 
 def _router(v: Tables, name: str, body: Any, instances: Sequence[Instance]) -> Router:
     prefix = f"router.{name}"
-    if not INSTANCE_NAME.fullmatch(name) or len(name) > MAX_NAME:
-        raise v.error(
-            prefix,
-            None,
-            f"router name {shown(name)} must match {INSTANCE_NAME.pattern} and have at most {MAX_NAME} characters",
-        )
+    if problem := bad_name("router", name, INSTANCE_NAME, MAX_NAME):
+        raise v.error(prefix, None, problem)
     if any(i.name == name for i in instances):
         raise v.error(prefix, None, f"{name!r} is also an instance: each server needs its own name")
     body = v.table(body, prefix)
@@ -131,12 +128,8 @@ def _router(v: Tables, name: str, body: Any, instances: Sequence[Instance]) -> R
 def _router_model(v: Tables, prefix: str, name: str, body: Any, router_server: Mapping[str, Any]) -> RouterModel:
     """One ``[router.<r>.models.<name>]``: ref, sha256, load_on_startup and llama-server keys."""
     table = f"{prefix}.models.{name}"
-    if not MODEL_NAME.fullmatch(name) or len(name) > MAX_MODEL_NAME:
-        raise v.error(
-            table,
-            None,
-            f"model name {shown(name)} must match {MODEL_NAME.pattern} and have at most {MAX_MODEL_NAME} characters",
-        )
+    if problem := bad_name("model", name, MODEL_NAME, MAX_MODEL_NAME):
+        raise v.error(table, None, problem)
     body = v.table(body, table)
     if "ref" not in body:
         raise v.error(table, None, "a model needs ref = (a path, hf:owner/repo/file.gguf or URL)")

@@ -29,6 +29,7 @@ from entrypoint.config.fields import (
     SHOWN_KEY,
     SUPERVISORD_HERE,
     Field,
+    bad_name,
     env_table,
     kind_of_value,
     shown,
@@ -117,13 +118,8 @@ class _Validator:
             if name in RESERVED:
                 continue
             prefix = f"instance.{name}"
-            if not INSTANCE_NAME.fullmatch(name) or len(name) > MAX_NAME:
-                raise self.error(
-                    prefix,
-                    None,
-                    f"instance name {shown(name)} must match {INSTANCE_NAME.pattern} "
-                    f"and have at most {MAX_NAME} characters",
-                )
+            if problem := bad_name("instance", name, INSTANCE_NAME, MAX_NAME):
+                raise self.error(prefix, None, problem)
             body = self.table(body, prefix)
             for key in body:
                 if key not in RESERVED:
