@@ -13,13 +13,14 @@ boot. supervisor's imports, not boot's, are then what a warm container start wai
 Why this module is not in ``entrypoint/supervisor/``: importing anything there runs that
 package's front door first (its types, msgspec included: about 20 ms in the image), and
 the fork must come before. So before it, this module imports only os, signal, sys,
-contextlib and collections.abc; json, fsutil, subprocess and traceback are imported
+errno, contextlib and collections.abc; json, fsutil, subprocess and traceback are imported
 where they are used, after it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -108,6 +109,10 @@ class Preforked:
             fd, self.order_fd = self.order_fd, -1
             try:
                 write_all(fd, order)
+            except BrokenPipeError:  # it died while importing (its traceback is above)
+                raise OSError(
+                    errno.EPIPE, "its process (forked at start) ended before boot could give it its config"
+                ) from None
             finally:
                 os.close(fd)
             self.started = True

@@ -197,3 +197,33 @@ def test_a_boot_line_that_click_reads_forks_in_boot_and_serves_as_before(
     )
     serves_then_stops(proc, port, tmp_path / "state")
     assert in_session(proc.pid) == []
+
+
+def test_a_forked_supervisord_that_died_early_is_one_clear_error(tmp_path: Path) -> None:
+    """The child died while importing (killed here): the init says so in one line, exits 127,
+    and leaves no process behind."""
+    script = (
+        "import os, signal, sys\n"
+        "from entrypoint.spawn import prefork_supervisord\n"
+        "from entrypoint.supervisor import init\n"
+        "child = prefork_supervisord()\n"
+        "os.kill(child.pid, signal.SIGKILL)\n"
+        "code = init.main(['--supervisord', sys.argv[1]], preforked=child)\n"
+        "child.cancel()\n"
+        "sys.exit(code)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "supervisord.conf")],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,
+    )
+    assert proc.returncode == 127
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [
+        "autoinfer: cannot start supervisord: its process (forked at start) ended before boot could give it its config"
+    ]
+    assert "Traceback" not in proc.stderr
+    assert in_session(proc.pid) == []
