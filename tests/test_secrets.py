@@ -343,3 +343,30 @@ def test_plan_warns_about_a_passed_variable_the_container_lacks(
     assert plan.returncode == 0, plan.stderr
     assert "control.env HF_TOKEN passes ${HF_TOKEN}, which is not set" in plan.stdout
     assert "PRESENT passes" not in plan.stdout
+
+
+def test_the_jobs_that_carry_the_environment_never_show_it(tmp_path: Path) -> None:
+    """A provisioning or install job holds the whole environment (tokens with it): a debug line
+    or a test failure that shows the job shows everything else, not that."""
+    from entrypoint.archive import Limits
+    from entrypoint.models.job import Job as ModelJob
+    from entrypoint.models.refs import parse_model_ref
+    from entrypoint.packages.job import Job as PackageJob
+
+    environ = {"HF_TOKEN": "hf_secret_value", "GITHUB_TOKEN": "ghp_secret_value"}
+    model_job = ModelJob(
+        models_dir=tmp_path,
+        ref=parse_model_ref("hf:owner/repo/m.gguf"),
+        expected=None,
+        offline=True,
+        include=(),
+        exclude=(),
+        lock_timeout=1.0,
+        base_dir=tmp_path,
+        environ=environ,
+    )
+    package_job = PackageJob(root=tmp_path, pkg="llama-cpp", limits=Limits(), environ=environ)
+    for job in (model_job, package_job):
+        shown = repr(job)
+        assert "secret_value" not in shown and "environ" not in shown
+        assert str(tmp_path) in shown  # the rest is still there

@@ -23,6 +23,7 @@ from entrypoint.download.journal import changed, validator
 from entrypoint.download.pieces import READ, Piece, Plan
 from entrypoint.download.redirects import GONE, STALE, answered_by, discard
 from entrypoint.errors import NetError
+from entrypoint.redact import repr_hiding
 
 if TYPE_CHECKING:
     import urllib3
@@ -71,6 +72,9 @@ class Fetcher(Struct):
     source: str = ""  # where the first answer came from, after redirects: asked directly
     source_headers: Mapping[str, str] = field(default_factory=dict)
     by_digest: bool = False  # the expected sha256 names the version: no ETag comparison
+
+    def __repr__(self) -> str:  # an Authorization header, a signed URL
+        return repr_hiding(self, "url", "headers", "source", "source_headers")
 
     def work(self) -> None:
         try:

@@ -33,7 +33,7 @@ from entrypoint.models.catalog import file_unchanged
 from entrypoint.models.guards import PullOptions, check_disk, check_pull, offline_error
 from entrypoint.models.refs import ModelRef
 from entrypoint.models.selection import selection_id
-from entrypoint.redact import redact_text
+from entrypoint.redact import redact_text, repr_hiding
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,9 @@ class Job(Struct):
     key: str = ""
     sel_id: str = ""
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # the environment holds tokens (HF_TOKEN, GITHUB_TOKEN, ...)
+        return repr_hiding(self, "environ")
 
     def __post_init__(self) -> None:
         self.key = catalog.catalog_key(self.ref, self.base_dir)

@@ -17,6 +17,7 @@ from msgspec import Struct, field
 from entrypoint import fsutil
 from entrypoint.packages.cache import cache_dir
 from entrypoint.packages.registry import Version, lock_path, pkg_dir
+from entrypoint.redact import repr_hiding
 
 if TYPE_CHECKING:
     from entrypoint.archive import Limits
@@ -70,6 +71,9 @@ class Job(Struct):
     locking: bool = True
     environ: Mapping[str, str] = field(default_factory=dict)  # PATH for `<exe> --version`
     repaired: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:  # the environment holds tokens (HF_TOKEN, GITHUB_TOKEN, ...)
+        return repr_hiding(self, "environ")
 
     @property
     def cache_dir(self) -> Path:
