@@ -75,6 +75,23 @@ def test_fast_boot_matches_click_and_imports_no_click(tmp_path: Path) -> None:
     )
     assert timed.returncode == 0
     assert not re.search(r"\|\s+click(\.|$)", timed.stderr, re.M)
+    # msgspec without typing_extensions, so without the inspect it brings (_import_msgspec_alone);
+    # importtime still lists the refused import of typing_extensions itself
+    assert re.search(r"\|\s+msgspec$", timed.stderr, re.M)
+    assert not re.search(r"\|\s+inspect$", timed.stderr, re.M)
+
+
+def test_msgspec_alone_leaves_typing_extensions_importable() -> None:
+    """The boot line's msgspec import blocks typing_extensions only while msgspec imports."""
+    code = (
+        "import sys; from entrypoint.cli import _import_msgspec_alone as m; m(); "
+        "assert 'msgspec' in sys.modules and 'typing_extensions' not in sys.modules; "
+        "import typing_extensions; from msgspec.structs import replace; from entrypoint.settings import Settings; "
+        "print(typing_extensions.__name__)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "typing_extensions"
 
 
 def test_fast_boot_errors_match_click(tmp_path: Path) -> None:
