@@ -156,16 +156,12 @@ def prefork_supervisord() -> Preforked | None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
     def wait_for_order() -> tuple[str, dict[str, str]]:
-        import gc
         import json
 
-        # The slow part, while boot prepares. Without the collector: an import keeps what it
-        # allocates, so a collection meanwhile only walks live objects (~9% of the time).
-        gc.disable()
-        try:
+        from entrypoint import kept_imports
+
+        with kept_imports():  # the slow part, while boot prepares
             from supervisor import supervisord  # noqa: F401
-        finally:
-            gc.enable()
 
         data = bytearray()
         while chunk := os.read(order_r, 65536):

@@ -137,3 +137,24 @@ def test_fast_boot_with_no_reader_exits_1_without_a_traceback(tmp_path: Path) ->
         os.close(write_end)
     assert done.returncode == 1
     assert b"Traceback" not in done.stderr
+
+
+def test_kept_imports_freezes_what_the_block_imported_and_turns_the_collector_back_on() -> None:
+    """Run in a child: freezing is for the whole process."""
+    code = (
+        "import gc, sys\n"
+        "from entrypoint import kept_imports\n"
+        "before = gc.get_freeze_count()\n"
+        "with kept_imports():\n"
+        "    assert not gc.isenabled()\n"
+        "    import email.parser\n"
+        "assert gc.isenabled() and gc.get_freeze_count() > before + 1000\n"
+        "try:\n"
+        "    with kept_imports():\n"
+        "        raise KeyError\n"
+        "except KeyError:\n"
+        "    assert gc.isenabled()\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr
