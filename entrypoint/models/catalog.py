@@ -44,6 +44,9 @@ from entrypoint.redact import redact_obj, storable_url
 log = logging.getLogger(__name__)
 
 PROVENANCE = "provenance.jsonl"
+#: Past this size the log becomes ``provenance.jsonl.1`` (replacing the one before): every
+#: warm boot adds a ``cached`` line per model, which is ~4 MiB after some 15,000 boots.
+PROVENANCE_MAX_BYTES = 4 << 20
 STATES = ("active", "pending", "failed")
 
 
@@ -112,11 +115,14 @@ def require_catalog(models_dir: Path) -> Catalog:
 
 
 def append_provenance(models_dir: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line to ``models/provenance.jsonl``.
+    """Append one JSON line to ``models/provenance.jsonl``, rotated at :data:`PROVENANCE_MAX_BYTES`.
 
     One ``write`` on an ``O_APPEND`` descriptor: lines from several processes never
-    interleave on a local file system. A failure to log is reported, never fatal. Secrets
-    (a URL's credentials in an error message) are redacted first.
+    interleave on a local file system. The writer whose line took the file past the limit
+    renames it to ``provenance.jsonl.1``, if the name still points at the file it wrote
+    (another container may have rotated it meanwhile); a writer that still holds the old
+    file puts its line there. A failure to log is reported, never fatal. Secrets (a URL's
+    credentials in an error message) are redacted first.
     """
     line = json.dumps(redact_obj({"time": now_iso(), **record}), sort_keys=True, default=str) + "\n"
     path = models_dir / PROVENANCE
@@ -125,6 +131,9 @@ def append_provenance(models_dir: Path, record: dict[str, Any]) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             os.write(fd, line.encode())
+            written = os.fstat(fd)
+            if written.st_size > PROVENANCE_MAX_BYTES and os.stat(path).st_ino == written.st_ino:
+                os.replace(path, path.with_name(PROVENANCE + ".1"))
         finally:
             os.close(fd)
     except OSError as exc:

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from entrypoint.models import parse_model_ref
-from entrypoint.models.catalog import CATALOG_FILE, catalog_key, edit_catalog, load_catalog
+from entrypoint.models.catalog import (
+    CATALOG_FILE,
+    PROVENANCE,
+    PROVENANCE_MAX_BYTES,
+    append_provenance,
+    catalog_key,
+    edit_catalog,
+    load_catalog,
+    read_provenance,
+)
 
 
 def test_one_key_per_model(tmp_path: Path) -> None:
@@ -29,3 +39,22 @@ def test_edit_writes_only_a_change_and_keeps_a_corrupt_file_aside(tmp_path: Path
         entries["acme/Other"] = {"state": "active"}
     assert [p.name.split("-")[0] for p in tmp_path.glob(f"{CATALOG_FILE}.corrupt-*")] == [f"{CATALOG_FILE}.corrupt"]
     assert load_catalog(tmp_path) == {"acme/Other": {"state": "active"}}
+
+
+def test_the_provenance_log_is_rotated_past_its_limit_and_keeps_one_older_generation(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    append_provenance(models, {"result": "downloaded", "ref": "first"})
+    log = models / PROVENANCE
+    line = len(log.read_bytes())
+    # fill the log to just under the limit with the same line, then cross it
+    with log.open("ab") as fh:
+        fh.write(log.read_bytes() * ((PROVENANCE_MAX_BYTES - line) // line))
+    append_provenance(models, {"result": "cached", "ref": "crosses"})
+    assert not log.exists()
+    rotated = models / (PROVENANCE + ".1")
+    assert rotated.stat().st_size > PROVENANCE_MAX_BYTES
+    assert json.loads(rotated.read_bytes().splitlines()[-1])["ref"] == "crosses"  # nothing lost
+
+    append_provenance(models, {"result": "cached", "ref": "next"})
+    assert [r["ref"] for r in read_provenance(models)] == ["next"]  # a new log, the old one kept beside it
+    assert rotated.stat().st_size > PROVENANCE_MAX_BYTES
