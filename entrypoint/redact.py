@@ -221,14 +221,21 @@ def redact_obj(value: Any) -> Any:
     return value
 
 
-def repr_hiding(obj: Any, *hidden: str) -> str:
+def repr_hiding(obj: Any, *hidden: str, urls: tuple[str, ...] = ()) -> str:
     """``Name(field=value, ...)`` of a struct without its *hidden* fields.
 
     For the types that hold a secret (a password, a key, literal env values): their repr
     shows up in tracebacks, debug logs and test failures, so the secret is left out whole.
+    The fields named in *urls* (a URL or a local path, or None) are shown as
+    :func:`redact_url` shows them: a token in their userinfo or query is ``***``.
     """
-    shown = ", ".join(f"{name}={getattr(obj, name)!r}" for name in obj.__struct_fields__ if name not in hidden)
-    return f"{type(obj).__name__}({shown})"
+
+    def shown(name: str) -> str:
+        value = getattr(obj, name)
+        return repr(redact_url(value) if name in urls and isinstance(value, str) else value)
+
+    fields = ", ".join(f"{name}={shown(name)}" for name in obj.__struct_fields__ if name not in hidden)
+    return f"{type(obj).__name__}({fields})"
 
 
 class RedactingFilter(logging.Filter):

@@ -21,6 +21,7 @@ from msgspec import Struct
 
 from entrypoint.digest import parse_sha256
 from entrypoint.errors import ConfigError
+from entrypoint.redact import repr_hiding
 from entrypoint.safeio import printable
 
 PREFIX = "AUTO_INFER_"
@@ -160,6 +161,9 @@ class PackageRequest(Struct, frozen=True):
     def var(self, field_name: str) -> str:
         return f"{PREFIX}{env_name(self.name)}_{field_name}"
 
+    def __repr__(self) -> str:
+        return repr_hiding(self, urls=("path",))  # an archive's URL may carry a token
+
 
 class Settings(Struct, frozen=True):
     """The resolved AUTO_INFER_* settings: folders, boot switches and package requests."""
@@ -178,6 +182,9 @@ class Settings(Struct, frozen=True):
     lock_timeout: float = 600.0
     packages: tuple[PackageRequest, ...] = ()
     unknown: tuple[str, ...] = ()  # names of unknown AUTO_INFER_*, escaped for a message
+
+    def __repr__(self) -> str:
+        return repr_hiding(self, urls=("releases_url",))  # a mirror's URL may carry a token
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], *, root: Path | None = None) -> Settings:

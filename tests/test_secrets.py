@@ -370,3 +370,20 @@ def test_the_jobs_that_carry_the_environment_never_show_it(tmp_path: Path) -> No
         shown = repr(job)
         assert "secret_value" not in shown and "environ" not in shown
         assert str(tmp_path) in shown  # the rest is still there
+
+
+def test_settings_show_their_urls_with_the_tokens_masked() -> None:
+    """Settings appear whole in debug logs and test failures: a mirror or archive URL's token must not."""
+    from entrypoint.settings import Settings
+
+    settings = Settings.from_environ(
+        {
+            "AUTO_INFER_ROOT": "/tmp/autoinfer-repr",
+            "AUTO_INFER_LLAMA_CPP_RELEASES_URL": "https://user:pw-secret@mirror.example/releases?token=tok-secret",
+            "AUTO_INFER_LLAMA_CPP_PKG_PATH": "https://files.example/llama.tar.gz?X-Amz-Signature=sig-secret",
+        }
+    )
+    shown = repr(settings)
+    assert "secret" not in shown, shown
+    assert "mirror.example/releases?token=***" in shown and "llama.tar.gz?X-Amz-Signature=***" in shown
+    assert "/tmp/autoinfer-repr" in shown
