@@ -37,6 +37,14 @@ if TYPE_CHECKING:
 #: Signals our init forwards to supervisord (see init.py).
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
+#: From the event listener to our init: a critical server failed. The init stops everything
+#: as for SIGTERM and exits 1 without needing a file: the listener's exit marker (which
+#: names the server) may not be writable, in a full or read-only state dir.
+CRITICAL_FAILED = signal.SIGRTMIN + 1
+
+#: Every signal our init handles: blocked across a fork, back to the default in the child.
+INIT_SIGNALS = (*FORWARDED, CRITICAL_FAILED, signal.SIGCHLD)
+
 #: Starts the child with the environment it gets, returns its pid.
 Starter = Callable[[dict[str, str]], int]
 
@@ -74,7 +82,7 @@ def start_supervisord(conf: Path) -> Starter:
 
     def start(env: dict[str, str]) -> int:
         _flush_stdio()  # or the child writes our buffered output a second time
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, set(INIT_SIGNALS))
         pid = os.fork()
         if pid:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -180,7 +188,7 @@ def _supervisord_child(order: Callable[[], tuple[str | Path, dict[str, str]]], m
     try:
         conf, env = order()
         signal.set_wakeup_fd(-1)
-        for signum in (*FORWARDED, signal.SIGCHLD):
+        for signum in INIT_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         _close_fds_from(3)

@@ -5,9 +5,10 @@ Why not exec supervisord directly (it reaps, and handles TERM)? Two things it ca
 - **the exit status**: supervisord exits 0 after any shutdown, even one a listener
   asked for because a critical server went FATAL, so Docker's restart policy and
   Kubernetes would see success. The listener leaves a marker file
-  (``run/exit-status.json``) and stops supervisord; this init, which outlives
-  supervisord, reads the marker and exits with its status. A marker alone would need
-  something after supervisord to read it: that is this process.
+  (``run/exit-status.json``, naming the server) and stops supervisord through this init
+  with a signal of our own (``spawn.CRITICAL_FAILED``); this init, which outlives
+  supervisord, exits with the marker's status, or 1 if the marker could not be written.
+  A marker alone would need something after supervisord to read it: that is this process.
 - **whole, named log lines**: see ``pipes.py``.
 
 It also wakes supervisord up. supervisord notices a signal, and starts its programs,
@@ -37,7 +38,8 @@ Steps of :func:`main`:
 3. Install the signal handlers, then start supervisord (or the command).
 4. Loop: forward log lines, forward signals, reap children, until supervisord exits
    (waking supervisord when its socket first answers, and while it stops).
-5. Drain the FIFOs, and exit with the marker's status if there is one, else supervisord's.
+5. Drain the FIFOs, and exit with the marker's status if there is one (1 after
+   ``CRITICAL_FAILED`` without one), else supervisord's.
 
 While it loops it also looks at its settings file about once a second: when
 ``autoinfer servers start`` has added servers to it, their FIFOs are opened too, so
@@ -58,8 +60,8 @@ from pathlib import Path
 from typing import Any
 
 from entrypoint.fsutil import read_regular_bytes
-from entrypoint.spawn import FORWARDED, Preforked, Starter, start_command, start_supervisord
-from entrypoint.supervisor.listener import poke
+from entrypoint.spawn import CRITICAL_FAILED, FORWARDED, Preforked, Starter, start_command, start_supervisord
+from entrypoint.supervisor.listener import FATAL_EXIT_CODE, poke
 from entrypoint.supervisor.pipes import (
     Forwarder,
     Pipe,
@@ -86,8 +88,12 @@ def become_subreaper() -> None:
         pass
 
 
-def exit_status(status: int, marker: Path | None) -> int:
-    """The marker's status (a critical server went FATAL), else supervisord's own."""
+def exit_status(status: int, marker: Path | None, *, critical_failed: bool = False) -> int:
+    """The marker's status (a critical server went FATAL), else supervisord's own.
+
+    *critical_failed*: the listener said so (:data:`~entrypoint.spawn.CRITICAL_FAILED`)
+    but its marker is missing or unreadable: the status is still 1, without the message.
+    """
     if marker is not None:
         try:
             data = json.loads(read_regular_bytes(marker, INIT_LIMIT))
@@ -98,6 +104,9 @@ def exit_status(status: int, marker: Path | None) -> int:
             code = code if isinstance(code, int) and not isinstance(code, bool) and 0 < code < 256 else 1
             say(f"{data.get('message') or 'a critical server failed'} (exit {code})", "error")
             return code
+    if critical_failed:
+        say(f"a critical server failed (exit {FATAL_EXIT_CODE}; its name is in the listener's line above)", "error")
+        return FATAL_EXIT_CODE
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code  # killed by a signal: the shell's 128+N
 
@@ -137,8 +146,16 @@ def run(start: Sequence[str] | Starter, config: Mapping[str, Any], config_path: 
         else:
             pending.append(signum)
 
+    critical_failed = False
+
+    def stop_failed(_signum: int, _frame: object) -> None:
+        nonlocal critical_failed
+        critical_failed = True
+        forward(signal.SIGTERM, None)
+
     for signum in FORWARDED:
         signal.signal(signum, forward)
+    signal.signal(CRITICAL_FAILED, stop_failed)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # only to wake the poll below
 
     # AUTOINFER_INIT_PID: the listener stops the container through us, so that we
@@ -189,7 +206,7 @@ def run(start: Sequence[str] | Starter, config: Mapping[str, Any], config_path: 
 
     close_pipes(forwarder, pipes)
     reap(0)
-    return exit_status(status, marker)
+    return exit_status(status, marker, critical_failed=critical_failed)
 
 
 class _Watch:

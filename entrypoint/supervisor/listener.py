@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TextIO
 
 from entrypoint.fsutil import atomic_write_json
+from entrypoint.spawn import CRITICAL_FAILED
 
 #: The container's exit status when a critical server fails: "1 unexpected failure"
 #: (supervisord would exit 0).
@@ -123,11 +124,15 @@ class Watch:
             )
         except Exception as exc:  # the stop matters more than the marker
             say(f"cannot write {self.marker}: {exc}")
-        # TERM to our init, which passes it to supervisord (and then keeps supervisord's
-        # loop turning until the stop is over); without our init, to supervisord, our
-        # parent. supervisord notices a signal when its loop turns: a connection does that.
+        # To our init: CRITICAL_FAILED, a stop as for SIGTERM (it passes a TERM to supervisord and
+        # keeps supervisord's loop turning until the stop is over) whose exit status is 1 even
+        # without the marker. Without our init, TERM to supervisord, our parent.
+        # supervisord notices a signal when its loop turns: a connection does that.
         init = os.environ.get("AUTOINFER_INIT_PID", "")
-        os.kill(int(init) if init.isdigit() else os.getppid(), signal.SIGTERM)
+        if init.isdigit():
+            os.kill(int(init), CRITICAL_FAILED)
+        else:
+            os.kill(os.getppid(), signal.SIGTERM)
         url = os.environ.get("SUPERVISOR_SERVER_URL", "")
         if url.startswith("unix://"):
             poke(url.removeprefix("unix://"))

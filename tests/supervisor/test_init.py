@@ -213,6 +213,29 @@ def test_pid1_sigterm_stops_everything_and_exits_zero(short_state_dir: Path) -> 
     assert "stopped: idle" in (short_state_dir / "stdout.txt").read_text()
 
 
+def test_a_critical_failure_exits_1_even_when_the_marker_cannot_be_written(
+    supervise: Callable[..., Supervised], short_state_dir: Path
+) -> None:
+    """A full or read-only state dir must not turn a failed container into a success (exit 0)."""
+    sup = supervise(
+        [
+            script("good", "import time; time.sleep(60)", port=1),
+            # fails after the marker's place is taken below (before startsecs: FATAL, no retry)
+            script("broken", "import time; time.sleep(1.5); raise SystemExit(3)", start_retries=0, start_seconds=5),
+        ]
+    )
+    sup.wait_state("broken", "STARTING")
+    marker = StateLayout(short_state_dir).exit_marker
+    marker.mkdir()  # a folder in its place: the listener's rename onto it fails, as on a full disk
+    (marker / "keep").write_text("")
+    assert sup.proc is not None
+    assert sup.proc.wait(20) == 1
+    assert "instance broken went FATAL" in sup.err and f"cannot write {marker}" in sup.err
+    assert "a critical server failed (exit 1" in sup.err
+    sup.remember()
+    assert not sup.leftovers()
+
+
 def test_marker_from_an_earlier_run_does_not_leak(supervise: Callable[..., Supervised], short_state_dir: Path) -> None:
     StateLayout(short_state_dir).run.mkdir(parents=True, exist_ok=True)
     StateLayout(short_state_dir).exit_marker.write_text('{"exit_code": 1, "message": "old"}')

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from entrypoint.spawn import CRITICAL_FAILED
 from entrypoint.supervisor.listener import Watch, parse_args, parse_tokens, serve
 from entrypoint.supervisor.render import LISTENER_SCRIPT
 from tests.supervisor.conftest import child_env
@@ -61,6 +62,16 @@ def test_critical_fatal_writes_the_marker_and_stops_supervisord(tmp_path: Path, 
     assert marker["exit_code"] == 1 and marker["instance"] == "chat"
     assert stat.S_IMODE((tmp_path / "m.json").stat().st_mode) == 0o600  # the state dir's files are private
     assert terms == [(os.getppid(), signal.SIGTERM)]
+
+
+def test_under_our_init_the_stop_is_critical_failed_to_the_init(
+    tmp_path: Path, terms: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our own signal, so that the init exits 1 even if the marker was not written."""
+    monkeypatch.setenv("AUTOINFER_INIT_PID", "4242")
+    watch = Watch(tmp_path / "m.json", {"chat"}, set())
+    run(watch, event("PROCESS_STATE_FATAL", "processname:chat groupname:servers from_state:BACKOFF"))
+    assert terms == [(4242, CRITICAL_FAILED)]
 
 
 def test_non_critical_fatal_only_warns(
