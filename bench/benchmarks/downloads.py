@@ -72,6 +72,10 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
+    def handle_error(self, request, client_address):
+        # a client that hangs up between requests (a finished download) is not an error
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 httpd = Server(("127.0.0.1", 0), Handler)
 print(httpd.server_address[1], flush=True)
 httpd.serve_forever()
