@@ -129,9 +129,8 @@ def compiles_at_import(tree: ast.Module) -> list[int]:
             todo += [*node.args.defaults, *(d for d in node.args.kw_defaults if d)]
             continue
         func = node.func if isinstance(node, ast.Call) else None
-        if isinstance(func, ast.Attribute) and func.attr == "compile" and isinstance(func.value, ast.Name):
-            if func.value.id == "re":
-                lines.append(node.lineno)
+        if isinstance(func, ast.Attribute) and func.attr == "compile" and getattr(func.value, "id", None) == "re":
+            lines.append(node.lineno)
         todo += ast.iter_child_nodes(node)
     return sorted(lines)
 
