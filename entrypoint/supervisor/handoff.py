@@ -13,6 +13,7 @@ from typing import Any
 
 from entrypoint.fsutil import dump_json
 from entrypoint.redact import redact_argv
+from entrypoint.safeio import CONTROL_CHARS
 from entrypoint.servers import ServerSpec
 from entrypoint.supervisor.layout import StateLayout
 
@@ -89,7 +90,6 @@ def spec_from_handoff(data: dict[str, Any], *, name: str) -> ServerSpec:
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # an instance or router name (docs/configuration.md)
 _WORD = r"[\x21-\x7e]{1,255}"  # visible ASCII: a host, a model name
-_CONTROL = r"[\x00-\x1f\x7f-\x9f]"
 _MAX_MODELS = 4096  # models of one router; a preset of more is not one autoinfer wrote
 
 
@@ -98,7 +98,7 @@ def _text(data: dict[str, Any], key: str) -> str | None:
     value = data.get(key)
     if value is None:
         return None
-    if not isinstance(value, str) or re.search(_CONTROL, value):
+    if not isinstance(value, str) or re.search(CONTROL_CHARS, value):
         raise TypeError(f"{key} is not a one-line string")
     return value
 
