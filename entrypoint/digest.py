@@ -19,7 +19,7 @@ from msgspec.structs import asdict
 from entrypoint.errors import ConfigError, VerifyError, from_os_error
 
 CHUNK = 1 << 20  # 1 MiB: large enough that hashing runs at OpenSSL's speed
-_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+SHA256 = r"^[0-9a-fA-F]{64}$"  # a hex sha256 as a user may give it: either case
 
 #: How many files this process has hashed (tests assert a warm path hashes none).
 files_hashed = 0
@@ -53,7 +53,7 @@ def parse_sha256(value: str, where: str) -> str:
     text = value.strip()
     if text.lower().startswith("sha256:"):
         text = text[7:]
-    if not _HEX64.match(text):
+    if not re.match(SHA256, text):
         raise ConfigError(f"{where}={value!r} is not a sha256 (expected 64 hex digits)")
     return text.lower()
 

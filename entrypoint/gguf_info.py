@@ -29,7 +29,7 @@ from entrypoint.errors import NotFoundError, PermError, VerifyError
 from entrypoint.safeio import open_regular_file, printable
 
 MAGIC = b"GGUF"
-SPLIT_NAME = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
+SPLIT_NAME = r"-(\d{5})-of-(\d{5})\.gguf$"
 
 # value type -> struct format of one scalar (8 = string, 9 = array are handled apart)
 _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
@@ -223,7 +223,7 @@ def _parse(r: _Reader, path: Path, fh: IO[bytes]) -> GGUFInfo:
         )
     split_count = _int_field(meta, r, "split.count", 1, 0, MAX_SPLITS) or 1
     split_no = _int_field(meta, r, "split.no", 0, 0, split_count - 1)
-    match = SPLIT_NAME.search(path.name)
+    match = re.search(SPLIT_NAME, path.name)
     if match and split_count == 1:
         split_no, split_count = int(match.group(1)) - 1, int(match.group(2))
     ctx = meta.get(f"{arch}.context_length") if isinstance(arch, str) else None
@@ -256,7 +256,7 @@ def is_projector_name(filename: str) -> bool:
 
 def shard_names(first: Path) -> list[Path]:
     """All shards of a split GGUF named by its first shard (``-00001-of-0000N``)."""
-    match = SPLIT_NAME.search(first.name)
+    match = re.search(SPLIT_NAME, first.name)
     if not match:
         return [first]
     total = int(match.group(2))

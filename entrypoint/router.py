@@ -40,7 +40,7 @@ UNLOADED = "unloaded"
 FAILED = "failed"  # unloaded after its process exited with an error
 LOAD_GRACE = 2.0  # seconds a load may take to show up in /models
 PRESET_MODE = 0o600  # the file names every model path and setting: ours alone
-_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f]")
+_LINE_BREAKING = r"[\x00-\x1f\x7f]"
 
 
 class ModelState(Struct, frozen=True):
@@ -59,7 +59,7 @@ def render_preset(router: str, models: Sequence[RouterModel], paths: Mapping[str
     lines = [f"; written by autoinfer from [router.{router}]: boot rewrites it", "version = 1", ""]
     for model in models:
         path = paths[model.name]
-        bad = PRESET_CUT.search(path) or _LINE_BREAKING.search(path)
+        bad = re.search(PRESET_CUT, path) or re.search(_LINE_BREAKING, path)
         if bad:
             raise ConfigError(
                 f"router {router}: model {model.name}: the path {path!r} contains {bad.group()!r}, "

@@ -26,12 +26,12 @@ _KINDS = (
 )
 
 
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL_CHARS = r"[\x00-\x1f\x7f-\x9f]"  # C0, DEL and C1: what would break a line or a terminal
 
 
 def printable(text: object) -> str:
     """*text* with control characters escaped (``\\n``): an error message stays one line."""
-    return _CONTROL_CHARS.sub(lambda m: repr(m.group())[1:-1], str(text))
+    return re.sub(CONTROL_CHARS, lambda m: repr(m.group())[1:-1], str(text))
 
 
 def kind_of(mode: int) -> str:

@@ -22,7 +22,7 @@ from msgspec import Struct
 from entrypoint.digest import parse_sha256
 from entrypoint.errors import ConfigError
 from entrypoint.redact import repr_hiding
-from entrypoint.safeio import printable
+from entrypoint.safeio import CONTROL_CHARS, printable
 
 PREFIX = "AUTO_INFER_"
 DEFAULT_ROOT = Path("/soft/app")
@@ -34,10 +34,9 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 # AUTO_INFER_<PKG>_<FIELD>: the package family. Longest suffixes first, so that
 # ..._GET_PKG_ON_BOOT is never read as package "<PKG>_GET_PKG" with field ON_BOOT.
 _PKG_FIELDS = ("GET_PKG_ON_BOOT", "PKG_PATH", "PKG_SHA256", "VERSION", "VARIANT")
-_PKG_VAR = re.compile(rf"{PREFIX}([A-Z0-9][A-Z0-9_]*?)_({'|'.join(_PKG_FIELDS)})")  # always fullmatch
-_PKG_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")  # always fullmatch
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f-\x9f]+", re.IGNORECASE)
+_PKG_VAR = rf"{PREFIX}([A-Z0-9][A-Z0-9_]*?)_({'|'.join(_PKG_FIELDS)})"  # always fullmatch
+_PKG_NAME = r"[a-z0-9][a-z0-9-]{0,63}"  # always fullmatch
+_URL = r"(?i)https?://[^\s\x00-\x1f\x7f-\x9f]+"
 
 #: AUTO_INFER_LOCK_TIMEOUT's accepted range in seconds: 0 tries once, a day is plenty.
 LOCK_TIMEOUT_RANGE = (0.0, 86400.0)
@@ -45,7 +44,7 @@ LOCK_TIMEOUT_RANGE = (0.0, 86400.0)
 #: How many ranges of one file may be fetched at once, at most.
 CONNECTIONS_VAR = "AUTO_INFER_DOWNLOAD_CONNECTIONS"
 MAX_CONNECTIONS = 32
-_DIGITS = re.compile(r"[0-9]{1,9}")  # more digits than that is no count (and int() refuses 4300)
+_DIGITS = r"[0-9]{1,9}"  # more digits than that is no count (and int() refuses 4300)
 
 #: Variables read directly (the package family is matched by pattern).
 KNOWN = frozenset(
@@ -97,7 +96,7 @@ def parse_path(name: str, value: str | None) -> Path | None:
     """*value* as a path; None if unset or empty; control characters are refused."""
     if not value:
         return None
-    bad = _CONTROL_CHARS.search(value)
+    bad = re.search(CONTROL_CHARS, value)
     if bad:
         raise ConfigError(f"{name}={value[:200]!r} contains the control character {bad.group()!r}")
     return Path(value)
@@ -107,7 +106,7 @@ def parse_url(name: str, value: str | None) -> str | None:
     """An http(s) URL without spaces or control characters; None if unset or empty."""
     if not value:
         return None
-    if not _URL.fullmatch(value):
+    if not re.fullmatch(_URL, value):
         raise ConfigError(f"{name}={value[:200]!r} is not an http:// or https:// URL")
     return value
 
@@ -121,7 +120,7 @@ def connections_setting(environ: Mapping[str, str], connections: int | None = No
     value = environ.get(CONNECTIONS_VAR, "").strip()
     if not value:
         return None
-    if not _DIGITS.fullmatch(value) or not 1 <= int(value) <= MAX_CONNECTIONS:
+    if not re.fullmatch(_DIGITS, value) or not 1 <= int(value) <= MAX_CONNECTIONS:
         raise ConfigError(
             f"{CONNECTIONS_VAR}={value[:40]!r} is not a whole number from 1 to {MAX_CONNECTIONS}",
             hint=f"unset it to choose by file size, or set 1 (one stream) to {MAX_CONNECTIONS}",
@@ -132,7 +131,7 @@ def connections_setting(environ: Mapping[str, str], connections: int | None = No
 def _text(name: str, value: str | None) -> str | None:
     """*value* stripped; None if empty; control characters inside are refused."""
     text = (value or "").strip()
-    bad = _CONTROL_CHARS.search(text)
+    bad = re.search(CONTROL_CHARS, text)
     if bad:
         raise ConfigError(f"{name}={text[:200]!r} contains the control character {bad.group()!r}")
     return text or None
@@ -191,7 +190,7 @@ class Settings(Struct, frozen=True):
         """Build settings from *environ*; *root* (``--root``) wins over AUTO_INFER_ROOT."""
         get = environ.get
         root = root or parse_path("AUTO_INFER_ROOT", get("AUTO_INFER_ROOT")) or DEFAULT_ROOT
-        if _CONTROL_CHARS.search(str(root)):
+        if re.search(CONTROL_CHARS, str(root)):
             raise ConfigError(f"the root {str(root)!r} contains a control character")
         if not root.is_absolute():
             root = root.absolute()
@@ -233,7 +232,7 @@ class Settings(Struct, frozen=True):
                 sorted(
                     printable(k)
                     for k in environ
-                    if k.startswith(PREFIX) and k not in KNOWN and not _PKG_VAR.fullmatch(k)
+                    if k.startswith(PREFIX) and k not in KNOWN and not re.fullmatch(_PKG_VAR, k)
                 )
             ),
         )
@@ -287,16 +286,17 @@ def _private_to(folder: Path, uid: int) -> bool:
 
 def _packages(environ: Mapping[str, str]) -> tuple[PackageRequest, ...]:
     fields: dict[str, dict[str, str]] = {}
+    package_var = re.compile(_PKG_VAR)  # once, not per variable of the environment
     for key, value in environ.items():
-        match = _PKG_VAR.fullmatch(key)
+        match = package_var.fullmatch(key)
         if match:
             fields.setdefault(match.group(1), {})[match.group(2)] = value
     requests = []
     for env_part, values in sorted(fields.items()):
         name = package_name(env_part)
         prefix = f"{PREFIX}{env_part}_"
-        if not _PKG_NAME.fullmatch(name):
-            raise ConfigError(f"{prefix[:80]}*: {name[:80]!r} is not a valid package name ({_PKG_NAME.pattern})")
+        if not re.fullmatch(_PKG_NAME, name):
+            raise ConfigError(f"{prefix[:80]}*: {name[:80]!r} is not a valid package name ({_PKG_NAME})")
         sha = values.get("PKG_SHA256", "").strip()
         request = PackageRequest(
             name=name,

@@ -70,7 +70,7 @@ _SHORT_FLAGS = {
     "-ctv": "cache_type_v",
 }
 _DROPPED = {"port", "host"}  # autoinfer assigns them
-_MACRO = re.compile(r"\$\{([A-Za-z0-9_.-]+)\}")
+_MACRO = r"\$\{([A-Za-z0-9_.-]+)\}"
 
 
 class Starter(Struct):
@@ -103,7 +103,7 @@ def from_models_dir(models_dir: Path, *, base_port: int = DEFAULT_PORT, host: st
         for name in ggufs:
             if name in projectors:
                 continue
-            shard = SPLIT_NAME.search(name)
+            shard = re.search(SPLIT_NAME, name)
             if shard and int(shard.group(1)) != 1:
                 continue  # llama-server is given the first shard and finds the others
             path = Path(folder, name).absolute()
@@ -192,7 +192,7 @@ def _finish(data: Mapping[str, Any], skipped: list[str], origin: str) -> Starter
 
 def _instance_name(stem: str, taken: set[str]) -> str:
     base = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._") or "model"
-    if not INSTANCE_NAME.match(base) or base in ("control", "server"):
+    if not re.match(INSTANCE_NAME, base) or base in ("control", "server"):
         base = f"m-{base}"
     name, n = base, 2
     while name in taken:
@@ -214,7 +214,7 @@ def _projector_for(model: str, projectors: list[str]) -> str:
 
 def _expand(cmd: str, macros: Mapping[str, str]) -> str:
     for _ in range(5):  # macros may use macros
-        cmd = _MACRO.sub(lambda m: macros.get(m.group(1), m.group(0)), cmd)
+        cmd = re.sub(_MACRO, lambda m: macros.get(m.group(1), m.group(0)), cmd)
     return cmd
 
 

@@ -110,3 +110,41 @@ def test_front_doors_never_import_their_verbs() -> None:
 
     starts = [f"entrypoint.{c}" for c in CAPABILITIES] + [m for m in edges if area(m) in ("boot", "plan")]
     assert {m: sorted(reach(m) & verbs) for m in starts if reach(m) & verbs} == {}
+
+
+def compiles_at_import(tree: ast.Module) -> list[int]:
+    """Lines of the ``re.compile(...)`` calls that run when the module is imported.
+
+    A function's body runs later and a lambda's too; its decorators and default values run
+    at import, like a class body, so those are searched.
+    """
+    lines: list[int] = []
+    todo: list[ast.AST] = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            todo += [*node.decorator_list, *node.args.defaults, *(d for d in node.args.kw_defaults if d)]
+            continue
+        if isinstance(node, ast.Lambda):
+            todo += [*node.args.defaults, *(d for d in node.args.kw_defaults if d)]
+            continue
+        func = node.func if isinstance(node, ast.Call) else None
+        if isinstance(func, ast.Attribute) and func.attr == "compile" and getattr(func.value, "id", None) == "re":
+            lines.append(node.lineno)
+        todo += ast.iter_child_nodes(node)
+    return sorted(lines)
+
+
+def test_no_regex_is_compiled_at_import() -> None:
+    """A warm boot compiles only the regular expressions it uses (docs/architecture.md,
+    "Laziness"): a module-level pattern is a string, and re compiles and caches it on first use."""
+    found = {
+        module_name(path): lines
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if (lines := compiles_at_import(ast.parse(path.read_text())))
+    }
+    assert found == {}, (
+        "re.compile runs at import in these modules (module: lines); keep the pattern as a string "
+        "constant and call re.match/re.fullmatch/re.search/... with it, so a warm boot compiles only "
+        "what it uses (docs/architecture.md, 'Laziness')"
+    )

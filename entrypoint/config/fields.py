@@ -13,6 +13,8 @@ from typing import Any
 
 from msgspec import Struct
 
+from entrypoint.digest import SHA256
+
 MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: a config is a few KB; anything near this is not a config
 
 
@@ -32,20 +34,20 @@ MAX_TEXT = 64 * 1024  # one string value; Linux refuses a single argument over 1
 
 
 # Patterns are always used with fullmatch: "$" alone would accept a trailing newline.
-INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+INSTANCE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
-SERVER_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # becomes --<key> on the command line
+SERVER_KEY = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # becomes --<key> on the command line
 
 
-ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_KEY = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
-ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")  # "${NAME}": NAME's value from the container
+ENV_REFERENCE = r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$"  # "${NAME}": NAME's value from the container
 
 
 # Characters a supervisord config line or an argv entry cannot carry (a tab can).
-CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+CONTROL_CHARS = r"[\x00-\x08\x0a-\x1f\x7f-\x9f]"
 
 
 HEX_GROUPS = r"[0-9a-fA-F]+(?:-[0-9a-fA-F]+)*"
@@ -56,13 +58,10 @@ HEX_GROUPS = r"[0-9a-fA-F]+(?:-[0-9a-fA-F]+)*"
 GPU_ID = rf"(?:\d+|GPU-{HEX_GROUPS}|MIG-(?:{HEX_GROUPS}|GPU-{HEX_GROUPS}/\d+/\d+))"
 
 
-GPU_IDS = re.compile(rf"^(?:all|none|{GPU_ID}(?:,{GPU_ID})*)$")
+GPU_IDS = rf"^(?:all|none|{GPU_ID}(?:,{GPU_ID})*)$"
 
 
-SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
-
-
-BINARY_REF = re.compile(r"^[a-z0-9][a-z0-9-]*(@[A-Za-z0-9._-]+(/[a-z0-9][a-z0-9.-]*)?)?$")
+BINARY_REF = r"^[a-z0-9][a-z0-9-]*(@[A-Za-z0-9._-]+(/[a-z0-9][a-z0-9.-]*)?)?$"
 
 
 RESERVED = frozenset({"control", "server"})
@@ -92,7 +91,7 @@ class Field(Struct, frozen=True):
     type: str  # "boolean" | "string" | "integer" | "env" (a table of variables or a list of names)
     default: Any
     description: str
-    pattern: re.Pattern[str] | None = None
+    pattern: str | None = None  # a regular expression the whole value matches
     enum: tuple[str, ...] | None = None
     minimum: int | None = None
 
@@ -173,7 +172,7 @@ ROUTER_MODEL_FLAGS = frozenset({"host", "port", "alias", "extra_args"}) | ROUTER
 
 
 # A router's model name: its preset section and the "model" of a request ("org/repo:Q4_K_M" is common).
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
+MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"
 
 
 MAX_MODEL_NAME = 128
@@ -181,7 +180,7 @@ MAX_MODEL_NAME = 128
 
 # What llama-server's preset reader ends a value at (a comment) or trims: a value with these
 # is not carried whole (the config refuses such values, ``router.render_preset`` such paths).
-PRESET_CUT = re.compile(r"[;#]|^\s|\s$")
+PRESET_CUT = r"[;#]|^\s|\s$"
 
 
 INT_MAX = 2**31 - 1  # seconds and counts; supervisord has no use for more
@@ -193,11 +192,11 @@ def shown(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def bad_name(kind: str, name: str, pattern: re.Pattern[str], limit: int) -> str | None:
+def bad_name(kind: str, name: str, pattern: str, limit: int) -> str | None:
     """Why *name* cannot name a *kind* (an instance, a router, a model), or None if it can."""
-    if pattern.fullmatch(name) and len(name) <= limit:
+    if re.fullmatch(pattern, name) and len(name) <= limit:
         return None
-    return f"{kind} name {shown(name)} must match {pattern.pattern} and have at most {limit} characters"
+    return f"{kind} name {shown(name)} must match {pattern} and have at most {limit} characters"
 
 
 def kind_of_value(value: Any) -> str:

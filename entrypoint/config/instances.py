@@ -10,6 +10,7 @@ kept apart (:meth:`Control.env_literals`). The reprs leave both out.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,11 +41,11 @@ class Control(Struct, frozen=True):
 
     def env_passed(self) -> dict[str, str]:
         """Variables taken from the container's environment at start: ``{NAME: SOURCE_NAME}``."""
-        return {k: m.group(1) for k, v in self.env.items() if (m := ENV_REFERENCE.fullmatch(v))}
+        return {k: m.group(1) for k, v in self.env.items() if (m := re.fullmatch(ENV_REFERENCE, v))}
 
     def env_literals(self) -> dict[str, str]:
         """Variables with a value written in the config (a secret, as far as we know)."""
-        return {k: v for k, v in self.env.items() if not ENV_REFERENCE.fullmatch(v)}
+        return {k: v for k, v in self.env.items() if not re.fullmatch(ENV_REFERENCE, v)}
 
     def cuda_visible_devices(self) -> str | None:
         """None leaves the variable alone ("all" = the system's default)."""

@@ -6,6 +6,7 @@ Functions over the validator (:class:`Tables`, what they need of it), called by
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -168,7 +169,7 @@ def _router_model(v: Tables, prefix: str, name: str, body: Any, router_server: M
                 "a preset holds one value per key: write a list as the one comma-separated string "
                 "llama-server accepts, or set it in the router's [server]",
             )
-        if isinstance(value, str) and (not value or PRESET_CUT.search(value)):
+        if isinstance(value, str) and (not value or re.search(PRESET_CUT, value)):
             raise v.error(
                 table,
                 key,

@@ -12,7 +12,7 @@ from entrypoint.config.fields import MAX_DEPTH, MAX_KEY_PARTS, MAX_KEYS
 from entrypoint.errors import ConfigError
 from entrypoint.safeio import printable
 
-_TOKEN = re.compile(r"""[\n#"'\[\]{}=.,]""")
+_TOKEN = r"""[\n#"'\[\]{}=.,]"""  # noqa: S105 - a pattern, not a secret
 
 
 def prescan_toml(text: str, source: str = "<config>") -> None:
@@ -26,12 +26,14 @@ def prescan_toml(text: str, source: str = "<config>") -> None:
     """
     depth = dots = keys = 0
     line, i, n = 1, 0, len(text)
+    token = re.compile(_TOKEN)  # once: the loop below runs once per token of the text
+    bodies: dict[str, re.Pattern[str]] = {}
 
     def refuse(message: str) -> ConfigError:
         return ConfigError(f"{printable(source)}:{line}: {message}", data={"file": source, "line": line})
 
     while True:
-        match = _TOKEN.search(text, i)
+        match = token.search(text, i)
         if match is None:
             return
         i = match.start()
@@ -42,7 +44,7 @@ def prescan_toml(text: str, source: str = "<config>") -> None:
             end = text.find("\n", i)
             i = n if end < 0 else end
         elif c in "\"'":
-            end = _string_end(text, i)
+            end = _string_end(text, i, bodies)
             line += text.count("\n", i, end)
             i = end
         elif c == ".":
@@ -69,22 +71,26 @@ def prescan_toml(text: str, source: str = "<config>") -> None:
 # alternatives start with different characters and the repeats are possessive (never
 # backtrack), so each match is linear.
 _STRING_BODY = {
-    '"': re.compile(r'(?:[^"\\\n]++|\\[^\n])*+'),
-    "'": re.compile(r"[^'\n]*+"),
-    '"""': re.compile(r'(?:[^"\\]++|\\.|"(?!""))*+', re.DOTALL),
-    "'''": re.compile(r"(?:[^']++|'(?!''))*+"),
+    '"': r'(?:[^"\\\n]++|\\[^\n])*+',
+    "'": r"[^'\n]*+",
+    '"""': r'(?s)(?:[^"\\]++|\\.|"(?!""))*+',
+    "'''": r"(?:[^']++|'(?!''))*+",
 }
 
 
-def _string_end(text: str, start: int) -> int:
+def _string_end(text: str, start: int, bodies: dict[str, re.Pattern[str]]) -> int:
     """The index after the string that opens at *start* (basic or literal, one or three quotes).
 
     An unterminated one-line string ends at the newline, an unterminated multi-line one
-    at the end of the text: tomllib reports both.
+    at the end of the text: tomllib reports both. *bodies* holds the kinds of string met so
+    far, compiled: a text of many strings looks each kind up once, not once per string.
     """
     quote = text[start]
     delim = quote * 3 if text.startswith(quote * 3, start) else quote
-    body = _STRING_BODY[delim].match(text, start + len(delim))
+    pattern = bodies.get(delim)
+    if pattern is None:
+        pattern = bodies[delim] = re.compile(_STRING_BODY[delim])
+    body = pattern.match(text, start + len(delim))
     i = body.end() if body else start + len(delim)
     if not text.startswith(delim, i):
         return i

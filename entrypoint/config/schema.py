@@ -32,19 +32,19 @@ def json_schema() -> dict[str, Any]:
             if spec.default is not None and spec.type != "env":
                 prop["default"] = spec.default
             if spec.pattern is not None:
-                prop["pattern"] = spec.pattern.pattern
+                prop["pattern"] = spec.pattern
             if spec.enum is not None:
                 prop["enum"] = list(spec.enum)
             if spec.minimum is not None:
                 prop["minimum"] = spec.minimum
             if spec.type == "env":
                 del prop["type"]
-                var = {"type": "string", "pattern": ENV_KEY.pattern, "maxLength": MAX_NAME}
+                var = {"type": "string", "pattern": ENV_KEY, "maxLength": MAX_NAME}
                 prop["anyOf"] = [
                     {
                         "type": "object",
                         "additionalProperties": {"type": "string", "maxLength": MAX_TEXT},
-                        "propertyNames": {"pattern": ENV_KEY.pattern, "maxLength": MAX_NAME},
+                        "propertyNames": {"pattern": ENV_KEY, "maxLength": MAX_NAME},
                     },
                     {"type": "array", "items": var},
                 ]
@@ -78,7 +78,7 @@ def json_schema() -> dict[str, Any]:
                 "type": "object",
                 "description": "llama-server in router mode: one server, several models loaded on demand.",
                 "additionalProperties": False,
-                "patternProperties": {INSTANCE_NAME.pattern: {"$ref": "#/$defs/router"}},
+                "patternProperties": {INSTANCE_NAME: {"$ref": "#/$defs/router"}},
                 "propertyNames": {"maxLength": MAX_NAME},
             },
         },
@@ -112,7 +112,7 @@ def json_schema() -> dict[str, Any]:
                         "description": "A file of API keys, one per line (passed as --api-key-file).",
                     },
                 },
-                "propertyNames": {"pattern": SERVER_KEY.pattern, "maxLength": MAX_NAME},
+                "propertyNames": {"pattern": SERVER_KEY, "maxLength": MAX_NAME},
                 "additionalProperties": {"anyOf": [*scalar, {"type": "array", "items": {"anyOf": scalar}}]},
             },
             "instance": {
@@ -149,7 +149,7 @@ def _router_schema(
                     "type": "object",
                     "minProperties": 1,
                     "additionalProperties": False,
-                    "patternProperties": {MODEL_NAME.pattern: {"$ref": "#/$defs/router_model"}},
+                    "patternProperties": {MODEL_NAME: {"$ref": "#/$defs/router_model"}},
                     "propertyNames": {"maxLength": MAX_MODEL_NAME},
                 },
             },
@@ -160,7 +160,7 @@ def _router_schema(
             "section (key foo_bar -> foo-bar; one scalar value each).",
             "required": ["ref"],
             "properties": {**model, **dict.fromkeys(refused, False)},
-            "propertyNames": {"pattern": SERVER_KEY.pattern, "maxLength": MAX_NAME},
+            "propertyNames": {"pattern": SERVER_KEY, "maxLength": MAX_NAME},
             "additionalProperties": {"anyOf": scalar},
         },
     }

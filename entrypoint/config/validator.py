@@ -166,8 +166,8 @@ class _Validator:
                 raise self.error(
                     table, key, f"{shown(value)} contains {SUPERVISORD_HERE}, which supervisord always expands"
                 )
-        if spec.pattern is not None and not spec.pattern.fullmatch(value):
-            raise self.error(table, key, f"{shown(value)} does not match {spec.pattern.pattern}")
+        if spec.pattern is not None and not re.fullmatch(spec.pattern, value):
+            raise self.error(table, key, f"{shown(value)} does not match {spec.pattern}")
         if spec.enum is not None and value not in spec.enum:
             raise self.error(table, key, f"{shown(value)} is not one of {', '.join(spec.enum)}")
         if spec.minimum is not None and value < spec.minimum:
@@ -188,12 +188,11 @@ class _Validator:
                 f"expected a table of NAME = value or a list of names, found {kind_of_value(value)} {shown(value)}",
             )
         for name in names:
-            if not isinstance(name, str) or not ENV_KEY.fullmatch(name) or len(name) > MAX_NAME:
+            if not isinstance(name, str) or not re.fullmatch(ENV_KEY, name) or len(name) > MAX_NAME:
                 raise self.error(
                     table,
                     key,
-                    f"{shown(name)} is not an environment variable name "
-                    f"({ENV_KEY.pattern}, at most {MAX_NAME} characters)",
+                    f"{shown(name)} is not an environment variable name ({ENV_KEY}, at most {MAX_NAME} characters)",
                 )
         if isinstance(value, dict):
             for name, item in value.items():
@@ -209,7 +208,7 @@ class _Validator:
         """Refuse a string that supervisord's config or an argv entry cannot carry."""
         if len(value) > MAX_TEXT:
             raise self.error(table, key, f"a string of {len(value)} characters (at most {MAX_TEXT})")
-        bad = CONTROL_CHARS.search(value)
+        bad = re.search(CONTROL_CHARS, value)
         if bad:
             raise self.error(
                 table,
@@ -220,10 +219,8 @@ class _Validator:
 
     def server(self, values: Mapping[str, Any], table: str) -> None:
         for key, value in values.items():
-            if not SERVER_KEY.fullmatch(key) or len(key) > MAX_NAME:
-                raise self.error(
-                    table, None, f"server key {shown(key)} must match {SERVER_KEY.pattern} (it becomes --{{key}})"
-                )
+            if not re.fullmatch(SERVER_KEY, key) or len(key) > MAX_NAME:
+                raise self.error(table, None, f"server key {shown(key)} must match {SERVER_KEY} (it becomes --{{key}})")
             for item in value if isinstance(value, list) else [value]:
                 if isinstance(item, str):
                     self.text(item, table, key)

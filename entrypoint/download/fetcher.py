@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)$")
+_CONTENT_RANGE = r"bytes (\d+)-(\d+)/(\d+)$"
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
@@ -149,7 +149,7 @@ class Fetcher(Struct):
             raise _SourceGone(f"{signed} answered HTTP {resp.status} to {asked!r}", direct=False)
         self.raise_for_status(resp.status, self.url)
         value = resp.headers.get("Content-Range", "")
-        match = _CONTENT_RANGE.match(value)
+        match = re.match(_CONTENT_RANGE, value)
         if match is None or int(match.group(1)) != start or int(match.group(3)) != self.plan.total:
             raise _Refused(f"{self.url} answered {value!r} to {asked!r} (size {self.plan.total}): refused")
         if not self.by_digest and changed(self.validator, resp.headers):

@@ -50,8 +50,8 @@ from entrypoint.settings import connections_setting
 
 log = logging.getLogger(__name__)
 
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
-_UNSIZED_RANGE = re.compile(r"bytes \*/(\d+)")
+_CONTENT_RANGE = r"bytes (\d+)-(\d+)/(\d+|\*)"
+_UNSIZED_RANGE = r"bytes \*/(\d+)"
 
 
 def _partial_key(url: str, sha256: str | None) -> str:
@@ -306,7 +306,7 @@ def _raise_for_status(status: int, url: str) -> None:
 
 
 def _parse_content_range(value: str | None, url: str) -> tuple[int, int | None]:
-    match = _CONTENT_RANGE.match(value or "")
+    match = re.match(_CONTENT_RANGE, value or "")
     if not match:
         raise NetError(f"{url} answered 206 with a bad Content-Range: {value!r}")
     total = match.group(3)
@@ -314,5 +314,5 @@ def _parse_content_range(value: str | None, url: str) -> tuple[int, int | None]:
 
 
 def _total_from_416(value: str | None) -> int | None:
-    match = _UNSIZED_RANGE.match(value or "")
+    match = re.match(_UNSIZED_RANGE, value or "")
     return int(match.group(1)) if match else None

@@ -72,12 +72,12 @@ def now_iso() -> str:
 #: last_accessed only orders GC's least-recently-used list: an hour is fine-grained
 #: enough, and skipping the write keeps a warm boot from rewriting a large catalog.
 ACCESS_GRANULARITY_S = 3600
-ISO_SECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")  # what now_iso writes
+ISO_SECONDS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"  # what now_iso writes
 
 
 def accessed_recently(value: object, *, seconds: float = ACCESS_GRANULARITY_S) -> bool:
     """Whether an ISO ``last_accessed`` lies within the last *seconds* (False if unreadable)."""
-    if not isinstance(value, str) or not ISO_SECONDS.fullmatch(value):
+    if not isinstance(value, str) or not re.fullmatch(ISO_SECONDS, value):
         return False
     try:  # not strptime: its module (_strptime, with calendar and locale) is not on the warm boot path
         then = datetime.fromisoformat(value[:-1]).replace(tzinfo=UTC)

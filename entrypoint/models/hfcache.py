@@ -34,10 +34,9 @@ from entrypoint.errors import VerifyError
 from entrypoint.fsutil import atomic_write_bytes
 from entrypoint.gguf_info import read_gguf_info
 from entrypoint.models import catalog, layout
+from entrypoint.models.hub import LFS_SHA256
 
 log = logging.getLogger(__name__)
-
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def repo_folder(cache_dir: Path, repo_id: str) -> Path:
@@ -163,7 +162,7 @@ def adopt_cache(
                 gguf = read_gguf_info(dest).to_dict()
                 gguf.pop("path", None)
         records.append(
-            {"path": rel, "size": st.size, "sha256": blob.name if _SHA256.match(blob.name) else None,
+            {"path": rel, "size": st.size, "sha256": blob.name if re.match(LFS_SHA256, blob.name) else None,
              "stat": st.to_dict(), "role": layout.role_of(rel), "verified_at": None, "gguf": gguf}
         )  # fmt: skip
     if dry:

@@ -31,7 +31,7 @@ from msgspec.structs import asdict
 from entrypoint.errors import AutoinferError, LicenseError, NetError, NotFoundError, PermError, VerifyError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+LFS_SHA256 = r"^[0-9a-f]{64}$"  # an LFS object's sha256 as the hub (and its cache) names it
 
 
 class RemoteFile(Struct, frozen=True):
@@ -117,7 +117,7 @@ class Hub:
                 hint="HF_ENDPOINT must point at a Hugging Face hub or a compatible mirror",
             )
         etag = (meta.etag or "").lower()
-        sha = etag if _SHA256.match(etag) else None
+        sha = etag if re.match(LFS_SHA256, etag) else None
         commit = str(meta.commit_hash)
         return RemoteFile(filename, meta.size, sha, self.file_url(repo_id, filename, commit)), commit
 
@@ -221,7 +221,7 @@ def hf_cache_dir(environ: Mapping[str, str]) -> Path:
 def blob_sha256(cached: Path) -> str | None:
     """An LFS blob in the HF cache is named by its sha256: the expected digest for free."""
     name = cached.resolve().name if cached.is_symlink() else ""
-    return name if _SHA256.match(name) else None
+    return name if re.match(LFS_SHA256, name) else None
 
 
 def _license_of(info: Any) -> str | None:

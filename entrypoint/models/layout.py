@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
 from collections.abc import Iterable
@@ -64,12 +63,12 @@ def is_gguf(name: str) -> bool:
 
 
 def is_split(name: str) -> bool:
-    return SPLIT_NAME.search(name) is not None
+    return re.search(SPLIT_NAME, name) is not None
 
 
 def first_shard(name: str) -> str:
     """``x-00003-of-00005.gguf`` -> ``x-00001-of-00005.gguf`` (anything else unchanged)."""
-    match = SPLIT_NAME.search(name)
+    match = re.search(SPLIT_NAME, name)
     if not match:
         return name
     return f"{name[: match.start()]}-00001-of-{match.group(2)}.gguf"
@@ -88,7 +87,7 @@ def role_of(name: str) -> str:
     if is_gguf(base):
         if is_projector_name(base):
             return "projector"
-        match = SPLIT_NAME.search(base)
+        match = re.search(SPLIT_NAME, base)
         if match and int(match.group(1)) != 1:
             return "shard"
         return "model"
@@ -97,10 +96,9 @@ def role_of(name: str) -> str:
     return "file"
 
 
-@functools.cache
-def _quant() -> re.Pattern[str]:
-    """A quantization in a file name; compiled on first use (a warm boot never asks)."""
-    return re.compile(r"(?:^|[-_.])((?:I?Q\d(?:_[A-Z0-9]+)*)|BF16|F16|F32|MXFP4(?:_MOE)?)(?=[-_.]|$)", re.IGNORECASE)
+_QUANT = (
+    r"(?i)(?:^|[-_.])((?:I?Q\d(?:_[A-Z0-9]+)*)|BF16|F16|F32|MXFP4(?:_MOE)?)(?=[-_.]|$)"  # a quantization in a file name
+)
 
 
 def quantization_of(name: str) -> str | None:
@@ -112,7 +110,7 @@ def quantization_of(name: str) -> str | None:
     base = name.rsplit("/", 1)[-1]
     if not is_gguf(base):
         return None
-    found = _quant().findall(base[: -len(".gguf")])
+    found = re.findall(_QUANT, base[: -len(".gguf")])
     return found[-1].upper() if found else None
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Iterable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -160,7 +161,7 @@ def _find(models_dir: Path) -> tuple[list[Unit], list[Path], list[Path]]:
     for path in ggufs:
         groups.setdefault((path.parent, layout.first_shard(path.name)), []).append(path)
     for (_parent, first), paths in sorted(groups.items()):
-        split = SPLIT_NAME.search(first)
+        split = re.search(SPLIT_NAME, first)
         stem = first[: split.start()] if split else first.removesuffix(".gguf")
         files = {p.name: p for p in sorted(paths)}
         units.append(Unit("gguf", files.get(first, sorted(paths)[0]), files, stem))

@@ -36,16 +36,17 @@ from entrypoint.redact import redact_url, repr_hiding, storable_url
 Source = Literal["local", "hf", "https", "oci"]
 
 # Hugging Face's own rule for owner and repo names (huggingface_hub's validate_repo_id).
-_HF_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+_HF_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
+_SCHEME = r"^([A-Za-z][A-Za-z0-9+.-]*):"
 # The grammar of the distribution spec (and Docker's reference package): a registry host,
 # path components in lower case, a tag, a sha256 digest.
-_OCI_HOST = re.compile(
-    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:]+\])(?::(?P<port>[0-9]{1,5}))?$"
+_OCI_HOST = (
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:]+\])"
+    r"(?::(?P<port>[0-9]{1,5}))?$"
 )
-_OCI_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_OCI_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_OCI_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_OCI_COMPONENT = r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$"
+_OCI_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+OCI_DIGEST = r"^sha256:[0-9a-f]{64}$"  # also what a manifest names a layer by
 OCI_DEFAULT_TAG = "latest"
 #: The longest oci:// ref taken: a registry host (255), a repository name (255, the
 #: distribution spec's limit), a tag (128) or a digest (71), with room to spare.
@@ -129,7 +130,7 @@ class ModelRef(Struct, frozen=True):
 
 def is_hub_name(name: str) -> bool:
     """Whether *name* may be a Hugging Face owner or repo name (huggingface_hub's own rule)."""
-    return bool(_HF_NAME.match(name)) and "--" not in name and ".." not in name and not name.endswith((".", "-"))
+    return bool(re.match(_HF_NAME, name)) and "--" not in name and ".." not in name and not name.endswith((".", "-"))
 
 
 def parse_model_ref(text: str, *, revision: str | None = None) -> ModelRef:
@@ -152,7 +153,7 @@ def parse_model_ref(text: str, *, revision: str | None = None) -> ModelRef:
             raise ConfigError(f"model reference {raw!r}: file: needs a path")
         ref = ModelRef(text=raw, source="local", path=Path(unquote(body)))
     else:
-        match = _SCHEME.match(raw)
+        match = re.match(_SCHEME, raw)
         if match and len(match.group(1)) > 1:  # one letter could be a drive, never a scheme we know
             raise ConfigError(
                 f"model reference {raw!r}: unknown scheme {match.group(1)!r} "
@@ -224,12 +225,12 @@ def parse_oci(raw: str) -> ModelRef:
     digest: str | None = None
     if "@" in body:
         body, digest = body.rsplit("@", 1)
-        if not _OCI_DIGEST.fullmatch(digest):
+        if not re.fullmatch(OCI_DIGEST, digest):
             raise ConfigError(f"model reference {shown}: bad digest {_short(digest)} ({expected})")
     registry, _, path = body.partition("/")
     if not registry or not path:
         raise ConfigError(f"model reference {shown}: no repository after the registry ({expected})")
-    host = _OCI_HOST.fullmatch(registry)
+    host = re.fullmatch(_OCI_HOST, registry)
     if not host or ("." not in registry and ":" not in registry and registry != "localhost"):
         raise ConfigError(
             f"model reference {shown}: {_short(registry)} is not a registry host (a name with a dot or a port, "
@@ -241,9 +242,9 @@ def parse_oci(raw: str) -> ModelRef:
     last = path.rsplit("/", 1)[-1]
     if ":" in last:
         path, tag = path.rsplit(":", 1)
-        if not _OCI_TAG.fullmatch(tag):
+        if not re.fullmatch(_OCI_TAG, tag):
             raise ConfigError(f"model reference {shown}: bad tag {_short(tag)} ({expected})")
-    bad = [c for c in path.split("/") if not _OCI_COMPONENT.fullmatch(c)]
+    bad = [c for c in path.split("/") if not re.fullmatch(_OCI_COMPONENT, c)]
     if bad:
         raise ConfigError(
             f"model reference {shown}: {_short(bad[0])} is not a valid repository name component "

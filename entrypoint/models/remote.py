@@ -29,7 +29,7 @@ from entrypoint.gguf_info import read_gguf_info
 log = logging.getLogger(__name__)
 
 PREFIXES = (8 << 20, 64 << 20)
-_TOTAL = re.compile(r"bytes (?:\d+-\d+|\*)/(\d+)")
+_TOTAL = r"bytes (?:\d+-\d+|\*)/(\d+)"
 
 
 def _pool(timeout: float) -> Any:
@@ -58,7 +58,7 @@ def remote_size(url: str, headers: Mapping[str, str] | None = None, *, timeout: 
             "GET", url, headers={**(headers or {}), "Range": "bytes=0-0"}, redirect=True, preload_content=False
         )
         resp.close()  # a server that ignores Range would send it all: the headers say enough
-        match = _TOTAL.match(resp.headers.get("Content-Range") or "")
+        match = re.match(_TOTAL, resp.headers.get("Content-Range") or "")
         length = resp.headers.get("Content-Length")
         if resp.status in (206, 416) and match:
             return int(match.group(1))
@@ -87,7 +87,7 @@ def read_prefix(
         if resp.status not in (200, 206):
             return b"", None
         data = resp.read(n)  # a server that ignores Range sends it all: read only what we need
-        match = _TOTAL.match(resp.headers.get("Content-Range") or "")
+        match = re.match(_TOTAL, resp.headers.get("Content-Range") or "")
         length = resp.headers.get("Content-Length")
         total = int(match.group(1)) if match else None
         if total is None and resp.status == 200 and (length or "").isdigit():

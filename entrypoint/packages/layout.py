@@ -27,10 +27,10 @@ from entrypoint.packages.registry import ALTERNATES, EXECUTABLES
 
 _KINDS = (("bin", ("bin",)), ("build/bin", ("build", "bin")), ("flat", ()))
 # "version: 7572 (abc1234)" (older builds) or "version: 0.6.0-dev (build 11434, commit abc1234)"
-_LLAMA_VERSION = re.compile(r"\(build\s+(\d+)|version:\s*(\d+)\s*\(")
-_GENERIC_VERSION = re.compile(r"\bv?(\d+(?:\.\d+)+|\d+)\b")
-_NAME_BUILD = re.compile(r"(?:^|[-_.])(b\d+)(?=[-_.]|$)")
-_NAME_SEMVER = re.compile(r"(?:^|[-_])v?(\d+(?:\.\d+)*)(?=[-_]|\.(?:tar|tgz|zip))")
+_LLAMA_VERSION = r"\(build\s+(\d+)|version:\s*(\d+)\s*\("
+_GENERIC_VERSION = r"\bv?(\d+(?:\.\d+)+|\d+)\b"
+_NAME_BUILD = r"(?:^|[-_.])(b\d+)(?=[-_.]|$)"
+_NAME_SEMVER = r"(?:^|[-_])v?(\d+(?:\.\d+)*)(?=[-_]|\.(?:tar|tgz|zip))"
 
 
 class Layout(Struct, frozen=True):
@@ -112,21 +112,21 @@ def probe_version(exe: Path, pkg: str, environ: Mapping[str, str] | None = None,
         return None
     text = (proc.stderr or "") + "\n" + (proc.stdout or "")
     if pkg == "llama-cpp":
-        match = _LLAMA_VERSION.search(text)
+        match = re.search(_LLAMA_VERSION, text)
         build = (match.group(1) or match.group(2)) if match else None
         return f"b{build}" if build and build != "0" else None
     if proc.returncode != 0:
         return None
-    match = _GENERIC_VERSION.search(text)
+    match = re.search(_GENERIC_VERSION, text)
     return match.group(1) if match else None
 
 
 def version_from_name(archive_name: str, pkg: str) -> str | None:
     """``llama-b7572-bin-ubuntu-x64.tar.gz`` -> ``b7572``; ``tool_1.2.3_linux.tar.gz`` -> ``1.2.3``."""
-    match = _NAME_BUILD.search(archive_name)
+    match = re.search(_NAME_BUILD, archive_name)
     if match:
         return match.group(1)
     if pkg == "llama-cpp":
         return None
-    match = _NAME_SEMVER.search(archive_name)
+    match = re.search(_NAME_SEMVER, archive_name)
     return match.group(1) if match else None

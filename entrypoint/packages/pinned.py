@@ -25,7 +25,7 @@ from entrypoint.packages.variants import choose
 from entrypoint.settings import Settings
 
 #: What a release index can be asked for (an id or an id prefix cannot).
-_TAG = re.compile(r"^(b?\d+|v\d+(\.\d+)*)$")
+_TAG = r"^(b?\d+|v\d+(\.\d+)*)$"
 
 
 class PinStatus(Struct, frozen=True):
@@ -85,7 +85,7 @@ def check_pin(
         and same_version(parsed.ref, request.version)
     ):
         return PinStatus(pin, tuple(users), "boot", tag=request.version)
-    if parsed.pkg != "llama-cpp" or parsed.ref is None or not _TAG.match(parsed.ref):
+    if parsed.pkg != "llama-cpp" or parsed.ref is None or not re.match(_TAG, parsed.ref):
         raise NotFoundError(f"{who}: {missing}", hint="install it first (`autoinfer pkg install ...`)")
     if settings.offline:
         raise NotFoundError(

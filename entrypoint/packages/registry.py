@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 MARKER = ".installed-from.json"
-UUID_DIR = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+UUID_DIR = r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
 REGISTRY_LOCK_SECONDS = 60.0  # the registry lock is held for one read-modify-write only
 
 #: Executable that makes a package a package (others: the package name itself).
@@ -256,7 +256,7 @@ def active_id(root: Path, pkg: str) -> str | None:
     except OSError:
         return None
     parts = Path(target).parts
-    if len(parts) >= 1 and UUID_DIR.match(parts[-1]):
+    if len(parts) >= 1 and re.match(UUID_DIR, parts[-1]):
         return parts[-1]
     return None
 

@@ -23,7 +23,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -46,21 +45,17 @@ log = logging.getLogger(__name__)
 FRESH_SECONDS = 3600.0  # how long a cached answer is used without asking again
 
 
-@functools.cache  # compiled on first use: a warm boot reads no release index
-def _asset() -> re.Pattern[str]:
-    """A release asset's name: ``llama-<tag>-bin-<os>-<variant>.<ext>``."""
-    return re.compile(
-        r"^llama-(?P<tag>[^-]+)-bin-(?P<os>[a-z0-9]+)-(?P<variant>.+?)\.(?P<ext>tar\.gz|tgz|tar\.zst|tar\.xz|zip)$"
-    )
+# A release asset's name: ``llama-<tag>-bin-<os>-<variant>.<ext>``.
+_ASSET = r"^llama-(?P<tag>[^-]+)-bin-(?P<os>[a-z0-9]+)-(?P<variant>.+?)\.(?P<ext>tar\.gz|tgz|tar\.zst|tar\.xz|zip)$"
 
 
 _EXT_ORDER = ("tar.gz", "tgz", "tar.zst", "tar.xz", "zip")
 POINTER_ASSET = "nightly-tag.txt"  # a semver release's only asset: the bNNNN build it promotes
-_BUILD_TAG = re.compile(r"^b\d+$")
+_BUILD_TAG = r"^b\d+$"
 # What a release's tag may be: it names folders (pkgs/llama-cpp/<id>) and cache entries.
-_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_PUBLISHED_DIGEST = re.compile(r"sha256:[0-9a-fA-F]{64}")
-_URL = re.compile(r"[\x21-\x7e]+")  # one word of visible ASCII (the download checks the scheme)
+_TAG = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+_PUBLISHED_DIGEST = r"sha256:[0-9a-fA-F]{64}"
+_URL = r"[\x21-\x7e]+"  # one word of visible ASCII (the download checks the scheme)
 MAX_ANSWER = 32 << 20  # bytes of one index answer: a page of 30 releases is well under 2 MiB
 
 
@@ -92,10 +87,7 @@ ASSET_ERAS: tuple[AssetEra, ...] = (
 )
 
 
-@functools.cache  # compiled on first use, as _asset
-def _ref() -> re.Pattern[str]:
-    """``<pkg>@<version>``."""
-    return re.compile(r"^(?P<pkg>[a-z0-9][a-z0-9-]*)@(?P<version>[A-Za-z0-9._-]+)$")
+_REF = r"^(?P<pkg>[a-z0-9][a-z0-9-]*)@(?P<version>[A-Za-z0-9._-]+)$"  # <pkg>@<version>
 
 
 class Asset(Struct, frozen=True):
@@ -150,7 +142,7 @@ def parse_ref(source: str) -> tuple[str, str] | None:
     """``llama-cpp@b7572`` -> (``llama-cpp``, ``b7572``); None for paths and URLs."""
     if "/" in source or source.startswith(("http:", "https:", "file:")):
         return None
-    match = _ref().match(source)
+    match = re.match(_REF, source)
     return (match.group("pkg"), match.group("version")) if match else None
 
 
@@ -159,7 +151,7 @@ def asset_variant(name: str) -> str | None:
 
     A name that looks like an asset but carries no valid variant is :class:`ConfigError`.
     """
-    match = _asset().match(name)
+    match = re.match(_ASSET, name)
     return canonical(match.group("variant")) if match else None
 
 
@@ -167,25 +159,26 @@ def parse_release(body: Any) -> Release:
     if not isinstance(body, dict) or "tag_name" not in body:
         raise NetError("the release index answered something that is not a release (no tag_name)")
     tag = body["tag_name"]
-    if not isinstance(tag, str) or not _TAG.fullmatch(tag):
+    if not isinstance(tag, str) or not re.fullmatch(_TAG, tag):
         raise NetError(f"the release index answered a release whose tag_name {_short(tag)} is not a tag")
     listed = body.get("assets") or []
     if not isinstance(listed, list):
         raise NetError(f"the release index answered release {tag} whose assets is not a list")
     assets = []
     pointer = None
+    asset = re.compile(_ASSET)  # once, not per asset of the release
     for raw in listed:
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
             continue  # not an asset: nothing to install from it
         if raw["name"] == POINTER_ASSET:
             pointer = _asset_url(raw, tag)
             continue
-        match = _asset().fullmatch(raw["name"])
+        match = asset.fullmatch(raw["name"])
         if not match or match.group("tag") != tag:
             continue  # cudart-*, xcframework and other companions
         digest = raw.get("digest")
         sha = None
-        if isinstance(digest, str) and _PUBLISHED_DIGEST.fullmatch(digest):
+        if isinstance(digest, str) and re.fullmatch(_PUBLISHED_DIGEST, digest):
             sha = digest[7:].lower()
         size = raw.get("size")
         ext = "tar.gz" if match.group("ext") == "tgz" else match.group("ext")
@@ -212,7 +205,7 @@ def parse_release(body: Any) -> Release:
 def _asset_url(raw: dict[str, Any], tag: str) -> str:
     """The asset's download URL: a string without spaces or control characters."""
     url = raw.get("browser_download_url") or raw.get("url")
-    if not isinstance(url, str) or not _URL.fullmatch(url):
+    if not isinstance(url, str) or not re.fullmatch(_URL, url):
         raise NetError(f"the release index gives asset {_short(raw['name'])} of release {tag} the URL {_short(url)}")
     return url
 
@@ -299,7 +292,7 @@ class ReleaseIndex:
             return release
         text = self._get(release.pointer_url, what=f"{POINTER_ASSET} of release {release.tag}", raw=True)
         target = str(text).strip().splitlines()[0].strip() if str(text).strip() else ""
-        if not _BUILD_TAG.match(target) or target == release.tag:
+        if not re.match(_BUILD_TAG, target) or target == release.tag:
             raise NotFoundError(
                 f"release {release.tag} has no build for any platform and its {POINTER_ASSET} names no build "
                 f"(found {target[:40]!r})"
@@ -431,16 +424,16 @@ _TOKEN_HINT = "set GITHUB_TOKEN to raise the limit, or point AUTO_INFER_LLAMA_CP
 _OFFLINE_HINT = "check the network, or install from a local archive with AUTO_INFER_LLAMA_CPP_PKG_PATH"
 
 
-_SECONDS = re.compile(r"[0-9]{1,12}")
+_SECONDS = r"[0-9]{1,12}"
 
 
 def _rate_limited(headers: Any, now: float) -> str:
     reset = headers.get("X-RateLimit-Reset")
     retry_after = headers.get("Retry-After")
     when: float | None = None
-    if reset and _SECONDS.fullmatch(str(reset)):
+    if reset and re.fullmatch(_SECONDS, str(reset)):
         when = float(reset)
-    elif retry_after and _SECONDS.fullmatch(str(retry_after)):
+    elif retry_after and re.fullmatch(_SECONDS, str(retry_after)):
         when = now + float(retry_after)
     if when is None or when > now + 366 * 86400:  # a reset over a year away is no time we can show
         return "the release index is rate-limiting us; try again later"

@@ -28,7 +28,7 @@ from entrypoint.packages.registry import (
 
 STAGING_PREFIX = ".staging-"
 TRASH_PREFIX = ".trash-"
-_STAGING = re.compile(r"^\.staging-([0-9a-f]{1,8})-(\d+)-(\d+)-[0-9a-f]{32}$")
+_STAGING = r"^\.staging-([0-9a-f]{1,8})-(\d+)-(\d+)-[0-9a-f]{32}$"
 STALE_FOREIGN_SECONDS = 3600.0  # a staging dir of another host or container: presumed dead after this
 
 
@@ -56,7 +56,7 @@ def staging_name() -> str:
 
 def staging_is_stale(path: Path) -> bool:
     """A staging dir of a process that is gone (same host and PID namespace), or old and foreign."""
-    match = _STAGING.match(path.name)
+    match = re.match(_STAGING, path.name)
     try:
         age = time.time() - path.lstat().st_mtime
     except FileNotFoundError:
@@ -119,7 +119,7 @@ def needs_repair(root: Path, pkg: str, reg: Registry | None = None) -> bool:
     if (link.is_symlink() and not link.exists()) or (link.exists() and not link.is_symlink()):
         return True
     reg = reg if reg is not None else Registry.load(root)
-    on_disk = {n for n in names if UUID_DIR.match(n)}
+    on_disk = {n for n in names if re.match(UUID_DIR, n)}
     return on_disk != {v.id for v in reg.of(pkg)}
 
 
@@ -148,7 +148,7 @@ def reconcile(root: Path, pkg: str, reg: Registry, *, locked: bool = True) -> li
         elif entry.name.startswith(TRASH_PREFIX):
             fsutil.remove_tree(path)
             done.append(f"finished removing {entry.name}")
-        elif UUID_DIR.match(entry.name) and entry.is_dir(follow_symlinks=False) and entry.name not in reg.versions:
+        elif re.match(UUID_DIR, entry.name) and entry.is_dir(follow_symlinks=False) and entry.name not in reg.versions:
             marker = read_marker(path)
             if marker is not None and marker.id == entry.name and marker.pkg == pkg:
                 reg.versions[marker.id] = marker

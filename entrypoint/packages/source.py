@@ -16,7 +16,7 @@ from msgspec import Struct
 from entrypoint.errors import ConfigError, NotFoundError
 from entrypoint.redact import repr_hiding, storable_url
 
-_PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_PACKAGE_NAME = r"^[a-z0-9][a-z0-9-]*$"
 
 
 def is_url(source: str) -> bool:
@@ -94,5 +94,5 @@ def guess_package(source: str) -> str:
 
 
 def check_package_name(pkg: str) -> None:
-    if not _PACKAGE_NAME.match(pkg):
+    if not re.match(_PACKAGE_NAME, pkg):
         raise ConfigError(f"--name={pkg!r} is not a package name (lower case letters, digits and '-')")

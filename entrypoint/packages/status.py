@@ -25,7 +25,7 @@ from entrypoint.packages.source import Source, is_url
 from entrypoint.packages.variants import canonical, choose
 from entrypoint.settings import PackageRequest, Settings
 
-_VERSION = re.compile(r"^[A-Za-z0-9._-]+$")
+_VERSION = r"^[A-Za-z0-9._-]+$"
 
 
 class PackageStatus(Struct, frozen=True):
@@ -133,7 +133,7 @@ def validate(request: PackageRequest) -> None:
                 f"{request.var('VERSION')}={request.version}: only llama-cpp is installed by version; "
                 f"use {request.var('PKG_PATH')}"
             )
-        if not _VERSION.match(request.version):
+        if not re.match(_VERSION, request.version):
             raise ConfigError(f"{request.var('VERSION')}={request.version!r} is not a version (e.g. b7572 or latest)")
         if request.variant:
             try:

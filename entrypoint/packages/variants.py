@@ -29,9 +29,9 @@ if TYPE_CHECKING:
     import subprocess
 
 ARCHES = ("x64", "arm64", "s390x", "x86", "riscv64", "ppc64le")
-_CUDA_VERSION = re.compile(r"CUDA Version:\s*(\d+)\.(\d+)")
-_CUDA_VARIANT = re.compile(r"^cuda-(\d+)\.(\d+)")
-_VARIANT = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
+_CUDA_VERSION = r"CUDA Version:\s*(\d+)\.(\d+)"
+_CUDA_VARIANT = r"^cuda-(\d+)\.(\d+)"
+_VARIANT = r"^[a-z0-9][a-z0-9.\-]*$"
 #: Families a variant may be asked for by name; ROCm builds were called ``hip-radeon`` on Windows
 #: before b10356 (see ``ASSET_ERAS`` in releases.py).
 FAMILIES = ("cpu", "vulkan", "rocm", "sycl", "openvino")
@@ -65,7 +65,7 @@ def os_names(system: str | None = None) -> tuple[str, ...]:
 def canonical(variant: str, arch: str | None = None) -> str:
     """``x64`` -> ``cpu-x64``; ``vulkan`` -> ``vulkan-x64``; ``cuda-12.4`` -> ``cuda-12.4-x64``."""
     text = variant.strip().lower()
-    if not _VARIANT.match(text):
+    if not re.match(_VARIANT, text):
         raise ConfigError(f"variant {variant!r} is not a variant name (e.g. cpu-x64, vulkan-x64, cuda-12.4-x64)")
     if text in ARCHES:
         return f"cpu-{text}"
@@ -75,7 +75,7 @@ def canonical(variant: str, arch: str | None = None) -> str:
 
 
 def cuda_of(variant: str) -> tuple[int, int] | None:
-    match = _CUDA_VARIANT.match(variant)
+    match = re.match(_CUDA_VARIANT, variant)
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
@@ -174,7 +174,7 @@ def _nvidia(environ: Mapping[str, str], run: Runner) -> tuple[tuple[int, int], i
     if not gpus:
         return None
     header = _run(run, [smi], environ) or ""
-    match = _CUDA_VERSION.search(header)
+    match = re.search(_CUDA_VERSION, header)
     if not match:
         return None
     return (int(match.group(1)), int(match.group(2))), gpus

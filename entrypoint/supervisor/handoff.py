@@ -13,6 +13,7 @@ from typing import Any
 
 from entrypoint.fsutil import dump_json
 from entrypoint.redact import redact_argv
+from entrypoint.safeio import CONTROL_CHARS
 from entrypoint.servers import ServerSpec
 from entrypoint.supervisor.layout import StateLayout
 
@@ -57,10 +58,10 @@ def spec_from_handoff(data: dict[str, Any], *, name: str) -> ServerSpec:
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise ValueError(f"port {port!r} is not a TCP port")
     instance = data.get("instance") or name
-    if not isinstance(instance, str) or not _NAME.fullmatch(instance):
+    if not isinstance(instance, str) or not re.fullmatch(_NAME, instance):
         raise ValueError(f"instance {str(instance)[:80]!r} is not a server name")
     host = _text(data, "host") or "127.0.0.1"
-    if not _WORD.fullmatch(host):
+    if not re.fullmatch(_WORD, host):
         raise ValueError(f"host {host[:80]!r} is not a host name")
     devices = data.get("devices") or {}
     if not isinstance(devices, dict):
@@ -87,9 +88,8 @@ def spec_from_handoff(data: dict[str, Any], *, name: str) -> ServerSpec:
     )
 
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # an instance or router name (docs/configuration.md)
-_WORD = re.compile(r"[\x21-\x7e]{1,255}")  # visible ASCII: a host, a model name
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # an instance or router name (docs/configuration.md)
+_WORD = r"[\x21-\x7e]{1,255}"  # visible ASCII: a host, a model name
 _MAX_MODELS = 4096  # models of one router; a preset of more is not one autoinfer wrote
 
 
@@ -98,7 +98,7 @@ def _text(data: dict[str, Any], key: str) -> str | None:
     value = data.get(key)
     if value is None:
         return None
-    if not isinstance(value, str) or _CONTROL.search(value):
+    if not isinstance(value, str) or re.search(CONTROL_CHARS, value):
         raise TypeError(f"{key} is not a one-line string")
     return value
 
@@ -116,7 +116,7 @@ def _router_names(data: dict[str, Any], key: str) -> tuple[str, ...]:
     if (
         not isinstance(value, list)
         or len(value) > _MAX_MODELS
-        or not all(isinstance(v, str) and _WORD.fullmatch(v) for v in value)
+        or not all(isinstance(v, str) and re.fullmatch(_WORD, v) for v in value)
     ):
         raise TypeError(f"router.{key} is not a list of model names")
     return tuple(value)

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 
 from entrypoint.errors import ConfigError
 
-_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SAFE_WORD = re.compile(r"^[\w@%+=:,./-]+$", re.ASCII)
+_ENV_KEY = r"[A-Za-z_][A-Za-z0-9_]*"
+_SAFE_WORD = r"(?a)^[\w@%+=:,./-]+$"  # (?a): \w is ASCII only
 _HERE = "%(here)s"
 
 
@@ -50,7 +50,7 @@ def quote_arg(arg: str) -> str:
     ``'a '#'b'`` as the one word ``a #b``. Likewise ``%(`` is cut by an empty
     quote pair, so ``%(here)s`` never appears as text (see :func:`escape_percent`).
     """
-    if _SAFE_WORD.match(arg):
+    if re.match(_SAFE_WORD, arg):
         return arg
     body = arg.replace("'", "'\"'\"'").replace("#", "'#'").replace(";", "';'").replace("%(", "%''(")
     return f"'{body}'"
@@ -81,7 +81,7 @@ def split_env(name: str, env: Mapping[str, str]) -> tuple[dict[str, str], dict[s
     plain: dict[str, str] = {}
     via_env: dict[str, str] = {}
     for key, value in sorted(env.items()):
-        if not _ENV_KEY.fullmatch(key):
+        if not re.fullmatch(_ENV_KEY, key):
             raise ConfigError(f"instance {name}: environment variable name {key!r} is not valid")
         check_text(f"instance {name}: environment variable {key}", value)
         if env_value(value) is None:

@@ -27,8 +27,8 @@ from msgspec import Struct
 
 log = logging.getLogger(__name__)
 
-SHARD = re.compile(r"^(?P<base>.+)-(?P<no>\d{5})-of-(?P<total>\d{5})\.gguf$", re.IGNORECASE)
-_PROJECTOR = re.compile(r"^mmproj", re.IGNORECASE)
+SHARD = r"(?i)^(?P<base>.+)-(?P<no>\d{5})-of-(?P<total>\d{5})\.gguf$"
+_PROJECTOR = r"(?i)^mmproj"
 # When a folder holds several projectors (F16, BF16, F32 of the same one), a model whose
 # name matches none of them better gets the first of these.
 _PROJECTOR_PREFERENCE = ("f16", "bf16", "f32")
@@ -46,7 +46,7 @@ class ModelFile(Struct, frozen=True):
 
 
 def is_projector_name(name: str) -> bool:
-    return bool(_PROJECTOR.match(name))
+    return bool(re.match(_PROJECTOR, name))
 
 
 def discover_models(models_dir: Path) -> list[ModelFile]:
@@ -144,7 +144,7 @@ def _models_of_folder(folder: str, names: list[str]) -> list[ModelFile]:
     for name in names:
         if is_projector_name(name):
             continue
-        match = SHARD.match(name)
+        match = re.match(SHARD, name)
         if match:
             total = int(match["total"])
             shards.setdefault((name[: match.start("no") - 1], total), set()).add(int(match["no"]))

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BACKUPS = 3
 _STAMP_VERSION = 1
-_BACKUP = re.compile(r"^(?P<name>.+)\.(?P<stamp>\d{8}T\d{6}\d{6}Z)\.bak$")
+_BACKUP = r"^(?P<name>.+)\.(?P<stamp>\d{8}T\d{6}\d{6}Z)\.bak$"
 
 
 def read_config(config: Path) -> str | None:
@@ -75,7 +75,7 @@ def backup_files(config: Path) -> list[Path]:
     found = [
         (m["stamp"], config.parent / n)
         for n in names
-        if (m := _BACKUP.match(n)) is not None and m["name"] == config.name
+        if (m := re.match(_BACKUP, n)) is not None and m["name"] == config.name
     ]
     return [p for _, p in sorted(found)]
 

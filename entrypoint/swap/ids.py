@@ -13,6 +13,7 @@ file without guessing.
 from __future__ import annotations
 
 import hashlib
+import re
 
 from entrypoint.swap.discover import SHARD
 
@@ -28,7 +29,7 @@ def short_hash(text: str) -> str:
 def entry_id(rel: str) -> str:
     """The entry ID of the model whose (first) file is *rel* (POSIX, relative to the models folder)."""
     folder, _, name = rel.rpartition("/")
-    match = SHARD.match(name)
+    match = re.match(SHARD, name)
     stem = name[: match.start("no") - 1] if match else name[: -len(".gguf")] if name.lower().endswith(".gguf") else name
     found = SEPARATOR.join([*folder.split("/"), stem]) if folder else stem
     if len(found) <= MAX_ID_LENGTH:

@@ -184,8 +184,8 @@ def anchor_name(node: Any, text: str) -> str:
     anchor = getattr(node, "anchor", None)
     if isinstance(anchor, str) and anchor:
         return f"&{anchor}"
-    match = _ANCHOR.match(text, node.start_mark.index)
+    match = re.compile(_ANCHOR).match(text, node.start_mark.index)
     return match[0] if match else "this anchor"
 
 
-_ANCHOR = re.compile(r"&[^\s,\[\]{}]+")
+_ANCHOR = r"&[^\s,\[\]{}]+"

@@ -69,12 +69,12 @@ def default_cmd_template(llama_server: str = "llama-server") -> str:
 
 
 PLACEHOLDERS = ("model", "model_rel", "models_dir", "mmproj", "mmproj_args", "ctx_size", "key", "name")
-_FIELD = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_FIELD = r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}"
 
 
 def check_template(template: str) -> None:
     """Refuse a template with an unknown ``{field}`` before anything is written."""
-    for match in _FIELD.finditer(template):
+    for match in re.finditer(_FIELD, template):
         if match[1] not in PLACEHOLDERS:
             raise ConfigError(
                 f"cmd template: unknown placeholder {{{match[1]}}} (known: {', '.join(PLACEHOLDERS)}; "
@@ -87,8 +87,8 @@ def check_template(template: str) -> None:
 
 #: llama-server flags whose value is a secret, and the variable it is usually kept in.
 SECRET_FLAGS = {"--api-key": "LLAMA_API_KEY", "--hf-token": "HF_TOKEN", "-hft": "HF_TOKEN"}
-_SECRET_NAME = re.compile(r"^[A-Z0-9_]*(?:TOKEN|API_KEY|SECRET|PASSWORD)[A-Z0-9_]*$")
-_MACRO_ONLY = re.compile(r"^['\"]?\$\{[A-Za-z0-9_.-]+\}['\"]?$")
+_SECRET_NAME = r"^[A-Z0-9_]*(?:TOKEN|API_KEY|SECRET|PASSWORD)[A-Z0-9_]*$"  # noqa: S105 - a pattern, not a secret
+_MACRO_ONLY = r"^['\"]?\$\{[A-Za-z0-9_.-]+\}['\"]?$"
 
 
 def check_no_literal_secret(text: str, what: str) -> None:
@@ -101,12 +101,12 @@ def check_no_literal_secret(text: str, what: str) -> None:
         flag, eq, value = word.partition("=")
         if flag in SECRET_FLAGS:
             value = value if eq else (words[i + 1] if i + 1 < len(words) else "")
-            if value and not _MACRO_ONLY.match(value):
+            if value and not re.match(_MACRO_ONLY, value):
                 raise ConfigError(
                     f"{what}: {flag} is given a literal secret; write {flag} ${{env.{SECRET_FLAGS[flag]}}} "
                     "so that llama-swap reads it from its environment and the config never holds it"
                 )
-        elif eq and _SECRET_NAME.match(flag) and value and not _MACRO_ONLY.match(value):
+        elif eq and re.match(_SECRET_NAME, flag) and value and not re.match(_MACRO_ONLY, value):
             raise ConfigError(
                 f"{what}: {flag}= holds a literal secret; write {flag}=${{env.{flag}}} "
                 "so that llama-swap reads it from its environment and the config never holds it"
@@ -115,7 +115,7 @@ def check_no_literal_secret(text: str, what: str) -> None:
 
 def render_cmd(template: str, values: Mapping[str, str]) -> list[str]:
     """The template's lines with our fields filled; lines left empty (no projector) dropped."""
-    text = _FIELD.sub(lambda m: values[m[1]], template)
+    text = re.sub(_FIELD, lambda m: values[m[1]], template)
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
@@ -194,7 +194,7 @@ class Style(Struct, frozen=True):
     blank_between: bool = True  # entries separated by a blank line
 
 
-_PLAIN = re.compile(r"^[A-Za-z_./][A-Za-z0-9_./ ()+-]*$")
+_PLAIN = r"^[A-Za-z_./][A-Za-z0-9_./ ()+-]*$"
 _NOT_STRINGS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"})
 
 
@@ -207,7 +207,7 @@ def scalar(value: Any, quote: str | None = None) -> str:
     text = str(value)
     if quote == "'" and "\n" not in text:
         return "'" + text.replace("'", "''") + "'"
-    if quote is None and _PLAIN.match(text) and not text.endswith(" ") and text.lower() not in _NOT_STRINGS:
+    if quote is None and re.match(_PLAIN, text) and not text.endswith(" ") and text.lower() not in _NOT_STRINGS:
         return text
     return json.dumps(text, ensure_ascii=False)  # a JSON string is a valid YAML double-quoted scalar
 
@@ -242,12 +242,12 @@ def render_entry(key: str, values: Mapping[str, Any], style: Style) -> list[str]
     return [head, *render_values(values, style.key_indent + style.step, style.step)]
 
 
-_QUANT = re.compile(r"(?:^|[-_.])((?:I?Q\d(?:_[A-Z0-9]+)*)|BF16|F16|F32)(?=$|[-_.])", re.IGNORECASE)
+_QUANT = r"(?i)(?:^|[-_.])((?:I?Q\d(?:_[A-Z0-9]+)*)|BF16|F16|F32)(?=$|[-_.])"
 
 
 def quant_of(stem: str) -> str | None:
     """The quantisation named in a file name (``...-Q4_K_M`` -> ``Q4_K_M``), if any."""
-    found = _QUANT.findall(stem)
+    found = re.findall(_QUANT, stem)
     return found[-1].upper() if found else None
 
 

@@ -172,7 +172,7 @@ def _parse(text: str) -> None:
         assert "\n" not in exc.message
         return
     for inst in config.instances:
-        assert INSTANCE_NAME.fullmatch(inst.name)
+        assert re.fullmatch(INSTANCE_NAME, inst.name)
         split_env(inst.name, inst.control.env)  # the supervisord renderer's own checks
         for arg in inst.args():
             assert not _UNCARRIABLE.search(arg), arg
@@ -479,7 +479,7 @@ def _parse_router(text: str) -> None:
         assert "\n" not in exc.message
         return
     for router in config.routers:
-        assert INSTANCE_NAME.fullmatch(router.name)
+        assert re.fullmatch(INSTANCE_NAME, router.name)
         assert router.models_max is None or 0 <= router.models_max <= 2**31 - 1
         try:
             preset = render_preset(router.name, router.models, {m.name: "/models/m.gguf" for m in router.models})
@@ -491,7 +491,7 @@ def _parse_router(text: str) -> None:
             assert not _UNCARRIABLE.search(line), line
             if "=" in line and not line.startswith(";"):
                 value = line.split("=", 1)[1].strip()
-                assert not PRESET_CUT.search(value), line
+                assert not re.search(PRESET_CUT, value), line
 
 
 def test_valid_seed_router_parses() -> None:

@@ -54,7 +54,8 @@ from entrypoint.gguf_info import is_projector_name
 from entrypoint.models import catalog, layout
 from entrypoint.models.catalog import file_unchanged
 from entrypoint.models.job import Job, ProvisionedModel
-from entrypoint.models.refs import ModelRef
+from entrypoint.models.refs import OCI_DIGEST, ModelRef
+from entrypoint.safeio import CONTROL_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,8 @@ MODELPACK_RAW = "application/vnd.cncf.model.weight.v1.raw"
 TITLE = "org.opencontainers.image.title"
 FILEPATH = "org.cncf.model.filepath"
 
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 # A layer's name becomes a file name, then a word on llama-server's command line and a log
-# field: no control characters, and short enough for any file system.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# field: no control characters (safeio.CONTROL_CHARS), and short enough for any file system.
 MAX_NAME = 200
 
 
@@ -268,7 +267,7 @@ def _title(desc: Mapping[str, Any], where: str) -> str | None:
         not name
         or name in (".", "..")
         or name.startswith(".")
-        or _CONTROL.search(name)
+        or re.search(CONTROL_CHARS, name)
         or len(name.encode()) > MAX_NAME
     ):
         raise VerifyError(f"{where}: a layer is named {_short(value)}, which cannot be a file name")
@@ -277,7 +276,7 @@ def _title(desc: Mapping[str, Any], where: str) -> str | None:
 
 def _layer(name: str, desc: Mapping[str, Any], where: str, *, projector: bool = False) -> Layer:
     digest, size = desc.get("digest"), desc.get("size")
-    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+    if not isinstance(digest, str) or not re.fullmatch(OCI_DIGEST, digest):
         raise VerifyError(f"{where}: layer {name} has digest {_short(digest)}; only sha256 digests are supported")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise VerifyError(f"{where}: layer {name} has size {_short(size)}")

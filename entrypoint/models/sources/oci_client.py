@@ -41,7 +41,7 @@ from msgspec import Struct
 
 from entrypoint.errors import ConfigError, NetError, NotFoundError, PermError, VerifyError
 from entrypoint.fsutil import read_regular_bytes
-from entrypoint.models.refs import ModelRef
+from entrypoint.models.refs import OCI_DIGEST, ModelRef
 from entrypoint.redact import repr_hiding
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -54,12 +54,11 @@ ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
 MODELPACK_ARTIFACT = "application/vnd.cncf.model.manifest.v1+json"
 DOCKER_CONFIG_PREFIX = "application/vnd.docker.ai.model.config"
 
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 MAX_MANIFEST = 4 << 20  # the distribution spec lets registries refuse larger manifests
 MAX_AUTH_FILE = 1 << 20  # a credentials file holds a few logins
-_TOKEN = re.compile(r"[\x21-\x7e]+")  # what an Authorization header can carry: visible ASCII
-_CONTROL = re.compile(r"[\x00-\x20\x7f]")
-_PARAM = re.compile(r'([A-Za-z_]+)\s*=\s*(?:"([^"]*)"|([^,\s]*))')
+_TOKEN = r"[\x21-\x7e]+"  # noqa: S105 - a pattern: what an Authorization header can carry, visible ASCII
+_CONTROL = r"[\x00-\x20\x7f]"
+_PARAM = r'([A-Za-z_]+)\s*=\s*(?:"([^"]*)"|([^,\s]*))'
 _DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -69,7 +68,7 @@ def pick_entry(index: Mapping[str, Any], where: str) -> str:
     listed = index.get("manifests")
     if not isinstance(listed, list):
         raise VerifyError(f"{where}: the index's manifests is not a list")
-    entries = [e for e in listed if isinstance(e, dict) and _DIGEST.fullmatch(str(e.get("digest")))]
+    entries = [e for e in listed if isinstance(e, dict) and re.fullmatch(OCI_DIGEST, str(e.get("digest")))]
     if not entries:
         raise VerifyError(f"{where}: the index lists no manifest")
 
@@ -298,7 +297,7 @@ class Registry:
 
     def _authenticate(self, challenge: str) -> None:
         scheme, _, rest = challenge.strip().partition(" ")
-        params = {m.group(1).lower(): m.group(2) or m.group(3) or "" for m in _PARAM.finditer(rest)}
+        params = {m.group(1).lower(): m.group(2) or m.group(3) or "" for m in re.finditer(_PARAM, rest)}
         if scheme.lower() == "basic":
             if self.credentials is None:
                 raise PermError(f"model {self.ref.text}: {self.ref.registry} needs credentials", hint=self.hint())
@@ -312,7 +311,7 @@ class Registry:
         realm = params["realm"]
         try:
             parts = urlsplit(realm)
-            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and not _CONTROL.search(realm)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and not re.search(_CONTROL, realm)
         except ValueError:  # an unclosed [ipv6]
             ok = False
         if not ok:
@@ -344,7 +343,7 @@ class Registry:
         with contextlib.suppress(ValueError, RecursionError, AttributeError):
             data = json.loads(body)
             token = data.get("token") or data.get("access_token")
-        if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+        if not isinstance(token, str) or not re.fullmatch(_TOKEN, token):
             raise NetError(f"model {self.ref.text}: the token service {parts.scheme}://{parts.netloc} sent no token")
         self.authorization = f"Bearer {token}"
 
