@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import array
+import fcntl
 import http.client
 import json
 import os
 import signal
 import socket
+import termios
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -87,10 +90,30 @@ def test_a_server_killed_later_is_restarted(
     assert code == 0
 
 
+def _unread_stays(sock: socket.socket, seconds: float) -> bool:
+    """Whether the bytes waiting in *sock* stayed the same for *seconds*: the sender is blocked."""
+
+    def unread() -> int:
+        count = array.array("i", [0])
+        fcntl.ioctl(sock.fileno(), termios.FIONREAD, count)
+        return count[0]
+
+    before = unread()
+    time.sleep(seconds)
+    return before > 0 and unread() == before
+
+
 def test_stop_during_a_streaming_request_ends_within_stop_timeout(
     supervise: Callable[..., Supervised], llama_release: Any, tiny_model: Path, port: int
 ) -> None:
-    """llama-server waits for an open request on SIGTERM; supervisord SIGKILLs it after stop_timeout."""
+    """llama-server waits for an open request on SIGTERM; supervisord SIGKILLs it after stop_timeout.
+
+    What holds llama-server is a write to a client that does not read: blocked until the
+    socket's buffers drain, for up to its 5 s write timeout. So the stop comes once the
+    answer has filled the buffers (a small receive buffer, then no growth for 0.3 s), on
+    a fast machine or a loaded one alike: a fixed 0.5 s wait met a stop that took 0.3 s
+    under load, with buffers not yet full.
+    """
     spec = llama_spec(llama_release, tiny_model, port, "chat", stop_timeout=2)
     # An answer that never ends, however fast the machine: with context shift, n_predict -1 and
     # ignore_eos llama-server generates until it is stopped (a bounded answer of 2,000 tokens
@@ -98,7 +121,9 @@ def test_stop_during_a_streaming_request_ends_within_stop_timeout(
     spec = replace(spec, argv=(*spec.argv, "--context-shift"))
     sup = supervise([spec])
     assert check_health([spec], wait=20).ok
-    client = socket.create_connection(("127.0.0.1", port))
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window it offers
+    client.connect(("127.0.0.1", port))
     body = json.dumps({"prompt": "hello", "n_predict": -1, "ignore_eos": True, "stream": True}).encode()
     client.sendall(
         b"POST /completion HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -106,7 +131,10 @@ def test_stop_during_a_streaming_request_ends_within_stop_timeout(
         + body
     )
     assert client.recv(100).startswith(b"HTTP/1.1 200")  # streaming; we stop reading and hold it open
-    time.sleep(0.5)
+    wait_for("llama-server blocked writing to us", lambda: _unread_stays(client, 0.3), timeout=30)
+    server = psutil.Process(sup.wait_state("chat", "RUNNING")["pid"])
+    ours = client.getsockname()
+    assert any(c.raddr and tuple(c.raddr) == ours for c in server.net_connections()), "another process answered"
     try:
         code, took = sup.terminate()
     finally:
