@@ -21,7 +21,7 @@ the **ratio ours / baseline** of the medians: below 1.00x we are faster, above i
 Whole processes are timed from fork to exit (peak RSS from `wait4`) where a user sees a
 whole process (`autoinfer --help`, `boot`, `tar`); functions are timed in-process. A
 benchmark never fails: what is not available (an API not merged yet, podman or the image
-missing) is a row that says so. Goals are the ones stated in the issues.
+missing) is a row that says so. A row with a goal (a target the project set itself) says whether it is met.
 
 Baselines (see `bench/baselines/`): `sha256sum`, `cp`, `tar -xzf`, `zstd -d | tar -x`,
 `seed004-install.sh` (the infer-dev install-on-boot plan followed step by step: copy to cache,

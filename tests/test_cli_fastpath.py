@@ -75,7 +75,7 @@ def test_fast_boot_matches_click_and_imports_no_click(tmp_path: Path) -> None:
     )
     assert timed.returncode == 0
     assert not re.search(r"\|\s+click(\.|$)", timed.stderr, re.M)
-    # msgspec without typing_extensions, so without the inspect it brings (_import_msgspec_alone);
+    # msgspec without typing_extensions, so without the inspect it brings (import_msgspec_alone);
     # importtime still lists the refused import of typing_extensions itself
     assert re.search(r"\|\s+msgspec$", timed.stderr, re.M)
     assert not re.search(r"\|\s+inspect$", timed.stderr, re.M)
@@ -84,7 +84,7 @@ def test_fast_boot_matches_click_and_imports_no_click(tmp_path: Path) -> None:
 def test_msgspec_alone_leaves_typing_extensions_importable() -> None:
     """The boot line's msgspec import blocks typing_extensions only while msgspec imports."""
     code = (
-        "import sys; from entrypoint.cli import _import_msgspec_alone as m; m(); "
+        "import sys; from entrypoint import import_msgspec_alone as m; m(); "
         "assert 'msgspec' in sys.modules and 'typing_extensions' not in sys.modules; "
         "import typing_extensions; from msgspec.structs import replace; from entrypoint.settings import Settings; "
         "print(typing_extensions.__name__)"

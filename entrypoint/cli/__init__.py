@@ -155,32 +155,12 @@ def _run_boot(line: BootLine) -> int:
             preforked.cancel()  # every way out but supervisord's run (then a no-op)
 
 
-def _import_msgspec_alone() -> None:
-    """Import msgspec without typing_extensions: about 8 ms less on every boot.
-
-    msgspec imports typing_extensions whenever it is installed (huggingface_hub brings it)
-    for backports of ``get_type_hints``, ``Required`` and ``NotRequired``, and falls back
-    to :mod:`typing`'s own when that import fails; Python 3.11 has all three. Only its
-    typed decoding uses them, and we use msgspec for ``Struct`` alone. typing_extensions
-    in turn imports inspect (with ast, dis and tokenize): none of it is on a boot's path
-    otherwise. A later import of typing_extensions (huggingface_hub's, on a cold
-    download) is the usual one.
-    """
-    if "msgspec" in sys.modules or "typing_extensions" in sys.modules:
-        return
-    sys.modules["typing_extensions"] = None  # type: ignore[assignment]  # `import` of it raises ImportError
-    try:
-        import msgspec  # noqa: F401
-    finally:
-        del sys.modules["typing_extensions"]
-
-
 def _boot_status(line: BootLine, preforked: Preforked | None) -> int:
     """The boot line once supervisord's process is forked: logging, then the boot command."""
-    from entrypoint import kept_imports
+    from entrypoint import import_msgspec_alone, kept_imports
 
     with kept_imports():  # every import of a boot
-        _import_msgspec_alone()
+        import_msgspec_alone()
         from pathlib import Path
 
         import entrypoint.boot  # noqa: F401 - boot_outcome's import, done here with the others

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from entrypoint import __version__
+from entrypoint import __version__, import_msgspec_alone
 from entrypoint.cli.edge import App, environ, log_format_of, setup_logging
 
 # command -> (module:attribute, one-line help shown by --help without importing it)
@@ -36,6 +36,7 @@ class LazyGroup(click.Group):
         if target is None:
             return None
         module_name, attr = target[0].split(":")
+        import_msgspec_alone()  # as a boot line does: every command sees the same msgspec
         command = getattr(importlib.import_module(module_name), attr)
         assert isinstance(command, click.Command)
         return command
