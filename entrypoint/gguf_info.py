@@ -249,6 +249,20 @@ def _parse(r: _Reader, path: Path, fh: IO[bytes]) -> GGUFInfo:
     )
 
 
+# A quantization in a file name, between separators: Q4_K_M, IQ2_XXS, Q8_0, BF16, MXFP4_MOE...
+_QUANT_NAME = r"(?i)(?:^|[-_.])((?:I?Q\d(?:_[A-Z0-9]+)*)|BF16|F16|F32|MXFP4(?:_MOE)?)(?=[-_.]|$)"
+
+
+def quantization_in_name(stem: str) -> str | None:
+    """The quantization a file name (without ``.gguf``) announces, upper case, or None.
+
+    The last one wins (``model-Q8_0-Q4_K_M`` -> ``Q4_K_M``). Names are a convention, not a
+    fact: the header's ``general.file_type`` is the authority where it has been read.
+    """
+    found = re.findall(_QUANT_NAME, stem)
+    return found[-1].upper() if found else None
+
+
 def is_projector_name(filename: str) -> bool:
     """``mmproj-*.gguf`` and ``*-mmproj*.gguf`` are vision projectors, not models."""
     return "mmproj" in filename.lower()

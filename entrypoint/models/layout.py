@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from entrypoint.gguf_info import SPLIT_NAME, is_projector_name, shard_names
+from entrypoint.gguf_info import SPLIT_NAME, is_projector_name, quantization_in_name, shard_names
 from entrypoint.models.refs import ModelRef
 
 LLAMA_CPP = "llama-cpp"
@@ -96,11 +96,6 @@ def role_of(name: str) -> str:
     return "file"
 
 
-_QUANT = (
-    r"(?i)(?:^|[-_.])((?:I?Q\d(?:_[A-Z0-9]+)*)|BF16|F16|F32|MXFP4(?:_MOE)?)(?=[-_.]|$)"  # a quantization in a file name
-)
-
-
 def quantization_of(name: str) -> str | None:
     """The quantization a GGUF file name announces (``x.Q4_K_M.gguf`` -> ``Q4_K_M``), or None.
 
@@ -110,8 +105,7 @@ def quantization_of(name: str) -> str | None:
     base = name.rsplit("/", 1)[-1]
     if not is_gguf(base):
         return None
-    found = re.findall(_QUANT, base[: -len(".gguf")])
-    return found[-1].upper() if found else None
+    return quantization_in_name(base[: -len(".gguf")])
 
 
 def model_files(names: Iterable[str]) -> list[str]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from msgspec import Struct
 
 from entrypoint.errors import ConfigError
+from entrypoint.gguf_info import quantization_in_name
 from entrypoint.swap.discover import ModelFile
 from entrypoint.swap.ids import entry_id
 
@@ -126,7 +127,7 @@ def entry_values(
     order; *info* (the file's GGUF header, when it could be read) names and describes it,
     *mount* is the models folder as llama-swap sees it; ``ttl`` only when *ttl* is given."""
     name_stem = entry_id(model.rel.rsplit("/", 1)[-1])
-    quant = quant_of(name_stem)
+    quant = quantization_in_name(name_stem)
     header_name = info.name if info is not None else None
     name = header_name or name_stem
     if header_name and quant and quant.lower() not in name.lower():
@@ -240,15 +241,6 @@ def render_values(values: Mapping[str, Any], indent: int, step: int) -> list[str
 def render_entry(key: str, values: Mapping[str, Any], style: Style) -> list[str]:
     head = f"{' ' * style.key_indent}{scalar(key, style.key_quote)}:"
     return [head, *render_values(values, style.key_indent + style.step, style.step)]
-
-
-_QUANT = r"(?i)(?:^|[-_.])((?:I?Q\d(?:_[A-Z0-9]+)*)|BF16|F16|F32)(?=$|[-_.])"
-
-
-def quant_of(stem: str) -> str | None:
-    """The quantisation named in a file name (``...-Q4_K_M`` -> ``Q4_K_M``), if any."""
-    found = re.findall(_QUANT, stem)
-    return found[-1].upper() if found else None
 
 
 def human_count(n: int) -> str:

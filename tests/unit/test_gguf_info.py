@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from entrypoint.errors import VerifyError
-from entrypoint.gguf_info import read_gguf_info, shard_names
+from entrypoint.gguf_info import quantization_in_name, read_gguf_info, shard_names
+from entrypoint.models import layout
 from tests.hostile.make_corpus import ARRAY, F32, STRING, U32, gguf, gstr, kv, nested_arrays
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
@@ -75,3 +76,21 @@ def test_header_fields_are_typed_and_bounded(tmp_path: Path) -> None:
         path.write_bytes(gguf(field))
         with pytest.raises(VerifyError, match=expected):
             read_gguf_info(path)
+
+
+@pytest.mark.parametrize(
+    ("stem", "expected"),
+    [
+        ("tinyllama-1.1b-chat.Q4_K_M", "Q4_K_M"),
+        ("Qwen3-8B-IQ2_XXS", "IQ2_XXS"),
+        ("gpt-oss-20b-mxfp4", "MXFP4"),  # one quantization name for the catalog and llama-swap's scaffold
+        ("gpt-oss-120b-MXFP4_MOE-00001-of-00003", "MXFP4_MOE"),
+        ("model-bf16", "BF16"),
+        ("model-Q8_0-Q4_K_M", "Q4_K_M"),  # the last one wins
+        ("Qwen3-8B", None),  # Q inside a word is not a quantization
+        ("FQ4_K", None),
+    ],
+)
+def test_quantization_in_a_file_name(stem: str, expected: str | None) -> None:
+    assert quantization_in_name(stem) == expected
+    assert layout.quantization_of(f"some/dir/{stem}.gguf") == expected
