@@ -9,8 +9,9 @@ a clean stop, not failures).
 
 For a critical server it writes the exit marker (``run/exit-status.json``), which our
 init turns into the container's exit status (supervisord itself exits 0 after a
-shutdown a listener asked for), then sends SIGTERM to our init, which stops everything
-as for ``docker stop``. A server with ``critical = false`` only gets a warning line.
+shutdown a listener asked for), then sends our init ``spawn.CRITICAL_FAILED``, on which
+it stops everything as for ``docker stop`` and exits 1 even if the marker could not be
+written. A server with ``critical = false`` only gets a warning line.
 
 The protocol (supervisor's docs, "Event Listeners"): write ``READY\\n`` on stdout; read
 one header line and a payload of ``len`` bytes on stdin; answer ``RESULT 2\\nOK``. Our
@@ -20,7 +21,8 @@ How it starts: as a script (``python -P .../listener.py``, see ``render.py``), n
 ``-m entrypoint.supervisor.listener``, which would import the package's front door.
 supervisord starts it beside the servers, on the same cores, while llama-server warms up
 (its threads wait on each other, so a core taken away costs more than its share), so it
-imports only the standard library's cheapest modules and ``entrypoint.fsutil``. For the
+imports only the standard library's cheapest modules, ``entrypoint.fsutil`` and
+``entrypoint.spawn`` (a signal number; it imports nothing more). For the
 same reason it holds what our init shares with it (the message line, the timestamp, the
 wake-up of supervisord): the init can import this module, this script cannot import the
 init's.
