@@ -260,8 +260,13 @@ def serve(ctx: Context) -> None:
 _TIMELINE_DRIVER = """
 import time
 t0 = time.perf_counter()
-import json, logging, os, sys
-import entrypoint.cli, entrypoint.boot
+import os, sys
+import entrypoint.cli
+from entrypoint import import_msgspec_alone, kept_imports
+with kept_imports():  # as a boot line imports (entrypoint/cli/__init__.py)
+    import_msgspec_alone()
+    import json, logging
+    import entrypoint.boot, entrypoint.cli.edge
 marks = {"start": t0, "imported": time.perf_counter()}
 def save():
     with open(os.environ["BENCH_TIMELINE_OUT"], "w") as out:
