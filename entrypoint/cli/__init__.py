@@ -128,7 +128,10 @@ def run(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     line = parse_boot_line(args)
     if line is None:
-        from entrypoint.cli.group import main  # click and the command table: not on a plain boot
+        from entrypoint import kept_imports
+
+        with kept_imports():
+            from entrypoint.cli.group import main  # click and the command table: not on a plain boot
 
         main(args, prog_name="autoinfer")
         return

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from entrypoint import __version__, import_msgspec_alone
+from entrypoint import __version__, import_msgspec_alone, kept_imports
 from entrypoint.cli.edge import App, environ, log_format_of, setup_logging
 
 # command -> (module:attribute, one-line help shown by --help without importing it)
@@ -36,8 +36,10 @@ class LazyGroup(click.Group):
         if target is None:
             return None
         module_name, attr = target[0].split(":")
-        import_msgspec_alone()  # as a boot line does: every command sees the same msgspec
-        command = getattr(importlib.import_module(module_name), attr)
+        with kept_imports():  # as a boot line imports: every command sees the same msgspec
+            import_msgspec_alone()
+            module = importlib.import_module(module_name)
+        command = getattr(module, attr)
         assert isinstance(command, click.Command)
         return command
 
