@@ -23,6 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from entrypoint.spawn import decode_order, encode_order
 from tests.conftest import LlamaRelease
 from tests.helpers.cli import autoinfer_argv, cli_env
 from tests.helpers.httpserver import Server
@@ -227,3 +228,17 @@ def test_a_forked_supervisord_that_died_early_is_one_clear_error(tmp_path: Path)
     ]
     assert "Traceback" not in err
     assert in_session(proc.pid) == []
+
+
+def test_the_order_to_supervisord_keeps_every_path_and_variable_as_it_is() -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "EQUALS": "a=b=c",  # only the first = separates the name
+        "EMPTY": "",
+        "UNICODE": "modèle-ü",
+        "UNDECODABLE": os.fsdecode(b"\xff\xfe"),  # bytes the environment held, as Python keeps them
+        "NEWLINE": "two\nlines",
+    }
+    conf = "/run/autoinfer/x y/supervisord.conf"
+    assert decode_order(encode_order(conf, env)) == (conf, env)
+    assert decode_order(encode_order(conf, {})) == (conf, {})
