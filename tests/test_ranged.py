@@ -152,6 +152,14 @@ def test_a_range_answered_for_other_bytes_is_refused(http_server: Server, tmp_pa
     assert json.loads(Path(f"{part}.journal").read_text())["done"] == []
 
 
+def test_ranges_whose_answers_leave_the_whole_length_unsaid_are_taken(http_server: Server, tmp_path: Path) -> None:
+    """``Content-Range: bytes a-b/*`` is valid HTTP; the start, and the digest at the end, still guard the bytes."""
+    url = http_server.add("/f.bin", BODY, unknown_total=True)
+    fetch_url(url, tmp_path / "f.bin", sha256=BODY_SHA, connections=4, attempts=3, backoff=0.01)
+    assert (tmp_path / "f.bin").read_bytes() == BODY
+    assert len(set(range_starts(http_server, "/f.bin"))) > 1  # it did download in ranges
+
+
 def test_a_wrong_sha256_publishes_nothing_and_deletes_the_part(http_server: Server, tmp_path: Path) -> None:
     url = http_server.add("/f.bin", BODY)
     with pytest.raises(VerifyError, match="sha256 mismatch") as info:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_CONTENT_RANGE = r"bytes (\d+)-(\d+)/(\d+)$"
+_CONTENT_RANGE = r"bytes (\d+)-(\d+)/(\d+|\*)$"  # "*": the whole length unsaid (RFC 9110 allows it)
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
@@ -150,7 +150,8 @@ class Fetcher(Struct):
         self.raise_for_status(resp.status, self.url)
         value = resp.headers.get("Content-Range", "")
         match = re.match(_CONTENT_RANGE, value)
-        if match is None or int(match.group(1)) != start or int(match.group(3)) != self.plan.total:
+        other_total = match is not None and match.group(3) != "*" and int(match.group(3)) != self.plan.total
+        if match is None or int(match.group(1)) != start or other_total:
             raise _Refused(f"{self.url} answered {value!r} to {asked!r} (size {self.plan.total}): refused")
         if not self.by_digest and changed(self.validator, resp.headers):
             now = validator(resp.headers)
