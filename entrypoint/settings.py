@@ -35,7 +35,7 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 # ..._GET_PKG_ON_BOOT is never read as package "<PKG>_GET_PKG" with field ON_BOOT.
 _PKG_FIELDS = ("GET_PKG_ON_BOOT", "PKG_PATH", "PKG_SHA256", "VERSION", "VARIANT")
 _PKG_VAR = rf"{PREFIX}([A-Z0-9][A-Z0-9_]*?)_({'|'.join(_PKG_FIELDS)})"  # always fullmatch
-_PKG_NAME = r"[a-z0-9][a-z0-9-]{0,63}"  # always fullmatch
+PACKAGE_NAME = r"[a-z0-9][a-z0-9-]{0,63}"  # a package name, whole (fullmatch): a folder name under pkgs/
 _URL = r"(?i)https?://[^\s\x00-\x1f\x7f-\x9f]+"
 
 #: AUTO_INFER_LOCK_TIMEOUT's accepted range in seconds: 0 tries once, a day is plenty.
@@ -295,8 +295,8 @@ def _packages(environ: Mapping[str, str]) -> tuple[PackageRequest, ...]:
     for env_part, values in sorted(fields.items()):
         name = package_name(env_part)
         prefix = f"{PREFIX}{env_part}_"
-        if not re.fullmatch(_PKG_NAME, name):
-            raise ConfigError(f"{prefix[:80]}*: {name[:80]!r} is not a valid package name ({_PKG_NAME})")
+        if not re.fullmatch(PACKAGE_NAME, name):
+            raise ConfigError(f"{prefix[:80]}*: {name[:80]!r} is not a valid package name ({PACKAGE_NAME})")
         sha = values.get("PKG_SHA256", "").strip()
         request = PackageRequest(
             name=name,

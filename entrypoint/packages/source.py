@@ -15,8 +15,7 @@ from msgspec import Struct
 
 from entrypoint.errors import ConfigError, NotFoundError
 from entrypoint.redact import repr_hiding, storable_url
-
-_PACKAGE_NAME = r"^[a-z0-9][a-z0-9-]*$"
+from entrypoint.settings import PACKAGE_NAME
 
 
 def is_url(source: str) -> bool:
@@ -94,5 +93,5 @@ def guess_package(source: str) -> str:
 
 
 def check_package_name(pkg: str) -> None:
-    if not re.match(_PACKAGE_NAME, pkg):
-        raise ConfigError(f"--name={pkg!r} is not a package name (lower case letters, digits and '-')")
+    if not re.fullmatch(PACKAGE_NAME, pkg):
+        raise ConfigError(f"--name={pkg[:80]!r} is not a package name (lower case letters, digits and '-', at most 64)")

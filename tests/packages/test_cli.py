@@ -128,3 +128,16 @@ def test_text_output_for_people(tmp_path: Path) -> None:
 def test_help_of_every_subcommand(sub: str) -> None:
     result = CliRunner().invoke(main, ["pkg", sub, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
+
+
+@pytest.mark.parametrize("name", ["a" * 65, "A-upper", "-lead", "has space", "a" * 300])
+def test_a_package_name_the_environment_would_refuse_is_refused_on_the_command_line_too(
+    tmp_path: Path, name: str
+) -> None:
+    """One rule for a package name (a folder under pkgs/): 64 characters at most, not a 'File name too long'."""
+    root = tmp_path / "root"
+    code, body = cli(root, "install", str(release_archive(tmp_path, build=1)), "--name", name)
+    assert (code, body["error_code"]) == (78, "E_CONFIG"), body
+    assert "is not a package name" in body["message"] and "at most 64" in body["message"]
+    assert len(body["message"]) < 300  # the name is cut in the message
+    assert not (root / "pkgs").exists() or not any((root / "pkgs").iterdir())
