@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -18,7 +17,7 @@ import psutil
 import pytest
 
 from tests.conftest import LlamaRelease
-from tests.helpers.cli import autoinfer_argv, cli_env, run_cli
+from tests.helpers.cli import end_session, left_in_session, run_cli, start_cli
 
 
 def write_config(path: Path, model: Path | str, port: int, **server: object) -> Path:
@@ -81,20 +80,11 @@ def booted(
 ) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
     root = tmp_path / "root"
     config = write_config(tmp_path / "llama.toml", tiny_model, port)
-    proc = subprocess.Popen(
-        autoinfer_argv("boot"),
-        env=cli_env(boot_env(root, llama_release, config)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_cli("boot", env=boot_env(root, llama_release, config), stderr=subprocess.STDOUT)
     try:
         yield proc, port, root
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        end_session(proc)
 
 
 def test_boot_serves_health_then_sigterm_leaves_nothing_running(
@@ -292,25 +282,11 @@ def test_a_boot_that_fails_after_forking_supervisord_leaves_no_process(
     env = boot_env(tmp_path / "root", llama_release, write_config(tmp_path / "c.toml", model, 18077))
     if case == "missing_package_archive":
         env["AUTO_INFER_LLAMA_CPP_PKG_PATH"] = str(tmp_path / "absent.tar.gz")
-    proc = subprocess.Popen(
-        autoinfer_argv("boot"),
-        env=cli_env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_cli("boot", env=env)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == expected_code, err
     assert "Traceback" not in err
     assert len([line for line in err.splitlines() if line.startswith("autoinfer: error")]) == 1
     time.sleep(0.2)
-    left = [p for p in psutil.process_iter(["pid"]) if _session(p.pid) == proc.pid]
+    left = left_in_session(proc.pid)
     assert left == [], [p.cmdline() for p in left]
-
-
-def _session(pid: int) -> int | None:
-    try:
-        return os.getsid(pid)
-    except OSError:
-        return None

@@ -19,13 +19,14 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from entrypoint.spawn import decode_order, encode_order
 from tests.conftest import LlamaRelease
-from tests.helpers.cli import autoinfer_argv, cli_env
+from tests.helpers.cli import autoinfer_argv, cli_env, end_session, left_in_session, start_cli
 from tests.helpers.httpserver import Server
 from tests.test_boot import boot_env, wait_health, write_config
 
@@ -47,19 +48,7 @@ def imported_after(setup: str, code: str) -> set[str]:
     return set(json.loads(done.stdout))
 
 
-def in_session(sid: int) -> list[psutil.Process]:
-    """Every live process of session *sid* (a boot started with ``start_new_session``)."""
-    found = []
-    for proc in psutil.process_iter(["pid"]):
-        try:
-            if os.getsid(proc.pid) == sid and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except (OSError, psutil.Error):
-            pass
-    return found
-
-
-def serves_then_stops(proc: subprocess.Popen[bytes], port: int, state: Path) -> None:
+def serves_then_stops(proc: subprocess.Popen[Any], port: int, state: Path) -> None:
     """*proc* (a full boot) serves /health 200 with supervisord as its child, then exits 0 on SIGTERM."""
     try:
         assert wait_health(port, proc=proc) == 200
@@ -69,9 +58,7 @@ def serves_then_stops(proc: subprocess.Popen[bytes], port: int, state: Path) -> 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        end_session(proc)
 
 
 def test_supervisord_is_forked_before_the_boot_pipeline_is_imported(
@@ -114,14 +101,7 @@ def test_a_bad_variable_on_a_full_boot_exits_78_and_leaves_no_process(
         write_config(tmp_path / "c.toml", tiny_model, 18078),
         AUTO_INFER_LLAMA_CPP_ON_BOOT="maybe",
     )
-    proc = subprocess.Popen(
-        autoinfer_argv(*(["--json"] if json_output else []), "boot"),
-        env=cli_env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_cli(*(["--json"] if json_output else []), "boot", env=env)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 78, err
     assert "Traceback" not in err
@@ -132,7 +112,7 @@ def test_a_bad_variable_on_a_full_boot_exits_78_and_leaves_no_process(
         assert [line for line in err.splitlines() if line.startswith("autoinfer: error")] != []
         assert "AUTO_INFER_LLAMA_CPP_ON_BOOT='maybe'" in err
     # The child is reaped before boot exits: nothing of the session is left, at once.
-    assert in_session(proc.pid) == []
+    assert left_in_session(proc.pid) == []
 
 
 @pytest.fixture
@@ -159,14 +139,7 @@ def test_ctrl_c_while_preparing_exits_130_and_ends_the_preforked_child(
     the CLI); SIGINT to boot alone (not its group) ends boot with 130 and the child too."""
     url, asked = stalled_model
     env = boot_env(tmp_path / "root", llama_release, write_config(tmp_path / "c.toml", url, 18079))
-    proc = subprocess.Popen(
-        autoinfer_argv("boot"),
-        env=cli_env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_cli("boot", env=env)
     try:
         assert asked.wait(60), "boot never asked for the model"
         children = psutil.Process(proc.pid).children()
@@ -174,12 +147,10 @@ def test_ctrl_c_while_preparing_exits_130_and_ends_the_preforked_child(
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        end_session(proc)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
-    assert in_session(proc.pid) == []
+    assert left_in_session(proc.pid) == []
     assert not children[0].is_running()  # reaped by boot, not left to the test's init
 
 
@@ -189,15 +160,9 @@ def test_a_boot_line_that_click_reads_forks_in_boot_and_serves_as_before(
     """``-vv boot`` goes through click, whose ``boot`` calls boot() with no child: boot forks
     its own (before preparing), and the container serves and stops as on the plain path."""
     env = boot_env(tmp_path / "root", llama_release, write_config(tmp_path / "c.toml", tiny_model, port))
-    proc = subprocess.Popen(
-        autoinfer_argv("-vv", "boot"),
-        env=cli_env(env),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = start_cli("-vv", "boot", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     serves_then_stops(proc, port, tmp_path / "state")
-    assert in_session(proc.pid) == []
+    assert left_in_session(proc.pid) == []
 
 
 def test_a_forked_supervisord_that_died_early_is_one_clear_error(tmp_path: Path) -> None:
@@ -227,7 +192,7 @@ def test_a_forked_supervisord_that_died_early_is_one_clear_error(tmp_path: Path)
         "autoinfer: cannot start supervisord: its process (forked at start) ended before boot could give it its config"
     ]
     assert "Traceback" not in err
-    assert in_session(proc.pid) == []
+    assert left_in_session(proc.pid) == []
 
 
 def test_the_order_to_supervisord_keeps_every_path_and_variable_as_it_is() -> None:

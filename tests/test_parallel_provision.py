@@ -20,7 +20,7 @@ from entrypoint.errors import LockError
 from entrypoint.fsutil import file_lock
 from entrypoint.models.catalog import edit_catalog, load_catalog
 from tests.conftest import LlamaRelease
-from tests.helpers.cli import autoinfer_argv, cli_env, run_cli
+from tests.helpers.cli import run_cli, start_cli
 from tests.helpers.httpserver import Server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))  # a folder, not a package
@@ -158,14 +158,7 @@ def test_a_boot_killed_midway_completes_when_run_again(tmp_path: Path, llama_rel
     a = sparse_model(tmp_path / "m" / "a.gguf", 1, 1024 * MB)
     b = sparse_model(tmp_path / "m" / "b.gguf", 2, 1024 * MB)
     env = boot_env(tmp_path, llama_release, config(tmp_path / "c.toml", {"a": (str(a), sha(a)), "b": (str(b), sha(b))}))
-    proc = subprocess.Popen(
-        autoinfer_argv("boot", "--prepare-only"),
-        env=cli_env(env),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_cli("boot", "--prepare-only", env=env, stdout=subprocess.DEVNULL)
     try:
         assert proc.stderr is not None
         for line in proc.stderr:
@@ -173,7 +166,7 @@ def test_a_boot_killed_midway_completes_when_run_again(tmp_path: Path, llama_rel
                 break
         time.sleep(0.2)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)  # the kill under test, not a cleanup
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
 

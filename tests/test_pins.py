@@ -21,7 +21,7 @@ from entrypoint.packages import find_binary, install_package
 from entrypoint.packages import registry as regmod
 from entrypoint.packages.manage import activate, info, remove
 from tests.conftest import LlamaRelease, free_port
-from tests.helpers.cli import autoinfer_argv, cli_env, run_cli
+from tests.helpers.cli import run_cli, start_cli
 from tests.packages.builders import pack, release_archive
 from tests.packages.conftest import snapshot
 from tests.packages.test_releases import Index, asset, index  # noqa: F401 - the index fixture
@@ -83,14 +83,7 @@ def test_two_instances_pinned_to_two_builds_each_serve_from_their_own(
     assert pins["llama-cpp@v0.1.0/cpu-x64"]["asset"] == "llama-v0.1.0-bin-ubuntu-x64.tar.gz"
     assert not (root / "pkgs").exists()
 
-    proc = subprocess.Popen(
-        autoinfer_argv("boot"),
-        env=cli_env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_cli("boot", env=env, stderr=subprocess.STDOUT)
     try:
         assert wait_health(ports["old"], proc=proc) == 200
         assert wait_health(ports["new"], proc=proc) == 200

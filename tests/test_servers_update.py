@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LlamaRelease, free_port
-from tests.helpers.cli import autoinfer_argv, cli_env, run_cli
+from tests.helpers.cli import run_cli, start_cli
 from tests.test_boot import wait_health
 
 
@@ -66,14 +66,7 @@ def idle_boot(tmp_path: Path, llama_release: LlamaRelease, tiny_model: Path) -> 
         "AUTO_INFER_LLAMA_CPP_CONFIG": str(config),
         "AUTO_INFER_STATE_DIR": str(tmp_path / "state"),
     }
-    proc = subprocess.Popen(
-        autoinfer_argv("boot"),
-        env=cli_env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_cli("boot", env=env, stderr=subprocess.STDOUT)
     booted = Booted(proc, env, config, root)
     try:
         deadline = time.monotonic() + 60

@@ -26,7 +26,7 @@ from entrypoint.errors import NotReadyError
 from entrypoint.plan import Binary, router_spec
 from entrypoint.supervisor.verbs import check_health
 from tests.conftest import LlamaRelease
-from tests.helpers.cli import autoinfer_argv, cli_env, run_cli
+from tests.helpers.cli import run_cli, start_cli
 from tests.supervisor.conftest import Supervised, wait_for
 
 
@@ -109,14 +109,7 @@ def test_boot_serves_two_models_from_one_router(
     alpha, beta = two_models
     config = router_config(tmp_path / "r.toml", llama_release.server, alpha, beta, port)
     env = env_for(tmp_path, state_dir, config)
-    proc = subprocess.Popen(
-        autoinfer_argv("boot"),
-        env=cli_env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_cli("boot", env=env, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
         while not (state_dir / "run" / "supervisord.pid").exists() and proc.poll() is None:

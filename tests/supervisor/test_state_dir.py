@@ -28,7 +28,7 @@ from entrypoint.supervisor import StateLayout, read_credentials, write_config
 from entrypoint.supervisor.control import supervisor_rpc
 from entrypoint.supervisor.private import PrivateDir
 from tests.conftest import LlamaRelease
-from tests.helpers.cli import autoinfer_argv, cli_env, run_cli
+from tests.helpers.cli import end_session, run_cli, start_cli
 from tests.supervisor.conftest import spec
 
 NOBODY = 65534
@@ -366,20 +366,11 @@ def test_shown_configs_carry_a_placeholder_not_the_password(setup: tuple[Path, d
 @pytest.fixture
 def booted(setup: tuple[Path, dict[str, str]]) -> Iterator[tuple[subprocess.Popen[str], Path, dict[str, str]]]:
     state, env = setup
-    proc = subprocess.Popen(
-        autoinfer_argv("boot"),
-        env=cli_env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_cli("boot", env=env, stderr=subprocess.STDOUT)
     try:
         yield proc, state, env
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        end_session(proc)
 
 
 def wait_running(env: dict[str, str], proc: subprocess.Popen[str], timeout: float = 30) -> dict[str, Any]:
