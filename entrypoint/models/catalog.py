@@ -18,7 +18,6 @@ How it is stored, read and written: :mod:`entrypoint.models.catalog_files`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -132,24 +131,20 @@ def append_provenance(models_dir: Path, record: dict[str, Any]) -> None:
         try:
             os.write(fd, line.encode())
             written = os.fstat(fd)
-            if written.st_size > PROVENANCE_MAX_BYTES and os.stat(path).st_ino == written.st_ino:
-                os.replace(path, path.with_name(PROVENANCE + ".1"))
         finally:
             os.close(fd)
     except OSError as exc:
         log.warning("cannot append to %s: %s", path, exc)
-
-
-def read_provenance(models_dir: Path) -> list[dict[str, Any]]:
+        return
+    if written.st_size <= PROVENANCE_MAX_BYTES:
+        return
     try:
-        lines = (models_dir / PROVENANCE).read_text().splitlines()
+        if os.stat(path).st_ino == written.st_ino:
+            os.replace(path, path.with_name(PROVENANCE + ".1"))
     except FileNotFoundError:
-        return []
-    out = []
-    for line in lines:
-        with contextlib.suppress(ValueError):
-            out.append(json.loads(line))
-    return out
+        pass  # another writer rotated it first
+    except OSError as exc:  # the line is written: the log only grows on until a rotation works
+        log.warning("cannot rotate %s: %s", path, exc)
 
 
 def new_entry(model_id: str, source: str, library: str, install_path: Path) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from entrypoint.models import parse_model_ref
 from entrypoint.models.catalog import (
     CATALOG_FILE,
@@ -14,8 +16,8 @@ from entrypoint.models.catalog import (
     catalog_key,
     edit_catalog,
     load_catalog,
-    read_provenance,
 )
+from tests.helpers.models import read_provenance
 
 
 def test_one_key_per_model(tmp_path: Path) -> None:
@@ -58,3 +60,20 @@ def test_the_provenance_log_is_rotated_past_its_limit_and_keeps_one_older_genera
     append_provenance(models, {"result": "cached", "ref": "next"})
     assert [r["ref"] for r in read_provenance(models)] == ["next"]  # a new log, the old one kept beside it
     assert rotated.stat().st_size > PROVENANCE_MAX_BYTES
+
+
+def test_a_rotation_that_fails_keeps_the_line_and_says_why(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The older generation's place is taken (a folder): the line is still logged, the log grows on."""
+    models = tmp_path / "models"
+    append_provenance(models, {"result": "downloaded", "ref": "first"})
+    log = models / PROVENANCE
+    with log.open("ab") as fh:
+        fh.write(b"{}\n" * (PROVENANCE_MAX_BYTES // 3))
+    (models / (PROVENANCE + ".1")).mkdir()
+    (models / (PROVENANCE + ".1") / "keep").write_text("")
+    with caplog.at_level("WARNING"):
+        append_provenance(models, {"result": "cached", "ref": "crosses"})
+    assert json.loads(log.read_bytes().splitlines()[-1])["ref"] == "crosses"
+    assert [r.getMessage() for r in caplog.records if "cannot rotate" in r.getMessage()] != []
+    assert not any("cannot append" in r.getMessage() for r in caplog.records)
+    assert (models / (PROVENANCE + ".1") / "keep").exists()

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from entrypoint.models.catalog import load_catalog, read_provenance
+from entrypoint.models.catalog import load_catalog
 from tests.helpers.cli import cli_env
 from tests.helpers.httpserver import Server
+from tests.helpers.models import read_provenance
 from tests.models.conftest import provision, sha
 from tests.models.fakehub import FakeHub
 

@@ -12,7 +12,8 @@ import pytest
 
 from entrypoint import digest
 from entrypoint.errors import ConfigError, LicenseError, NetError, NotFoundError, VerifyError
-from entrypoint.models.catalog import load_catalog, read_provenance
+from entrypoint.models.catalog import load_catalog
+from tests.helpers.models import read_provenance
 from tests.models.conftest import provision, sha, status
 from tests.models.fakehub import FakeHub
 

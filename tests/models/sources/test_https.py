@@ -12,9 +12,10 @@ import pytest
 from entrypoint import digest
 from entrypoint.errors import NetError, NotFoundError, PermError, VerifyError
 from entrypoint.models import ensure
-from entrypoint.models.catalog import load_catalog, read_provenance
+from entrypoint.models.catalog import load_catalog
 from entrypoint.settings import Settings
 from tests.helpers.httpserver import Request, Server
+from tests.helpers.models import read_provenance
 from tests.models.conftest import provision, sha, status
 
 
