@@ -13,7 +13,8 @@ addresses behind redirects), :mod:`.verify` (check, then publish), :mod:`.progre
 """
 
 from entrypoint.download.local import copy_file, copy_times
+from entrypoint.download.pieces import byte_count, content_range
 from entrypoint.download.stream import fetch_url
 from entrypoint.download.verify import Fetched
 
-__all__ = ["Fetched", "copy_file", "copy_times", "fetch_url"]
+__all__ = ["Fetched", "byte_count", "content_range", "copy_file", "copy_times", "fetch_url"]

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from msgspec import Struct, field
 
 from entrypoint.download.journal import changed, validator
-from entrypoint.download.pieces import READ, Piece, Plan
+from entrypoint.download.pieces import READ, Piece, Plan, content_range
 from entrypoint.download.redirects import GONE, STALE, answered_by, discard
 from entrypoint.errors import NetError
 from entrypoint.redact import repr_hiding
@@ -29,8 +28,6 @@ if TYPE_CHECKING:
     import urllib3
 
 log = logging.getLogger(__name__)
-
-_CONTENT_RANGE = r"bytes (\d+)-(\d+)/(\d+|\*)$"  # "*": the whole length unsaid (RFC 9110 allows it)
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
@@ -149,14 +146,13 @@ class Fetcher(Struct):
             raise _SourceGone(f"{signed} answered HTTP {resp.status} to {asked!r}", direct=False)
         self.raise_for_status(resp.status, self.url)
         value = resp.headers.get("Content-Range", "")
-        match = re.match(_CONTENT_RANGE, value)
-        other_total = match is not None and match.group(3) != "*" and int(match.group(3)) != self.plan.total
-        if match is None or int(match.group(1)) != start or other_total:
-            raise _Refused(f"{self.url} answered {value!r} to {asked!r} (size {self.plan.total}): refused")
+        answered = content_range(value)
+        if answered is None or answered.first != start or answered.whole not in (None, self.plan.total):
+            raise _Refused(f"{self.url} answered {value[:80]!r} to {asked!r} (size {self.plan.total}): refused")
         if not self.by_digest and changed(self.validator, resp.headers):
             now = validator(resp.headers)
             raise _Refused(f"{self.url} changed during the download (was {self.validator!r}, now {now!r})")
-        return int(match.group(2)) + 1
+        return (answered.last or 0) + 1
 
     def _failed(self, piece: Piece, failures: int, why: str) -> int:
         failures += 1

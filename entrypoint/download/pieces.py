@@ -11,6 +11,7 @@ import re
 import threading
 from collections import deque
 from collections.abc import Mapping
+from typing import NamedTuple
 
 from msgspec import Struct, field
 
@@ -20,7 +21,33 @@ PER_CONNECTION = 8 * MIB  # by size: one connection per 8 MiB, so below 16 MiB a
 READ = 1 * MIB  # one socket read; also the margin a thief leaves before a piece's writer
 MIN_PIECE, MAX_PIECE = 4 * MIB, 64 * MIB
 MIN_STEAL = 1 * MIB
-_DIGITS = r"[0-9]+"
+#: A byte count in a header: ASCII digits, at most 20 (2**64 has 20). str.isdigit would
+#: take "²", and int() refuses more than 4,300 digits: either was a traceback on a hostile answer.
+_BYTE_COUNT = r"[0-9]{1,20}"
+#: "bytes 0-99/1000", "bytes 0-99/*" (the whole length unsaid), "bytes */1000" (a 416's)
+_CONTENT_RANGE = rf"bytes (?:({_BYTE_COUNT})-({_BYTE_COUNT})|\*)/({_BYTE_COUNT}|\*)"
+
+
+class ContentRange(NamedTuple):
+    first: int | None  # None in a 416's "bytes */N"
+    last: int | None
+    whole: int | None  # None for "*"
+
+
+def byte_count(value: str | None) -> int | None:
+    """A Content-Length (or X-Linked-Size) as a number, or None if it is not a plain byte count."""
+    return int(value) if value is not None and re.fullmatch(_BYTE_COUNT, value) else None
+
+
+def content_range(value: str | None) -> ContentRange | None:
+    """A Content-Range header's numbers, or None if it has another shape (or says nothing: ``*/*``)."""
+    match = re.fullmatch(_CONTENT_RANGE, value or "")
+    if match is None or (match.group(1) is None and match.group(3) == "*"):
+        return None
+    first, last, whole = match.groups()
+    return ContentRange(
+        int(first) if first else None, int(last) if last else None, None if whole == "*" else int(whole)
+    )
 
 
 def connection_count(total: int, setting: int | None) -> int:
@@ -31,14 +58,14 @@ def connection_count(total: int, setting: int | None) -> int:
 
 def splits(headers: Mapping[str, str], setting: int | None) -> bool:
     """Whether a 200's *headers* allow and justify fetching its body as several ranges."""
-    length = headers.get("Content-Length", "")
-    if not re.fullmatch(_DIGITS, length):
+    length = byte_count(headers.get("Content-Length"))
+    if length is None:
         return False
     if "bytes" not in headers.get("Accept-Ranges", "").lower():
         return False
     if headers.get("Content-Encoding", "identity").lower() != "identity":
         return False  # the length counts encoded bytes: ranges would not address the file
-    return connection_count(int(length), setting) > 1
+    return connection_count(length, setting) > 1
 
 
 def merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -38,7 +38,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from entrypoint import digest as digestmod
-from entrypoint.download.pieces import splits
+from entrypoint.download.pieces import byte_count, content_range, splits
 from entrypoint.download.pool import http_pool
 from entrypoint.download.progress import Progress
 from entrypoint.download.ranged import fetch_ranges
@@ -49,9 +49,6 @@ from entrypoint.fsutil import file_lock
 from entrypoint.settings import connections_setting
 
 log = logging.getLogger(__name__)
-
-_CONTENT_RANGE = r"bytes (\d+)-(\d+)/(\d+|\*)"
-_UNSIZED_RANGE = r"bytes \*/(\d+)"
 
 
 def _partial_key(url: str, sha256: str | None) -> str:
@@ -202,7 +199,7 @@ def _download(
                     status == 200
                     and not offset
                     and splits(resp.headers, connections)
-                    and expected_size in (None, int(resp.headers["Content-Length"]))
+                    and expected_size in (None, byte_count(resp.headers.get("Content-Length")))
                 ):
                     resp.close()  # the body comes over several connections instead
                     body = fetch_ranges(
@@ -240,9 +237,8 @@ def _download(
                     mode = "ab"
                 else:
                     mode = "wb" if not offset else "ab"
-                    length = resp.headers.get("Content-Length")
-                    if expected_size is None and length is not None and length.isdigit():
-                        expected_size = int(length)
+                    if expected_size is None:
+                        expected_size = byte_count(resp.headers.get("Content-Length"))
                 if progress is None:
                     progress = Progress(f"downloading {target.name}", expected_size, offset)
                 with open(partial, mode) as out:
@@ -306,13 +302,12 @@ def _raise_for_status(status: int, url: str) -> None:
 
 
 def _parse_content_range(value: str | None, url: str) -> tuple[int, int | None]:
-    match = re.match(_CONTENT_RANGE, value or "")
-    if not match:
-        raise NetError(f"{url} answered 206 with a bad Content-Range: {value!r}")
-    total = match.group(3)
-    return int(match.group(1)), (None if total == "*" else int(total))
+    answered = content_range(value)
+    if answered is None or answered.first is None:
+        raise NetError(f"{url} answered 206 with a bad Content-Range: {(value or '')[:80]!r}")
+    return answered.first, answered.whole
 
 
 def _total_from_416(value: str | None) -> int | None:
-    match = re.match(_UNSIZED_RANGE, value or "")
-    return int(match.group(1)) if match else None
+    answered = content_range(value)
+    return answered.whole if answered is not None and answered.first is None else None

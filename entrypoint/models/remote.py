@@ -17,19 +17,18 @@ cannot learn a fact lets the download's own checks decide.
 from __future__ import annotations
 
 import logging
-import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from entrypoint.download import byte_count, content_range
 from entrypoint.errors import VerifyError
 from entrypoint.gguf_info import read_gguf_info
 
 log = logging.getLogger(__name__)
 
 PREFIXES = (8 << 20, 64 << 20)
-_TOTAL = r"bytes (?:\d+-\d+|\*)/(\d+)"
 
 
 def _pool(timeout: float) -> Any:
@@ -48,22 +47,20 @@ def remote_size(url: str, headers: Mapping[str, str] | None = None, *, timeout: 
     http = _pool(timeout)
     try:
         resp = http.request("HEAD", url, headers=dict(headers or {}), redirect=True)
-        length = resp.headers.get("Content-Length")
-        linked = resp.headers.get("X-Linked-Size")
-        if resp.status == 200 and (linked or length or "").isdigit():
-            return int(linked or length or 0)
+        size = byte_count(resp.headers.get("X-Linked-Size") or resp.headers.get("Content-Length"))
+        if resp.status == 200 and size is not None:
+            return size
         if resp.status not in (200, 405, 501):
             return None  # an error the download itself will report (401, 404, ...)
         resp = http.request(
             "GET", url, headers={**(headers or {}), "Range": "bytes=0-0"}, redirect=True, preload_content=False
         )
         resp.close()  # a server that ignores Range would send it all: the headers say enough
-        match = re.match(_TOTAL, resp.headers.get("Content-Range") or "")
-        length = resp.headers.get("Content-Length")
-        if resp.status in (206, 416) and match:
-            return int(match.group(1))
-        if resp.status == 200 and (length or "").isdigit():
-            return int(length or 0)
+        answered = content_range(resp.headers.get("Content-Range"))
+        if resp.status in (206, 416) and answered is not None and answered.whole is not None:
+            return answered.whole
+        if resp.status == 200:
+            return byte_count(resp.headers.get("Content-Length"))
     except urllib3.exceptions.HTTPError as exc:
         log.debug("cannot ask %s for its size: %s", url, exc)
     return None
@@ -87,11 +84,10 @@ def read_prefix(
         if resp.status not in (200, 206):
             return b"", None
         data = resp.read(n)  # a server that ignores Range sends it all: read only what we need
-        match = re.match(_TOTAL, resp.headers.get("Content-Range") or "")
-        length = resp.headers.get("Content-Length")
-        total = int(match.group(1)) if match else None
-        if total is None and resp.status == 200 and (length or "").isdigit():
-            total = int(length or 0)
+        answered = content_range(resp.headers.get("Content-Range"))
+        total = answered.whole if answered is not None else None
+        if total is None and resp.status == 200:
+            total = byte_count(resp.headers.get("Content-Length"))
         return data[:n], total
     finally:
         resp.close()  # the rest of the body is not wanted: never reuse this connection

@@ -4,7 +4,7 @@ It serves byte strings registered under URL paths, honours ``Range`` (``bytes=a-
 ``bytes=a-b``: 206 with Content-Range, 416 past the end) and can misbehave per route:
 ignore ranges, cut the connection after N bytes (once or always), stall after N bytes
 (send nothing for a while, then hang up), answer a fixed status with headers, send a
-Content-Range that starts elsewhere or leaves the whole length unsaid, answer less than a range asked for, add headers
+Content-Range that starts elsewhere or of any shape, answer less than a range asked for, add headers
 computed for each answer (an ETag that changes every time), or cap each connection's
 speed (as content delivery networks do). Every request is logged for assertions, and each
 route counts the body bytes it sent and the most requests it served at once.
@@ -31,7 +31,8 @@ class Route:
     cut_after: int | None = None  # close the connection after this many body bytes
     cuts: int = 1  # how many requests get cut (then behave)
     wrong_range_start: bool = False
-    unknown_total: bool = False  # Content-Range "bytes a-b/*" (the whole length left unsaid, as RFC 9110 allows)
+    # Content-Range of a 206 from (first, last, whole length): "bytes a-b/*", garbage, lies
+    content_range: Callable[[int, int, int], str] | None = None
     handler: Callable[[BaseHTTPRequestHandler], bool] | None = None  # return True if handled
     rate: float | None = None  # bytes per second per connection
     max_range: int | None = None  # answer at most this many bytes to a Range request (a valid 206)
@@ -133,8 +134,8 @@ class Server:
                         end = min(end, start + route.max_range)
                     status = 206
                     shown = start + 1 if route.wrong_range_start else start
-                    total = "*" if route.unknown_total else str(len(body))
-                    headers["Content-Range"] = f"bytes {shown}-{end - 1}/{total}"
+                    shape = route.content_range or (lambda first, last, whole: f"bytes {first}-{last}/{whole}")
+                    headers["Content-Range"] = shape(shown, end - 1, len(body))
                 payload = memoryview(body)[start:end]
                 self.send_response(status)
                 for key, value in headers.items():
